@@ -1,0 +1,267 @@
+/* config.c — the configuration loader (see config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int jg_parse_long(const char *s, long min, long max, long *out)
+{
+    if (s == NULL || *s == '\0')
+        return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int jg_parse_double(const char *s, double min, double max, double *out)
+{
+    if (s == NULL || *s == '\0')
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end != '\0' || !isfinite(v) || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int copy_checked(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+/* Percent-decoding for the user and password parts of a redis:// URL. */
+static int url_decode(char *dst, size_t cap, const char *src, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%' && i + 2 < n) {
+            char hex[3] = {src[i + 1], src[i + 2], 0};
+            char *end;
+            long v = strtol(hex, &end, 16);
+            if (*end != '\0' || v <= 0)
+                return -1;
+            c = (char)v;
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return -1;
+        dst[o++] = c;
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+static int parse_redis_url(jg_config_t *cfg, const char *url)
+{
+    long n;
+    cfg->redis_unix[0] = cfg->redis_user[0] = cfg->redis_password[0] = '\0';
+    cfg->redis_db = 0;
+    cfg->redis_port = 6379;
+    snprintf(cfg->redis_host, sizeof cfg->redis_host, "127.0.0.1");
+
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        const char *q = strchr(path, '?');
+        size_t plen = q ? (size_t)(q - path) : strlen(path);
+        if (plen == 0 || plen >= sizeof cfg->redis_unix || path[0] != '/')
+            return -1;
+        memcpy(cfg->redis_unix, path, plen);
+        cfg->redis_unix[plen] = '\0';
+        if (q) {
+            if (strncmp(q, "?db=", 4) != 0 || jg_parse_long(q + 4, 0, 1000000, &n))
+                return -1;
+            cfg->redis_db = (int)n;
+        }
+        snprintf(cfg->redis_url_masked, sizeof cfg->redis_url_masked, "%s", url);
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
+    const char *rest = url + 8;
+    const char *at = strrchr(rest, '@');
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        if (colon) {
+            if (url_decode(cfg->redis_user, sizeof cfg->redis_user, rest, (size_t)(colon - rest)) ||
+                url_decode(cfg->redis_password, sizeof cfg->redis_password, colon + 1,
+                           (size_t)(at - colon - 1)))
+                return -1;
+        } else if (url_decode(cfg->redis_password, sizeof cfg->redis_password, rest,
+                              (size_t)(at - rest))) {
+            return -1;   /* redis://password@host: a bare password, as redis-cli takes it */
+        }
+        rest = at + 1;
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hostport_len = slash ? (size_t)(slash - rest) : strlen(rest);
+    char hostport[300];
+    if (hostport_len >= sizeof hostport)
+        return -1;
+    memcpy(hostport, rest, hostport_len);
+    hostport[hostport_len] = '\0';
+    char *colon = strrchr(hostport, ':');
+    if (colon && strchr(hostport, ']') < colon) {
+        *colon = '\0';
+        if (jg_parse_long(colon + 1, 1, 65535, &n))
+            return -1;
+        cfg->redis_port = (int)n;
+    }
+    char *host = hostport;
+    if (host[0] == '[') {                 /* [::1] */
+        host++;
+        char *close = strchr(host, ']');
+        if (!close)
+            return -1;
+        *close = '\0';
+    }
+    if (host[0] && copy_checked(cfg->redis_host, sizeof cfg->redis_host, host))
+        return -1;
+    if (slash && slash[1]) {
+        if (jg_parse_long(slash + 1, 0, 1000000, &n))
+            return -1;
+        cfg->redis_db = (int)n;
+    }
+    /* the printable form: the password is never shown */
+    int v6 = strchr(cfg->redis_host, ':') != NULL;
+    snprintf(cfg->redis_url_masked, sizeof cfg->redis_url_masked, "redis://%s%s%s%s%s%s:%d/%d",
+             cfg->redis_user, cfg->redis_password[0] ? ":***" : "",
+             (cfg->redis_user[0] || cfg->redis_password[0]) ? "@" : "", v6 ? "[" : "",
+             cfg->redis_host, v6 ? "]" : "", cfg->redis_port, cfg->redis_db);
+    return 0;
+}
+
+/* The key prefix goes into every Redis key: no braces (they would break the hash tags). */
+static int valid_key_prefix(const char *p)
+{
+    if (*p == '\0')
+        return 0;
+    for (; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_.:-", *p)))
+            return 0;
+    return 1;
+}
+
+static int valid_mount_prefix(const char *p)
+{
+    if (*p == '\0')
+        return 1;   /* mounted at the root */
+    if (p[0] != '/' || p[strlen(p) - 1] == '/')
+        return 0;
+    return strpbrk(p, "?#% \t") == NULL;
+}
+
+#define FAIL(name) do { snprintf(err, errlen, "invalid %s", name); return -1; } while (0)
+
+int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    const char *v;
+    long n;
+
+    v = getenv("REDIS_URL");
+    if (parse_redis_url(cfg, v && *v ? v : "redis://127.0.0.1:6379/0"))
+        FAIL("REDIS_URL");
+
+    v = getenv("JOBGATE_KEY_PREFIX");
+    if (copy_checked(cfg->key_prefix, sizeof cfg->key_prefix, v && *v ? v : "jobgate") ||
+        !valid_key_prefix(cfg->key_prefix))
+        FAIL("JOBGATE_KEY_PREFIX");
+
+    v = getenv("JOBGATE_PREFIX");
+    if (copy_checked(cfg->mount_prefix, sizeof cfg->mount_prefix, v ? v : "/api") ||
+        !valid_mount_prefix(cfg->mount_prefix))
+        FAIL("JOBGATE_PREFIX");
+
+    struct { const char *name; long *dst; long def, min, max; } longs[] = {
+        {"JOBGATE_RETENTION", &cfg->retention, 86400, 1, 31536000},
+        {"JOBGATE_LOG_MAX", &cfg->log_max, 10000, 1, 10000000},
+        {"JOBGATE_SSE_HEARTBEAT", &cfg->sse_heartbeat, 15, 1, 3600},
+        {"JOBGATE_LEASE", &cfg->lease, 30, 2, 86400},
+    };
+    for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {
+        v = getenv(longs[i].name);
+        *longs[i].dst = longs[i].def;
+        if (v && *v && jg_parse_long(v, longs[i].min, longs[i].max, longs[i].dst))
+            FAIL(longs[i].name);
+    }
+    cfg->max_body = 1048576;
+    v = getenv("JOBGATE_MAX_BODY");
+    if (v && *v) {
+        if (jg_parse_long(v, 64, 1L << 30, &n))
+            FAIL("JOBGATE_MAX_BODY");
+        cfg->max_body = (size_t)n;
+    }
+    cfg->retry_base = 1.0;
+    v = getenv("JOBGATE_RETRY_BASE");
+    if (v && *v && jg_parse_double(v, 0.001, 3600, &cfg->retry_base))
+        FAIL("JOBGATE_RETRY_BASE");
+
+    struct { const char *name; char *dst; size_t cap; } strs[] = {
+        {"JOBGATE_CORS_ORIGINS", cfg->cors_origins, sizeof cfg->cors_origins},
+        {"JOBGATE_API_TOKENS", cfg->api_tokens, sizeof cfg->api_tokens},
+        {"JOBGATE_READ_TOKENS", cfg->read_tokens, sizeof cfg->read_tokens},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        v = getenv(strs[i].name);
+        if (v && copy_checked(strs[i].dst, strs[i].cap, v))
+            FAIL(strs[i].name);
+    }
+
+    v = getenv("JOBGATE_RATE_LIMIT");
+    if (v && *v) {
+        char tmp[64];
+        const char *slash = strchr(v, '/');
+        if (!slash || (size_t)(slash - v) >= sizeof tmp)
+            FAIL("JOBGATE_RATE_LIMIT");
+        memcpy(tmp, v, (size_t)(slash - v));
+        tmp[slash - v] = '\0';
+        if (jg_parse_long(tmp, 1, 1000000000, &cfg->rate_limit_n) ||
+            jg_parse_long(slash + 1, 1, 86400, &cfg->rate_limit_s))
+            FAIL("JOBGATE_RATE_LIMIT");
+    }
+    v = getenv("JOBGATE_TRUST_PROXY");
+    cfg->trust_proxy = v && strcmp(v, "1") == 0;
+
+    cfg->threads = 8;
+    cfg->grace = 5;
+    cfg->max_streams = 10000;
+    return 0;
+}
+
+void jg_config_print(const jg_config_t *cfg, FILE *out)
+{
+    fprintf(out, "REDIS_URL=%s\n", cfg->redis_url_masked);
+    fprintf(out, "JOBGATE_KEY_PREFIX=%s\n", cfg->key_prefix);
+    fprintf(out, "JOBGATE_PREFIX=%s\n", cfg->mount_prefix);
+    fprintf(out, "JOBGATE_MAX_BODY=%zu\n", cfg->max_body);
+    fprintf(out, "JOBGATE_RETENTION=%ld\n", cfg->retention);
+    fprintf(out, "JOBGATE_LOG_MAX=%ld\n", cfg->log_max);
+    fprintf(out, "JOBGATE_SSE_HEARTBEAT=%ld\n", cfg->sse_heartbeat);
+    fprintf(out, "JOBGATE_LEASE=%ld\n", cfg->lease);
+    fprintf(out, "JOBGATE_RETRY_BASE=%g\n", cfg->retry_base);
+    fprintf(out, "JOBGATE_CORS_ORIGINS=%s\n", cfg->cors_origins);
+    fprintf(out, "JOBGATE_API_TOKENS=%s\n", cfg->api_tokens[0] ? "***" : "");
+    fprintf(out, "JOBGATE_READ_TOKENS=%s\n", cfg->read_tokens[0] ? "***" : "");
+    if (cfg->rate_limit_n)
+        fprintf(out, "JOBGATE_RATE_LIMIT=%ld/%ld\n", cfg->rate_limit_n, cfg->rate_limit_s);
+    else
+        fprintf(out, "JOBGATE_RATE_LIMIT=\n");
+    fprintf(out, "JOBGATE_TRUST_PROXY=%d\n", cfg->trust_proxy);
+    fprintf(out, "threads=%d\ngrace=%g\nsocket=%s\nmax_streams=%ld\n", cfg->threads, cfg->grace,
+            cfg->socket[0] ? cfg->socket : "(fd 0 from spawn-fcgi, or CGI)", cfg->max_streams);
+}

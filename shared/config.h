@@ -1,0 +1,54 @@
+/* config.h — the one configuration loader: defaults, then the environment (REDIS_URL,
+ * JOBGATE_*), then command-line flags. Every program reads its settings through here, and
+ * `--check` prints them through jg_config_print(), which masks every secret. */
+#ifndef JG_CONFIG_H
+#define JG_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct jg_config {
+    /* Redis, parsed from REDIS_URL (redis://[user:password@]host[:port][/db] or
+     * unix:///path.sock[?db=N]). redis_password is a secret. */
+    char redis_url_masked[512];
+    char redis_host[256];
+    int  redis_port;
+    char redis_unix[256];      /* non-empty: connect to this unix socket */
+    char redis_user[128];
+    char redis_password[256];
+    int  redis_db;
+
+    char key_prefix[64];       /* JOBGATE_KEY_PREFIX, default "jobgate" */
+    char mount_prefix[128];    /* JOBGATE_PREFIX, default "/api": routes live under it */
+    size_t max_body;           /* JOBGATE_MAX_BODY, default 1048576 */
+    long retention;            /* JOBGATE_RETENTION s, default 86400 */
+    long log_max;              /* JOBGATE_LOG_MAX entries, default 10000 */
+    long sse_heartbeat;        /* JOBGATE_SSE_HEARTBEAT s, default 15 */
+    long lease;                /* JOBGATE_LEASE s, default 30 */
+    double retry_base;         /* JOBGATE_RETRY_BASE s, default 1 */
+    char cors_origins[1024];   /* JOBGATE_CORS_ORIGINS, comma list or "*"; empty = no CORS */
+    char api_tokens[2048];     /* JOBGATE_API_TOKENS (secret) */
+    char read_tokens[2048];    /* JOBGATE_READ_TOKENS (secret) */
+    long rate_limit_n;         /* JOBGATE_RATE_LIMIT=N/S; 0 = off */
+    long rate_limit_s;
+    int  trust_proxy;          /* JOBGATE_TRUST_PROXY=1 */
+
+    /* Flags of the web programs (see server.h). */
+    int    threads;            /* --threads N, default 8 */
+    double grace;              /* --grace S, default 5 (the worker: 30) */
+    char   socket[256];        /* --socket PATH|HOST:PORT; empty = fd 0 from spawn-fcgi, or CGI */
+    long   max_streams;        /* --max-streams N, default 10000 */
+} jg_config_t;
+
+/* Fills cfg with defaults and the environment. Returns 0, or -1 with a message in err naming the
+ * bad variable (never its secret value). */
+int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen);
+
+/* Parses a number with range checks: 0 on success, -1 if s is not a number in [min, max]. */
+int jg_parse_long(const char *s, long min, long max, long *out);
+int jg_parse_double(const char *s, double min, double max, double *out);
+
+/* Prints the effective configuration, one `name=value` per line, secrets masked. */
+void jg_config_print(const jg_config_t *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,44 @@
+/* json.h — strict JSON input and RFC 8785 (JCS) canonical output, as pure functions with no I/O.
+ *
+ * json-c parses leniently (it keeps the last of duplicate member names, turns lone surrogates
+ * into U+FFFD, keeps 64-bit integers), so every JSON body jobgate accepts first passes
+ * jg_json_check(); json-c then reads the fields. Cache keys are computed from JCS text. */
+#ifndef JG_JSON_H
+#define JG_JSON_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+typedef enum jg_json_status {
+    JG_JSON_OK = 0,
+    JG_JSON_SYNTAX,      /* not RFC 8259 JSON (or trailing bytes after the value) */
+    JG_JSON_UTF8,        /* invalid UTF-8 */
+    JG_JSON_DEPTH,       /* nested deeper than max_depth arrays/objects */
+    JG_JSON_DUPLICATE,   /* an object has two members of the same name (after unescaping) */
+    JG_JSON_SURROGATE,   /* a \u escape leaves a lone surrogate */
+} jg_json_status_t;
+
+/* Checks that text[0..len) is one JSON value (surrounding whitespace allowed) with the rules
+ * above; depth counts open arrays/objects (a top-level object is depth 1). On failure writes
+ * a short human message (e.g. "duplicate member name \"a\" at byte 12") into msg. */
+jg_json_status_t jg_json_check(const char *text, size_t len, int max_depth, char *msg,
+                               size_t msglen);
+
+/* For a text that passed jg_json_check and is an object: finds the top-level member name and
+ * points *value/*vlen at the raw text of its value (no surrounding whitespace).
+ * Returns 1 if found, 0 if not (or text is not an object). */
+int jg_json_member(const char *text, size_t len, const char *name, const char **value,
+                   size_t *vlen);
+
+/* Appends the RFC 8785 canonical form of a text that passed jg_json_check to out.
+ * Returns 0, or -1 (out unchanged) if a number is not finite as an IEEE 754 double. */
+int jg_jcs(const char *text, size_t len, jg_buf_t *out);
+
+/* The cache key of section 6 of the contract: lowercase hex SHA-256 of the JCS form of
+ * {"payload": P, "type": T} plus "version": V when version is not NULL. payload is JSON text
+ * that passed jg_json_check (NULL means {}). Returns 0, or -1 as jg_jcs. */
+int jg_cache_key(const char *type, const char *payload, size_t plen, const char *version,
+                 char hex[65]);
+
+#endif

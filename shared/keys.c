@@ -1,0 +1,103 @@
+/* keys.c — name and id rules, id minting, key layout (see keys.h). */
+#include "keys.h"
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <string.h>
+
+static int is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+static int is_b64url(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+int jg_valid_name(const char *s)
+{
+    if (s == NULL || !is_lower_alnum(s[0]))
+        return 0;
+    size_t i = 1;
+    for (; s[i]; i++)
+        if (i >= JG_NAME_MAX || !(is_lower_alnum(s[i]) || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+int jg_valid_job_id(const char *s)
+{
+    if (s == NULL || strlen(s) != JG_ID_LEN || s[JG_TAG_LEN] != '.')
+        return 0;
+    for (int i = 0; i < JG_TAG_LEN; i++)
+        if (!is_hex(s[i]))
+            return 0;
+    for (int i = JG_TAG_LEN + 1; i < JG_ID_LEN; i++)
+        if (!is_b64url(s[i]))
+            return 0;
+    return 1;
+}
+
+int jg_valid_hex64(const char *s)
+{
+    if (s == NULL || strlen(s) != 64)
+        return 0;
+    for (int i = 0; i < 64; i++)
+        if (!is_hex(s[i]))
+            return 0;
+    return 1;
+}
+
+void jg_queue_tag(const char *queue, char tag[JG_TAG_LEN + 1])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)queue, strlen(queue), md);
+    for (int i = 0; i < JG_TAG_LEN / 2; i++)
+        snprintf(tag + 2 * i, 3, "%02x", md[i]);
+}
+
+int jg_new_job_id(const char *queue, char id[JG_ID_LEN + 1])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char rnd[16];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return -1;
+    jg_queue_tag(queue, id);
+    id[JG_TAG_LEN] = '.';
+    /* 128 bits as 22 base64url digits, 6 bits each (the last one carries 2) */
+    unsigned acc = 0;
+    int bits = 0, o = JG_TAG_LEN + 1;
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        acc = (acc << 8) | rnd[i];
+        bits += 8;
+        while (bits >= 6) {
+            id[o++] = b64[(acc >> (bits - 6)) & 63];
+            bits -= 6;
+        }
+    }
+    id[o++] = b64[(acc << (6 - bits)) & 63];
+    id[o] = '\0';
+    return 0;
+}
+
+int jg_key_job(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX])
+{
+    return snprintf(out, JG_KEY_MAX, "%s:{%.8s}:job:%s", cfg->key_prefix, id, id);
+}
+
+int jg_key_log(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX])
+{
+    return snprintf(out, JG_KEY_MAX, "%s:{%.8s}:log:%s", cfg->key_prefix, id, id);
+}
+
+int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, char out[JG_KEY_MAX])
+{
+    char tag[JG_TAG_LEN + 1];
+    jg_queue_tag(queue, tag);
+    return snprintf(out, JG_KEY_MAX, "%s:{%s}:q:%s:%s", cfg->key_prefix, tag, queue, what);
+}
+
+int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX])
+{
+    return snprintf(out, JG_KEY_MAX, "%s:%s", cfg->key_prefix, what);
+}

@@ -1,0 +1,36 @@
+/* keys.h — names, ids and the Redis key layout (docs/redis.md). The only place that turns
+ * request input into Redis key names, and it only accepts input that passed these checks. */
+#ifndef JG_KEYS_H
+#define JG_KEYS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "jg.h"
+
+/* ^[a-z0-9][a-z0-9_.-]{0,63}$ — queue and type names. */
+int jg_valid_name(const char *s);
+/* A job id as jobgate mints them: 8 lowercase hex (the queue's tag), '.', 22 base64url. */
+int jg_valid_job_id(const char *s);
+/* 64 lowercase hex (cache keys). */
+int jg_valid_hex64(const char *s);
+
+/* The hash tag of a queue: the first 8 hex digits of SHA-256(queue name). All keys of a queue
+ * and of its jobs carry it, so they share one Redis Cluster slot. */
+void jg_queue_tag(const char *queue, char tag[JG_TAG_LEN + 1]);
+
+/* A new job id for queue: "<tag>.<22 base64url of 16 bytes from RAND_bytes>".
+ * Returns 0, or -1 if the random generator failed. */
+int jg_new_job_id(const char *queue, char id[JG_ID_LEN + 1]);
+
+/* Keys. Each writes a NUL-terminated key into out (JG_KEY_MAX bytes) and returns its length.
+ * id must have passed jg_valid_job_id, queue jg_valid_name. */
+#define JG_KEY_MAX 256
+int jg_key_job(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX]);
+int jg_key_log(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX]);
+/* "<prefix>:{<tag>}:q:<queue>:<what>" for the queue's own keys (ready:<type>, delayed, ...). */
+int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, char out[JG_KEY_MAX]);
+/* Global names (no slot): "<prefix>:<what>", e.g. the events channel "<prefix>:events". */
+int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX]);
+
+#endif

@@ -1,0 +1,238 @@
+/* redis.c — the Redis call path with reconnect and scripts (see redis.h). */
+#include "redis.h"
+#include "log.h"
+#include "scripts.h"
+#include "timefmt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define CONNECT_TIMEOUT_MS 1000
+
+void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = cfg;
+    r->timeout_ms = timeout_ms;
+    r->backoff_ms = BACKOFF_MIN_MS;
+}
+
+void jg_redis_close(jg_redis_t *r)
+{
+    if (r->ctx)
+        redisFree(r->ctx);
+    r->ctx = NULL;
+}
+
+void jg_redis_drop(jg_redis_t *r, const char *why)
+{
+    if (r->ctx == NULL)
+        return;
+    jg_log_warn("redis connection lost", "error", why, NULL);
+    jg_redis_close(r);
+    r->retry_at = 0;   /* the first reconnect is immediate: Redis may simply have restarted */
+}
+
+static void connect_failed(jg_redis_t *r, const char *why)
+{
+    if (r->failures++ == 0)
+        jg_log_warn("redis unreachable, retrying with backoff", "error", why, NULL);
+    jg_redis_close(r);
+    r->retry_at = jg_monotonic_ms() + r->backoff_ms;
+    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+/* AUTH and SELECT: redone by hand on every connect, as hiredis does not. */
+static int handshake(jg_redis_t *r, char *why, size_t whylen)
+{
+    const jg_config_t *cfg = r->cfg;
+    redisReply *rep = NULL;
+    if (cfg->redis_password[0]) {
+        if (cfg->redis_user[0])
+            rep = redisCommand(r->ctx, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+        else
+            rep = redisCommand(r->ctx, "AUTH %s", cfg->redis_password);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            /* the server's message never contains the password; ours neither */
+            snprintf(why, whylen, "AUTH failed%s%s", rep ? ": " : "", rep ? rep->str : "");
+            goto fail;
+        }
+        freeReplyObject(rep);
+    }
+    if (cfg->redis_db) {
+        rep = redisCommand(r->ctx, "SELECT %d", cfg->redis_db);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whylen, "SELECT failed%s%s", rep ? ": " : "", rep ? rep->str : "");
+            goto fail;
+        }
+        freeReplyObject(rep);
+    }
+    return 0;
+fail:
+    if (rep)
+        freeReplyObject(rep);
+    return -1;
+}
+
+int jg_redis_connect(jg_redis_t *r)
+{
+    if (r->ctx)
+        return 0;
+    if (jg_monotonic_ms() < r->retry_at)
+        return -1;
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    if (r->cfg->redis_unix[0])
+        r->ctx = redisConnectUnixWithTimeout(r->cfg->redis_unix, tv);
+    else
+        r->ctx = redisConnectWithTimeout(r->cfg->redis_host, r->cfg->redis_port, tv);
+    char why[256];
+    if (r->ctx == NULL || r->ctx->err) {
+        snprintf(why, sizeof why, "%s", r->ctx ? r->ctx->errstr : "out of memory");
+        connect_failed(r, why);
+        return -1;
+    }
+    if (handshake(r, why, sizeof why)) {
+        connect_failed(r, why);
+        return -1;
+    }
+    struct timeval cmd_tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+    if (r->timeout_ms > 0)
+        redisSetTimeout(r->ctx, cmd_tv);
+    else {
+        struct timeval forever = {0, 0};
+        redisSetTimeout(r->ctx, forever);
+    }
+    if (r->failures)
+        jg_log_info("redis reachable again", NULL);
+    r->failures = 0;
+    r->backoff_ms = BACKOFF_MIN_MS;
+    return 0;
+}
+
+/* After any call: a failed reply means the context is unusable (I/O error, timeout). */
+static redisReply *checked(jg_redis_t *r, void *reply)
+{
+    if (reply == NULL) {
+        jg_redis_drop(r, r->ctx && r->ctx->errstr[0] ? r->ctx->errstr : "no reply");
+        return NULL;
+    }
+    return reply;
+}
+
+redisReply *jg_redis_cmd(jg_redis_t *r, const char *fmt, ...)
+{
+    if (jg_redis_connect(r))
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    void *reply = redisvCommand(r->ctx, fmt, ap);
+    va_end(ap);
+    return checked(r, reply);
+}
+
+redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const size_t *lens)
+{
+    if (jg_redis_connect(r))
+        return NULL;
+    return checked(r, redisCommandArgv(r->ctx, argc, argv, lens));
+}
+
+int jg_redis_append(jg_redis_t *r, const char *fmt, ...)
+{
+    if (jg_redis_connect(r))
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(r->ctx, fmt, ap);
+    va_end(ap);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_t *lens)
+{
+    if (jg_redis_connect(r))
+        return -1;
+    return redisAppendCommandArgv(r->ctx, argc, argv, lens) == REDIS_OK ? 0 : -1;
+}
+
+redisReply *jg_redis_get_reply(jg_redis_t *r)
+{
+    if (r->ctx == NULL)
+        return NULL;
+    void *reply = NULL;
+    if (redisGetReply(r->ctx, &reply) != REDIS_OK)
+        reply = NULL;
+    return checked(r, reply);
+}
+
+redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,
+                            const char **args, const size_t *lens)
+{
+    const jg_script_t *s = jg_script(name);
+    const char *argv[JG_ARGS_MAX + 3];
+    size_t argl[JG_ARGS_MAX + 3];
+    char nk[16];
+    if (argc > JG_ARGS_MAX)
+        abort();
+    snprintf(nk, sizeof nk, "%d", numkeys);
+    argv[0] = "EVALSHA"; argl[0] = 7;
+    argv[1] = s->sha1;   argl[1] = strlen(s->sha1);
+    argv[2] = nk;        argl[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        argv[i + 3] = args[i];
+        argl[i + 3] = lens[i];
+    }
+    redisReply *rep = jg_redis_cmdargv(r, argc + 3, argv, argl);
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(rep);
+        rep = jg_redis_cmd(r, "SCRIPT LOAD %s", s->source);
+        if (rep == NULL)
+            return NULL;
+        freeReplyObject(rep);
+        rep = jg_redis_cmdargv(r, argc + 3, argv, argl);
+    }
+    return rep;
+}
+
+void jg_args_init(jg_args_t *a) { memset(a, 0, sizeof *a); }
+
+void jg_args_add(jg_args_t *a, const char *s, size_t len)
+{
+    if (a->argc >= JG_ARGS_MAX)
+        abort();
+    a->argv[a->argc] = s;
+    a->lens[a->argc] = len;
+    a->argc++;
+}
+
+void jg_args_str(jg_args_t *a, const char *s)
+{
+    if (s == NULL)
+        s = "";
+    jg_args_add(a, s, strlen(s));
+}
+
+void jg_args_printf(jg_args_t *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    a->owned[a->nowned++] = s;
+    jg_args_add(a, s, (size_t)n);
+}
+
+void jg_args_free(jg_args_t *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+    a->nowned = 0;
+    a->argc = 0;
+}

@@ -1,0 +1,66 @@
+/* redis.h — the one Redis call path: connect (TCP or unix socket), AUTH and SELECT on every
+ * (re)connect, a command timeout, reconnect with backoff after any failure, and Lua scripts by
+ * EVALSHA with a reload on NOSCRIPT. One jg_redis_t per thread; it is not thread-safe.
+ *
+ * Every call returns a reply the caller frees with freeReplyObject(), or NULL when Redis is
+ * unreachable (the connection is then dropped and retried on a later call, after a backoff
+ * that grows from 100 ms to 2 s). A NULL means "answer 503 unavailable". A reply of type
+ * REDIS_REPLY_ERROR is a command error (a script's refusal, a bug), not an outage. */
+#ifndef JG_REDIS_H
+#define JG_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct jg_redis {
+    const jg_config_t *cfg;
+    redisContext *ctx;          /* NULL while disconnected */
+    int timeout_ms;             /* per command; 0 = block forever (pub/sub readers) */
+    int backoff_ms;             /* next wait after a failed connect */
+    int64_t retry_at;           /* monotonic ms before which no connect is tried */
+    int failures;               /* connects that failed in a row (for logging once) */
+} jg_redis_t;
+
+void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms);
+void jg_redis_close(jg_redis_t *r);
+
+/* Connects if not connected and the backoff allows. Returns 0 when connected. */
+int jg_redis_connect(jg_redis_t *r);
+
+/* A command, printf-style as redisCommand(). */
+redisReply *jg_redis_cmd(jg_redis_t *r, const char *fmt, ...);
+redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
+
+/* Runs the script named name (redis/NAME.lua) with numkeys KEYS then ARGV in args. */
+redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,
+                            const char **args, const size_t *lens);
+
+/* Pipelining: append commands, then read each reply in order with jg_redis_get_reply().
+ * jg_redis_append* return 0, or -1 when disconnected (nothing was appended). */
+int jg_redis_append(jg_redis_t *r, const char *fmt, ...);
+int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
+redisReply *jg_redis_get_reply(jg_redis_t *r);
+
+/* Marks the connection broken (after a protocol surprise); the next call reconnects. */
+void jg_redis_drop(jg_redis_t *r, const char *why);
+
+/* An argument list for cmdargv/script calls: strings are referenced, not copied, except those
+ * added with jg_args_printf, which the list owns until jg_args_free. */
+#define JG_ARGS_MAX 512
+typedef struct jg_args {
+    int argc;
+    const char *argv[JG_ARGS_MAX];
+    size_t lens[JG_ARGS_MAX];
+    char *owned[JG_ARGS_MAX];
+    int nowned;
+} jg_args_t;
+
+void jg_args_init(jg_args_t *a);
+void jg_args_add(jg_args_t *a, const char *s, size_t len);
+void jg_args_str(jg_args_t *a, const char *s);   /* NUL-terminated; NULL adds "" */
+void jg_args_printf(jg_args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void jg_args_free(jg_args_t *a);
+
+#endif
