@@ -8,7 +8,7 @@ DESTDIR ?=
 WARN    = -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ishared -Iworker
-LDLIBS  = -lfcgi -lhiredis -ljson-c -lcrypto -lpthread
+LDLIBS  = -lfcgi -lhiredis -ljson-c -lcrypto -lpthread -lm
 
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san

@@ -12,7 +12,7 @@
 #define JG_ID_MAX     64    /* job ids */
 #define JG_ID_LEN     31    /* ids we mint: 8 hex (queue tag) '.' 22 base64url */
 #define JG_TAG_LEN    8     /* hash tag of a queue: first 8 hex of SHA-256(queue) */
-#define JG_JSON_DEPTH 64
+#define JG_JSON_MAX_DEPTH 64
 
 #define JG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

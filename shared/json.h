@@ -21,12 +21,13 @@ typedef enum jg_json_status {
 
 /* Checks that text[0..len) is one JSON value (surrounding whitespace allowed) with the rules
  * above; depth counts open arrays/objects (a top-level object is depth 1). On failure writes
- * a short human message (e.g. "duplicate member name \"a\" at byte 12") into msg. */
+ * a short human message (e.g. "duplicate member name \"a\" at byte 12", byte offsets counted
+ * from 0) into msg; msg may be NULL. Never reads beyond text[len). */
 jg_json_status_t jg_json_check(const char *text, size_t len, int max_depth, char *msg,
                                size_t msglen);
 
 /* For a text that passed jg_json_check and is an object: finds the top-level member name and
- * points *value/*vlen at the raw text of its value (no surrounding whitespace).
+ * points *value and *vlen at the raw text of its value (no surrounding whitespace).
  * Returns 1 if found, 0 if not (or text is not an object). */
 int jg_json_member(const char *text, size_t len, const char *name, const char **value,
                    size_t *vlen);
@@ -34,6 +35,13 @@ int jg_json_member(const char *text, size_t len, const char *name, const char **
 /* Appends the RFC 8785 canonical form of a text that passed jg_json_check to out.
  * Returns 0, or -1 (out unchanged) if a number is not finite as an IEEE 754 double. */
 int jg_jcs(const char *text, size_t len, jg_buf_t *out);
+
+/* Writes v as ECMAScript's Number.prototype.toString() does, which is the JCS form of a number
+ * (RFC 8785 3.2.2.3): the fewest digits that read back as v, laid out as 1e+21, 0.000001, 1e-7,
+ * 123456789012345680000; -0 is "0". NUL-terminated in out. Returns the length, or -1 if v is
+ * NaN or infinite. Independent of the C locale. */
+#define JG_NUMBER_MAX 32
+int jg_json_number(double v, char out[JG_NUMBER_MAX]);
 
 /* The cache key of section 6 of the contract: lowercase hex SHA-256 of the JCS form of
  * {"payload": P, "type": T} plus "version": V when version is not NULL. payload is JSON text

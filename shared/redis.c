@@ -34,7 +34,16 @@ void jg_redis_drop(jg_redis_t *r, const char *why)
         return;
     jg_log_warn("redis connection lost", "error", why, NULL);
     jg_redis_close(r);
-    r->retry_at = 0;   /* the first reconnect is immediate: Redis may simply have restarted */
+    /* Reconnect at once after a connection that had lived (Redis may simply have restarted);
+     * one that failed straight after connecting waits out the backoff, or we would spin. */
+    int64_t now = jg_monotonic_ms();
+    if (now - r->connected_at > 1000) {
+        r->retry_at = 0;
+        r->backoff_ms = BACKOFF_MIN_MS;
+    } else {
+        r->retry_at = now + r->backoff_ms;
+        r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+    }
 }
 
 static void connect_failed(jg_redis_t *r, const char *why)
@@ -106,10 +115,12 @@ int jg_redis_connect(jg_redis_t *r)
         struct timeval forever = {0, 0};
         redisSetTimeout(r->ctx, forever);
     }
+    if (r->cfg->redis_unix[0] == '\0')
+        redisEnableKeepAlive(r->ctx);   /* notice a lost host on idle connections */
     if (r->failures)
         jg_log_info("redis reachable again", NULL);
     r->failures = 0;
-    r->backoff_ms = BACKOFF_MIN_MS;
+    r->connected_at = jg_monotonic_ms();
     return 0;
 }
 

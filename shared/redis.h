@@ -21,6 +21,7 @@ typedef struct jg_redis {
     int backoff_ms;             /* next wait after a failed connect */
     int64_t retry_at;           /* monotonic ms before which no connect is tried */
     int failures;               /* connects that failed in a row (for logging once) */
+    int64_t connected_at;       /* monotonic ms of the last successful connect */
 } jg_redis_t;
 
 void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms);

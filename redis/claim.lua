@@ -1,0 +1,125 @@
+-- claim.lua — the worker's claim in one queue (docs/redis.md, "claim.lua"): promote due delayed
+-- jobs, take back running jobs whose lease ran out (a failed attempt "worker lost"), then claim
+-- up to N ready jobs of the worker's types, lowest score first across those types.
+-- KEYS[1]  delayed             P:{tag}:q:<queue>:delayed
+-- KEYS[2]  running             P:{tag}:q:<queue>:running
+-- KEYS[3]  counts              P:{tag}:q:<queue>:counts
+-- KEYS[4..] ready sets         P:{tag}:q:<queue>:ready:<type>, one per type the worker runs
+-- ARGV[1]  key prefix of the queue's tag "P:{tag}:"
+-- ARGV[2]  queue
+-- ARGV[3]  worker id
+-- ARGV[4]  how many jobs to claim, 0..1000 (0: only promote and take back)
+-- ARGV[5]  lease ms
+-- ARGV[6]  retry base ms
+-- ARGV[7]  jitter per mille, 800..1200, drawn at random by the caller
+-- ARGV[8]  retention seconds
+-- ARGV[9]  log_max
+-- ARGV[10] events channel P:events
+-- ARGV[11] wake channel P:wake:<queue>
+-- Returns {next_run_at, taken_back, job, job, ...}: next_run_at = ms of the earliest job still in
+-- delayed (-1 if none); taken_back = expired leases handled; each job claimed is
+-- {id, type, attempt, fence, timeout_ms, lease_until, payload}.
+local function int(x) return string.format('%.0f', x) end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local P, queue, wid = ARGV[1], ARGV[2], ARGV[3]
+local want, lease = tonumber(ARGV[4]), tonumber(ARGV[5])
+local log_max, events = ARGV[9], ARGV[10]
+
+local function jobkey(id) return P .. 'job:' .. id end
+local function logkey(id) return P .. 'log:' .. id end
+local function readykey(jtype) return P .. 'q:' .. queue .. ':ready:' .. jtype end
+local function addlog(id, line)
+  redis.call('XADD', logkey(id), 'MAXLEN', log_max, '*',
+    'ts', int(now), 'stream', 'system', 'line', line)
+end
+local function bump(id)
+  local v = redis.call('HINCRBY', jobkey(id), 'version', 1)
+  redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. v)
+end
+
+-- 1. Promote due delayed jobs to their type's ready set (at most 1000 per call).
+local woken = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[1], id)
+  local f = redis.call('HMGET', jobkey(id), 'status', 'type', 'score')
+  if f[1] == 'queued' then
+    redis.call('ZADD', readykey(f[2]), f[3], id)
+    redis.call('HSET', jobkey(id), 'run_at', '')
+    bump(id)
+    woken[f[2]] = true
+  end
+end
+for jtype in pairs(woken) do redis.call('PUBLISH', ARGV[11], jtype) end
+
+-- 2. Take back expired leases: the attempt failed with "worker lost" (at most 100 per call).
+local taken = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now), 'LIMIT', 0, 100)) do
+  redis.call('ZREM', KEYS[2], id)
+  local jk = jobkey(id)
+  local f = redis.call('HMGET', jk, 'status', 'type', 'attempts', 'max_attempts', 'cancel_requested')
+  if f[1] == 'running' then
+    taken = taken + 1
+    local jtype, n, max = f[2], tonumber(f[3]), tonumber(f[4])
+    if f[5] == '1' then
+      redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', int(now), 'lease_until', '',
+        'error', 'worker lost')
+      redis.call('HINCRBY', KEYS[3], 'cancelled:' .. jtype, 1)
+      addlog(id, 'attempt ' .. n .. ' failed: worker lost; cancelled')
+      redis.call('EXPIRE', jk, ARGV[8])
+      redis.call('EXPIRE', logkey(id), ARGV[8])
+    elseif n < max then
+      local delay = tonumber(ARGV[6]) * 2 ^ (n - 1) * tonumber(ARGV[7]) / 1000
+      if delay > 3600000 then delay = 3600000 end
+      local run_at = now + math.floor(delay)
+      redis.call('HSET', jk, 'status', 'queued', 'run_at', int(run_at), 'lease_until', '',
+        'error', 'worker lost')
+      redis.call('ZADD', KEYS[1], int(run_at), id)
+      addlog(id, 'attempt ' .. n .. ' failed: worker lost; retry in ' ..
+        string.format('%.1f', delay / 1000) .. ' s')
+    else
+      redis.call('HSET', jk, 'status', 'failed', 'finished_at', int(now), 'lease_until', '',
+        'error', 'worker lost')
+      redis.call('HINCRBY', KEYS[3], 'failed:' .. jtype, 1)
+      addlog(id, 'failed: worker lost')
+      redis.call('EXPIRE', jk, ARGV[8])
+      redis.call('EXPIRE', logkey(id), ARGV[8])
+    end
+    bump(id)
+  end
+end
+
+-- 3. Claim: each time the lowest score among the heads of the worker's ready sets.
+local out = {-1, taken}
+local claimed = 0
+while claimed < want do
+  local best, best_score = nil, nil
+  for i = 4, #KEYS do
+    local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
+      best, best_score = i, tonumber(head[2])
+    end
+  end
+  if best == nil then break end
+  local id = redis.call('ZRANGE', KEYS[best], 0, 0)[1]
+  redis.call('ZREM', KEYS[best], id)
+  local jk = jobkey(id)
+  local f = redis.call('HMGET', jk, 'status', 'type', 'timeout_ms', 'payload')
+  if f[1] == 'queued' then
+    local n = redis.call('HINCRBY', jk, 'attempts', 1)
+    local fence = redis.call('HINCRBY', jk, 'fence', 1)
+    local lease_until = int(now + lease)
+    redis.call('HSET', jk, 'status', 'running', 'started_at', int(now), 'worker', wid,
+      'lease_until', lease_until, 'run_at', '', 'progress', '')
+    redis.call('ZADD', KEYS[2], lease_until, id)
+    addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
+    bump(id)
+    out[#out + 1] = {id, f[2], n, fence, f[3], lease_until, f[4]}
+    claimed = claimed + 1
+  end
+end
+
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if head[1] then out[1] = tonumber(head[2]) end
+return out

@@ -1,0 +1,89 @@
+-- complete.lua — the end of one attempt, as its worker reports it (docs/redis.md, "complete.lua").
+-- Fenced: refused unless the job is running with this fence (the worker may have lost its lease).
+-- KEYS[1]  job hash            P:{tag}:job:<id>
+-- KEYS[2]  log                 P:{tag}:log:<id>
+-- KEYS[3]  running             P:{tag}:q:<queue>:running
+-- KEYS[4]  delayed             P:{tag}:q:<queue>:delayed
+-- KEYS[5]  counts              P:{tag}:q:<queue>:counts
+-- KEYS[6]  ready set           P:{tag}:q:<queue>:ready:<type>
+-- ARGV[1]  id
+-- ARGV[2]  fence of the attempt
+-- ARGV[3]  outcome: done | failed | cancelled | requeue
+-- ARGV[4]  done: the result's JSON text; failed: the error text; otherwise ignored
+-- ARGV[5]  retry base ms
+-- ARGV[6]  jitter per mille, 800..1200, drawn at random by the caller
+-- ARGV[7]  retention seconds
+-- ARGV[8]  log_max
+-- ARGV[9]  events channel P:events
+-- ARGV[10] wake channel P:wake:<queue>
+-- Returns {1, status} when accepted (status: done, failed, queued or cancelled), or {0, why} when
+-- refused (why: "gone", "not running (<status>)" or "fenced (fence <current>)").
+-- done: status done, result, finished_at, counted, expires. failed with attempts left: queued in
+-- delayed with run_at = now + base * 2^(n-1) * jitter (at most 1 h); on the last: failed.
+-- A failure or requeue of a job whose cancel was requested ends it cancelled. cancelled: the worker stopped
+-- it on request. requeue: the worker is stopping; back in its ready set at its old place, the
+-- attempt not counted.
+local function int(x) return string.format('%.0f', x) end
+
+local jk, lk, id, outcome = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
+local f = redis.call('HMGET', jk, 'status', 'fence', 'type', 'attempts', 'max_attempts',
+  'cancel_requested', 'score')
+if not f[1] then return {0, 'gone'} end
+if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end
+if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local jtype, n, max = f[3], tonumber(f[4]), tonumber(f[5])
+local function addlog(line)
+  redis.call('XADD', lk, 'MAXLEN', ARGV[8], '*', 'ts', int(now), 'stream', 'system', 'line', line)
+end
+local function finish(status)
+  redis.call('HSET', jk, 'status', status, 'finished_at', int(now), 'lease_until', '')
+  redis.call('HINCRBY', KEYS[5], status .. ':' .. jtype, 1)
+  redis.call('EXPIRE', jk, ARGV[7])
+  redis.call('EXPIRE', lk, ARGV[7])
+end
+
+if outcome ~= 'done' and outcome ~= 'failed' and outcome ~= 'cancelled' and outcome ~= 'requeue' then
+  return redis.error_reply('ERR unknown outcome ' .. outcome)
+end
+if outcome ~= 'done' and f[6] == '1' then outcome = 'cancelled' end
+redis.call('ZREM', KEYS[3], id)
+local status
+if outcome == 'done' then
+  status = 'done'
+  redis.call('HSET', jk, 'result', ARGV[4], 'error', '')
+  finish(status)
+  addlog('done')
+elseif outcome == 'cancelled' then
+  status = 'cancelled'
+  finish(status)
+  addlog('cancelled')
+elseif outcome == 'requeue' then
+  status = 'queued'
+  redis.call('HINCRBY', jk, 'attempts', -1)
+  redis.call('HSET', jk, 'status', 'queued', 'lease_until', '', 'progress', '')
+  redis.call('ZADD', KEYS[6], f[7], id)
+  redis.call('PUBLISH', ARGV[10], jtype)
+  addlog('attempt ' .. n .. ' stopped: worker shutting down; queued again')
+elseif outcome == 'failed' then
+  redis.call('HSET', jk, 'error', ARGV[4])
+  if n < max then
+    status = 'queued'
+    local delay = tonumber(ARGV[5]) * 2 ^ (n - 1) * tonumber(ARGV[6]) / 1000
+    if delay > 3600000 then delay = 3600000 end
+    local run_at = now + math.floor(delay)
+    redis.call('HSET', jk, 'status', 'queued', 'run_at', int(run_at), 'lease_until', '')
+    redis.call('ZADD', KEYS[4], int(run_at), id)
+    addlog('attempt ' .. n .. ' failed: ' .. ARGV[4] .. '; retry in ' ..
+      string.format('%.1f', delay / 1000) .. ' s')
+  else
+    status = 'failed'
+    finish(status)
+    addlog('failed: ' .. ARGV[4])
+  end
+end
+local v = redis.call('HINCRBY', jk, 'version', 1)
+redis.call('PUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
+return {1, status}

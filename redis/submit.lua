@@ -1,0 +1,49 @@
+-- submit.lua — create a job (docs/redis.md, "submit.lua").
+-- KEYS[1] job hash            P:{tag}:job:<id>
+-- KEYS[2] ready set of type   P:{tag}:q:<queue>:ready:<type>
+-- KEYS[3] delayed             P:{tag}:q:<queue>:delayed
+-- KEYS[4] seq                 P:{tag}:q:<queue>:seq
+-- KEYS[5] jobs                P:{tag}:q:<queue>:jobs
+-- KEYS[6] types               P:{tag}:q:<queue>:types
+-- KEYS[7] counts              P:{tag}:q:<queue>:counts
+-- KEYS[8] log                 P:{tag}:log:<id>
+-- ARGV[1] id  [2] queue  [3] type  [4] payload (JSON text)  [5] priority  [6] max_attempts
+-- ARGV[7] timeout_ms  [8] delay_ms  [9] cache (0|1)  [10] cache_ttl  [11] cache_key
+-- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
+-- Returns {new_type (1 when the type is new to the queue), HGETALL of the job}.
+local function int(x) return string.format('%.0f', x) end
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('ERR job id exists')
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = redis.call('INCR', KEYS[4])
+local score = (1000 - tonumber(ARGV[5])) * 1099511627776 + seq
+local delay = tonumber(ARGV[8])
+local run_at = ''
+if delay > 0 then run_at = int(now + delay) end
+
+redis.call('HSET', KEYS[1],
+  'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', 'queued',
+  'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
+  'attempts', '0', 'progress', '', 'created_at', int(now), 'started_at', '',
+  'finished_at', '', 'run_at', run_at, 'worker', '', 'result', '', 'error', '',
+  'cache', ARGV[9], 'cache_ttl', ARGV[10], 'cache_key', ARGV[11], 'cache_version', ARGV[12],
+  'cached', '0', 'cancel_requested', '0', 'version', '1', 'seq', int(seq),
+  'score', int(score), 'fence', '0', 'lease_until', '')
+
+local line = 'queued'
+if delay > 0 then
+  redis.call('ZADD', KEYS[3], run_at, ARGV[1])
+  line = 'queued, delayed until ' .. run_at .. ' ms'
+else
+  redis.call('ZADD', KEYS[2], int(score), ARGV[1])
+  redis.call('PUBLISH', ARGV[14], ARGV[3])
+end
+redis.call('ZADD', KEYS[5], int(now), ARGV[1])
+local new_type = redis.call('SADD', KEYS[6], ARGV[3])
+redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
+redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
+  'ts', int(now), 'stream', 'system', 'line', line)
+return {new_type, redis.call('HGETALL', KEYS[1])}

@@ -1,0 +1,75 @@
+/* job.c — the job object, formatted from the job hash (see job.h). */
+#include "job.h"
+#include "timefmt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *jg_job_field(const redisReply *fields, const char *name)
+{
+    if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            strcmp(k->str, name) == 0)
+            return v->str;
+    }
+    return NULL;
+}
+
+/* Field kinds, formatted each their own way; an empty stored value is JSON null. */
+enum kind { STR, INT, TIME, JSON, BOOL };
+
+static const struct { const char *name; enum kind kind; } members[] = {
+    {"id", STR}, {"queue", STR}, {"type", STR}, {"status", STR}, {"priority", INT},
+    {"attempts", INT}, {"max_attempts", INT}, {"progress", INT}, {"created_at", TIME},
+    {"started_at", TIME}, {"finished_at", TIME}, {"run_at", TIME}, {"worker", STR},
+    {"result", JSON}, {"error", STR}, {"cached", BOOL}, {"cache_key", STR},
+    {"cancel_requested", BOOL}, {"version", INT},
+};
+
+long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
+{
+    const char *id = jg_job_field(fields, "id");
+    if (id == NULL)
+        return -1;
+    const char *version = jg_job_field(fields, "version");
+    jg_buf_putc(out, '{');
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
+        const char *v = jg_job_field(fields, members[i].name);
+        if (i)
+            jg_buf_putc(out, ',');
+        jg_buf_json_string(out, members[i].name, strlen(members[i].name));
+        jg_buf_putc(out, ':');
+        if (members[i].kind == BOOL) {
+            jg_buf_puts(out, v && strcmp(v, "1") == 0 ? "true" : "false");
+            continue;
+        }
+        if (v == NULL || v[0] == '\0') {
+            jg_buf_puts(out, "null");
+            continue;
+        }
+        switch (members[i].kind) {
+        case STR:
+            jg_buf_json_string(out, v, strlen(v));
+            break;
+        case INT:
+        case JSON:   /* stored JSON text, validated before it was stored */
+            jg_buf_puts(out, v);
+            break;
+        case TIME: {
+            char ts[32];
+            jg_time_format(strtoll(v, NULL, 10), ts);
+            jg_buf_json_string(out, ts, strlen(ts));
+            break;
+        }
+        case BOOL:
+            break;
+        }
+    }
+    if (flags & JG_JOB_COALESCED)
+        jg_buf_puts(out, ",\"coalesced\":true");
+    jg_buf_putc(out, '}');
+    return version ? strtoll(version, NULL, 10) : 0;
+}

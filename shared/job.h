@@ -1,0 +1,21 @@
+/* job.h — the job object of contract section 4, built from the job hash in Redis
+ * (docs/redis.md). Every program that shows a job formats it here. */
+#ifndef JG_JOB_H
+#define JG_JOB_H
+
+#include <hiredis/hiredis.h>
+
+#include "buf.h"
+
+/* Extra members some answers add (contract sections 3 and 6). */
+#define JG_JOB_COALESCED 1   /* "coalesced": true */
+
+/* Appends the job object for a flat field/value array (an HGETALL reply, or the same array
+ * returned by a script) to out. Returns the job's version, or -1 (out unchanged) when the
+ * array is empty or has no id (the job does not exist). */
+long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out);
+
+/* The value of field name in such an array, or NULL. */
+const char *jg_job_field(const redisReply *fields, const char *name);
+
+#endif

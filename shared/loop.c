@@ -1,0 +1,581 @@
+/* loop.c — the event loop: listener, idle connections, parked requests, messages, signals
+ * (see loop.h). */
+#include "loop.h"
+#include "events.h"
+#include "jg.h"
+#include "log.h"
+#include "timefmt.h"
+#include "buf.h"
+#include "keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_PENDING_OUT (4u << 20)   /* a client this far behind is dropped */
+#define FCGI_STDOUT 6
+#define FCGI_END_REQUEST 3
+
+/* What an epoll registration points at: the first member of each registered object. */
+enum kind { K_LISTEN, K_WAKE, K_SIGNAL, K_IDLE, K_PARKED };
+typedef struct tagged {
+    enum kind kind;
+    int fd;
+} tagged_t;
+
+struct jg_parked_io {
+    tagged_t tag;              /* K_PARKED */
+    int request_id;
+    int keep_conn;
+    int raw;                   /* plain bytes, no FastCGI records (CGI) */
+    int in_epoll;
+    int want_out;
+    int ending;                /* END_REQUEST queued: finish once flushed */
+    jg_buf_t out;
+    size_t out_off;
+    jg_parked_t pub;
+    struct jg_parked_io *prev, *next;
+};
+typedef struct jg_parked_io parked_io_t;
+
+/* What threads and the subscriber hand to the loop. */
+typedef struct inbox_item {
+    enum { IN_PARK, IN_IDLE, IN_MESSAGE, IN_RESYNC } what;
+    int fd, request_id, keep_conn, raw;
+    void *data;
+    size_t len;
+    struct inbox_item *next;
+    char msg[];                /* IN_MESSAGE */
+} inbox_item_t;
+
+struct jg_loop {
+    const jg_config_t *cfg;
+    const jg_park_ops_t *ops;
+    int epfd;
+    tagged_t listen, wake, sig;
+    jg_redis_t redis;
+
+    pthread_mutex_t mu;        /* guards everything below up to the parked list */
+    pthread_cond_t cv;
+    int *work;                 /* ring of fds with a request to read */
+    size_t work_head, work_len, work_cap;
+    int threads;               /* request threads still running */
+    inbox_item_t *inbox, *inbox_tail;
+
+    atomic_int stopping;
+    atomic_size_t nparked;     /* parked + on their way through the inbox */
+    atomic_uint_fast64_t msg_seq;
+    int64_t grace_deadline;
+    int drained;
+    parked_io_t *parked;       /* loop thread only */
+};
+
+static void set_nonblocking(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+static void wake_loop(jg_loop_t *loop)
+{
+    uint64_t one = 1;
+    ssize_t ignored = write(loop->wake.fd, &one, sizeof one);
+    (void)ignored;
+}
+
+static void inbox_push(jg_loop_t *loop, inbox_item_t *it)
+{
+    it->next = NULL;
+    pthread_mutex_lock(&loop->mu);
+    if (loop->inbox_tail)
+        loop->inbox_tail->next = it;
+    else
+        loop->inbox = it;
+    loop->inbox_tail = it;
+    pthread_mutex_unlock(&loop->mu);
+    wake_loop(loop);
+}
+
+/* Subscriber thread -> loop. */
+static void on_subscriber(void *ctx, const char *msg, size_t len, int resync)
+{
+    jg_loop_t *loop = ctx;
+    inbox_item_t *it = malloc(sizeof *it + len + 1);
+    if (it == NULL)
+        abort();
+    memset(it, 0, sizeof *it);
+    it->what = resync ? IN_RESYNC : IN_MESSAGE;
+    it->len = len;
+    if (len)
+        memcpy(it->msg, msg, len);
+    it->msg[len] = '\0';
+    inbox_push(loop, it);
+}
+
+static int epoll_add(jg_loop_t *loop, tagged_t *t, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = t};
+    return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, t->fd, &ev);
+}
+
+jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_t *ops)
+{
+    jg_loop_t *loop = calloc(1, sizeof *loop);
+    if (loop == NULL)
+        return NULL;
+    loop->cfg = cfg;
+    loop->ops = ops;
+    pthread_mutex_init(&loop->mu, NULL);
+    pthread_cond_init(&loop->cv, NULL);
+    jg_redis_init(&loop->redis, cfg, 2000);
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->listen = (tagged_t){K_LISTEN, listen_fd};
+    loop->wake = (tagged_t){K_WAKE, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    loop->sig = (tagged_t){K_SIGNAL, signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)};
+    if (loop->epfd < 0 || loop->wake.fd < 0 || loop->sig.fd < 0 ||
+        epoll_add(loop, &loop->wake, EPOLLIN) || epoll_add(loop, &loop->sig, EPOLLIN)) {
+        jg_log_error("event loop setup failed", "error", strerror(errno), NULL);
+        return NULL;
+    }
+    if (listen_fd >= 0) {
+        set_nonblocking(listen_fd, 1);
+        if (epoll_add(loop, &loop->listen, EPOLLIN)) {
+            jg_log_error("cannot watch the listening socket", "error", strerror(errno), NULL);
+            return NULL;
+        }
+    }
+    if (ops && ops->channel) {
+        char channel[JG_KEY_MAX];
+        jg_key_global(cfg, ops->channel, channel);
+        if (jg_subscriber_start(cfg, channel, on_subscriber, loop) == NULL)
+            return NULL;
+    }
+    return loop;
+}
+
+/* --- the work queue: connections with a request to read --- */
+
+static void work_push(jg_loop_t *loop, int fd)
+{
+    pthread_mutex_lock(&loop->mu);
+    if (loop->work_len == loop->work_cap) {
+        size_t cap = loop->work_cap ? loop->work_cap * 2 : 64;
+        int *w = malloc(cap * sizeof *w);
+        if (w == NULL)
+            abort();
+        for (size_t i = 0; i < loop->work_len; i++)
+            w[i] = loop->work[(loop->work_head + i) % loop->work_cap];
+        free(loop->work);
+        loop->work = w;
+        loop->work_cap = cap;
+        loop->work_head = 0;
+    }
+    loop->work[(loop->work_head + loop->work_len++) % loop->work_cap] = fd;
+    pthread_cond_signal(&loop->cv);
+    pthread_mutex_unlock(&loop->mu);
+}
+
+int jg_loop_next_conn(jg_loop_t *loop)
+{
+    int fd = -1;
+    pthread_mutex_lock(&loop->mu);
+    while (loop->work_len == 0 && !atomic_load(&loop->stopping))
+        pthread_cond_wait(&loop->cv, &loop->mu);
+    if (loop->work_len) {
+        fd = loop->work[loop->work_head];
+        loop->work_head = (loop->work_head + 1) % loop->work_cap;
+        loop->work_len--;
+    }
+    pthread_mutex_unlock(&loop->mu);
+    return fd;
+}
+
+void jg_loop_thread_started(jg_loop_t *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    loop->threads++;
+    pthread_mutex_unlock(&loop->mu);
+}
+
+void jg_loop_thread_done(jg_loop_t *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    loop->threads--;
+    pthread_mutex_unlock(&loop->mu);
+    wake_loop(loop);
+}
+
+void jg_loop_idle_conn(jg_loop_t *loop, int fd)
+{
+    inbox_item_t *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        abort();
+    it->what = IN_IDLE;
+    it->fd = fd;
+    inbox_push(loop, it);
+}
+
+int jg_loop_can_park(jg_loop_t *loop)
+{
+    return atomic_load(&loop->nparked) < (size_t)loop->cfg->max_streams &&
+           !atomic_load(&loop->stopping);
+}
+
+void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int raw, void *data)
+{
+    atomic_fetch_add(&loop->nparked, 1);
+    inbox_item_t *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        abort();
+    it->what = IN_PARK;
+    it->fd = fd;
+    it->request_id = request_id;
+    it->keep_conn = keep_conn;
+    it->raw = raw;
+    it->data = data;
+    inbox_push(loop, it);
+}
+
+uint64_t jg_loop_message_seq(jg_loop_t *loop) { return atomic_load(&loop->msg_seq); }
+size_t jg_loop_parked_count(jg_loop_t *loop) { return atomic_load(&loop->nparked); }
+jg_redis_t *jg_loop_redis(jg_loop_t *loop) { return &loop->redis; }
+const jg_config_t *jg_loop_config(jg_loop_t *loop) { return loop->cfg; }
+int jg_loop_stopping(jg_loop_t *loop) { return atomic_load(&loop->stopping); }
+int jg_loop_drained(jg_loop_t *loop) { return loop->drained; }
+
+/* --- idle kept-alive connections --- */
+
+static void watch_idle(jg_loop_t *loop, int fd)
+{
+    if (atomic_load(&loop->stopping)) {
+        close(fd);
+        return;
+    }
+    tagged_t *t = malloc(sizeof *t);
+    if (t == NULL)
+        abort();
+    *t = (tagged_t){K_IDLE, fd};
+    if (epoll_add(loop, t, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT)) {
+        close(fd);
+        free(t);
+    }
+}
+
+/* An idle connection became readable: the next request (to a thread), or EOF (close). */
+static void idle_ready(jg_loop_t *loop, tagged_t *t, uint32_t events)
+{
+    int fd = t->fd;
+    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+    free(t);
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0 || (events & (EPOLLERR | EPOLLHUP))) {
+        close(fd);
+        return;
+    }
+    work_push(loop, fd);
+}
+
+/* --- parked requests --- */
+
+static void io_unlink(jg_loop_t *loop, parked_io_t *io)
+{
+    if (io->prev)
+        io->prev->next = io->next;
+    else
+        loop->parked = io->next;
+    if (io->next)
+        io->next->prev = io->prev;
+    io->prev = io->next = NULL;
+    atomic_fetch_sub(&loop->nparked, 1);
+}
+
+/* Frees io; the connection is closed, or watched for its next request when kept alive. */
+static void io_free(jg_loop_t *loop, parked_io_t *io, int reuse)
+{
+    if (loop->ops && loop->ops->gone)
+        loop->ops->gone(loop, &io->pub);
+    io_unlink(loop, io);
+    if (io->in_epoll)
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->tag.fd, NULL);
+    if (reuse && io->keep_conn && !io->raw) {
+        set_nonblocking(io->tag.fd, 0);
+        watch_idle(loop, io->tag.fd);
+    } else if (io->raw) {
+        fsync(io->tag.fd);
+    } else {
+        close(io->tag.fd);
+    }
+    jg_buf_free(&io->out);
+    free(io);
+}
+
+static void io_update_events(jg_loop_t *loop, parked_io_t *io, int want_out)
+{
+    if (!io->in_epoll || io->want_out == want_out)
+        return;
+    io->want_out = want_out;
+    uint32_t events = (io->raw ? 0 : EPOLLIN | EPOLLRDHUP) | (want_out ? EPOLLOUT : 0);
+    struct epoll_event ev = {.events = events, .data.ptr = &io->tag};
+    epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->tag.fd, &ev);
+}
+
+/* Writes what is queued. Returns 0, or -1 when io was freed (done, or the client is gone). */
+static int io_flush(jg_loop_t *loop, parked_io_t *io)
+{
+    while (io->out_off < io->out.len) {
+        ssize_t n = write(io->tag.fd, io->out.data + io->out_off, io->out.len - io->out_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            io_update_events(loop, io, 1);
+            return 0;
+        }
+        if (n <= 0) {
+            io_free(loop, io, 0);   /* the client (or nginx) went away */
+            return -1;
+        }
+        io->out_off += (size_t)n;
+    }
+    jg_buf_reset(&io->out);
+    io->out_off = 0;
+    io_update_events(loop, io, 0);
+    if (io->ending) {
+        io_free(loop, io, 1);
+        return -1;
+    }
+    return 0;
+}
+
+static void put_record(jg_buf_t *b, int type, int request_id, const char *data, size_t len)
+{
+    unsigned char h[8] = {1, (unsigned char)type, (unsigned char)(request_id >> 8),
+                          (unsigned char)request_id, (unsigned char)(len >> 8),
+                          (unsigned char)len, 0, 0};
+    jg_buf_append(b, h, 8);
+    if (len)
+        jg_buf_append(b, data, len);
+}
+
+void jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+{
+    parked_io_t *io = p->io;
+    if (io->ending)
+        return;
+    if (io->raw) {
+        jg_buf_append(&io->out, bytes, len);
+    } else {
+        while (len) {
+            size_t n = len > 65535 ? 65535 : len;
+            put_record(&io->out, FCGI_STDOUT, io->request_id, bytes, n);
+            bytes += n;
+            len -= n;
+        }
+    }
+    if (io->out.len - io->out_off > MAX_PENDING_OUT) {
+        jg_log_warn("dropping a client that does not read", NULL);
+        io_free(loop, io, 0);
+        return;
+    }
+    io_flush(loop, io);
+}
+
+void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
+{
+    parked_io_t *io = p->io;
+    if (io->ending)
+        return;
+    if (!io->raw) {
+        static const char end_body[8] = {0};   /* appStatus 0, FCGI_REQUEST_COMPLETE */
+        put_record(&io->out, FCGI_STDOUT, io->request_id, NULL, 0);
+        put_record(&io->out, FCGI_END_REQUEST, io->request_id, end_body, 8);
+    }
+    io->ending = 1;
+    io_flush(loop, io);
+}
+
+static void take_parked(jg_loop_t *loop, inbox_item_t *it)
+{
+    parked_io_t *io = calloc(1, sizeof *io);
+    if (io == NULL)
+        abort();
+    io->tag = (tagged_t){K_PARKED, it->fd};
+    io->request_id = it->request_id;
+    io->keep_conn = it->keep_conn;
+    io->raw = it->raw;
+    io->pub.data = it->data;
+    io->pub.parked_at = jg_monotonic_ms();
+    io->pub.io = io;
+    io->next = loop->parked;
+    if (loop->parked)
+        loop->parked->prev = io;
+    loop->parked = io;
+    /* A CGI stdout that epoll cannot watch (a regular file) is written blocking. */
+    if (epoll_add(loop, &io->tag, io->raw ? 0 : EPOLLIN | EPOLLRDHUP) == 0) {
+        io->in_epoll = 1;
+        set_nonblocking(io->tag.fd, 1);
+    }
+    if (loop->ops && loop->ops->parked)
+        loop->ops->parked(loop, &io->pub);
+}
+
+/* Anything nginx sends on a parked request's connection means it is done with it: EOF when
+ * the browser left, or an FCGI_ABORT_REQUEST. */
+static void parked_event(jg_loop_t *loop, parked_io_t *io, uint32_t events)
+{
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        io_free(loop, io, 0);
+        return;
+    }
+    if (events & EPOLLOUT)
+        io_flush(loop, io);
+}
+
+/* --- the loop --- */
+
+static void accept_all(jg_loop_t *loop)
+{
+    for (;;) {
+        int fd = accept4(loop->listen.fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                jg_log_warn("accept failed", "error", strerror(errno), NULL);
+            return;
+        }
+        work_push(loop, fd);
+    }
+}
+
+static void begin_shutdown(jg_loop_t *loop)
+{
+    if (atomic_exchange(&loop->stopping, 1))
+        return;
+    jg_log_info("stopping: no new connections, finishing requests in flight", NULL);
+    loop->grace_deadline = jg_monotonic_ms() + (int64_t)(loop->cfg->grace * 1000);
+    if (loop->listen.fd >= 0) {
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, loop->listen.fd, NULL);
+        close(loop->listen.fd);
+        loop->listen.fd = -1;
+    }
+    pthread_mutex_lock(&loop->mu);
+    pthread_cond_broadcast(&loop->cv);
+    pthread_mutex_unlock(&loop->mu);
+    if (loop->ops && loop->ops->shutdown)
+        loop->ops->shutdown(loop);
+}
+
+static void drain_inbox(jg_loop_t *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    inbox_item_t *it = loop->inbox;
+    loop->inbox = loop->inbox_tail = NULL;
+    pthread_mutex_unlock(&loop->mu);
+    while (it) {
+        inbox_item_t *next = it->next;
+        switch (it->what) {
+        case IN_PARK:
+            take_parked(loop, it);
+            break;
+        case IN_IDLE:
+            watch_idle(loop, it->fd);
+            break;
+        case IN_MESSAGE:
+            atomic_fetch_add(&loop->msg_seq, 1);
+            if (loop->ops && loop->ops->message)
+                loop->ops->message(loop, it->msg, it->len);
+            break;
+        case IN_RESYNC:
+            atomic_fetch_add(&loop->msg_seq, 1);
+            if (loop->ops && loop->ops->resync)
+                loop->ops->resync(loop);
+            break;
+        }
+        free(it);
+        it = next;
+    }
+    if (atomic_load(&loop->stopping) && loop->ops && loop->ops->shutdown && loop->parked)
+        loop->ops->shutdown(loop);   /* parked after SIGTERM came: end them too */
+}
+
+static int finished(jg_loop_t *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    int busy = loop->threads > 0 || loop->inbox != NULL || loop->work_len > 0;
+    pthread_mutex_unlock(&loop->mu);
+    return !busy && atomic_load(&loop->nparked) == 0;
+}
+
+void jg_loop_run(jg_loop_t *loop)
+{
+    struct epoll_event events[256];
+    for (;;) {
+        int64_t now = jg_monotonic_ms();
+        int64_t timeout = 1000;
+        if (loop->ops && loop->ops->timers) {
+            int64_t next = loop->ops->timers(loop, now);
+            if (next >= 0 && next - now < timeout)
+                timeout = next > now ? next - now : 0;
+        }
+        if (atomic_load(&loop->stopping)) {
+            if (finished(loop)) {
+                loop->drained = 1;
+                return;
+            }
+            if (now >= loop->grace_deadline) {
+                jg_log_warn("grace period over, exiting with work unfinished", NULL);
+                return;
+            }
+            if (timeout > 20)
+                timeout = 20;
+        } else if (loop->listen.fd < 0 && finished(loop)) {
+            loop->drained = 1;   /* plain CGI: the one parked request has ended */
+            return;
+        }
+        int n = epoll_wait(loop->epfd, events, JG_ARRAY_LEN(events), (int)timeout);
+        for (int i = 0; i < n; i++) {
+            tagged_t *t = events[i].data.ptr;
+            switch (t->kind) {
+            case K_LISTEN:
+                accept_all(loop);
+                break;
+            case K_WAKE: {
+                uint64_t v;
+                ssize_t ignored = read(t->fd, &v, sizeof v);
+                (void)ignored;
+                break;
+            }
+            case K_SIGNAL: {
+                struct signalfd_siginfo si;
+                while (read(t->fd, &si, sizeof si) == (ssize_t)sizeof si)
+                    ;
+                begin_shutdown(loop);
+                break;
+            }
+            case K_IDLE:
+                idle_ready(loop, t, events[i].events);
+                break;
+            case K_PARKED:
+                parked_event(loop, (parked_io_t *)t, events[i].events);
+                break;
+            }
+        }
+        drain_inbox(loop);
+    }
+}

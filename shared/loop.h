@@ -1,0 +1,81 @@
+/* loop.h — the event loop of a web program (one thread, epoll). It owns:
+ *   - the listening socket: accepted connections go to the request threads (jg_loop_next_conn);
+ *   - idle kept-alive FastCGI connections, handed back to a thread when the next request comes,
+ *     so an idle connection never pins a request thread;
+ *   - parked requests: long polls and streams a handler gave up its thread for. The loop writes
+ *     their FastCGI records itself on a non-blocking socket (libfcgi's writers cannot), notices
+ *     when the client goes away (EOF on the FastCGI connection: nginx never sends ABORT), and
+ *     ends them on SIGTERM;
+ *   - the pub/sub messages of the program's channel (events.h), handed to the program's ops;
+ *   - SIGTERM/SIGINT: stop accepting, end parked requests, let requests in flight finish.
+ * Everything named jg_parked_* and the ops run on the loop thread only. */
+#ifndef JG_LOOP_H
+#define JG_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "redis.h"
+
+typedef struct jg_loop jg_loop_t;
+
+/* A parked request. data belongs to the program; the rest to the loop. */
+typedef struct jg_parked {
+    void *data;
+    int64_t parked_at;     /* monotonic ms */
+    struct jg_parked_io *io;
+} jg_parked_t;
+
+typedef struct jg_park_ops {
+    const char *channel;   /* pub/sub channel after "<prefix>:", e.g. "events"; NULL: none */
+    /* A handler parked p (p->data is what it set in req->park_data). */
+    void (*parked)(jg_loop_t *loop, jg_parked_t *p);
+    /* A message on the channel. */
+    void (*message)(jg_loop_t *loop, const char *msg, size_t len);
+    /* The subscription was (re)established: messages may have been missed. */
+    void (*resync)(jg_loop_t *loop);
+    /* Runs due timers; returns the next deadline (monotonic ms), or -1 for none. */
+    int64_t (*timers)(jg_loop_t *loop, int64_t now);
+    /* p is about to be freed (ended, or its client went away): forget it, free p->data. */
+    void (*gone)(jg_loop_t *loop, jg_parked_t *p);
+    /* SIGTERM: give every parked request its end now. */
+    void (*shutdown)(jg_loop_t *loop);
+} jg_park_ops_t;
+
+/* Creates the loop. listen_fd < 0: no listener (plain CGI). ops may be NULL. Returns NULL on
+ * failure (logged). */
+jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_t *ops);
+/* Runs until SIGTERM/SIGINT and then until every parked request ended and every request
+ * thread left (or --grace ran out); or, with no listener, until nothing is parked. */
+void jg_loop_run(jg_loop_t *loop);
+/* After jg_loop_run returns: did everything finish in time? */
+int jg_loop_drained(jg_loop_t *loop);
+
+/* --- request threads (thread-safe) --- */
+/* Blocks until a connection has a request to read; returns its fd, or -1 when shutting down. */
+int jg_loop_next_conn(jg_loop_t *loop);
+/* A thread finished a request on a kept-alive connection: watch it for the next one. */
+void jg_loop_idle_conn(jg_loop_t *loop, int fd);
+/* A thread leaves (after jg_loop_next_conn returned -1). */
+void jg_loop_thread_done(jg_loop_t *loop);
+void jg_loop_thread_started(jg_loop_t *loop);
+/* May a handler park one more request? No when --max-streams are parked, or when stopping. */
+int jg_loop_can_park(jg_loop_t *loop);
+/* Hands a request over: fd carries FastCGI request request_id (raw: plain bytes, CGI's fd 1). */
+void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int raw, void *data);
+/* Count of messages handed to ops->message so far; read it before reading the state a
+ * parked request waits on, to detect messages that raced with parking. */
+uint64_t jg_loop_message_seq(jg_loop_t *loop);
+size_t jg_loop_parked_count(jg_loop_t *loop);
+
+/* --- loop thread only --- */
+/* Queues CGI-style bytes (headers, body, stream chunks) for p's client. */
+void jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
+/* Ends p after its queued bytes; ops->gone is called and p is freed (now or once sent). */
+void jg_parked_end(jg_loop_t *loop, jg_parked_t *p);
+jg_redis_t *jg_loop_redis(jg_loop_t *loop);
+const jg_config_t *jg_loop_config(jg_loop_t *loop);
+int jg_loop_stopping(jg_loop_t *loop);
+
+#endif

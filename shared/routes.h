@@ -1,0 +1,42 @@
+/* routes.h — every route of the contract (section 1) and the program that owns it. Each
+ * program serves its own routes; a route of another program is 404 there, and a path no
+ * route of any program takes with this method is 405 with the methods that are allowed. */
+#ifndef JG_ROUTES_H
+#define JG_ROUTES_H
+
+typedef enum jg_route_id {
+    JG_ROUTE_SUBMIT,      /* POST /jobs                 jobgate-submit */
+    JG_ROUTE_CANCEL,      /* POST /jobs/{id}/cancel      jobgate-submit */
+    JG_ROUTE_STATUS,      /* GET  /jobs/{id}             jobgate-status */
+    JG_ROUTE_LOGS,        /* GET  /jobs/{id}/logs        jobgate-logs */
+    JG_ROUTE_CACHE_KEY,   /* POST /cache/key             jobgate-cache */
+    JG_ROUTE_CACHE_GET,   /* GET  /cache/{key}           jobgate-cache */
+    JG_ROUTE_CACHE_PUT,   /* PUT  /cache/{key}           jobgate-cache */
+    JG_ROUTE_CACHE_DELETE,/* DELETE /cache/{key}         jobgate-cache */
+    JG_ROUTE_HEALTH,      /* GET  /health                jobgate-admin */
+    JG_ROUTE_STATS,       /* GET  /stats                 jobgate-admin */
+    JG_ROUTE_METRICS,     /* GET  /metrics               jobgate-admin */
+    JG_ROUTE_LIST,        /* GET  /jobs                  jobgate-admin */
+    JG_ROUTE_RETRY,       /* POST /jobs/{id}/retry       jobgate-admin */
+} jg_route_id_t;
+
+typedef struct jg_route {
+    jg_route_id_t id;
+    const char *method;    /* GET routes take HEAD too */
+    const char *pattern;   /* segments; "{}" takes any one non-empty segment */
+    const char *program;   /* "submit", "status", ... */
+} jg_route_t;
+
+typedef enum jg_match {
+    JG_MATCH_OK,           /* *route is this program's; param holds the {} segment if any */
+    JG_MATCH_NOT_FOUND,    /* no route has this path, or it is another program's */
+    JG_MATCH_BAD_METHOD,   /* the path exists but not with this method: allow lists those */
+} jg_match_t;
+
+/* Matches method and path (under the mount prefix, no query) for program.
+ * param (param_cap bytes) receives the raw {} segment; allow (allow_cap bytes) the Allow list. */
+jg_match_t jg_route_match(const char *program, const char *method, const char *path,
+                          const jg_route_t **route, char *param, size_t param_cap, char *allow,
+                          size_t allow_cap);
+
+#endif

@@ -1,0 +1,1109 @@
+"""harness.py — starts real stacks for the HTTP tests: a private redis-server (loopback port and
+unix socket), the jobgate web programs under spawn-fcgi, and nginx with the shipped
+nginx/jobgate.conf included exactly as shipped. Python 3 standard library only.
+
+    s = harness.stack()                 # the shared default stack, started on first use
+    r = s.request("POST", "/jobs", json={"type": "echo"})
+    assert r.status == 202, r
+
+    with harness.Stack(env={"JOBGATE_MAX_BODY": "100"}, name="small") as s2:
+        ...                             # a private stack, stopped (and checked) on exit
+
+Every process is started in its own process group with a parent-death signal, and is stopped
+by Stack.stop(), by the atexit hook, and by the SIGTERM/SIGINT handler run.py installs, so
+nothing outlives the test run. Stack.stop() scans every program's log for sanitizer reports
+(ASan, UBSan, LeakSanitizer) and raises when it finds one.
+"""
+
+import contextlib
+import ctypes
+import email.parser
+import http.client
+import json as jsonlib
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, os.environ.get("JOBGATE_BUILD", "build"))
+NGINX_CONF = os.path.join(ROOT, "nginx", "jobgate.conf")
+JOBS_DIR = os.path.join(ROOT, "deploy", "examples", "jobs")
+DEMO_TYPES = ("echo", "sleep", "lines", "fail", "flaky")
+# The web programs the shared stack runs. Later issues add logs, cache, admin here.
+DEFAULT_PROGRAMS = ("submit", "status")
+PREFIX = "/api"
+
+# Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).
+SAN_ENV = {
+    "ASAN_OPTIONS": "halt_on_error=1:detect_leaks=1:print_stacktrace=1:abort_on_error=0:"
+                    "detect_stack_use_after_return=0:strict_string_checks=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+    "LSAN_OPTIONS": "print_suppressions=0",
+}
+SAN_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+                "SUMMARY: UndefinedBehaviorSanitizer", "LeakSanitizer has encountered",
+                "AddressSanitizer:DEADLYSIGNAL")
+
+# Environment variables of the caller that must not leak into the programs under test.
+_SCRUB = re.compile(r"^(REDIS_URL|JOBGATE_.*|ASAN_OPTIONS|UBSAN_OPTIONS|LSAN_OPTIONS)$")
+
+
+# ---- Assertions that print expected vs got -------------------------------------------------------
+
+def eq(got, expected, what):
+    """Asserts got == expected; the message names what was compared."""
+    if got != expected:
+        raise AssertionError("%s: expected %r, got %r" % (what, expected, got))
+
+
+def check(cond, what, got=None):
+    """Asserts cond; `what` says what was expected, `got` what was seen."""
+    if not cond:
+        raise AssertionError(what if got is None else "%s; got %r" % (what, got))
+
+
+RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+JOB_FIELDS = ("id", "queue", "type", "status", "priority", "attempts", "max_attempts", "progress",
+              "created_at", "started_at", "finished_at", "run_at", "worker", "result", "error",
+              "cached", "cache_key", "cancel_requested", "version")
+
+
+def expect_error(r, status, code, field=None):
+    """Asserts that r is the contract's error answer: HTTP status, JSON
+    {"error":{"code":code,"message":"..."}} (message naming field when given), JSON content
+    type and X-Content-Type-Options: nosniff."""
+    if r.status != status:
+        raise AssertionError("%s: expected HTTP %d %s, got %r" % (r.what, status, code, r))
+    ct = r.headers.get("Content-Type", "")
+    check(ct.split(";")[0].strip() == "application/json",
+          "%s: expected Content-Type application/json on the error" % r.what, ct)
+    eq(r.headers.get("X-Content-Type-Options"), "nosniff", "%s: X-Content-Type-Options" % r.what)
+    body = r.json()
+    check(isinstance(body, dict) and list(body) == ["error"],
+          "%s: expected a body of the form {\"error\":{...}}" % r.what, body)
+    e = body["error"]
+    check(isinstance(e, dict) and set(e) == {"code", "message"},
+          "%s: expected error members code and message" % r.what, e)
+    eq(e["code"], code, "%s: error code" % r.what)
+    check(isinstance(e["message"], str) and e["message"],
+          "%s: expected a non-empty error message" % r.what, e["message"])
+    if field is not None:
+        check(field in e["message"], "%s: expected the message to name the field %r"
+              % (r.what, field), e["message"])
+    return e
+
+
+class HarnessError(Exception):
+    """The stack could not be started or stopped cleanly (not a failure of the code's answer)."""
+
+
+class SanitizerError(AssertionError):
+    pass
+
+
+# ---- Process bookkeeping -------------------------------------------------------------------------
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _prctl = _libc.prctl
+except (OSError, AttributeError):  # pragma: no cover
+    _prctl = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup():
+    # Runs in the child between fork and exec: die with the test runner even if it is killed.
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_RUN_TOKEN = "%d-%d" % (os.getpid(), int(time.time()))
+
+
+class Proc:
+    """One started process: its own session/process group, output appended to log_path."""
+
+    def __init__(self, name, argv, env, log_path, cwd=None, stdin=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.expected_exit = False   # set when a test stops or kills it on purpose
+        with open(log_path, "ab") as log:
+            log.write(("# %s: %s\n" % (name, " ".join(argv))).encode())
+            log.flush()
+            self.p = subprocess.Popen(argv, env=env, cwd=cwd,
+                                      stdin=subprocess.DEVNULL if stdin is None else stdin,
+                                      stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True, preexec_fn=_child_setup)
+        self.pid = self.p.pid
+        _PROCS.add(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    @property
+    def returncode(self):
+        return self.p.poll()
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout):
+        """Returns the exit code, or None if still running after timeout seconds."""
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill_group(self):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.p.wait(5)
+        _PROCS.discard(self)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Signals the process, waits up to timeout, then kills its group. Returns
+        (exit code, seconds taken, True if it had to be killed)."""
+        self.expected_exit = True
+        t0 = time.monotonic()
+        killed = False
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+            if self.wait(timeout) is None:
+                killed = True
+        rc = self.p.poll()
+        self.kill_group()   # leftovers of its group, if any
+        return (rc if not killed else None), time.monotonic() - t0, killed
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+_PROCS = set()
+_STACKS = []
+
+
+def _sweep_token(token):
+    """Kills any process left whose environment carries token (job scripts in their own
+    process groups, grandchildren)."""
+    needle = ("JOBGATE_HARNESS_TOKEN=%s" % token).encode()
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(d), signal.SIGKILL)
+
+
+def kill_everything():
+    """Last resort (atexit, signal): every process the harness started, at once."""
+    for s in list(_STACKS):
+        with contextlib.suppress(Exception):
+            s.stop(check=False, quick=True)
+    for p in list(_PROCS):
+        p.kill_group()
+    with contextlib.suppress(Exception):
+        _sweep_token(_RUN_TOKEN)
+
+
+import atexit  # noqa: E402
+atexit.register(kill_everything)
+
+
+def install_signal_handlers():
+    """SIGTERM/SIGINT stop every stack, then exit 130/143 (run.py calls this)."""
+    def handler(signum, frame):
+        kill_everything()
+        os._exit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+_uniq = [0]
+
+
+def unique_queue(stem="t"):
+    """A queue name no other test uses (so a worker sees only this test's jobs)."""
+    _uniq[0] += 1
+    return "%s-%d-%s" % (stem, _uniq[0], os.urandom(3).hex())
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    """Polls pred() until it returns a true value (returned) or timeout seconds pass
+    (AssertionError naming what was awaited)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = pred()
+        except (OSError, RedisError, http.client.HTTPException) as e:
+            last = e
+            v = None
+        else:
+            v = last
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s (last: %r)"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+# ---- A tiny Redis client (RESP2) -----------------------------------------------------------------
+
+class RedisError(Exception):
+    pass
+
+
+class Redis:
+    """Blocking RESP2 client over a unix socket or TCP. call(*args) returns str/int/list/None
+    (bulk strings decoded as UTF-8 with replacement unless raw=True); error replies raise
+    RedisError."""
+
+    def __init__(self, unix=None, host="127.0.0.1", port=None, password=None, db=0, timeout=10):
+        self.unix, self.host, self.port = unix, host, port
+        self.password, self.db, self.timeout = password, db, timeout
+        self.sock = None
+        self.buf = b""
+
+    def _connect(self):
+        if self.unix:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            s.connect(self.unix)
+        else:
+            s = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock, self.buf = s, b""
+        if self.password:
+            self._send([("AUTH", self.password)])
+            self._read(False)
+        if self.db:
+            self._send([("SELECT", self.db)])
+            self._read(False)
+
+    def close(self):
+        if self.sock:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        self.sock = None
+
+    @staticmethod
+    def _encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if isinstance(a, bytes):
+                b = a
+            else:
+                b = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(out)
+
+    def _send(self, cmds):
+        self.sock.sendall(b"".join(self._encode(c) for c in cmds))
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _read(self, raw):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RedisError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self._exact(n)
+            return data if raw else data.decode("utf-8", "replace")
+        if t == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self._read(raw) for _ in range(n)]
+        raise RedisError("bad RESP reply %r" % line)
+
+    def pipeline(self, cmds, raw=False):
+        """Runs commands in one round trip; returns their replies (RedisError instances for
+        error replies, not raised)."""
+        for attempt in (1, 2):
+            try:
+                if self.sock is None:
+                    self._connect()
+                self._send(cmds)
+                return [self._read(raw) for _ in cmds]
+            except (OSError, ConnectionError):
+                self.close()
+                if attempt == 2:
+                    raise
+
+    def call(self, *args, raw=False):
+        r = self.pipeline([args], raw=raw)[0]
+        if isinstance(r, RedisError):
+            raise r
+        return r
+
+
+# ---- HTTP answers ----------------------------------------------------------------------------
+
+class Response:
+    """An HTTP (or CGI/FastCGI) answer: status, reason, headers (case-insensitive, an
+    email.message.Message), body (bytes)."""
+
+    def __init__(self, status, headers, body, reason="", what=""):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.reason = reason
+        self.what = what
+
+    def json(self):
+        try:
+            return jsonlib.loads(self.body.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise AssertionError("%s: expected a JSON body, got %r (%s)"
+                                 % (self.what, self.body[:300], e))
+
+    def header(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def __repr__(self):
+        hdrs = "; ".join("%s: %s" % (k, v) for k, v in self.headers.items())
+        return "<%s -> %d [%s] %r>" % (self.what, self.status, hdrs, self.body[:400])
+
+
+def _headers_from_text(text):
+    return email.parser.Parser().parsestr(text, headersonly=True)
+
+
+def parse_http_response(raw, what="raw"):
+    """Parses a raw HTTP/1.x response (headers + body as received, no chunked decoding)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError("%s: no complete HTTP header in %r" % (what, raw[:300]))
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/\d\.\d (\d{3}) ?(.*)", lines[0])
+    if not m:
+        raise AssertionError("%s: bad status line %r" % (what, lines[0]))
+    return Response(int(m.group(1)), _headers_from_text("\r\n".join(lines[1:]) + "\r\n\r\n"),
+                    body, m.group(2), what)
+
+
+def parse_cgi_response(out, what="cgi"):
+    """Parses a CGI/FastCGI response: header lines (Status: ...), blank line, body."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        head, found, body = out.partition(sep)
+        if found:
+            break
+    else:
+        raise AssertionError("%s: no header/body separator in %r" % (what, out[:300]))
+    headers = _headers_from_text(head.decode("latin-1").replace("\r\n", "\n") + "\n\n")
+    status, reason = 200, ""
+    st = headers.get("Status")
+    if st:
+        m = re.match(r"\s*(\d{3})\s*(.*)", st)
+        if not m:
+            raise AssertionError("%s: bad Status header %r" % (what, st))
+        status, reason = int(m.group(1)), m.group(2)
+    return Response(status, headers, body, reason, what)
+
+
+# ---- A FastCGI client (to talk to a program without nginx) ---------------------------------------
+
+FCGI_BEGIN, FCGI_END, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 1, 3, 4, 5, 6, 7
+
+
+def _fcgi_record(rtype, content, req_id=1):
+    pad = (8 - len(content) % 8) % 8
+    return struct.pack("!BBHHBB", 1, rtype, req_id, len(content), pad, 0) + content + b"\0" * pad
+
+
+def _fcgi_len(n):
+    return struct.pack("!B", n) if n < 128 else struct.pack("!I", n | 0x80000000)
+
+
+def fcgi_params(method, uri, body=b"", headers=None, extra=None):
+    """The CGI parameters nginx's jobgate.conf would send for this request."""
+    path, _, query = uri.partition("?")
+    p = {
+        "REQUEST_METHOD": method, "REQUEST_URI": uri, "DOCUMENT_URI": path,
+        "SCRIPT_NAME": path, "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1",
+        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "jobgate-tests",
+        "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", "SERVER_ADDR": "127.0.0.1",
+        "SERVER_PORT": "80", "SERVER_NAME": "localhost", "REQUEST_SCHEME": "http",
+        "CONTENT_LENGTH": str(len(body)) if body else "", "CONTENT_TYPE": "",
+    }
+    for k, v in (headers or {}).items():
+        if k.lower() == "content-type":
+            p["CONTENT_TYPE"] = v
+        else:
+            p["HTTP_" + k.upper().replace("-", "_")] = v
+    p.update(extra or {})
+    return p
+
+
+def fcgi_request(address, params, body=b"", timeout=30, what="fastcgi"):
+    """One FastCGI RESPONDER request to address (unix socket path, or (host, port)); returns the
+    parsed Response. params is a dict of CGI parameters (see fcgi_params)."""
+    if isinstance(address, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(address)
+    else:
+        s = socket.create_connection(address, timeout=timeout)
+    with s:
+        out = [_fcgi_record(FCGI_BEGIN, struct.pack("!HB5x", 1, 0))]
+        pairs = b"".join(_fcgi_len(len(k.encode())) + _fcgi_len(len(str(v).encode()))
+                         + k.encode() + str(v).encode() for k, v in params.items())
+        for i in range(0, len(pairs), 65535):
+            out.append(_fcgi_record(FCGI_PARAMS, pairs[i:i + 65535]))
+        out.append(_fcgi_record(FCGI_PARAMS, b""))
+        for i in range(0, len(body), 65535):
+            out.append(_fcgi_record(FCGI_STDIN, body[i:i + 65535]))
+        out.append(_fcgi_record(FCGI_STDIN, b""))
+        s.sendall(b"".join(out))
+        stdout, buf = [], b""
+        while True:
+            while len(buf) >= 8:
+                _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
+                if len(buf) < 8 + clen + plen:
+                    break
+                content = buf[8:8 + clen]
+                buf = buf[8 + clen + plen:]
+                if rtype == FCGI_STDOUT:
+                    stdout.append(content)
+                elif rtype == FCGI_END:
+                    return parse_cgi_response(b"".join(stdout), what)
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("%s: connection closed before FCGI_END_REQUEST (got %r)"
+                                     % (what, b"".join(stdout)[:300]))
+            buf += chunk
+
+
+# ---- The stack -------------------------------------------------------------------------------
+
+def binary(name):
+    return os.path.join(BUILD, "jobgate-" + name)
+
+
+def _base_env():
+    env = {k: v for k, v in os.environ.items() if not _SCRUB.match(k)}
+    env.update(SAN_ENV)
+    env["JOBGATE_HARNESS_TOKEN"] = _RUN_TOKEN
+    return env
+
+
+class Worker:
+    """A jobgate-worker process started by Stack.start_worker()."""
+
+    def __init__(self, proc, grace):
+        self.proc = proc
+        self.pid = proc.pid
+        self.grace = grace
+
+    def signal(self, sig):
+        self.proc.signal(sig)
+
+    def alive(self):
+        return self.proc.alive()
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout=None):
+        """SIGTERM, wait (its grace + 5 s unless given), then kill. Returns the exit code."""
+        rc, _, _ = self.proc.stop(signal.SIGTERM, timeout or self.grace + 5)
+        return rc
+
+    def log(self):
+        return self.proc.log()
+
+
+class Stack:
+    """redis-server + the web programs under spawn-fcgi + nginx, all in a private temp dir.
+
+    env: extra environment for the programs (JOBGATE_*; REDIS_URL to override the default unix
+    socket URL). programs: which web programs to start. redis_password: start Redis with
+    requirepass and give the programs a redis://:password@... URL. redis_via: "unix" (default)
+    or "tcp" for the programs' REDIS_URL. program_args: extra flags for every program.
+    """
+
+    def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
+                 redis_password=None, redis_via="unix", program_args=(), grace=2,
+                 nginx_extra="", redis_db=0, start=True):
+        self.name = name
+        self.env = dict(env or {})
+        self.programs = tuple(programs)
+        self.threads = threads
+        self.grace = grace
+        self.program_args = tuple(program_args)
+        self.redis_password = redis_password
+        self.redis_via = redis_via
+        self.redis_db = redis_db
+        self.nginx_extra = nginx_extra
+        self.dir = tempfile.mkdtemp(prefix="jg-%s-" % re.sub(r"[^a-z0-9]", "", name.lower())[:12])
+        os.chmod(self.dir, 0o755)
+        self.redis_port = free_port()
+        self.redis_sock = os.path.join(self.dir, "redis.sock")
+        self.port = None
+        self.procs = {}          # program name -> [Proc]
+        self.workers = []
+        self.redis_proc = None
+        self.nginx_proc = None
+        self.stopped = False
+        self.problems = []       # unexpected deaths, found while checking
+        self._redis = None
+        _STACKS.append(self)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.stop(check=False)
+                raise
+
+    # -- context manager
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        self.stop(check=et is None)
+        return False
+
+    # -- configuration
+    @property
+    def redis_url(self):
+        if self.redis_via == "tcp" or self.redis_password:
+            auth = ":%s@" % self.redis_password if self.redis_password else ""
+            return "redis://%s127.0.0.1:%d/%d" % (auth, self.redis_port, self.redis_db)
+        return "unix://%s?db=%d" % (self.redis_sock, self.redis_db)
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d%s" % (self.port, PREFIX)
+
+    def program_env(self, extra=None):
+        env = _base_env()
+        env["REDIS_URL"] = self.redis_url
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    # -- starting
+    def start(self):
+        for p in self.programs:
+            if not os.access(binary(p), os.X_OK):
+                raise HarnessError("%s is not built (run make)" % binary(p))
+        self.start_redis()
+        for p in self.programs:
+            self.start_program(p)
+        self.start_nginx()
+        for p in self.programs:
+            wait_until(lambda p=p: os.path.exists(self.sock(p)), 10, "socket of " + p)
+        wait_until(self._nginx_ready, 10, "nginx answering")
+        time.sleep(0.05)
+        self.check_alive(raise_=True)
+
+    def sock(self, program, n=0):
+        return os.path.join(self.dir, "%s.sock" % program if n == 0 else "%s-%d.sock" % (program, n))
+
+    def start_redis(self):
+        args = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                "--unixsocket", self.redis_sock, "--unixsocketperm", "777",
+                "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "--daemonize", "no", "--protected-mode", "no", "--maxclients", "20000",
+                "--logfile", ""]
+        if self.redis_password:
+            args += ["--requirepass", self.redis_password]
+        env = {k: v for k, v in os.environ.items() if not _SCRUB.match(k)}
+        env["JOBGATE_HARNESS_TOKEN"] = _RUN_TOKEN
+        self.redis_proc = Proc("redis", args, env, os.path.join(self.dir, "redis.log"))
+        self._redis = None
+        wait_until(lambda: self.redis("PING") == "PONG", 10, "redis PING")
+
+    def stop_redis(self):
+        """Stops Redis (the programs keep running). Its data is gone (no persistence)."""
+        if self.redis_proc:
+            self.redis_proc.stop(signal.SIGKILL, 5)
+        if self._redis:
+            self._redis.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.redis_sock)
+
+    def restart_redis(self, down_for=0.0):
+        """Stops Redis and starts it again on the same port and socket."""
+        self.stop_redis()
+        if down_for:
+            time.sleep(down_for)
+        self.start_redis()
+
+    def start_program(self, name, n=0, args=(), env=None, threads=None):
+        """Starts one instance of a web program under spawn-fcgi on sock(name, n)."""
+        sock = self.sock(name, n)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sock)
+        argv = ["spawn-fcgi", "-n", "-s", sock, "-M", "0666", "--", binary(name),
+                "--threads", str(threads or self.threads), "--grace", str(self.grace)]
+        argv += list(self.program_args) + list(args)
+        log = os.path.join(self.dir, "%s.log" % name if n == 0 else "%s-%d.log" % (name, n))
+        proc = Proc(name, argv, self.program_env(env), log)
+        self.procs.setdefault(name, []).append(proc)
+        return proc
+
+    def start_nginx(self):
+        self.port = free_port()
+        for d in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(self.dir, "nginx-tmp", d), exist_ok=True)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(nginx_conf(self.dir, self.port, self.dir, self.nginx_extra))
+        self.nginx_proc = Proc("nginx", ["nginx", "-p", self.dir + "/", "-c", conf,
+                                         "-e", os.path.join(self.dir, "nginx-error.log")],
+                               _base_env(), os.path.join(self.dir, "nginx.log"))
+
+    def _nginx_ready(self):
+        if not self.nginx_proc.alive():
+            raise HarnessError("nginx exited:\n" + self.nginx_proc.log()
+                               + _tail(os.path.join(self.dir, "nginx-error.log")))
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            c.request("GET", "/__jobgate_ready")
+            return c.getresponse().status == 204
+        finally:
+            c.close()
+
+    def start_worker(self, queues=("default",), types=None, concurrency=1, env=None, args=(),
+                     grace=None):
+        """Starts a jobgate-worker for queues and types (None: every demo type; a list of demo
+        type names; or a dict NAME -> COMMAND)."""
+        if types is None:
+            types = DEMO_TYPES
+        if not isinstance(types, dict):
+            types = {t: os.path.join(JOBS_DIR, t + ".sh") for t in types}
+        argv = [binary("worker")]
+        for q in queues:
+            argv += ["--queue", q]
+        for t, cmd in types.items():
+            argv += ["--type", "%s=%s" % (t, cmd)]
+        argv += ["--concurrency", str(concurrency)]
+        if grace is not None:
+            argv += ["--grace", str(grace)]
+        argv += list(args)
+        n = len(self.workers)
+        proc = Proc("worker", argv, self.program_env(env), os.path.join(self.dir, "worker-%d.log" % n))
+        w = Worker(proc, grace if grace is not None else 30)
+        self.workers.append(w)
+        return w
+
+    def stop_workers(self):
+        for w in self.workers:
+            if w.alive():
+                w.stop(timeout=w.grace + 5)
+        self.workers = []
+
+    # -- looking at it
+    def program_pids(self, name):
+        return [p.pid for p in self.procs.get(name, []) if p.alive()]
+
+    def program_procs(self, name):
+        return list(self.procs.get(name, []))
+
+    def program_log(self, name):
+        return "".join(p.log() for p in self.procs.get(name, []))
+
+    def all_logs(self):
+        out = []
+        for p in self._all_procs():
+            out.append(p.log())
+        for f in ("nginx-error.log",):
+            out.append(_tail(os.path.join(self.dir, f), 1 << 20))
+        return "\n".join(out)
+
+    def _all_procs(self):
+        ps = [p for lst in self.procs.values() for p in lst] + [w.proc for w in self.workers]
+        return ps
+
+    def check_alive(self, raise_=False):
+        """Returns (and records) a description of every process of the stack that died without
+        being asked to."""
+        dead = []
+        for p in self._all_procs() + [x for x in (self.redis_proc, self.nginx_proc) if x]:
+            if not p.expected_exit and not p.alive():
+                p.expected_exit = True   # report once
+                dead.append("%s (pid %d) died with exit code %s; log tail:\n%s"
+                            % (p.name, p.pid, p.returncode, _tail(p.log_path)))
+        self.problems += dead
+        if dead and raise_:
+            raise HarnessError("stack %s: %s" % (self.name, "\n".join(dead)))
+        return dead
+
+    # -- Redis
+    def redis(self, *args, raw=False):
+        """Runs one command on the stack's Redis; returns the reply (errors raise RedisError)."""
+        if self._redis is None:
+            self._redis = Redis(unix=self.redis_sock, password=self.redis_password, db=self.redis_db)
+        return self._redis.call(*args, raw=raw)
+
+    def redis_pipeline(self, cmds, raw=False):
+        if self._redis is None:
+            self._redis = Redis(unix=self.redis_sock, password=self.redis_password, db=self.redis_db)
+        return self._redis.pipeline(cmds, raw=raw)
+
+    def snapshot(self):
+        """Every key with its type, content (DUMP) and TTL presence: equal snapshots mean
+        nothing in Redis changed."""
+        keys = sorted(self.redis("KEYS", "*"))
+        if not keys:
+            return {}
+        dumps = self.redis_pipeline([("DUMP", k) for k in keys], raw=True)
+        return {k: d for k, d in zip(keys, dumps)}
+
+    @contextlib.contextmanager
+    def unchanged(self, what="the request"):
+        """Asserts that the block changed no key in Redis."""
+        before = self.snapshot()
+        yield
+        after = self.snapshot()
+        if before != after:
+            added = sorted(set(after) - set(before))
+            removed = sorted(set(before) - set(after))
+            changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+            raise AssertionError("%s changed Redis: expected no change, got added=%r removed=%r "
+                                 "changed=%r" % (what, added[:10], removed[:10], changed[:10]))
+
+    @contextlib.contextmanager
+    def monitor(self):
+        """Collects every command Redis runs during the block (MONITOR): yields a list that
+        holds the commands' text lines once the block ends."""
+        lines = []
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(self.redis_sock)
+        try:
+            if self.redis_password:
+                s.sendall(Redis._encode(("AUTH", self.redis_password)))
+            s.sendall(Redis._encode(("MONITOR",)))
+            buf = b""
+            want = 2 if self.redis_password else 1
+            while buf.count(b"\r\n") < want:
+                buf += s.recv(4096)
+            # a marker command, so that we know when everything before the block's end was seen
+            yield lines
+            marker = "jobgate-monitor-end-%d" % time.monotonic_ns()
+            self.redis("ECHO", marker)
+            data = b""
+            deadline = time.monotonic() + 5
+            while marker.encode() not in data and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            for ln in data.decode("utf-8", "replace").split("\r\n"):
+                if ln.startswith("+") and marker not in ln and '"ECHO"' not in ln[:80]:
+                    lines.append(ln[1:])
+        finally:
+            s.close()
+
+    # -- HTTP
+    def request(self, method, path, body=None, headers=None, json=None, timeout=30,
+                prefix=True):
+        """One HTTP/1.1 request through nginx; path is under the mount prefix ("/jobs/...")
+        unless prefix=False. json= sends a JSON body with Content-Type: application/json."""
+        url = (PREFIX + path) if prefix else path
+        h = dict(headers or {})
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            if not any(k.lower() == "content-type" for k in h):
+                h["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode()
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, url, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return Response(r.status, r.msg, data, r.reason, "%s %s" % (method, url))
+        finally:
+            c.close()
+
+    def raw_request(self, data, timeout=10):
+        """Sends exactly these bytes to nginx and returns everything it answers until it closes
+        (send Connection: close). Parse with parse_http_response()."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(data)
+            chunks = []
+            with contextlib.suppress(socket.timeout):
+                while True:
+                    c = s.recv(65536)
+                    if not c:
+                        break
+                    chunks.append(c)
+            return b"".join(chunks)
+
+    def fcgi(self, program, method, uri, body=b"", headers=None, n=0, timeout=30, extra=None):
+        """One request straight to a program's FastCGI socket, without nginx."""
+        if isinstance(body, str):
+            body = body.encode()
+        return fcgi_request(self.sock(program, n), fcgi_params(method, uri, body, headers, extra),
+                            body, timeout, "fcgi %s %s %s" % (program, method, uri))
+
+    # -- jobs
+    def submit(self, body=None, **fields):
+        """POST /jobs with body (or the keyword fields); asserts 202 and returns the job."""
+        if body is None:
+            body = dict(fields)
+            body.setdefault("type", "echo")
+        r = self.request("POST", "/jobs", json=body)
+        if r.status != 202:
+            raise AssertionError("submit %r: expected 202, got %r" % (body, r))
+        return r.json()
+
+    def job(self, job_id):
+        r = self.request("GET", "/jobs/" + job_id)
+        if r.status != 200:
+            raise AssertionError("GET job %s: expected 200, got %r" % (job_id, r))
+        return r.json()
+
+    def wait_status(self, job_id, statuses, timeout=20):
+        """Polls GET /jobs/{id} until its status is one of statuses; returns the job."""
+        if isinstance(statuses, str):
+            statuses = (statuses,)
+        seen = []
+
+        def pred():
+            j = self.job(job_id)
+            seen.append(j["status"])
+            return j if j["status"] in statuses else None
+        try:
+            return wait_until(pred, timeout, "job %s to be %s" % (job_id, "/".join(statuses)), 0.05)
+        except AssertionError as e:
+            raise AssertionError("%s; statuses seen: %s" % (e, sorted(set(seen))))
+
+    # -- stopping
+    def stop(self, check=True, quick=False):
+        """Stops workers, nginx, programs, Redis; scans logs for sanitizer reports; removes the
+        temp dir (kept when something was found). With check, raises SanitizerError /
+        HarnessError on reports, unexpected deaths or programs that did not stop in time."""
+        if self.stopped:
+            return []
+        self.stopped = True
+        problems = list(self.problems)
+        if not quick:
+            problems += self.check_alive()
+        wait = 1 if quick else None
+        for w in self.workers:
+            rc, _, killed = w.proc.stop(signal.SIGTERM, wait or w.grace + 5)
+            if killed and not quick:
+                problems.append("worker pid %d did not stop within %s s of SIGTERM"
+                                % (w.pid, w.grace + 5))
+        if self.nginx_proc:
+            self.nginx_proc.stop(signal.SIGTERM, wait or 5)
+        for name, lst in self.procs.items():
+            for p in lst:
+                if p.expected_exit and not p.alive():
+                    continue
+                rc, took, killed = p.stop(signal.SIGTERM, wait or self.grace + 5)
+                if quick:
+                    continue
+                if killed:
+                    problems.append("%s pid %d did not exit within %s s of SIGTERM (grace %s)"
+                                    % (name, p.pid, self.grace + 5, self.grace))
+                elif rc not in (0, None):
+                    problems.append("%s pid %d exited with %s after SIGTERM; log tail:\n%s"
+                                    % (name, p.pid, rc, _tail(p.log_path)))
+        if self.redis_proc:
+            self.redis_proc.stop(signal.SIGTERM, wait or 5)
+        if self._redis:
+            self._redis.close()
+        san = scan_sanitizer_reports(self._all_procs())
+        problems += san
+        with contextlib.suppress(Exception):
+            _sweep_token(_RUN_TOKEN) if not _other_live_stacks(self) else None
+        if self in _STACKS:
+            _STACKS.remove(self)
+        if problems or os.environ.get("JOBGATE_KEEP_TMP"):
+            sys.stderr.write("# stack %s: logs kept in %s\n" % (self.name, self.dir))
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if check and problems:
+            cls = SanitizerError if san else HarnessError
+            raise cls("stack %s: %s" % (self.name, "\n".join(problems)))
+        return problems
+
+
+def _other_live_stacks(me):
+    return any(s is not me and not s.stopped for s in _STACKS)
+
+
+def _tail(path, n=3000):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - n))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def scan_sanitizer_reports(procs):
+    """Returns one description per log that holds a sanitizer report."""
+    found = []
+    for p in procs:
+        text = p.log()
+        hits = [pat for pat in SAN_PATTERNS if pat in text]
+        if hits:
+            i = min(text.find(h) for h in hits)
+            found.append("sanitizer report in %s log (%s):\n%s"
+                         % (p.name, p.log_path, text[max(0, i - 200):i + 4000]))
+    return found
+
+
+def nginx_conf(run_dir, port, sockets_dir, server_extra="", http_extra="", worker_connections=4096):
+    """A top-level nginx.conf that serves 127.0.0.1:port and includes the shipped
+    nginx/jobgate.conf unchanged. Used by the tests; deploy/ and bench/ write their own."""
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return """# generated by tests/harness.py
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log info;
+{user}
+events {{ worker_connections {wc}; }}
+
+http {{
+    access_log {d}/nginx-access.log;
+    client_body_temp_path {d}/nginx-tmp/body;
+    fastcgi_temp_path {d}/nginx-tmp/fastcgi;
+    proxy_temp_path {d}/nginx-tmp/proxy;
+    uwsgi_temp_path {d}/nginx-tmp/uwsgi;
+    scgi_temp_path {d}/nginx-tmp/scgi;
+    default_type application/octet-stream;
+    {http_extra}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        set $jobgate_sockets {s};
+        include {conf};
+        location = /__jobgate_ready {{ return 204; }}
+        {extra}
+    }}
+}}
+""".format(d=run_dir, port=port, s=sockets_dir, conf=NGINX_CONF, user=user, extra=server_extra,
+           http_extra=http_extra, wc=worker_connections)
+
+
+# ---- The shared default stack ------------------------------------------------------------------
+
+_shared = None
+
+
+def stack():
+    """The shared default stack (submit + status, unix-socket Redis, 4 threads), started on
+    first use and stopped by run.py at the end. A test that breaks a stack makes its own."""
+    global _shared
+    if _shared is not None and (_shared.stopped or _shared.check_alive()):
+        # a program died: the test that was running is failed by run.py (after_test), and the
+        # next test gets a fresh stack
+        _shared.stop(check=False)
+        _shared = None
+    if _shared is None:
+        _shared = Stack(name="shared")
+    return _shared
+
+
+def after_test():
+    """Called by run.py after every test: stops workers started on the shared stack, and
+    returns problems found (unexpected deaths) so that the test counts as failed."""
+    if _shared is None or _shared.stopped:
+        return []
+    problems = list(_shared.problems)
+    _shared.problems = []
+    problems += _shared.check_alive()
+    _shared.problems = []
+    ws, _shared.workers = _shared.workers, []
+    for w in ws:
+        if w.alive():
+            rc, _, killed = w.proc.stop(signal.SIGTERM, w.grace + 5)
+            if killed:
+                problems.append("worker pid %d did not stop within %s s of SIGTERM"
+                                % (w.pid, w.grace + 5))
+    problems += scan_sanitizer_reports([w.proc for w in ws])
+    if problems:
+        _shared.problems = []
+    return problems
+
+
+def stop_all():
+    """Stops every stack still running; returns the problems found (sanitizer reports, processes
+    that died or did not stop)."""
+    global _shared
+    problems = []
+    for s in list(_STACKS):
+        problems += ["stack %s: %s" % (s.name, p) for p in s.stop(check=False)]
+    _shared = None
+    return problems
+
+
+def cgi(program, method, uri, body=b"", headers=None, env=None, timeout=30):
+    """Runs a program once as plain CGI (request in the environment, body on stdin) and parses
+    its output. Returns (Response, stderr text, exit code)."""
+    if isinstance(body, str):
+        body = body.encode()
+    e = _base_env()
+    e.update(fcgi_params(method, uri, body, headers))
+    e.update(env or {})
+    p = subprocess.run([binary(program)], input=body, env=e, capture_output=True, timeout=timeout,
+                       preexec_fn=_child_setup)
+    err = p.stderr.decode("utf-8", "replace")
+    hits = [pat for pat in SAN_PATTERNS if pat in err]
+    if hits:
+        raise SanitizerError("sanitizer report from CGI run of %s:\n%s" % (program, err[:4000]))
+    return parse_cgi_response(p.stdout, "cgi %s %s %s" % (program, method, uri)), err, p.returncode

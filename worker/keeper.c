@@ -1,0 +1,191 @@
+/* keeper.c — the guard process for jobs of a killed worker (see keeper.h).
+ * Protocol on the pipe, one line per message: "+<pgid> <dir>\n", "-<pgid>\n", and "q\n" for a
+ * normal stop. */
+#include "keeper.h"
+#include "jg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static int keeper_fd = -1;
+static pid_t keeper = -1;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;   /* go on: remove as much as possible */
+}
+
+int jg_remove_tree(const char *dir)
+{
+    if (dir == NULL || dir[0] == '\0')
+        return -1;
+    return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+typedef struct entry {
+    pid_t pgid;
+    char *dir;
+} entry_t;
+
+/* The keeper itself: reads messages until EOF. */
+static void keeper_main(int fd)
+{
+    entry_t *ents = NULL;
+    size_t n = 0, cap = 0;
+    char buf[8192];
+    size_t len = 0;
+    int stop = 0;
+    for (;;) {
+        ssize_t got = read(fd, buf + len, sizeof buf - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        char *nl;
+        while ((nl = memchr(buf, '\n', len)) != NULL) {
+            *nl = '\0';
+            if (buf[0] == '+') {
+                char *sp = strchr(buf, ' ');
+                if (sp) {
+                    if (n == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        ents = realloc(ents, cap * sizeof *ents);
+                        if (ents == NULL)
+                            _exit(1);
+                    }
+                    ents[n].pgid = (pid_t)strtol(buf + 1, NULL, 10);
+                    ents[n].dir = strdup(sp + 1);
+                    n++;
+                }
+            } else if (buf[0] == '-') {
+                pid_t pg = (pid_t)strtol(buf + 1, NULL, 10);
+                for (size_t i = 0; i < n; i++)
+                    if (ents[i].pgid == pg) {
+                        free(ents[i].dir);
+                        ents[i] = ents[--n];
+                        break;
+                    }
+            } else if (buf[0] == 'q') {
+                stop = 1;
+            }
+            size_t used = (size_t)(nl - buf) + 1;
+            memmove(buf, nl + 1, len - used);
+            len -= used;
+        }
+        if (len == sizeof buf)
+            len = 0;   /* a line longer than the buffer: not ours, dropped */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!stop && ents[i].pgid > 1)
+            kill(-ents[i].pgid, SIGKILL);
+        if (!stop && ents[i].dir)
+            jg_remove_tree(ents[i].dir);
+        free(ents[i].dir);
+    }
+    free(ents);
+    _exit(0);
+}
+
+pid_t jg_keeper_start(void)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* its own group, so that a signal to the worker's group (Ctrl-C, kill -9 -pgid) leaves
+         * it alive to clean up; it dies only when told to, or by EOF */
+        setpgid(0, 0);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        close(p[1]);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+            if (devnull > 2)
+                close(devnull);
+        }
+        keeper_main(p[0]);
+    }
+    close(p[0]);
+    keeper_fd = p[1];
+    keeper = pid;
+    return pid;
+}
+
+static void send_line(const char *s, size_t n)
+{
+    if (keeper_fd < 0)
+        return;
+    while (n > 0) {
+        ssize_t w = write(keeper_fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(keeper_fd);
+            keeper_fd = -1;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+void jg_keeper_add(pid_t pgid, const char *dir)
+{
+    char line[4200];
+    int n = snprintf(line, sizeof line, "+%d %s\n", (int)pgid, dir);
+    if (n > 0 && (size_t)n < sizeof line)
+        send_line(line, (size_t)n);
+}
+
+void jg_keeper_remove(pid_t pgid)
+{
+    char line[32];
+    int n = snprintf(line, sizeof line, "-%d\n", (int)pgid);
+    send_line(line, (size_t)n);
+}
+
+void jg_keeper_stop(void)
+{
+    send_line("q\n", 2);
+    if (keeper_fd >= 0)
+        close(keeper_fd);
+    keeper_fd = -1;
+}
+
+pid_t jg_keeper_pid(void) { return keeper; }
+
+void jg_keeper_exited(void)
+{
+    keeper = -1;
+    if (keeper_fd >= 0)
+        close(keeper_fd);
+    keeper_fd = -1;
+}

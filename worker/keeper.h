@@ -1,0 +1,26 @@
+/* keeper.h — the guard that outlives a killed worker. A small process forked at start, in its own
+ * process group, that the worker tells about each running job (its process group and temporary
+ * directory) over a pipe. When that pipe closes without notice — the worker was killed with -9 —
+ * the keeper kills every job process group it knows with SIGKILL, removes their directories and
+ * exits, so that no job runs on beside the retry that another worker starts. (Each job's group
+ * leader also has PR_SET_PDEATHSIG; the keeper also catches what the leader forked.) */
+#ifndef JG_KEEPER_H
+#define JG_KEEPER_H
+
+#include <sys/types.h>
+
+/* Forks the keeper. Returns its pid, or -1 (the worker runs on without it, with a warning). */
+pid_t jg_keeper_start(void);
+/* A job started / ended. Best effort: a keeper that died is simply not told. */
+void jg_keeper_add(pid_t pgid, const char *dir);
+void jg_keeper_remove(pid_t pgid);
+/* The worker ends normally: the keeper exits without killing anything. */
+void jg_keeper_stop(void);
+/* The keeper's pid, or -1. */
+pid_t jg_keeper_pid(void);
+/* For the worker's SIGCHLD handling: the keeper process pid exited; forget it. */
+void jg_keeper_exited(void);
+/* Removes a directory tree (no symlinks followed). Returns 0, or -1. */
+int jg_remove_tree(const char *dir);
+
+#endif

@@ -1,0 +1,270 @@
+/* runner.c — starting, signalling and cleaning up one job process (see runner.h). */
+#include "runner.h"
+#include "jg.h"
+#include "json.h"
+#include "keeper.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Variables a job does not inherit from the worker: its own, and the secrets. */
+static int dropped_var(const char *kv)
+{
+    static const char *const names[] = {
+        "JOBGATE_JOB_ID=", "JOBGATE_JOB_TYPE=", "JOBGATE_QUEUE=", "JOBGATE_ATTEMPT=",
+        "JOBGATE_RESULT_FILE=", "JOBGATE_FENCE=", "REDIS_URL=", "JOBGATE_API_TOKENS=",
+        "JOBGATE_READ_TOKENS=",
+    };
+    for (size_t i = 0; i < JG_ARRAY_LEN(names); i++)
+        if (strncmp(kv, names[i], strlen(names[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* The environment for the job: built before fork, freed by the caller. */
+static char **build_env(const jg_child_spec_t *s, const char *result_path)
+{
+    size_t n = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    char **env = calloc(n + 8, sizeof *env);
+    if (env == NULL)
+        abort();
+    size_t o = 0;
+    for (char **e = environ; *e; e++)
+        if (!dropped_var(*e))
+            env[o++] = strdup(*e);
+    if (asprintf(&env[o++], "JOBGATE_JOB_ID=%s", s->id) < 0 ||
+        asprintf(&env[o++], "JOBGATE_JOB_TYPE=%s", s->type) < 0 ||
+        asprintf(&env[o++], "JOBGATE_QUEUE=%s", s->queue) < 0 ||
+        asprintf(&env[o++], "JOBGATE_ATTEMPT=%ld", s->attempt) < 0 ||
+        asprintf(&env[o++], "JOBGATE_FENCE=%lld", s->fence) < 0 ||
+        asprintf(&env[o++], "JOBGATE_RESULT_FILE=%s", result_path) < 0)
+        abort();
+    for (size_t i = 0; i < o; i++)
+        if (env[i] == NULL)
+            abort();
+    env[o] = NULL;
+    return env;
+}
+
+static void free_env(char **env)
+{
+    if (env == NULL)
+        return;
+    for (char **e = env; *e; e++)
+        free(*e);
+    free(env);
+}
+
+/* The payload as a sealed in-memory file: a seekable stdin that needs no writer. */
+static int payload_fd(const char *payload, size_t len)
+{
+    int fd = memfd_create("jobgate-payload", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, payload + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child_exec(const jg_child_t *c, const char *command, char **env, int in_fd, int out_w,
+                       int err_w, pid_t parent)
+{
+    setpgid(0, 0);
+    /* dies with the worker; if the worker is already gone, do not start at all */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1,
+                               SIGUSR2};
+    for (size_t i = 0; i < JG_ARRAY_LEN(sigs); i++)
+        signal(sigs[i], SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(in_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+        _exit(127);
+    /* nothing else of the worker's (Redis sockets, other jobs' pipes) leaks into the job */
+    if (close_range(3, ~0U, 0) != 0)
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
+    if (chdir(c->dir) != 0)
+        _exit(127);
+    char *const argv[] = {(char *)"sh", (char *)"-c", (char *)command, NULL};
+    execve("/bin/sh", argv, env);
+    _exit(127);
+}
+
+int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t errlen)
+{
+    int rc = JG_ERR;
+    int in_fd = -1, out[2] = {-1, -1}, errp[2] = {-1, -1};
+    char **env = NULL;
+    memset(c, 0, sizeof *c);
+    c->out_fd = c->err_fd = -1;
+
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || tmp[0] != '/')
+        tmp = "/tmp";
+    if (snprintf(c->dir, sizeof c->dir, "%s/jobgate-XXXXXX", tmp) >= (int)sizeof c->dir ||
+        mkdtemp(c->dir) == NULL) {
+        snprintf(err, errlen, "cannot create a temporary directory in %s: %s", tmp,
+                 strerror(errno));
+        c->dir[0] = '\0';
+        goto out;
+    }
+    snprintf(c->result_path, sizeof c->result_path, "%s/result.json", c->dir);
+    if ((in_fd = payload_fd(spec->payload, spec->payload_len)) < 0 ||
+        pipe2(out, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot set up the job's stdin/stdout/stderr: %s", strerror(errno));
+        goto out;
+    }
+    env = build_env(spec, c->result_path);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot fork: %s", strerror(errno));
+        goto out;
+    }
+    if (pid == 0)
+        child_exec(c, spec->command, env, in_fd, out[1], errp[1], parent);
+    setpgid(pid, pid);   /* both sides set it: no window where a signal misses the group */
+    c->pid = pid;
+    c->out_fd = out[0];
+    c->err_fd = errp[0];
+    out[0] = errp[0] = -1;
+    fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+    jg_keeper_add(pid, c->dir);
+    rc = JG_OK;
+out:
+    free_env(env);
+    if (in_fd >= 0)
+        close(in_fd);
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0)
+            close(out[i]);
+        if (errp[i] >= 0)
+            close(errp[i]);
+    }
+    if (rc != JG_OK && c->dir[0]) {
+        jg_remove_tree(c->dir);
+        c->dir[0] = '\0';
+    }
+    return rc;
+}
+
+void jg_child_signal(const jg_child_t *c, int sig)
+{
+    if (c->pid > 0)
+        kill(-c->pid, sig);
+}
+
+int jg_child_result(const jg_child_t *c, jg_buf_t *out, char *err, size_t errlen)
+{
+    int rc = JG_ERR;
+    jg_buf_t text = JG_BUF_INIT;
+    int fd = open(c->result_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "cannot read result file: %s", strerror(errno));
+            goto out;
+        }
+    } else {
+        char buf[65536];
+        for (;;) {
+            ssize_t got = read(fd, buf, sizeof buf);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                snprintf(err, errlen, "cannot read result file: %s", strerror(errno));
+                goto out;
+            }
+            if (got == 0)
+                break;
+            if (text.len + (size_t)got > JG_RESULT_MAX) {
+                snprintf(err, errlen, "result file larger than %d bytes", JG_RESULT_MAX);
+                goto out;
+            }
+            jg_buf_append(&text, buf, (size_t)got);
+        }
+    }
+    const char *s = text.data ? text.data : "";
+    size_t len = text.len;
+    while (len > 0 && strchr(" \t\r\n", s[0])) {
+        s++;
+        len--;
+    }
+    while (len > 0 && strchr(" \t\r\n", s[len - 1]))
+        len--;
+    if (len == 0) {
+        jg_buf_puts(out, "null");
+        rc = JG_OK;
+        goto out;
+    }
+    char msg[200];
+    if (jg_json_check(s, len, JG_JSON_DEPTH, msg, sizeof msg) != JG_JSON_OK) {
+        snprintf(err, errlen, "invalid JSON in result file: %s", msg);
+        goto out;
+    }
+    jg_buf_append(out, s, len);
+    rc = JG_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    jg_buf_free(&text);
+    return rc;
+}
+
+void jg_child_cleanup(jg_child_t *c)
+{
+    if (c->pid > 0) {
+        kill(-c->pid, SIGKILL);   /* whatever the job left running in its group */
+        jg_keeper_remove(c->pid);
+        c->pid = 0;
+    }
+    if (c->out_fd >= 0)
+        close(c->out_fd);
+    if (c->err_fd >= 0)
+        close(c->err_fd);
+    c->out_fd = c->err_fd = -1;
+    if (c->dir[0])
+        jg_remove_tree(c->dir);
+    c->dir[0] = '\0';
+}
+
+void jg_child_error(int wstatus, const char *last_stderr, char *out, size_t outlen)
+{
+    if (WIFSIGNALED(wstatus))
+        snprintf(out, outlen, "killed by signal %d", WTERMSIG(wstatus));
+    else if (last_stderr && last_stderr[0])
+        snprintf(out, outlen, "exit status %d: %s", WEXITSTATUS(wstatus), last_stderr);
+    else
+        snprintf(out, outlen, "exit status %d", WEXITSTATUS(wstatus));
+}
