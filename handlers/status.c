@@ -3,7 +3,7 @@
  *
  * A long poll (wait > 0 and the client already has the current version) parks the request:
  * the event loop holds it, keyed by job id, until a `job <id> <version>` message on
- * <prefix>:events shows a newer version (then one HGETALL answers every waiter of that job),
+ * <prefix>:events shows a newer version (then one read answers every waiter of that job),
  * or until its deadline (304). No request thread waits and nothing polls Redis. */
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +120,19 @@ static void unlink_waiter(waiter_t *w)
     w->linked = 0;
 }
 
+/* One round trip: the fields of the job object. NULL when Redis is unreachable. */
+static redisReply *read_job(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
+{
+    char key[JG_KEY_MAX];
+    jg_key_job(cfg, id, key);
+    jg_args_t a;
+    jg_args_init(&a);
+    jg_job_read_command(&a, key);
+    redisReply *rep = jg_redis_cmdargv(redis, a.argc, a.argv, a.lens);
+    jg_args_free(&a);
+    return rep;
+}
+
 /* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed (by gone()). */
 static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version)
 {
@@ -153,12 +166,10 @@ static void wake_job(jg_loop_t *loop, const char *id)
     }
     if (n == 0)
         return;
-    char key[JG_KEY_MAX];
-    jg_key_job(jg_loop_config(loop), id, key);
-    redisReply *rep = jg_redis_cmd(jg_loop_redis(loop), "HGETALL %s", key);
+    redisReply *rep = read_job(jg_loop_config(loop), jg_loop_redis(loop), id);
     if (rep) {   /* else Redis is away: they time out, or the resync after it wakes them */
         jg_buf_t body = JG_BUF_INIT;
-        long long version = jg_job_json(rep, 0, &body);
+        long long version = jg_job_json_hmget(rep, 0, &body);
         for (size_t i = 0; i < n; i++)
             if (version >= 0 && version != due[i]->version)
                 answer(loop, due[i], body.data, body.len, version);
@@ -250,22 +261,34 @@ static const jg_park_ops_t park_ops = {
 
 /* --- the request side --- */
 
-/* The version an If-None-Match names ("7", W/"7"), or -1. */
-static long long etag_version(const char *inm)
+/* Does an If-None-Match list ("7", W/"7", "3", "7" or *) name version? */
+static int etag_matches(const char *inm, long long version)
 {
     if (inm == NULL)
-        return -1;
-    const char *q = strchr(inm, '"');
-    if (q == NULL)
-        return -1;
-    long v;
-    char digits[24];
-    size_t n = strcspn(q + 1, "\"");
-    if (n == 0 || n >= sizeof digits)
-        return -1;
-    memcpy(digits, q + 1, n);
-    digits[n] = '\0';
-    return jg_parse_long(digits, 0, 1L << 62, &v) ? -1 : v;
+        return 0;
+    for (const char *p = inm; *p;) {
+        p += strspn(p, " \t,");
+        if (*p == '*')
+            return 1;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (*p != '"')
+            return 0;
+        const char *end = strchr(p + 1, '"');
+        if (end == NULL)
+            return 0;
+        char digits[24];
+        size_t n = (size_t)(end - p - 1);
+        long v;
+        if (n > 0 && n < sizeof digits) {
+            memcpy(digits, p + 1, n);
+            digits[n] = '\0';
+            if (jg_parse_long(digits, 0, 1L << 62, &v) == 0 && v == version)
+                return 1;
+        }
+        p = end + 1;
+    }
+    return 0;
 }
 
 /* GET|HEAD /jobs/{id}[?wait=S][&version=V] */
@@ -283,14 +306,10 @@ static int handle(jg_req_t *req)
     q = jg_query_get(req->query, "version", arg, sizeof arg);
     if (q < 0 || (q == 1 && jg_parse_long(arg, 0, 1L << 62, &given)))
         return jg_fail(req, 400, "invalid_field", "version must be a non-negative integer");
-    if (given < 0)
-        given = etag_version(jg_req_param(req, "HTTP_IF_NONE_MATCH"));
 
     jg_loop_t *loop = jg_server_loop();
     uint64_t seq = jg_loop_message_seq(loop);
-    char key[JG_KEY_MAX];
-    jg_key_job(req->cfg, id, key);
-    redisReply *rep = jg_redis_cmd(req->redis, "HGETALL %s", key);
+    redisReply *rep = read_job(req->cfg, req->redis, id);
     if (rep == NULL)
         return jg_fail_unavailable(req);
     if (rep->type != REDIS_REPLY_ARRAY) {
@@ -298,12 +317,14 @@ static int handle(jg_req_t *req)
         freeReplyObject(rep);
         return rc;
     }
-    long long version = jg_job_json(rep, 0, &req->body);
+    long long version = jg_job_json_hmget(rep, 0, &req->body);
     freeReplyObject(rep);
     if (version < 0)
         return jg_fail(req, 404, "not_found", "no such job");
     jg_resp_header(req, "ETag: \"%lld\"\r\n", version);
-    if (given != version)
+    int current = given >= 0 ? given == version
+                             : etag_matches(jg_req_param(req, "HTTP_IF_NONE_MATCH"), version);
+    if (!current)
         return JG_OK;
     if (wait <= 0) {
         req->status = 304;

@@ -114,7 +114,8 @@ static int parse_redis_url(jg_config_t *cfg, const char *url)
     memcpy(hostport, rest, hostport_len);
     hostport[hostport_len] = '\0';
     char *colon = strrchr(hostport, ':');
-    if (colon && strchr(hostport, ']') < colon) {
+    const char *rbracket = strchr(hostport, ']');
+    if (colon && (rbracket == NULL || rbracket < colon)) {   /* not a colon inside [v6] */
         *colon = '\0';
         if (jg_parse_long(colon + 1, 1, 65535, &n))
             return -1;

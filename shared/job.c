@@ -1,5 +1,6 @@
 /* job.c — the job object, formatted from the job hash (see job.h). */
 #include "job.h"
+#include "redis.h"
 #include "timefmt.h"
 
 #include <stdlib.h>
@@ -29,19 +30,24 @@ static const struct { const char *name; enum kind kind; } members[] = {
     {"cancel_requested", BOOL}, {"version", INT},
 };
 
-long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
+#define NMEMBERS (sizeof members / sizeof members[0])
+
+/* The one formatter: values[i] is member i's stored text (NULL or "" for null). */
+static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t *out)
 {
-    const char *id = jg_job_field(fields, "id");
-    if (id == NULL)
-        return -1;
-    const char *version = jg_job_field(fields, "version");
+    if (values[0] == NULL || values[0][0] == '\0')
+        return -1;   /* no id: no job */
+    const char *version = NULL;
     jg_buf_putc(out, '{');
-    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
-        const char *v = jg_job_field(fields, members[i].name);
+    for (size_t i = 0; i < NMEMBERS; i++) {
+        const char *v = values[i];
+        if (strcmp(members[i].name, "version") == 0)
+            version = v;
         if (i)
             jg_buf_putc(out, ',');
-        jg_buf_json_string(out, members[i].name, strlen(members[i].name));
-        jg_buf_putc(out, ':');
+        jg_buf_putc(out, '"');
+        jg_buf_puts(out, members[i].name);
+        jg_buf_puts(out, "\":");
         if (members[i].kind == BOOL) {
             jg_buf_puts(out, v && strcmp(v, "1") == 0 ? "true" : "false");
             continue;
@@ -61,7 +67,9 @@ long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
         case TIME: {
             char ts[32];
             jg_time_format(strtoll(v, NULL, 10), ts);
-            jg_buf_json_string(out, ts, strlen(ts));
+            jg_buf_putc(out, '"');
+            jg_buf_puts(out, ts);
+            jg_buf_putc(out, '"');
             break;
         }
         case BOOL:
@@ -72,4 +80,30 @@ long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
         jg_buf_puts(out, ",\"coalesced\":true");
     jg_buf_putc(out, '}');
     return version ? strtoll(version, NULL, 10) : 0;
+}
+
+long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
+{
+    const char *values[NMEMBERS];
+    for (size_t i = 0; i < NMEMBERS; i++)
+        values[i] = jg_job_field(fields, members[i].name);
+    return format(values, flags, out);
+}
+
+long long jg_job_json_hmget(const redisReply *reply, int flags, jg_buf_t *out)
+{
+    const char *values[NMEMBERS];
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != NMEMBERS)
+        return -1;
+    for (size_t i = 0; i < NMEMBERS; i++)
+        values[i] = reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str : NULL;
+    return format(values, flags, out);
+}
+
+void jg_job_read_command(jg_args_t *args, const char *key)
+{
+    jg_args_str(args, "HMGET");
+    jg_args_str(args, key);
+    for (size_t i = 0; i < NMEMBERS; i++)
+        jg_args_str(args, members[i].name);
 }

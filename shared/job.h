@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include "buf.h"
+#include "redis.h"
 
 /* Extra members some answers add (contract sections 3 and 6). */
 #define JG_JOB_COALESCED 1   /* "coalesced": true */
@@ -14,6 +15,13 @@
  * returned by a script) to out. Returns the job's version, or -1 (out unchanged) when the
  * array is empty or has no id (the job does not exist). */
 long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out);
+
+/* The same from the reply of jg_job_read_command(): HMGET of exactly the fields the job
+ * object shows (not the payload, which can be large). */
+long long jg_job_json_hmget(const redisReply *values, int flags, jg_buf_t *out);
+
+/* Appends "HMGET <key> <fields...>" to args. */
+void jg_job_read_command(jg_args_t *args, const char *key);
 
 /* The value of field name in such an array, or NULL. */
 const char *jg_job_field(const redisReply *fields, const char *name);

@@ -211,10 +211,10 @@ static void decode_string(const char *t, size_t i, size_t end, jg_buf_t *out)
         }
         default: jg_buf_putc(out, e); break;   /* " \ / */
         }
+        if (i > end)   /* a cut escape, only in unchecked text */
+            i = end;
         run = i;
     }
-    if (i > end)
-        i = end;
     jg_buf_append(out, t + run, i - run);
 }
 
@@ -428,7 +428,7 @@ static jg_json_status_t close_object(checker_t *c, const check_frame_t *f)
                 while (shown > 0 && ((unsigned char)raw[shown] & 0xC0) == 0x80)
                     shown--;
             }
-            st = fail(c, JG_JSON_DUPLICATE, "duplicate member name \"%.*s\"%s at byte %zu",
+            st = fail(c, JG_JSON_DUPLICATE, "duplicate member name \"%.*s%s\" at byte %zu",
                       (int)shown, raw, shown < dup->rawlen ? "..." : "", dup->at);
         }
     }
@@ -803,9 +803,11 @@ static int cmp_member(const void *x, const void *y)
 static size_t jcs_string(const char *t, size_t len, size_t i, jg_buf_t *out, jg_buf_t *scratch)
 {
     size_t end = skip_string(t, len, i);
-    size_t cend = end > i + 1 ? end - 1 : i + 1;   /* index of the closing quote */
+    size_t cend = end > i + 1 && t[end - 1] == '"' ? end - 1 : end;   /* the closing quote */
     if (memchr(t + i + 1, '\\', cend - i - 1) == NULL) {
-        jg_buf_append(out, t + i, cend - i + 1);   /* already canonical */
+        jg_buf_putc(out, '"');   /* no escapes: already canonical */
+        jg_buf_append(out, t + i + 1, cend - i - 1);
+        jg_buf_putc(out, '"');
     } else {
         jg_buf_reset(scratch);
         decode_string(t, i + 1, cend, scratch);
@@ -827,14 +829,17 @@ int jg_jcs(const char *text, size_t len, jg_buf_t *out)
     size_t i = skip_ws(t, len, 0);
 
 value:   /* i is at the first byte of a value */
-    if (i >= len)
-        goto next;   /* only on text that did not pass the check */
+    if (i >= len) {   /* only on text that did not pass the check */
+        last_end = len;
+        goto next;
+    }
     switch (t[i]) {
     case '{': {
         size_t m0 = nmem, arena0 = arena.len;
         size_t j = skip_ws(t, len, i + 1);
         while (j < len && t[j] == '"') {
-            size_t end = skip_string(t, len, j), cend = end > j + 1 ? end - 1 : j + 1;
+            size_t end = skip_string(t, len, j);
+            size_t cend = end > j + 1 && t[end - 1] == '"' ? end - 1 : end;
             grow((void **)&mem, &cmem, nmem + 1, sizeof *mem);
             jcs_member_t *m = &mem[nmem++];
             if (memchr(t + j + 1, '\\', cend - j - 1) == NULL) {

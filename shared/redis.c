@@ -4,6 +4,7 @@
 #include "scripts.h"
 #include "timefmt.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +88,20 @@ fail:
     return -1;
 }
 
+/* Has the server closed this idle connection (a Redis restart)? A readable socket with no
+ * request outstanding means EOF: better found now than by failing the next command. */
+static int closed_by_server(jg_redis_t *r)
+{
+    if (r->ctx->reader->len > r->ctx->reader->pos || r->ctx->obuf[0] != '\0')
+        return 0;   /* replies or commands in flight (pipelining, pub/sub) */
+    struct pollfd pfd = {r->ctx->fd, POLLIN, 0};
+    return poll(&pfd, 1, 0) == 1;
+}
+
 int jg_redis_connect(jg_redis_t *r)
 {
+    if (r->ctx && r->timeout_ms > 0 && closed_by_server(r))
+        jg_redis_drop(r, "closed by the server");
     if (r->ctx)
         return 0;
     if (jg_monotonic_ms() < r->retry_at)

@@ -220,7 +220,10 @@ static int serve_fastcgi(int listen_fd)
     snprintf(threads, sizeof threads, "%d", config.threads);
     jg_log_info("serving", "threads", threads, "redis", config.redis_url_masked, NULL);
     jg_loop_run(server_loop);
-    jg_log_info("stopped", "clean", jg_loop_drained(server_loop) ? "yes" : "no", NULL);
+    int drained = jg_loop_drained(server_loop);
+    jg_log_info("stopped", "clean", drained ? "yes" : "no", NULL);
+    if (!drained)
+        _exit(1);   /* threads still busy past --grace: do not run exit handlers under them */
     return 0;
 }
 

@@ -124,6 +124,7 @@ def _child_setup():
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+_SIGTERM = signal.SIGTERM
 _RUN_TOKEN = "%d-%d" % (os.getpid(), int(time.time()))
 
 
@@ -153,6 +154,9 @@ class Proc:
         return self.p.poll()
 
     def signal(self, sig):
+        """Sends sig; a terminating signal marks the exit as expected."""
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGQUIT):
+            self.expected_exit = True
         if self.alive():
             os.kill(self.pid, sig)
 
@@ -170,7 +174,7 @@ class Proc:
             self.p.wait(5)
         _PROCS.discard(self)
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+    def stop(self, sig=_SIGTERM, timeout=10.0):
         """Signals the process, waits up to timeout, then kills its group. Returns
         (exit code, seconds taken, True if it had to be killed)."""
         self.expected_exit = True
@@ -576,7 +580,7 @@ class Stack:
 
     def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
-                 nginx_extra="", redis_db=0, start=True):
+                 nginx_extra="", nginx_http_extra="", redis_db=0, start=True):
         self.name = name
         self.env = dict(env or {})
         self.programs = tuple(programs)
@@ -587,6 +591,7 @@ class Stack:
         self.redis_via = redis_via
         self.redis_db = redis_db
         self.nginx_extra = nginx_extra
+        self.nginx_http_extra = nginx_http_extra
         self.dir = tempfile.mkdtemp(prefix="jg-%s-" % re.sub(r"[^a-z0-9]", "", name.lower())[:12])
         os.chmod(self.dir, 0o755)
         self.redis_port = free_port()
@@ -701,7 +706,8 @@ class Stack:
             os.makedirs(os.path.join(self.dir, "nginx-tmp", d), exist_ok=True)
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(nginx_conf(self.dir, self.port, self.dir, self.nginx_extra))
+            f.write(nginx_conf(self.dir, self.port, self.dir, self.nginx_extra.replace("@DIR@", self.dir),
+                               self.nginx_http_extra.replace("@DIR@", self.dir)))
         self.nginx_proc = Proc("nginx", ["nginx", "-p", self.dir + "/", "-c", conf,
                                          "-e", os.path.join(self.dir, "nginx-error.log")],
                                _base_env(), os.path.join(self.dir, "nginx.log"))
@@ -725,6 +731,8 @@ class Stack:
             types = DEMO_TYPES
         if not isinstance(types, dict):
             types = {t: os.path.join(JOBS_DIR, t + ".sh") for t in types}
+        if not os.access(binary("worker"), os.X_OK):
+            raise HarnessError("%s is not built (run make)" % binary("worker"))
         argv = [binary("worker")]
         for q in queues:
             argv += ["--queue", q]

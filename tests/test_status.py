@@ -169,8 +169,8 @@ def test_wrong_methods_on_a_job_are_405_with_allow():
         with s.unchanged("%s /jobs/{id}" % m):
             r = s.request(m, "/jobs/" + job["id"], json={"type": "echo"})
             expect_error(r, 405, "method_not_allowed")
-            allow = sorted(a.strip() for a in r.headers.get("Allow", "").split(","))
-            eq(allow, ["GET", "HEAD"], "%s /jobs/{id}: Allow" % m)
+            allow = {a.strip() for a in r.headers.get("Allow", "").split(",")} - {"OPTIONS"}
+            eq(allow, {"GET", "HEAD"}, "%s /jobs/{id}: Allow (besides OPTIONS)" % m)
     eq(s.job(job["id"])["version"], job["version"], "version after wrong methods")
 
 

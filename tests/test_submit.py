@@ -356,8 +356,8 @@ def test_get_on_cancel_is_405_with_allow_post():
         with s.unchanged("%s /jobs/{id}/cancel" % m):
             r = s.request(m, "/jobs/%s/cancel" % job["id"])
             expect_error(r, 405, "method_not_allowed")
-            allow = [a.strip() for a in r.headers.get("Allow", "").split(",")]
-            eq(allow, ["POST"], "%s /jobs/{id}/cancel: Allow" % m)
+            allow = {a.strip() for a in r.headers.get("Allow", "").split(",")} - {"OPTIONS"}
+            eq(allow, {"POST"}, "%s /jobs/{id}/cancel: Allow (besides OPTIONS)" % m)
     eq(s.job(job["id"])["status"], "queued", "status after wrong-method cancels")
 
 

@@ -123,6 +123,10 @@ pid_t jg_keeper_start(void)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         close(p[1]);
+        /* a keeper started again later must not hold the worker's sockets and pipes */
+        if (p[0] > 3)
+            close_range(3, (unsigned)p[0] - 1, 0);
+        close_range((unsigned)p[0] + 1, ~0U, 0);
         int devnull = open("/dev/null", O_RDWR);
         if (devnull >= 0) {
             dup2(devnull, 0);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void jg_worker_usage(FILE *out)
@@ -68,7 +69,7 @@ static int add_queue(jg_worker_opts_t *o, const char *q, char *err, size_t errle
 static int add_type(jg_worker_opts_t *o, const char *spec, char *err, size_t errlen)
 {
     const char *eq = strchr(spec, '=');
-    char name[JG_NAME_MAX + 2];
+    char name[JG_NAME_MAX + 1];
     if (eq == NULL || eq == spec || (size_t)(eq - spec) > JG_NAME_MAX)
         return fail(err, errlen, "--type wants NAME=COMMAND, got", spec);
     memcpy(name, spec, (size_t)(eq - spec));

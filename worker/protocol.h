@@ -1,7 +1,7 @@
 /* protocol.h — the worker's side of the Redis protocol (docs/redis.md, "The worker's protocol"):
  * the argument lists of claim.lua, log.lua, renew.lua and complete.lua, the scripts loaded on
  * every new connection, and EVALSHA calls appended to a pipeline. Replies are read by the
- * caller (loop.c) with jg_redis_get_reply(). */
+ * caller (workloop.c) with jg_redis_get_reply(). */
 #ifndef JG_WORKER_PROTOCOL_H
 #define JG_WORKER_PROTOCOL_H
 

@@ -132,14 +132,18 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     const char *tmp = getenv("TMPDIR");
     if (tmp == NULL || tmp[0] != '/')
         tmp = "/tmp";
-    if (snprintf(c->dir, sizeof c->dir, "%s/jobgate-XXXXXX", tmp) >= (int)sizeof c->dir ||
+    if (snprintf(c->dir, sizeof c->dir, "%.4000s/jobgate-XXXXXX", tmp) >= (int)sizeof c->dir ||
         mkdtemp(c->dir) == NULL) {
         snprintf(err, errlen, "cannot create a temporary directory in %s: %s", tmp,
                  strerror(errno));
         c->dir[0] = '\0';
         goto out;
     }
-    snprintf(c->result_path, sizeof c->result_path, "%s/result.json", c->dir);
+    if (snprintf(c->result_path, sizeof c->result_path, "%.4000s/result.json", c->dir) >=
+        (int)sizeof c->result_path) {
+        snprintf(err, errlen, "temporary directory name too long");
+        goto out;
+    }
     if ((in_fd = payload_fd(spec->payload, spec->payload_len)) < 0 ||
         pipe2(out, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "cannot set up the job's stdin/stdout/stderr: %s", strerror(errno));
@@ -229,7 +233,7 @@ int jg_child_result(const jg_child_t *c, jg_buf_t *out, char *err, size_t errlen
         goto out;
     }
     char msg[200];
-    if (jg_json_check(s, len, JG_JSON_DEPTH, msg, sizeof msg) != JG_JSON_OK) {
+    if (jg_json_check(s, len, JG_JSON_MAX_DEPTH, msg, sizeof msg) != JG_JSON_OK) {
         snprintf(err, errlen, "invalid JSON in result file: %s", msg);
         goto out;
     }

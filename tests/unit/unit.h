@@ -1,5 +1,5 @@
 /* unit.h — jobgate's tiny unit-test framework. A test is a function declared with
- * UNIT_TEST(name) in any tests/unit/*.c file; it registers itself before main() runs
+ * UNIT_TEST(name) in any .c file of tests/unit/; it registers itself before main() runs
  * (a constructor), and tests/unit/main.c runs them all in file and line order.
  *
  * EXPECT_* checks record a failure (file:line, what was expected, what was got) and let the

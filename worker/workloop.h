@@ -1,8 +1,8 @@
-/* loop.h — the worker's event loop: one process, one poll() over the job pipes, a signalfd and
+/* workloop.h — the worker's event loop: one process, one poll() over the job pipes, a signalfd and
  * the Redis subscriber connection; claims, log batches, lease renewals, completions and the
  * heartbeat go out as one pipeline per loop turn on the command connection. */
-#ifndef JG_WORKER_LOOP_H
-#define JG_WORKER_LOOP_H
+#ifndef JG_WORKLOOP_H
+#define JG_WORKLOOP_H
 
 #include "config.h"
 #include "options.h"
