@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -196,6 +197,7 @@ static void *request_thread(void *arg)
     jg_buf_free(&out);
     jg_req_free(&req);
     jg_redis_close(&redis);
+    OPENSSL_thread_stop();   /* RAND_bytes' per-thread state (job ids) */
     jg_loop_thread_done(server_loop);
     return NULL;
 }

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""bench.py — `make bench`: throughput and latency of jobgate behind nginx, next to nginx's own
+`return 200` measured in the same run (the ceiling), and a long-poll test: many waiters parked
+on one jobgate-status process, then woken by one change. Prints figures; asserts nothing.
+
+Starts its own stack (tests/harness.py: private Redis, spawn-fcgi'd programs, nginx including
+nginx/jobgate.conf as shipped) on free loopback ports, and stops it at the end.
+
+Environment: BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
+threads, 2), BENCH_WAITERS (long-poll waiters, 1000), BENCH_PROGRAM_THREADS (8),
+BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), JOBGATE_BUILD (build).
+"""
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+import harness  # noqa: E402
+
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+WRK_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+WAITERS = int(os.environ.get("BENCH_WAITERS", "1000"))
+PROGRAM_THREADS = int(os.environ.get("BENCH_PROGRAM_THREADS", "8"))
+
+# The bench's own additions to the server block: the ceiling, and GET /jobs/{id} through an
+# upstream with kept-alive FastCGI connections (the variant nginx/jobgate.conf does not ship).
+SERVER_EXTRA = r"""
+        location = /bench/ceiling { return 200 "ok\n"; }
+
+        location ~ ^/bench/keepalive/jobs/([^/]+)$ {
+            fastcgi_keep_conn on;
+            fastcgi_param REQUEST_METHOD  $request_method;
+            fastcgi_param REQUEST_URI     /api/jobs/$1$is_args$args;
+            fastcgi_param DOCUMENT_URI    /api/jobs/$1;
+            fastcgi_param SCRIPT_NAME     /api/jobs/$1;
+            fastcgi_param QUERY_STRING    $query_string;
+            fastcgi_param CONTENT_TYPE    $content_type;
+            fastcgi_param CONTENT_LENGTH  $content_length;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param REMOTE_ADDR     $remote_addr;
+            fastcgi_param REMOTE_PORT     $remote_port;
+            fastcgi_param SERVER_NAME     $server_name;
+            fastcgi_param SERVER_PORT     $server_port;
+            fastcgi_param HTTP_PROXY      "";
+            fastcgi_pass jobgate_status_keepalive;
+        }
+"""
+HTTP_EXTRA = """
+    upstream jobgate_status_keepalive {
+        server unix:@DIR@/status.sock;
+        keepalive 16;
+    }
+"""
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{"type":"echo","queue":"bench","payload":{"n":1}}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url, script=None):
+    """Runs wrk; returns dict rps, p50, p99 (ms), non2xx, errors."""
+    argv = ["wrk", "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", "%ds" % DURATION,
+            "--timeout", "10s", "--latency"]
+    if script:
+        argv += ["-s", script]
+    argv.append(url)
+    p = subprocess.run(argv, capture_output=True, timeout=DURATION + 60)
+    out = p.stdout.decode()
+    res = {"rps": 0.0, "p50": None, "p99": None, "non2xx": 0, "errors": 0, "raw": out}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(r"^\s+%s(?:\.000)?%%\s+([\d.]+)(us|ms|s|m)\s*$" % pct, out, re.M)
+        if m:
+            res[key] = _ms(m.group(1), m.group(2))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+    return res
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+async def _waiter(port, path, etag, results, started):
+    """One long poll over its own connection; records (status, monotonic time of answer)."""
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as e:
+        results.append(("connect failed: %s" % e, time.monotonic()))
+        return
+    w.write(("GET %s HTTP/1.1\r\nHost: bench\r\nIf-None-Match: %s\r\nConnection: close\r\n\r\n"
+             % (path, etag)).encode())
+    await w.drain()
+    started.append(1)
+    try:
+        line = await asyncio.wait_for(r.readline(), 90)
+        status = int(line.split()[1]) if line else "closed"
+    except (asyncio.TimeoutError, OSError, ValueError, IndexError) as e:
+        status = "error: %r" % e
+    results.append((status, time.monotonic()))
+    w.close()
+
+
+async def long_poll_test(s, job, pid):
+    path = "/api/jobs/%s?wait=60" % job["id"]
+    etag = '"%d"' % job["version"]
+    results, started = [], []
+    rss0, fds0 = rss_kb(pid), fd_count(pid)
+    tasks = []
+    for i in range(WAITERS):
+        tasks.append(asyncio.ensure_future(_waiter(s.port, path, etag, results, started)))
+        if i % 100 == 99:
+            await asyncio.sleep(0.05)
+    deadline = time.monotonic() + 20
+    while len(started) < WAITERS and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.0)    # let nginx pass them all on and the program park them
+    held = WAITERS - len(results)
+    rss1, fds1 = rss_kb(pid), fd_count(pid)
+    # a plain request while they wait: are the request threads free?
+    loop = asyncio.get_running_loop()
+    t0 = time.monotonic()
+    r = await loop.run_in_executor(None, lambda: s.request("GET", "/jobs/" + job["id"]))
+    plain_ms = (time.monotonic() - t0) * 1000
+    # the change
+    t_change = time.monotonic()
+    c = await loop.run_in_executor(None, lambda: s.request("POST", "/jobs/%s/cancel" % job["id"]))
+    await asyncio.wait_for(asyncio.gather(*tasks), 90)
+    lat = sorted((t - t_change) * 1000 for st, t in results if st == 200)
+    statuses = {}
+    for st, _ in results:
+        statuses[st] = statuses.get(st, 0) + 1
+    return {"held": held, "rss0": rss0, "rss1": rss1, "fds0": fds0, "fds1": fds1,
+            "plain_status": r.status, "plain_ms": plain_ms, "cancel_status": c.status,
+            "statuses": statuses, "lat": lat}
+
+
+def pct(xs, p):
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def main():
+    for tool in ("wrk", "nginx", "redis-server", "spawn-fcgi"):
+        if subprocess.run(["sh", "-c", "command -v " + tool], capture_output=True).returncode:
+            sys.exit("bench: %s is not installed (make deps)" % tool)
+    harness.install_signal_handlers()
+    print("bench: starting a stack (threads %d per program) ..." % PROGRAM_THREADS, flush=True)
+    with harness.Stack(name="bench", threads=PROGRAM_THREADS, nginx_extra=SERVER_EXTRA,
+                       nginx_http_extra=HTTP_EXTRA, grace=5) as s:
+        job = s.submit(type="echo", queue="bench", payload={"bench": True})
+        base = "http://127.0.0.1:%d" % s.port
+        lua = os.path.join(s.dir, "post.lua")
+        with open(lua, "w") as f:
+            f.write(POST_LUA)
+        runs = [
+            ("nginx return 200 (ceiling)", base + "/bench/ceiling", None),
+            ("GET /api/jobs/{id}", base + "/api/jobs/" + job["id"], None),
+            ("GET, keep-alive upstream", base + "/bench/keepalive/jobs/" + job["id"], None),
+            ("POST /api/jobs", base + "/api/jobs", lua),
+        ]
+        only = os.environ.get("BENCH_ONLY")   # e.g. "ceiling,keep-alive": a subset of the runs
+        if only:
+            runs = [runs[0]] + [r for r in runs[1:] if any(o in r[0] for o in only.split(","))]
+        print("bench: wrk -t%d -c%d -d%ds per run, loopback, %d CPUs"
+              % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
+        results = []
+        for name, url, script in runs:
+            print("bench: %s ..." % name, flush=True)
+            results.append((name, wrk(url, script)))
+        ceiling = results[0][1]["rps"] or float("nan")
+        print()
+        print("%-30s %10s %9s %9s %9s %8s" % ("run", "req/s", "p50 ms", "p99 ms", "ceiling", "errors"))
+        for name, r in results:
+            print("%-30s %10.0f %9s %9s %8.0f%% %8d" % (
+                name, r["rps"], "%.2f" % r["p50"] if r["p50"] is not None else "-",
+                "%.2f" % r["p99"] if r["p99"] is not None else "-",
+                100.0 * r["rps"] / ceiling, r["non2xx"] + r["errors"]))
+        bad = [(n, r) for n, r in results if r["rps"] == 0]
+        for n, r in bad:
+            print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))
+
+        # ---- long poll
+        dead = s.check_alive()
+        if dead:
+            print("\nbench: a process died during the runs:\n" + "\n".join(dead))
+            return
+        if WAITERS <= 0:
+            return
+        pid = s.program_pids("status")[0]
+        job2 = s.submit(type="echo", queue="bench")
+        print("\nbench: long poll: %d waiters on one jobgate-status (pid %d) ..." % (WAITERS, pid),
+              flush=True)
+        lp = asyncio.run(long_poll_test(s, job2, pid))
+        print("  parked and still waiting after 2 s: %d of %d" % (lp["held"], WAITERS))
+        print("  status process RSS: %.1f MiB idle -> %.1f MiB with them parked (%+.1f KiB per waiter)"
+              % (lp["rss0"] / 1024, lp["rss1"] / 1024,
+                 (lp["rss1"] - lp["rss0"]) / max(1, lp["held"])))
+        print("  status process fds: %d -> %d" % (lp["fds0"], lp["fds1"]))
+        print("  a plain GET meanwhile: %d in %.1f ms" % (lp["plain_status"], lp["plain_ms"]))
+        print("  after the cancel (%d): answers %s" % (lp["cancel_status"], lp["statuses"]))
+        if lp["lat"]:
+            print("  wake-up latency from the cancel: p50 %.1f ms, p99 %.1f ms, last %.1f ms"
+                  % (pct(lp["lat"], 50), pct(lp["lat"], 99), lp["lat"][-1]))
+    print("\nbench: stack stopped")
+
+
+if __name__ == "__main__":
+    main()
