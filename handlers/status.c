@@ -14,111 +14,17 @@
 #include "log.h"
 #include "server.h"
 #include "timefmt.h"
+#include "waitlist.h"
 
 /* A parked long poll. */
 typedef struct waiter {
-    char id[JG_ID_LEN + 1];
+    jg_waiter_t w;            /* id, deadline, seq: see waitlist.h */
     long long version;        /* what the client has */
-    int64_t deadline;         /* monotonic ms */
     int head;
-    uint64_t seq;             /* loop message count before the job was read */
     char *headers;            /* common headers, copied when parked */
-    jg_parked_t *parked;
-    int linked;               /* in the id table and the deadline heap */
-    size_t heap_at;
-    struct waiter *prev, *next;   /* bucket chain */
 } waiter_t;
 
-/* --- the loop side: waiters by id, by deadline, and recent messages --- */
-
-#define BUCKETS 16384
-#define RECENT 4096
-
-static waiter_t *buckets[BUCKETS];
-static waiter_t **heap;
-static size_t heap_len, heap_cap;
-static struct { uint64_t seq; long long version; char id[JG_ID_LEN + 1]; } recent[RECENT];
-
-static size_t bucket_of(const char *id)
-{
-    size_t h = 5381;
-    for (; *id; id++)
-        h = h * 33 + (unsigned char)*id;
-    return h % BUCKETS;
-}
-
-static void heap_swap(size_t a, size_t b)
-{
-    waiter_t *t = heap[a];
-    heap[a] = heap[b];
-    heap[b] = t;
-    heap[a]->heap_at = a;
-    heap[b]->heap_at = b;
-}
-
-static void heap_up(size_t i)
-{
-    while (i > 0 && heap[(i - 1) / 2]->deadline > heap[i]->deadline) {
-        heap_swap(i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-
-static void heap_down(size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < heap_len && heap[l]->deadline < heap[m]->deadline)
-            m = l;
-        if (r < heap_len && heap[r]->deadline < heap[m]->deadline)
-            m = r;
-        if (m == i)
-            return;
-        heap_swap(i, m);
-        i = m;
-    }
-}
-
-static void link_waiter(waiter_t *w)
-{
-    size_t b = bucket_of(w->id);
-    w->prev = NULL;
-    w->next = buckets[b];
-    if (buckets[b])
-        buckets[b]->prev = w;
-    buckets[b] = w;
-    if (heap_len == heap_cap) {
-        heap_cap = heap_cap ? heap_cap * 2 : 1024;
-        heap = realloc(heap, heap_cap * sizeof *heap);
-        if (heap == NULL)
-            abort();
-    }
-    w->heap_at = heap_len;
-    heap[heap_len++] = w;
-    heap_up(w->heap_at);
-    w->linked = 1;
-}
-
-static void unlink_waiter(waiter_t *w)
-{
-    if (!w->linked)
-        return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        buckets[bucket_of(w->id)] = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    size_t i = w->heap_at;
-    heap_len--;
-    if (i != heap_len) {
-        heap[i] = heap[heap_len];
-        heap[i]->heap_at = i;
-        heap_up(i);
-        heap_down(heap[i]->heap_at);
-    }
-    w->linked = 0;
-}
+static jg_waitlist_t *waiting;   /* loop thread only */
 
 /* One round trip: the fields of the job object. NULL when Redis is unreachable. */
 static redisReply *read_job(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
@@ -133,17 +39,17 @@ static redisReply *read_job(const jg_config_t *cfg, jg_redis_t *redis, const cha
     return rep;
 }
 
-/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed (by gone()). */
+/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed (by on_gone). */
 static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version)
 {
-    unlink_waiter(w);
+    jg_waitlist_remove(waiting, &w->w);
     jg_buf_t out = JG_BUF_INIT, headers = JG_BUF_INIT;
     jg_buf_printf(&headers, "ETag: \"%lld\"\r\n", version);
     jg_buf_puts(&headers, w->headers);
     jg_resp_render_parts(&out, body ? 200 : 304, headers.data, "application/json", "no-store",
                          body, len, w->head);
-    jg_parked_send(loop, w->parked, out.data, out.len);
-    jg_parked_end(loop, w->parked);
+    jg_parked_send(loop, w->w.parked, out.data, out.len);
+    jg_parked_end(loop, w->w.parked);
     jg_buf_free(&out);
     jg_buf_free(&headers);
 }
@@ -151,83 +57,58 @@ static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, l
 /* Reads job id once and answers every waiter of it whose version differs. */
 static void wake_job(jg_loop_t *loop, const char *id)
 {
-    size_t n = 0, cap = 0;
-    waiter_t **due = NULL;
-    for (waiter_t *w = buckets[bucket_of(id)]; w; w = w->next) {
-        if (strcmp(w->id, id) != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            due = realloc(due, cap * sizeof *due);
-            if (due == NULL)
-                abort();
-        }
-        due[n++] = w;
-    }
+    jg_waiter_t **due;
+    size_t n = jg_waitlist_of(waiting, id, &due);
     if (n == 0)
         return;
     redisReply *rep = read_job(jg_loop_config(loop), jg_loop_redis(loop), id);
     if (rep) {   /* else Redis is away: they time out, or the resync after it wakes them */
         jg_buf_t body = JG_BUF_INIT;
         long long version = jg_job_json_hmget(rep, 0, &body);
-        for (size_t i = 0; i < n; i++)
-            if (version >= 0 && version != due[i]->version)
-                answer(loop, due[i], body.data, body.len, version);
+        for (size_t i = 0; i < n; i++) {
+            waiter_t *w = (waiter_t *)due[i];
+            if (version >= 0 && version != w->version)
+                answer(loop, w, body.data, body.len, version);
+        }
         jg_buf_free(&body);
         freeReplyObject(rep);
     }
     free(due);
 }
 
-/* "job <id> <version>" */
+/* "job <id> <version>" on <prefix>:events */
 static void on_message(jg_loop_t *loop, const char *msg, size_t len)
 {
-    (void)len;
-    if (strncmp(msg, "job ", 4) != 0)
+    char id[JG_ID_LEN + 1];
+    const char *rest;
+    if (jg_event_parse(msg, len, id, &rest) != 3 || memcmp(msg, "job", 3) != 0)
         return;
-    const char *id = msg + 4;
-    const char *sp = strchr(id, ' ');
-    if (sp == NULL || sp - id != JG_ID_LEN)
-        return;
-    uint64_t seq = jg_loop_message_seq(loop);
-    size_t slot = seq % RECENT;
-    memcpy(recent[slot].id, id, JG_ID_LEN);
-    recent[slot].id[JG_ID_LEN] = '\0';
-    recent[slot].version = strtoll(sp + 1, NULL, 10);
-    recent[slot].seq = seq;
-    wake_job(loop, recent[slot].id);
+    jg_waitlist_note(waiting, jg_loop_message_seq(loop), id);
+    wake_job(loop, id);
 }
 
 static void on_parked(jg_loop_t *loop, jg_parked_t *p)
 {
     waiter_t *w = p->data;
-    w->parked = p;
-    link_waiter(w);
-    /* A change may have come between the handler's read and now. */
-    uint64_t now_seq = jg_loop_message_seq(loop);
-    int missed = now_seq - w->seq >= RECENT;
-    for (uint64_t s = w->seq + 1; !missed && s <= now_seq; s++) {
-        size_t slot = s % RECENT;
-        if (recent[slot].seq == s && strcmp(recent[slot].id, w->id) == 0 &&
-            recent[slot].version != w->version)
-            missed = 1;
-    }
-    if (missed)
-        wake_job(loop, w->id);
+    w->w.parked = p;
+    jg_waitlist_add(waiting, &w->w);
+    if (jg_waitlist_missed(waiting, &w->w, jg_loop_message_seq(loop)))
+        wake_job(loop, w->w.id);   /* it changed between the handler's read and now */
 }
 
 static int64_t on_timers(jg_loop_t *loop, int64_t now)
 {
-    while (heap_len && heap[0]->deadline <= now)
-        answer(loop, heap[0], NULL, 0, heap[0]->version);
-    return heap_len ? heap[0]->deadline : -1;
+    jg_waiter_t *w;
+    while ((w = jg_waitlist_due(waiting, now)) != NULL)
+        answer(loop, (waiter_t *)w, NULL, 0, ((waiter_t *)w)->version);
+    return jg_waitlist_next_deadline(waiting);
 }
 
 static void on_gone(jg_loop_t *loop, jg_parked_t *p)
 {
     (void)loop;
     waiter_t *w = p->data;
-    unlink_waiter(w);
+    jg_waitlist_remove(waiting, &w->w);
     free(w->headers);
     free(w);
 }
@@ -235,28 +116,36 @@ static void on_gone(jg_loop_t *loop, jg_parked_t *p)
 /* Messages may have been lost while the subscription was down: look at every waited job. */
 static void on_resync(jg_loop_t *loop)
 {
-    size_t n = heap_len;
-    if (n == 0)
-        return;
-    char (*ids)[JG_ID_LEN + 1] = malloc(n * sizeof *ids);
-    if (ids == NULL)
-        abort();
+    char(*ids)[JG_ID_LEN + 1];
+    size_t n = jg_waitlist_ids(waiting, &ids);
     for (size_t i = 0; i < n; i++)
-        memcpy(ids[i], heap[i]->id, JG_ID_LEN + 1);
-    for (size_t i = 0; i < n; i++)
-        wake_job(loop, ids[i]);   /* a job already answered finds no waiter: no read */
+        wake_job(loop, ids[i]);
     free(ids);
 }
 
 /* SIGTERM: every long poll gets its answer now (304: nothing changed yet). */
 static void on_shutdown(jg_loop_t *loop)
 {
-    while (heap_len)
-        answer(loop, heap[0], NULL, 0, heap[0]->version);
+    jg_waiter_t *w;
+    while ((w = jg_waitlist_any(waiting)) != NULL)
+        answer(loop, (waiter_t *)w, NULL, 0, ((waiter_t *)w)->version);
+}
+
+static void init(jg_loop_t *loop)
+{
+    (void)loop;
+    waiting = jg_waitlist_new();
+}
+
+static void discard(void *data)
+{
+    waiter_t *w = data;
+    free(w->headers);
+    free(w);
 }
 
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown,
+    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, discard,
 };
 
 /* --- the request side --- */
@@ -336,17 +225,17 @@ static int handle(jg_req_t *req)
     jg_buf_t headers = JG_BUF_INIT;
     if (w == NULL)
         abort();
-    memcpy(w->id, id, JG_ID_LEN + 1);
+    memcpy(w->w.id, id, JG_ID_LEN + 1);
+    w->w.deadline = jg_monotonic_ms() + (int64_t)(wait * 1000);
+    w->w.seq = seq;
     w->version = version;
-    w->deadline = jg_monotonic_ms() + (int64_t)(wait * 1000);
     w->head = req->head;
-    w->seq = seq;
     jg_resp_common_headers(req, &headers);
     w->headers = jg_buf_steal(&headers);
     req->park_data = w;
     return JG_PARKED;
 }
 
-static const jg_program_t program = {"jobgate-status", "status", handle, &park_ops, NULL};
+static const jg_program_t program = {"jobgate-status", "status", handle, &park_ops, init};
 
 int main(int argc, char **argv) { return jg_serve(&program, argc, argv); }

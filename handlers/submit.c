@@ -60,9 +60,16 @@ static int seconds_field(jg_req_t *req, const char *name, json_object *v, double
     return JG_OK;
 }
 
+/* A JSON string with no NUL inside (json-c would cut it there). */
+static int plain_string(json_object *v)
+{
+    return json_object_is_type(v, json_type_string) &&
+           strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v);
+}
+
 static int name_field(jg_req_t *req, const char *name, json_object *v, const char **out)
 {
-    if (!json_object_is_type(v, json_type_string) || !jg_valid_name(json_object_get_string(v)))
+    if (!plain_string(v) || !jg_valid_name(json_object_get_string(v)))
         return jg_fail(req, 400, "invalid_field",
                        "%s must be a name matching ^[a-z0-9][a-z0-9_.-]{0,63}$", name);
     *out = json_object_get_string(v);
@@ -102,8 +109,7 @@ static int validate(jg_req_t *req, const jg_buf_t *body, json_object *obj, submi
         } else if (strcmp(key, "cache_ttl") == 0)
             rc = int_field(req, "cache_ttl", v, 1, 31536000, &s->cache_ttl);
         else if (strcmp(key, "cache_version") == 0) {
-            if (!json_object_is_type(v, json_type_string) ||
-                utf8_chars(json_object_get_string(v)) > 64)
+            if (!plain_string(v) || utf8_chars(json_object_get_string(v)) > 64)
                 return jg_fail(req, 400, "invalid_field",
                                "cache_version must be a string of at most 64 characters");
             s->cache_version = json_object_get_string(v);

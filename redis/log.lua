@@ -9,7 +9,8 @@
 -- ARGV[5]  progress 0..100, or "" for no change
 -- ARGV[6], ARGV[7], ...  stream ("stdout" | "stderr"), line; as many pairs as there are lines
 -- Returns {1, cancel_requested (0|1)} when accepted, or {0, why} when refused (as complete.lua).
--- Lines do not change the job object: only a new progress bumps version and publishes.
+-- Lines do not change the job object: only a new progress bumps version and publishes
+-- `job <id> <version>`; a batch of lines publishes `log <id> <last cursor>`.
 local function int(x) return string.format('%.0f', x) end
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'progress', 'cancel_requested')
@@ -19,8 +20,13 @@ if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
 
 local t = redis.call('TIME')
 local ts = int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local last
 for i = 6, #ARGV - 1, 2 do
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'ts', ts, 'stream', ARGV[i], 'line', ARGV[i + 1])
+  last = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'ts', ts, 'stream', ARGV[i], 'line', ARGV[i + 1])
+end
+if last then
+  -- wakes the log streams of this job (jobgate-logs): one message per batch
+  redis.call('PUBLISH', ARGV[4], 'log ' .. ARGV[1] .. ' ' .. last)
 end
 if ARGV[5] ~= '' and ARGV[5] ~= f[3] then
   redis.call('HSET', KEYS[1], 'progress', ARGV[5])

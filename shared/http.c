@@ -252,7 +252,10 @@ void jg_resp_render_parts(jg_buf_t *out, int status, const char *headers, const 
         jg_buf_printf(out, "Content-Type: %s\r\n", ctype);
     if (cache_control)
         jg_buf_printf(out, "Cache-Control: %s\r\n", cache_control);
-    if (status != 204 && status != 304)
+    int stream = body_len == JG_RENDER_STREAM;
+    if (stream)
+        body_len = body ? strlen(body) : 0;
+    else if (status != 204 && status != 304)
         jg_buf_printf(out, "Content-Length: %zu\r\n", body ? body_len : 0);
     jg_buf_puts(out, headers);
     jg_buf_puts(out, "\r\n");
@@ -276,6 +279,8 @@ void jg_resp_render(jg_req_t *req, jg_buf_t *out)
         req->content_type = "application/json";
     }
     jg_resp_render_parts(out, req->status, headers.data ? headers.data : "", req->content_type,
-                         req->cache_control, req->body.data, req->body.len, req->head);
+                         req->cache_control, req->body.data,
+                         req->streaming && !req->failed ? JG_RENDER_STREAM : req->body.len,
+                         req->head);
     jg_buf_free(&headers);
 }

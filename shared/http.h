@@ -27,6 +27,8 @@ struct jg_req {
     const jg_route_t *route;
     char param[96];               /* the route's {} segment, raw; "" if too long */
     int head;                     /* HEAD: the answer has no body */
+    int streaming;                /* the answer is a stream (SSE): no Content-Length; with
+                                     JG_PARKED, what is in body is sent before parking */
     jg_read_fn read;
     void *io;
     int body_read;                /* the whole body was consumed */
@@ -94,6 +96,8 @@ void jg_resp_render(jg_req_t *req, jg_buf_t *out);
  * headers), content type (NULL: none), body (NULL: none); head: no body. */
 void jg_resp_render_parts(jg_buf_t *out, int status, const char *headers, const char *ctype,
                           const char *cache_control, const char *body, size_t body_len, int head);
+/* The same for the start of a stream: no Content-Length, the body so far follows. */
+#define JG_RENDER_STREAM ((size_t)-1)
 
 const char *jg_status_text(int status);
 

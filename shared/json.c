@@ -672,6 +672,45 @@ static int digits_of(double a, int p, uint64_t *s, int *e)
     return 0;
 }
 
+/* Lays out the number (neg ? -1 : 1) × 0.d[0..k) × 10^n the ECMAScript way (Number::toString
+ * steps 5-10); d has no leading or trailing zeros, 1 <= k <= 17. Returns the length. */
+static int es_layout(int neg, const char *d, int k, int n, char out[JG_NUMBER_MAX])
+{
+    char *o = out;
+    if (neg)
+        *o++ = '-';
+    if (k <= n && n <= 21) {            /* 123000 */
+        memcpy(o, d, (size_t)k);
+        o += k;
+        for (int z = 0; z < n - k; z++)
+            *o++ = '0';
+    } else if (0 < n && n <= 21) {      /* 123.45 */
+        memcpy(o, d, (size_t)n);
+        o += n;
+        *o++ = '.';
+        memcpy(o, d + n, (size_t)(k - n));
+        o += k - n;
+    } else if (-6 < n && n <= 0) {      /* 0.000123 */
+        *o++ = '0';
+        *o++ = '.';
+        for (int z = 0; z < -n; z++)
+            *o++ = '0';
+        memcpy(o, d, (size_t)k);
+        o += k;
+    } else {                            /* 1.23e+45, 1e-7 */
+        *o++ = d[0];
+        if (k > 1) {
+            *o++ = '.';
+            memcpy(o, d + 1, (size_t)(k - 1));
+            o += k - 1;
+        }
+        int x = n - 1;
+        o += snprintf(o, 8, "e%c%d", x < 0 ? '-' : '+', x < 0 ? -x : x);
+    }
+    *o = '\0';
+    return (int)(o - out);
+}
+
 int jg_json_number(double v, char out[JG_NUMBER_MAX])
 {
     if (!isfinite(v))
@@ -681,6 +720,8 @@ int jg_json_number(double v, char out[JG_NUMBER_MAX])
         return 1;
     }
     double a = fabs(v);
+    if (a < 9007199254740992.0 && (double)(int64_t)a == a)   /* an exact integer below 2^53 */
+        return snprintf(out, JG_NUMBER_MAX, "%s%" PRId64, v < 0 ? "-" : "", (int64_t)a);
     /* The fewest digits that read back: 17 always do, and if p digits do, p + 1 do, so a binary
      * search finds the least p. */
     uint64_t s = 0;
@@ -706,40 +747,73 @@ int jg_json_number(double v, char out[JG_NUMBER_MAX])
     }
     char d[24];
     int k = snprintf(d, sizeof d, "%" PRIu64, s);
-    int n = e + k;   /* a = 0.d × 10^n */
-    char *o = out;
-    if (v < 0)
-        *o++ = '-';
-    if (k <= n && n <= 21) {
-        memcpy(o, d, (size_t)k);
-        o += k;
-        for (int z = 0; z < n - k; z++)
-            *o++ = '0';
-    } else if (0 < n && n <= 21) {
-        memcpy(o, d, (size_t)n);
-        o += n;
-        *o++ = '.';
-        memcpy(o, d + n, (size_t)(k - n));
-        o += k - n;
-    } else if (-6 < n && n <= 0) {
-        *o++ = '0';
-        *o++ = '.';
-        for (int z = 0; z < -n; z++)
-            *o++ = '0';
-        memcpy(o, d, (size_t)k);
-        o += k;
-    } else {
-        *o++ = d[0];
-        if (k > 1) {
-            *o++ = '.';
-            memcpy(o, d + 1, (size_t)(k - 1));
-            o += k - 1;
-        }
-        int x = n - 1;
-        o += snprintf(o, 8, "e%c%d", x < 0 ? '-' : '+', x < 0 ? -x : x);
+    return es_layout(v < 0, d, k, e + k, out);
+}
+
+/* The JCS form of the JSON number text t[0..len) without going through a double, when that is
+ * safe: with at most 15 significant digits (DBL_DIG) and a magnitude well inside the normal
+ * range, the double nearest to the text reads back as exactly those digits and no shorter
+ * decimal reads back as it, so they are the ECMAScript digits. Returns the length, or -1 when
+ * the text needs the general path. */
+static int number_from_text(const char *t, size_t len, char out[JG_NUMBER_MAX])
+{
+    char d[16];
+    int k = 0, neg = 0, point = 0, seen_point = 0, trailing = 0;
+    size_t i = 0;
+    long exp10 = 0;
+    if (i < len && t[i] == '-') {
+        neg = 1;
+        i++;
     }
-    *o = '\0';
-    return (int)(o - out);
+    /* significant digits into d; point = how many of them stand before the decimal point */
+    for (; i < len; i++) {
+        char c = t[i];
+        if (c == '.') {
+            seen_point = 1;
+            continue;
+        }
+        if (!is_digit((unsigned char)c))
+            break;
+        if (c == '0' && k == 0) {   /* leading zero: only moves the point */
+            if (seen_point)
+                point--;
+            continue;
+        }
+        if (c == '0') {
+            trailing++;   /* held back: kept only if a non-zero digit follows */
+        } else {
+            if (k + trailing + 1 > 15)
+                return -1;
+            for (; trailing > 0; trailing--)
+                d[k++] = '0';
+            d[k++] = c;
+        }
+        if (!seen_point)
+            point++;
+    }
+    if (i < len && (t[i] == 'e' || t[i] == 'E')) {
+        i++;
+        int eneg = 0;
+        if (i < len && (t[i] == '+' || t[i] == '-'))
+            eneg = t[i++] == '-';
+        size_t e0 = i;
+        for (; i < len && is_digit((unsigned char)t[i]); i++)
+            if (i - e0 < 6)
+                exp10 = exp10 * 10 + (t[i] - '0');
+        if (i - e0 > 5)
+            return -1;
+        if (eneg)
+            exp10 = -exp10;
+    }
+    if (k == 0) {   /* 0, -0, 0.000e5 */
+        memcpy(out, "0", 2);
+        return 1;
+    }
+    /* trailing zeros before the point count in point already */
+    long n = point + exp10;   /* value = 0.d × 10^n */
+    if (n < -290 || n > 290)
+        return -1;
+    return es_layout(neg, d, k, (int)n, out);
 }
 
 /* ---- jg_jcs ---- */
@@ -892,6 +966,13 @@ value:   /* i is at the first byte of a value */
         size_t end = skip_value(t, len, i);
         if (end == i)
             end = i + 1;   /* not a value (unchecked text): step over it, never loop */
+        char fmt[JG_NUMBER_MAX];
+        int n = number_from_text(t + i, end - i, fmt);
+        if (n >= 0) {
+            jg_buf_append(out, fmt, (size_t)n);
+            last_end = end;
+            goto next;
+        }
         char num[64], *copy = num;
         if (end - i >= sizeof num)
             copy = xrealloc(NULL, end - i + 1);
@@ -900,8 +981,7 @@ value:   /* i is at the first byte of a value */
         double d = strtod_c(copy, NULL);
         if (copy != num)
             free(copy);
-        char fmt[JG_NUMBER_MAX];
-        int n = jg_json_number(d, fmt);
+        n = jg_json_number(d, fmt);
         if (n < 0) {
             rc = -1;
             goto out;

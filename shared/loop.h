@@ -41,6 +41,9 @@ typedef struct jg_park_ops {
     void (*gone)(jg_loop_t *loop, jg_parked_t *p);
     /* SIGTERM: give every parked request its end now. */
     void (*shutdown)(jg_loop_t *loop);
+    /* A handler's park data that was never parked (its client left first): free it.
+     * Runs on the request thread. */
+    void (*discard)(void *data);
 } jg_park_ops_t;
 
 /* Creates the loop. listen_fd < 0: no listener (plain CGI). ops may be NULL. Returns NULL on

@@ -172,6 +172,12 @@ static void *request_thread(void *arg)
         jg_req_reset(&req, &config, &redis, fr.envp, fcgi_read, fr.in);
         int rc = dispatch(&req);
         int drained = drain_body(fr.in) == 0;
+        if (rc == JG_PARKED && req.streaming) {   /* the stream's start, before parking */
+            jg_buf_reset(&out);
+            jg_resp_render(&req, &out);
+            if (FCGX_PutStr(out.data, (int)out.len, fr.out) < 0 || FCGX_FFlush(fr.out) < 0)
+                drained = 0;   /* the client is gone: end it here */
+        }
         if (rc == JG_PARKED && drained) {
             int pfd = fr.ipcFd;
             fr.ipcFd = -1;
@@ -179,11 +185,16 @@ static void *request_thread(void *arg)
             FCGX_Free(&fr, 0);
             continue;
         }
-        if (rc == JG_PARKED)   /* cannot happen for GET; be safe */
-            jg_fail(&req, 500, "internal", "internal error");
-        jg_buf_reset(&out);
-        jg_resp_render(&req, &out);
-        FCGX_PutStr(out.data, (int)out.len, fr.out);
+        if (rc == JG_PARKED) {   /* not parked after all: free what the program set */
+            if (program->park && program->park->discard)
+                program->park->discard(req.park_data);
+            if (!req.streaming)
+                jg_fail(&req, 500, "internal", "internal error");
+        } else {
+            jg_buf_reset(&out);
+            jg_resp_render(&req, &out);
+            FCGX_PutStr(out.data, (int)out.len, fr.out);
+        }
         if (!drained)
             fr.keepConnection = 0;
         fr.detached = drained;   /* read whole: a plain close, no lingering */
@@ -283,6 +294,12 @@ static int serve_cgi(void)
     jg_req_reset(&req, &config, &redis, environ, cgi_read, &in);
     int rc = dispatch(&req);
     if (rc == JG_PARKED) {
+        if (req.streaming) {   /* the stream's start, before parking */
+            jg_buf_t out = JG_BUF_INIT;
+            jg_resp_render(&req, &out);
+            write_all(STDOUT_FILENO, out.data, out.len);
+            jg_buf_free(&out);
+        }
         jg_loop_park(server_loop, STDOUT_FILENO, 0, 0, 1, req.park_data);
         jg_loop_run(server_loop);
     } else {

@@ -92,9 +92,21 @@ static int payload_fd(const char *payload, size_t len)
     return fd;
 }
 
+/* One word of [A-Za-z0-9_./+-] with a '/' in it: a path that sh -c would simply exec. */
+static int plain_path(const char *command)
+{
+    if (strchr(command, '/') == NULL)
+        return 0;
+    for (const char *p = command; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_./+-", *p)))
+            return 0;
+    return 1;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(const jg_child_t *c, const char *command, char **env, int in_fd, int out_w,
-                       int err_w, pid_t parent)
+static void child_exec(const jg_child_t *c, const char *command, int direct, char **env,
+                       int in_fd, int out_w, int err_w, pid_t parent)
 {
     setpgid(0, 0);
     /* dies with the worker; if the worker is already gone, do not start at all */
@@ -116,10 +128,19 @@ static void child_exec(const jg_child_t *c, const char *command, char **env, int
             close(fd);
     if (chdir(c->dir) != 0)
         _exit(127);
+    /* A command that is one word naming a file is what `sh -c` would exec at once: exec it
+     * here and save a shell start (a third of the cost of a tiny job). Anything else, or a
+     * file the kernel cannot exec, goes to /bin/sh -c as usual. */
+    if (direct) {
+        char *const dargv[] = {(char *)command, NULL};
+        execve(command, dargv, env);
+    }
     char *const argv[] = {(char *)"sh", (char *)"-c", (char *)command, NULL};
     execve("/bin/sh", argv, env);
     _exit(127);
 }
+
+
 
 int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t errlen)
 {
@@ -150,6 +171,7 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
         goto out;
     }
     env = build_env(spec, c->result_path);
+    int direct = plain_path(spec->command);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -157,7 +179,7 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
         goto out;
     }
     if (pid == 0)
-        child_exec(c, spec->command, env, in_fd, out[1], errp[1], parent);
+        child_exec(c, spec->command, direct, env, in_fd, out[1], errp[1], parent);
     setpgid(pid, pid);   /* both sides set it: no window where a signal misses the group */
     c->pid = pid;
     c->out_fd = out[0];

@@ -8,6 +8,7 @@
 #include "json.h"
 #include "unit.h"
 
+#include <locale.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1184,6 +1185,71 @@ UNIT_TEST(jcs_numbers_random_shortest_round_trip)
     }
     jg_buf_free(&b);
     EXPECT_TRUE(checked > n * 9 / 10);
+}
+
+UNIT_TEST(jcs_numbers_from_text_agree_with_numbers_from_doubles)
+{
+    /* Short decimal texts take a path that never goes through a double; it must give what the
+     * double would. Texts of 1..17 significant digits, exponents across the whole range, many
+     * spellings (1.5e3, 15E2, 1500.0, 0.0015e6). */
+    uint64_t st = 777;
+    char text[96], want[JG_NUMBER_MAX];
+    jg_buf_t b = JG_BUF_INIT;
+    for (int i = 0; i < 20000; i++) {
+        int digits = 1 + (int)(splitmix(&st) % 17);
+        int exp10 = (int)(splitmix(&st) % 640) - 320;
+        if (i % 2)
+            exp10 = (int)(splitmix(&st) % 40) - 20;
+        char mant[24];
+        for (int k = 0; k < digits; k++)
+            mant[k] = (char)('0' + (k == 0 ? 1 + splitmix(&st) % 9 : splitmix(&st) % 10));
+        mant[digits] = '\0';
+        const char *sign = splitmix(&st) % 2 ? "-" : "";
+        switch (splitmix(&st) % 4) {
+        case 0:
+            snprintf(text, sizeof text, "%s%se%d", sign, mant, exp10);
+            break;
+        case 1:
+            snprintf(text, sizeof text, "%s%c.%sE%+d", sign, mant[0], digits > 1 ? mant + 1 : "0",
+                     exp10 + digits - 1);
+            break;
+        case 2:
+            snprintf(text, sizeof text, "%s0.000%s00e%d", sign, mant, exp10 + digits + 3);
+            break;
+        default:
+            snprintf(text, sizeof text, "%s%s000.0e%d", sign, mant, exp10 - 3);
+            break;
+        }
+        double d = strtod(text, NULL);
+        int n = jg_json_number(d, want);
+        jg_buf_reset(&b);
+        int rc = jg_jcs(text, strlen(text), &b);
+        if (n < 0) {
+            if (!EXPECT_INT_EQ(-1, rc))
+                break;
+            continue;
+        }
+        if (!EXPECT_INT_EQ(0, rc) || !EXPECT_STR_EQ(want, b.data)) {
+            FAIL("text %s", text);
+            break;
+        }
+    }
+    jg_buf_free(&b);
+}
+
+UNIT_TEST(jcs_numbers_ignore_the_c_locale)
+{
+    /* a locale whose decimal point is ',' must change nothing (skipped where none is installed) */
+    const char *names[] = {"de_DE.UTF-8", "fr_FR.UTF-8", "ru_RU.UTF-8", "de_DE", "fr_FR"};
+    const char *set = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !set; i++)
+        set = setlocale(LC_ALL, names[i]);
+    EXPECT_STR_EQ("[1.5,0.1,1.7976931348623157e+308,1e-7,333333333.3333333]",
+                  jcs("[1.5,0.1,1.7976931348623157e308,1e-7,333333333.33333329]"));
+    EXPECT_STR_EQ("2.5e-7", number(2.5e-7));
+    EXPECT_STR_EQ("0.30000000000000004", number(0.1 + 0.2));
+    if (set)
+        setlocale(LC_ALL, "C");
 }
 
 /* ---- jg_cache_key ---- */
