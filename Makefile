@@ -18,7 +18,7 @@ else
 BUILD   ?= build
 endif
 
-WEB_PROGRAMS = submit status
+WEB_PROGRAMS = submit status logs cache
 PROGRAMS     = $(addprefix $(BUILD)/jobgate-,$(WEB_PROGRAMS) worker)
 
 SHARED_SRC  = $(wildcard shared/*.c)

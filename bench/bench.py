@@ -181,7 +181,9 @@ def main():
     harness.install_signal_handlers()
     print("bench: starting a stack (threads %d per program) ..." % PROGRAM_THREADS, flush=True)
     with harness.Stack(name="bench", threads=PROGRAM_THREADS, nginx_extra=SERVER_EXTRA,
-                       nginx_http_extra=HTTP_EXTRA, grace=5) as s:
+                       nginx_http_extra=HTTP_EXTRA, grace=5,
+                       nginx_workers=2, nginx_worker_connections=max(4096, WAITERS + 2048),
+                       program_args=("--max-streams", str(max(10000, WAITERS + 100)))) as s:
         job = s.submit(type="echo", queue="bench", payload={"bench": True})
         base = "http://127.0.0.1:%d" % s.port
         lua = os.path.join(s.dir, "post.lua")

@@ -1,37 +1,41 @@
 /* submit.c — jobgate-submit, the write side of jobs (contract section 3):
- *   POST /jobs               -> 202 job + Location | 400 | 413 | 415 | 503
- *   POST /jobs/{id}/cancel   -> 200 cancelled | 202 cancel requested | 404 | 409 finished */
+ *   POST /jobs               -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat
+ *                               (Idempotency-Key) | 400 | 409 | 413 | 415 | 503
+ *   POST /jobs/{id}/cancel   -> 200 cancelled | 202 cancel requested | 404 | 409 finished
+ *
+ * With cache: true, a result in the result cache (P:cache:<key>) makes a job created done (200),
+ * and a job of the same cache key queued or running in the queue is answered instead of a new
+ * one (202, coalesced): submit.lua decides, atomically, with the queue's in-flight marker.
+ * Idempotency-Key: P:idem:<SHA-256 of the header> holds the id of the first request's job for
+ * 24 h; SET NX decides which of racing repeats creates it (docs/redis.md). */
 #include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
+#include "fields.h"
 #include "jg.h"
 #include "job.h"
 #include "json.h"
 #include "keys.h"
 #include "log.h"
+#include "resultcache.h"
 #include "server.h"
+#include "timefmt.h"
+
+#define IDEM_TTL_S    86400   /* an Idempotency-Key is remembered 24 h */
+#define IDEM_WAIT_MS  2000    /* a repeat waits this long for the first request's job */
+#define IDEM_ABSENT   2       /* idem_answer(): the key is not taken */
 
 /* A submitted job, validated. Strings point into the parsed body. */
 typedef struct submission {
-    const char *type;
+    jg_key_fields_t k;          /* type, payload, cache_version: what the cache key is made of */
     const char *queue;
-    const char *payload;        /* raw JSON text of the payload member, or "{}" */
-    size_t payload_len;
     long priority, max_attempts, cache_ttl;
     long long timeout_ms, delay_ms;
     int cache;
-    const char *cache_version;  /* NULL when absent */
 } submission_t;
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
 
 static int int_field(jg_req_t *req, const char *name, json_object *v, long min, long max,
                      long *out)
@@ -60,40 +64,25 @@ static int seconds_field(jg_req_t *req, const char *name, json_object *v, double
     return JG_OK;
 }
 
-/* A JSON string with no NUL inside (json-c would cut it there). */
-static int plain_string(json_object *v)
-{
-    return json_object_is_type(v, json_type_string) &&
-           strlen(json_object_get_string(v)) == (size_t)json_object_get_string_len(v);
-}
-
-static int name_field(jg_req_t *req, const char *name, json_object *v, const char **out)
-{
-    if (!plain_string(v) || !jg_valid_name(json_object_get_string(v)))
-        return jg_fail(req, 400, "invalid_field",
-                       "%s must be a name matching ^[a-z0-9][a-z0-9_.-]{0,63}$", name);
-    *out = json_object_get_string(v);
-    return JG_OK;
-}
-
 /* Reads every member of the body into s, with the rules of contract section 3. */
 static int validate(jg_req_t *req, const jg_buf_t *body, json_object *obj, submission_t *s)
 {
     memset(s, 0, sizeof *s);
+    jg_key_fields_init(&s->k);
     s->queue = "default";
-    s->payload = "{}";
-    s->payload_len = 2;
     s->max_attempts = 3;
     s->timeout_ms = 300000;
     s->cache_ttl = 604800;
     json_object_object_foreach(obj, key, v) {
-        int rc = JG_OK;
-        if (strcmp(key, "type") == 0)
-            rc = name_field(req, "type", v, &s->type);
-        else if (strcmp(key, "queue") == 0)
-            rc = name_field(req, "queue", v, &s->queue);
-        else if (strcmp(key, "payload") == 0)
-            jg_json_member(body->data, body->len, "payload", &s->payload, &s->payload_len);
+        int rc = jg_key_fields_member(req, body, key, v, &s->k);
+        if (rc != 1) {   /* type, payload or cache_version: the cache key's members */
+            if (rc != JG_OK)
+                return rc;
+            continue;
+        }
+        rc = JG_OK;
+        if (strcmp(key, "queue") == 0)
+            rc = jg_field_name(req, "queue", v, &s->queue);
         else if (strcmp(key, "priority") == 0)
             rc = int_field(req, "priority", v, -1000, 1000, &s->priority);
         else if (strcmp(key, "max_attempts") == 0)
@@ -108,67 +97,134 @@ static int validate(jg_req_t *req, const jg_buf_t *body, json_object *obj, submi
             s->cache = json_object_get_boolean(v);
         } else if (strcmp(key, "cache_ttl") == 0)
             rc = int_field(req, "cache_ttl", v, 1, 31536000, &s->cache_ttl);
-        else if (strcmp(key, "cache_version") == 0) {
-            if (!plain_string(v) || utf8_chars(json_object_get_string(v)) > 64)
-                return jg_fail(req, 400, "invalid_field",
-                               "cache_version must be a string of at most 64 characters");
-            s->cache_version = json_object_get_string(v);
-        } else
+        else
             return jg_fail(req, 400, "invalid_field", "unknown field \"%.64s\"", key);
         if (rc != JG_OK)
             return rc;
     }
-    if (s->type == NULL)
-        return jg_fail(req, 400, "invalid_field", "type is required");
     return JG_OK;
 }
 
-/* Parses a body that is strict JSON (json.h) and an object; NULL after jg_fail otherwise. */
-static json_object *parse_object(jg_req_t *req, const jg_buf_t *body)
+/* Reads job id (one round trip: the job object's fields) into req->body. Returns its version,
+ * -1 when there is no such job, or -2 when Redis is unreachable. */
+static long long read_job(jg_req_t *req, const char *id)
 {
-    char msg[128];
-    if (jg_json_check(body->data, body->len, JG_JSON_MAX_DEPTH, msg, sizeof msg) != JG_JSON_OK) {
-        jg_fail(req, 400, "invalid_json", "%s", msg);
-        return NULL;
-    }
-    json_tokener *tok = json_tokener_new_ex(JG_JSON_MAX_DEPTH + 1);
-    json_object *obj = json_tokener_parse_ex(tok, body->data, (int)body->len);
-    json_tokener_free(tok);
-    if (!json_object_is_type(obj, json_type_object)) {
-        json_object_put(obj);
-        jg_fail(req, 400, "invalid_json", "the body must be a JSON object");
-        return NULL;
-    }
-    return obj;
+    char key[JG_KEY_MAX];
+    jg_args_t a;
+    jg_args_init(&a);
+    jg_key_job(req->cfg, id, key);
+    jg_job_read_command(&a, key);
+    redisReply *rep = jg_redis_cmdargv(req->redis, a.argc, a.argv, a.lens);
+    jg_args_free(&a);
+    if (rep == NULL)
+        return -2;
+    long long version = jg_job_json_hmget(rep, 0, &req->body);
+    freeReplyObject(rep);
+    return version;
 }
 
-/* POST /jobs -> 202 job + Location */
+/* The job of a taken Idempotency-Key (idem: its Redis key) answers the request: 200 with it.
+ * The first request may still be creating it: wait up to IDEM_WAIT_MS for it to exist.
+ * Returns JG_OK (answered), JG_ERR (failed: 503, or 409 when the job never shows up), or
+ * IDEM_ABSENT when nobody holds the key. */
+static int idem_answer(jg_req_t *req, const char *idem)
+{
+    int64_t deadline = jg_monotonic_ms() + IDEM_WAIT_MS;
+    for (;;) {
+        redisReply *rep = jg_redis_cmd(req->redis, "GET %s", idem);
+        char id[JG_ID_MAX + 1] = "";
+        if (rep == NULL)
+            return jg_fail_unavailable(req);
+        int type = rep->type;
+        if (type == REDIS_REPLY_STRING && rep->len <= JG_ID_MAX)
+            memcpy(id, rep->str, rep->len + 1);
+        freeReplyObject(rep);
+        if (type == REDIS_REPLY_NIL)
+            return IDEM_ABSENT;
+        if (!jg_valid_job_id(id))
+            return jg_fail(req, 500, "internal", "bad job id under an Idempotency-Key");
+        long long version = read_job(req, id);
+        if (version == -2)
+            return jg_fail_unavailable(req);
+        if (version >= 0) {
+            jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, id);
+            jg_log_info("job submitted again (Idempotency-Key)", "job", id, NULL);
+            return JG_OK;   /* 200 */
+        }
+        if (jg_monotonic_ms() >= deadline)
+            return jg_fail(req, 409, "conflict",
+                           "the job of this Idempotency-Key is not there (still being created, "
+                           "or expired)");
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
 static int submit(jg_req_t *req)
 {
     jg_buf_t body = JG_BUF_INIT;
     json_object *obj = NULL;
-    redisReply *rep = NULL;
+    redisReply *rep = NULL, *entry = NULL;
     jg_args_t a;
     jg_args_init(&a);
     submission_t s;
-    char id[JG_ID_LEN + 1], cache_key[65];
+    char id[JG_ID_LEN + 1], cache_key[65], idem[JG_KEY_MAX] = "";
     char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_delayed[JG_KEY_MAX], k_seq[JG_KEY_MAX],
         k_jobs[JG_KEY_MAX], k_types[JG_KEY_MAX], k_counts[JG_KEY_MAX], k_log[JG_KEY_MAX],
-        wake[JG_KEY_MAX], ready_what[JG_NAME_MAX + 8];
-    int rc = JG_ERR;
+        k_inflight[JG_KEY_MAX], k_entry[JG_KEY_MAX], wake[JG_KEY_MAX],
+        ready_what[JG_NAME_MAX + 8];
+    int rc = JG_ERR, idem_taken = 0;
 
-    if (jg_req_read_json_body(req, &body) || (obj = parse_object(req, &body)) == NULL ||
-        validate(req, &body, obj, &s) != JG_OK)
-        goto out;
-    if (jg_cache_key(s.type, s.payload, s.payload_len, s.cache_version, cache_key)) {
-        jg_fail(req, 400, "invalid_field", "payload has a number out of range");
-        goto out;
+    /* A repeat of an Idempotency-Key gets the first job, whatever its body says. */
+    const char *ik = jg_req_param(req, "HTTP_IDEMPOTENCY_KEY");
+    if (ik) {
+        if (!jg_valid_idempotency_key(ik))
+            return jg_fail(req, 400, "invalid_field",
+                           "Idempotency-Key must be 1 to 128 visible ASCII characters");
+        jg_key_idempotency(req->cfg, ik, idem);
+        int r = idem_answer(req, idem);
+        if (r != IDEM_ABSENT)
+            return r;
     }
+    if (jg_req_read_json_body(req, &body) || (obj = jg_body_object(req, &body)) == NULL ||
+        validate(req, &body, obj, &s) != JG_OK ||
+        jg_key_fields_key(req, &s.k, cache_key) != JG_OK)
+        goto out;
     if (jg_new_job_id(s.queue, id)) {
         jg_fail(req, 500, "internal", "no randomness for a job id");
         goto out;
     }
-    snprintf(ready_what, sizeof ready_what, "ready:%s", s.type);
+    if (idem[0]) {   /* racing repeats: the one whose SET NX wins creates the job */
+        rep = jg_redis_cmd(req->redis, "SET %s %s NX EX %d", idem, id, IDEM_TTL_S);
+        if (rep == NULL) {
+            jg_fail_unavailable(req);
+            goto out;
+        }
+        idem_taken = rep->type == REDIS_REPLY_STATUS;
+        freeReplyObject(rep);
+        rep = NULL;
+        if (!idem_taken) {
+            rc = idem_answer(req, idem);
+            if (rc == IDEM_ABSENT)   /* the winner failed and let go of it: try again */
+                rc = jg_fail_unavailable(req);
+            goto out;
+        }
+    }
+    if (s.cache) {   /* a cached result: the script creates the job done with it */
+        jg_key_cache(req->cfg, cache_key, k_entry);
+        entry = jg_redis_cmd(req->redis, "GET %s", k_entry);
+        if (entry == NULL) {
+            jg_fail_unavailable(req);
+            goto out;
+        }
+        if (entry->type != REDIS_REPLY_STRING && entry->type != REDIS_REPLY_NIL) {
+            jg_fail_redis(req, entry);
+            goto out;
+        }
+        jg_cache_count(req->redis, req->cfg, entry->type == REDIS_REPLY_STRING);
+    }
+    snprintf(ready_what, sizeof ready_what, "ready:%s", s.k.type);
     jg_key_job(req->cfg, id, k_job);
     jg_key_queue(req->cfg, s.queue, ready_what, k_ready);
     jg_key_queue(req->cfg, s.queue, "delayed", k_delayed);
@@ -177,15 +233,17 @@ static int submit(jg_req_t *req)
     jg_key_queue(req->cfg, s.queue, "types", k_types);
     jg_key_queue(req->cfg, s.queue, "counts", k_counts);
     jg_key_log(req->cfg, id, k_log);
+    jg_key_inflight(req->cfg, s.queue, cache_key, k_inflight);
     snprintf(wake, sizeof wake, "%s:wake:%s", req->cfg->key_prefix, s.queue);
 
-    const char *keys[] = {k_job, k_ready, k_delayed, k_seq, k_jobs, k_types, k_counts, k_log};
+    const char *keys[] = {k_job,  k_ready,  k_delayed, k_seq,     k_jobs,
+                          k_types, k_counts, k_log,     k_inflight};
     for (size_t i = 0; i < JG_ARRAY_LEN(keys); i++)
         jg_args_str(&a, keys[i]);
     jg_args_str(&a, id);
     jg_args_str(&a, s.queue);
-    jg_args_str(&a, s.type);
-    jg_args_add(&a, s.payload, s.payload_len);
+    jg_args_str(&a, s.k.type);
+    jg_args_add(&a, s.k.payload, s.k.payload_len);
     jg_args_printf(&a, "%ld", s.priority);
     jg_args_printf(&a, "%ld", s.max_attempts);
     jg_args_printf(&a, "%lld", s.timeout_ms);
@@ -193,16 +251,32 @@ static int submit(jg_req_t *req)
     jg_args_str(&a, s.cache ? "1" : "0");
     jg_args_printf(&a, "%ld", s.cache_ttl);
     jg_args_str(&a, cache_key);
-    jg_args_str(&a, s.cache_version);
+    jg_args_str(&a, s.k.cache_version);
     jg_args_printf(&a, "%ld", req->cfg->log_max);
     jg_args_str(&a, wake);
-    rep = jg_redis_script(req->redis, "submit", 8, a.argc, a.argv, a.lens);
+    if (entry && entry->type == REDIS_REPLY_STRING) {
+        jg_args_str(&a, "1");
+        jg_args_add(&a, entry->str, entry->len);
+    } else {
+        jg_args_str(&a, "0");
+        jg_args_str(&a, "");
+    }
+    jg_args_printf(&a, "%ld", req->cfg->retention);
+    rep = jg_redis_script(req->redis, "submit", (int)JG_ARRAY_LEN(keys), a.argc, a.argv, a.lens);
     if (rep == NULL) {
         jg_fail_unavailable(req);
         goto out;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        jg_job_json(rep->element[1], 0, &req->body) < 0) {
+    const char *how = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+                              rep->element[2]->type == REDIS_REPLY_STRING
+                          ? rep->element[2]->str
+                          : "";
+    int coalesced = strcmp(how, "coalesced") == 0;
+    const char *job_id = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
+                             ? jg_job_field(rep->element[1], "id")
+                             : NULL;
+    if (job_id == NULL || !jg_valid_job_id(job_id) ||
+        jg_job_json(rep->element[1], coalesced ? JG_JOB_COALESCED : 0, &req->body) < 0) {
         jg_fail_redis(req, rep);
         goto out;
     }
@@ -213,13 +287,29 @@ static int submit(jg_req_t *req)
         if (r2)
             freeReplyObject(r2);
     }
-    req->status = 202;
-    jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, id);
-    jg_log_info("job submitted", "job", id, "queue", s.queue, "type", s.type, NULL);
+    if (idem_taken && strcmp(job_id, id) != 0) {
+        /* coalesced: repeats of this Idempotency-Key get that job, not the id minted here */
+        redisReply *r2 = jg_redis_cmd(req->redis, "SET %s %s XX KEEPTTL", idem, job_id);
+        if (r2)
+            freeReplyObject(r2);
+    }
+    idem_taken = 0;   /* the key names a job now: keep it */
+    req->status = strcmp(how, "cached") == 0 ? 200 : 202;
+    jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, job_id);
+    jg_log_info(coalesced ? "job coalesced" : req->status == 200 ? "job submitted, cached result"
+                                                                 : "job submitted",
+                "job", job_id, "queue", s.queue, "type", s.k.type, NULL);
     rc = JG_OK;
 out:
+    if (idem_taken) {   /* no job was made: let a repeat try again */
+        redisReply *r2 = jg_redis_cmd(req->redis, "DEL %s", idem);
+        if (r2)
+            freeReplyObject(r2);
+    }
     if (rep)
         freeReplyObject(rep);
+    if (entry)
+        freeReplyObject(entry);
     jg_args_free(&a);
     json_object_put(obj);
     jg_buf_free(&body);

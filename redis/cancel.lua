@@ -8,7 +8,7 @@
 local function int(x) return string.format('%.0f', x) end
 
 local job = KEYS[1]
-local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker')
+local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker', 'cache', 'cache_key')
 local status, queue, jtype, worker = f[1], f[2], f[3], f[4]
 if not status then return {404} end
 local t = redis.call('TIME')
@@ -20,6 +20,9 @@ if status == 'queued' then
   redis.call('ZREM', qkey .. 'ready:' .. jtype, ARGV[1])
   redis.call('ZREM', qkey .. 'delayed', ARGV[1])
   redis.call('HSET', job, 'status', 'cancelled', 'finished_at', int(now), 'run_at', '')
+  if f[5] == '1' and redis.call('GET', qkey .. 'inflight:' .. f[6]) == ARGV[1] then
+    redis.call('DEL', qkey .. 'inflight:' .. f[6])   -- the result cache's in-flight marker
+  end
   redis.call('HINCRBY', qkey .. 'counts', 'cancelled:' .. jtype, 1)
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*',
     'ts', int(now), 'stream', 'system', 'line', 'cancelled')

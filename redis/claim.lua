@@ -34,6 +34,11 @@ local function addlog(id, line)
   redis.call('XADD', logkey(id), 'MAXLEN', log_max, '*',
     'ts', int(now), 'stream', 'system', 'line', line)
 end
+-- A job submitted with cache true that ends here leaves the result cache's in-flight marker.
+local function end_inflight(id, cache, cache_key)
+  local mk = P .. 'q:' .. queue .. ':inflight:' .. (cache_key or '')
+  if cache == '1' and redis.call('GET', mk) == id then redis.call('DEL', mk) end
+end
 local function bump(id)
   local v = redis.call('HINCRBY', jobkey(id), 'version', 1)
   redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. v)
@@ -58,7 +63,8 @@ local taken = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now), 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[2], id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'status', 'type', 'attempts', 'max_attempts', 'cancel_requested')
+  local f = redis.call('HMGET', jk, 'status', 'type', 'attempts', 'max_attempts', 'cancel_requested',
+    'cache', 'cache_key')
   if f[1] == 'running' then
     taken = taken + 1
     local jtype, n, max = f[2], tonumber(f[3]), tonumber(f[4])
@@ -66,6 +72,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now)
       redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', int(now), 'lease_until', '',
         'error', 'worker lost')
       redis.call('HINCRBY', KEYS[3], 'cancelled:' .. jtype, 1)
+      end_inflight(id, f[6], f[7])
       addlog(id, 'attempt ' .. n .. ' failed: worker lost; cancelled')
       redis.call('EXPIRE', jk, ARGV[8])
       redis.call('EXPIRE', logkey(id), ARGV[8])
@@ -82,6 +89,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now)
       redis.call('HSET', jk, 'status', 'failed', 'finished_at', int(now), 'lease_until', '',
         'error', 'worker lost')
       redis.call('HINCRBY', KEYS[3], 'failed:' .. jtype, 1)
+      end_inflight(id, f[6], f[7])
       addlog(id, 'failed: worker lost')
       redis.call('EXPIRE', jk, ARGV[8])
       redis.call('EXPIRE', logkey(id), ARGV[8])

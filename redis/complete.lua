@@ -18,6 +18,10 @@
 -- ARGV[10] wake channel P:wake:<queue>
 -- Returns {1, status} when accepted (status: done, failed, queued or cancelled), or {0, why} when
 -- refused (why: "gone", "not running (<status>)" or "fenced (fence <current>)").
+-- A job submitted with cache true: when it ends (done, failed, cancelled) its in-flight marker
+-- P:{tag}:q:<queue>:inflight:<cache_key> goes if it still names the job; when done, the answer
+-- is {1, "done", cache_key, cache_ttl}, and the worker then stores the result under
+-- P:cache:<cache_key> for cache_ttl seconds (another slot: not from this script).
 -- done: status done, result, finished_at, counted, expires. failed with attempts left: queued in
 -- delayed with run_at = now + base * 2^(n-1) * jitter (at most 1 h); on the last: failed.
 -- A failure or requeue of a job whose cancel was requested ends it cancelled. cancelled: the worker stopped
@@ -27,7 +31,7 @@ local function int(x) return string.format('%.0f', x) end
 
 local jk, lk, id, outcome = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 local f = redis.call('HMGET', jk, 'status', 'fence', 'type', 'attempts', 'max_attempts',
-  'cancel_requested', 'score')
+  'cancel_requested', 'score', 'cache', 'cache_key', 'cache_ttl')
 if not f[1] then return {0, 'gone'} end
 if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end
 if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
@@ -39,6 +43,11 @@ local function addlog(line)
   redis.call('XADD', lk, 'MAXLEN', ARGV[8], '*', 'ts', int(now), 'stream', 'system', 'line', line)
 end
 local function finish(status)
+  if f[8] == '1' then
+    -- the in-flight marker shares the queue's keys: P:{tag}:q:<queue>: as KEYS[3] (running)
+    local mk = string.sub(KEYS[3], 1, #KEYS[3] - #'running') .. 'inflight:' .. f[9]
+    if redis.call('GET', mk) == id then redis.call('DEL', mk) end
+  end
   redis.call('HSET', jk, 'status', status, 'finished_at', int(now), 'lease_until', '')
   redis.call('HINCRBY', KEYS[5], status .. ':' .. jtype, 1)
   redis.call('EXPIRE', jk, ARGV[7])
@@ -86,4 +95,5 @@ elseif outcome == 'failed' then
 end
 local v = redis.call('HINCRBY', jk, 'version', 1)
 redis.call('PUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
+if status == 'done' and f[8] == '1' then return {1, status, f[9], f[10]} end
 return {1, status}

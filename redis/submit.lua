@@ -7,14 +7,32 @@
 -- KEYS[6] types               P:{tag}:q:<queue>:types
 -- KEYS[7] counts              P:{tag}:q:<queue>:counts
 -- KEYS[8] log                 P:{tag}:log:<id>
+-- KEYS[9] in-flight marker    P:{tag}:q:<queue>:inflight:<cache_key> (used with cache 1)
 -- ARGV[1] id  [2] queue  [3] type  [4] payload (JSON text)  [5] priority  [6] max_attempts
 -- ARGV[7] timeout_ms  [8] delay_ms  [9] cache (0|1)  [10] cache_ttl  [11] cache_key
 -- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
--- Returns {new_type (1 when the type is new to the queue), HGETALL of the job}.
+-- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
+-- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
+-- Returns {new_type (1 when the type is new to the queue), HGETALL of the job, how}, how being
+-- "new", "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache
+-- 1 and a job of the same key is queued or running in the queue: that job, nothing created).
 local function int(x) return string.format('%.0f', x) end
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('ERR job id exists')
+end
+local cache, hit = ARGV[9] == '1', ARGV[15] == '1'
+if cache and not hit then
+  -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
+  -- asked, no longer counts: a new job is made and takes the marker over
+  local other = redis.call('GET', KEYS[9])
+  if other then
+    local ok = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1]) .. other
+    local f = redis.call('HMGET', ok, 'status', 'cancel_requested')
+    if f[1] == 'queued' or (f[1] == 'running' and f[2] ~= '1') then
+      return {0, redis.call('HGETALL', ok), 'coalesced'}
+    end
+  end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,6 +51,22 @@ redis.call('HSET', KEYS[1],
   'cached', '0', 'cancel_requested', '0', 'version', '1', 'seq', int(seq),
   'score', int(score), 'fence', '0', 'lease_until', '')
 
+if cache and hit then
+  -- created finished: the result cache's answer, never run, kept as long as any finished job
+  redis.call('HSET', KEYS[1], 'status', 'done', 'result', ARGV[16], 'cached', '1',
+    'finished_at', int(now), 'run_at', '')
+  redis.call('ZADD', KEYS[5], int(now), ARGV[1])
+  local new_type = redis.call('SADD', KEYS[6], ARGV[3])
+  redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
+  redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], 1)
+  redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
+    'ts', int(now), 'stream', 'system', 'line', 'done: result from the cache')
+  redis.call('EXPIRE', KEYS[1], ARGV[17])
+  redis.call('EXPIRE', KEYS[8], ARGV[17])
+  return {new_type, redis.call('HGETALL', KEYS[1]), 'cached'}
+end
+if cache then redis.call('SET', KEYS[9], ARGV[1]) end
+
 local line = 'queued'
 if delay > 0 then
   redis.call('ZADD', KEYS[3], run_at, ARGV[1])
@@ -46,4 +80,4 @@ local new_type = redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
   'ts', int(now), 'stream', 'system', 'line', line)
-return {new_type, redis.call('HGETALL', KEYS[1])}
+return {new_type, redis.call('HGETALL', KEYS[1]), 'new'}

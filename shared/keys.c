@@ -48,6 +48,17 @@ int jg_valid_hex64(const char *s)
     return 1;
 }
 
+int jg_valid_idempotency_key(const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return 0;
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (i >= 128 || (unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7E)
+            return 0;
+    return 1;
+}
+
 void jg_queue_tag(const char *queue, char tag[JG_TAG_LEN + 1])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
@@ -100,4 +111,31 @@ int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, ch
 int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX])
 {
     return snprintf(out, JG_KEY_MAX, "%s:%s", cfg->key_prefix, what);
+}
+
+int jg_key_cache(const jg_config_t *cfg, const char *hex, char out[JG_KEY_MAX])
+{
+    return snprintf(out, JG_KEY_MAX, "%s:cache:%.64s", cfg->key_prefix, hex);
+}
+
+int jg_key_inflight(const jg_config_t *cfg, const char *queue, const char *hex,
+                    char out[JG_KEY_MAX])
+{
+    char what[80];
+    snprintf(what, sizeof what, "inflight:%.64s", hex);
+    return jg_key_queue(cfg, queue, what, out);
+}
+
+int jg_key_idempotency(const jg_config_t *cfg, const char *key, char out[JG_KEY_MAX])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    SHA256((const unsigned char *)key, strlen(key), md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[sizeof hex - 1] = '\0';
+    return snprintf(out, JG_KEY_MAX, "%s:idem:%s", cfg->key_prefix, hex);
 }

@@ -14,6 +14,8 @@ int jg_valid_name(const char *s);
 int jg_valid_job_id(const char *s);
 /* 64 lowercase hex (cache keys). */
 int jg_valid_hex64(const char *s);
+/* An Idempotency-Key header: 1..128 visible ASCII characters (0x21..0x7E). */
+int jg_valid_idempotency_key(const char *s);
 
 /* The hash tag of a queue: the first 8 hex digits of SHA-256(queue name). All keys of a queue
  * and of its jobs carry it, so they share one Redis Cluster slot. */
@@ -32,5 +34,16 @@ int jg_key_log(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX]);
 int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, char out[JG_KEY_MAX]);
 /* Global names (no slot): "<prefix>:<what>", e.g. the events channel "<prefix>:events". */
 int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX]);
+
+/* The result cache (contract section 6, docs/redis.md). hex must have passed jg_valid_hex64.
+ * An entry, "<prefix>:cache:<hex>": read by its key alone, so it has no queue tag. */
+int jg_key_cache(const jg_config_t *cfg, const char *hex, char out[JG_KEY_MAX]);
+/* The in-flight marker of a cache key in a queue, "<prefix>:{<tag>}:q:<queue>:inflight:<hex>":
+ * the id of the job of that key that is queued or running there. */
+int jg_key_inflight(const jg_config_t *cfg, const char *queue, const char *hex,
+                    char out[JG_KEY_MAX]);
+/* "<prefix>:idem:<SHA-256 hex of key>" for an Idempotency-Key that passed
+ * jg_valid_idempotency_key: the header is hashed, never put in a key as it is. */
+int jg_key_idempotency(const jg_config_t *cfg, const char *key, char out[JG_KEY_MAX]);
 
 #endif

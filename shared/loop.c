@@ -372,11 +372,11 @@ static void put_record(jg_buf_t *b, int type, int request_id, const char *data, 
         jg_buf_append(b, data, len);
 }
 
-void jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
 {
     parked_io_t *io = p->io;
     if (io->ending)
-        return;
+        return 0;
     if (io->raw) {
         jg_buf_append(&io->out, bytes, len);
     } else {
@@ -390,9 +390,9 @@ void jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t l
     if (io->out.len - io->out_off > MAX_PENDING_OUT) {
         jg_log_warn("dropping a client that does not read", NULL);
         io_free(loop, io, 0);
-        return;
+        return -1;
     }
-    io_flush(loop, io);
+    return io_flush(loop, io);
 }
 
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)

@@ -73,8 +73,9 @@ uint64_t jg_loop_message_seq(jg_loop_t *loop);
 size_t jg_loop_parked_count(jg_loop_t *loop);
 
 /* --- loop thread only --- */
-/* Queues CGI-style bytes (headers, body, stream chunks) for p's client. */
-void jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
+/* Queues CGI-style bytes (headers, body, stream chunks) for p's client and writes what the
+ * socket takes. Returns 0, or -1 when the client is gone: p was freed (ops->gone ran). */
+int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
 /* Ends p after its queued bytes; ops->gone is called and p is freed (now or once sent). */
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p);
 jg_redis_t *jg_loop_redis(jg_loop_t *loop);

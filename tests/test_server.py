@@ -13,7 +13,7 @@ import time
 import harness
 from harness import check, eq, expect_error, stack
 
-PROGRAMS = ("submit", "status")
+PROGRAMS = harness.DEFAULT_PROGRAMS   # every web program the default stack runs
 PASSWORD = "s3cret-Pw-7f3a9c"
 
 

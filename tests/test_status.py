@@ -1,6 +1,7 @@
 """GET/HEAD /jobs/{id} through nginx (contract section 4): the job object, ETag and
 If-None-Match, long polls woken by changes, malformed ids, and a job's life with a real worker."""
 
+import os
 import threading
 import time
 
@@ -428,3 +429,26 @@ def test_jobs_of_other_queues_and_types_are_not_claimed():
     # tidy: these stay queued forever otherwise
     for j in (other_q, other_t):
         s.request("POST", "/jobs/%s/cancel" % j["id"])
+
+
+def test_long_polls_of_clients_that_went_away_are_released():
+    import socket
+    with harness.Stack(name="abandon") as s:
+        job = s.submit(type="echo")
+        pid = s.program_pids("status")[0]
+
+        def fds():
+            return len(os.listdir("/proc/%d/fd" % pid))
+        base = fds()
+        socks = []
+        for _ in range(50):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            c.sendall(("GET /api/jobs/%s?wait=60 HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n"
+                       % (job["id"], _etag(job))).encode())
+            socks.append(c)
+        harness.wait_until(lambda: fds() >= base + 50, 10, "50 long polls parked in jobgate-status")
+        for c in socks:
+            c.close()
+        harness.wait_until(lambda: fds() <= base + 5, 15,
+                           "the parked long polls to be released after their clients left")
+        eq(s.job(job["id"])["id"], job["id"], "status still serves")

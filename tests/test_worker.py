@@ -53,8 +53,11 @@ def _ms(t):
 def test_echo_result_is_the_payload():
     s = stack()
     payload = {"text": "h\u00e9llo \u2603", "n": [1, 2.5, None, True], "deep": {"a": {"b": []}}}
-    _, job = run_one(s, unique_queue(), {"type": "echo", "payload": payload})
+    w, job = run_one(s, unique_queue(), {"type": "echo", "payload": payload})
     eq(job["status"], "done", "status")
+    harness.wait_until(lambda: "job finished" in w.log(), 5, "the worker to log the end")
+    check("refused" not in w.log() and "level=error" not in w.log(),
+          "expected no refusal or error in the worker's log", w.log()[-1500:])
     eq(job["result"], payload, "result of echo")
     eq(job["attempts"], 1, "attempts")
     eq(job["error"], None, "error")
@@ -439,3 +442,28 @@ def test_config_file_gives_the_settings():
         w.stop()
     finally:
         os.unlink(path)
+
+
+def test_done_result_of_a_cache_job_is_stored_in_the_result_cache():
+    s = stack()
+    q = unique_queue()
+    s.start_worker(queues=[q])
+    r = s.request("POST", "/jobs", json={"type": "echo", "queue": q, "cache": True,
+                                         "cache_ttl": 500, "payload": {"k": q}})
+    eq(r.status, 202, "submit with cache")
+    job = s.wait_status(r.json()["id"], "done")
+    key = "jobgate:cache:" + job["cache_key"]
+    eq(json.loads(s.redis("GET", key)), {"k": q}, "cached result")
+    ttl = int(s.redis("TTL", key))
+    check(0 < ttl <= 500, "expected the entry to expire after cache_ttl", ttl)
+
+
+def test_failed_cache_job_is_not_cached():
+    s = stack()
+    q = unique_queue()
+    s.start_worker(queues=[q])
+    r = s.request("POST", "/jobs", json={"type": "fail", "queue": q, "cache": True,
+                                         "max_attempts": 1, "payload": {"message": q}})
+    eq(r.status, 202, "submit with cache")
+    job = s.wait_status(r.json()["id"], "failed")
+    eq(s.redis("EXISTS", "jobgate:cache:" + job["cache_key"]), 0, "a cache entry for a failure")

@@ -237,7 +237,7 @@ def test_stale_worker_completion_is_refused():
         harness.wait_until(lambda: _read_int(d + "/pid-1"), 10, "attempt 1 started")
         a.signal(signal.SIGSTOP)
         try:
-            s.start_worker(queues=[q], types={"t": cmd}, env=FAST, args=["--id", "b-" + q])
+            b = s.start_worker(queues=[q], types={"t": cmd}, env=FAST, args=["--id", "b-" + q])
             harness.wait_until(lambda: _read_int(d + "/pid-2"), 15, "attempt 2 started on b")
             j = s.job(job["id"])
             eq((j["status"], j["attempts"], j["worker"]), ("running", 2, "b-" + q),
@@ -249,7 +249,11 @@ def test_stale_worker_completion_is_refused():
         done = s.wait_status(job["id"], ("done", "failed"), timeout=20)
         eq(done["status"], "done", "status")
         eq(done["result"], "by 2", "result (from the attempt that holds the lease)")
-        harness.wait_until(lambda: "refused" in a.log(), 5, "worker a to log a refusal")
+        harness.wait_until(lambda: "completion refused" in a.log(), 5,
+                           "worker a to log that its completion was refused")
+        check("lease renewal refused" in a.log() or "log lines refused" in a.log(),
+              "worker a learnt it lost the job", a.log()[-1500:])
+        check("refused" not in b.log(), "worker b had nothing refused", b.log()[-1500:])
         system = lines_of(s, job["id"], "system")
         eq(system.count("done"), 1, "accepted completions")
         check("attempt 1 failed: worker lost; retry in" in " ".join(system), "worker lost logged",
@@ -315,3 +319,29 @@ def test_redis_restart_under_load_loses_no_job():
             eq(j["status"], "done", "job %s accepted with 202" % i)
         check(len(accepted) > 10, "sanity: submits were accepted", len(accepted))
         s.check_alive(raise_=True)
+
+
+def test_job_that_ends_while_redis_is_down_is_reported_when_it_is_back():
+    with harness.Stack(name="outage") as s:
+        q = "outage"
+        w = s.start_worker(queues=[q])
+        job = s.submit(type="sleep", queue=q, payload={"ms": 1000, "steps": 4})
+        s.wait_status(job["id"], "running")
+        try:
+            s.redis("SHUTDOWN", "SAVE")
+        except (harness.RedisError, OSError):
+            pass
+        s.redis_proc.wait(10)
+        s.redis_proc.expected_exit = True
+        s.stop_redis()
+        time.sleep(2.5)            # the job ends meanwhile
+        check(w.alive(), "the worker keeps running while Redis is down")
+        eq(s.request("GET", "/jobs/" + job["id"]).status, 503, "status while Redis is down")
+        s.start_redis()
+        done = s.wait_status(job["id"], ("done", "failed"), timeout=15)
+        eq(done["status"], "done", "status once Redis is back")
+        eq(done["result"], {"slept_ms": 1000}, "result")
+        eq(done["progress"], 100, "progress reported after the outage")
+        eq(lines_of(s, job["id"], "stdout"), ["step %d/4" % i for i in range(1, 5)],
+           "lines written while Redis was down")
+        check("redis" in w.log(), "the worker logged the outage", w.log()[-500:])

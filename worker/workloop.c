@@ -37,6 +37,8 @@
 #define LOGQ_MAX            (8 * 1024 * 1024)   /* bytes of lines kept while Redis is away */
 #define LOG_BATCH_LINES     250     /* pairs per log.lua call (JG_ARGS_MAX) */
 #define READS_PER_TURN      4       /* 64 KiB reads per pipe per loop turn */
+#define SUB_PING_MS         15000   /* a silent subscriber connection is checked this often */
+#define SUB_PONG_MS         5000    /* and dropped (then made again) if no answer by then */
 
 enum { SLOT_FREE, SLOT_RUNNING, SLOT_ENDED };
 enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN };
@@ -64,12 +66,22 @@ typedef struct slot {
     jg_buf_t text;             /* ENDED: result JSON or error text */
 } slot_t;
 
+/* A done result to store in the result cache after the pipeline (P:cache:<key>, another slot
+ * than the job's keys, so not from complete.lua). */
+typedef struct cache_store {
+    char key[JG_KEY_MAX];
+    char *value;
+    size_t len;
+    long ttl;
+} cache_store_t;
+
 typedef struct worker {
     const jg_config_t *cfg;
     const jg_worker_opts_t *o;
     jg_redis_t cmd, sub;
     jg_proto_t proto;
     redisContext *subscribed;  /* the subscriber connection SUBSCRIBE was sent on */
+    int64_t sub_ping_at, sub_pong_due;   /* keepalive of the subscriber (0 = none due) */
     slot_t *slots;
     int nslots;
     int sigfd;
@@ -81,6 +93,8 @@ typedef struct worker {
     int64_t stop_deadline, give_up_at;
     int64_t started_ms;
     char host[256];
+    cache_store_t *stores;     /* filled while replies are read, sent right after */
+    int nstores, capstores;
 } worker_t;
 
 /* ---- slots ------------------------------------------------------------------------------- */
@@ -126,13 +140,15 @@ static void on_stderr_line(void *ctx, const char *line, size_t len)
     queue_line(s, 'e', line, len);
 }
 
-/* Reads what a pipe has (at most READS_PER_TURN buffers unless drain); closes it at EOF. */
+/* Reads what a pipe has (at most READS_PER_TURN buffers; with drain, after the job's exit, up
+ * to 16 MiB more: a writer that escaped the process group cannot keep us here); closes it at
+ * EOF. */
 static void read_pipe(slot_t *s, int *fd, int is_err, int drain)
 {
     char buf[65536];
     jg_lines_t *l = is_err ? &s->err : &s->out;
     jg_line_fn fn = is_err ? on_stderr_line : on_stdout_line;
-    for (int i = 0; *fd >= 0 && (drain || i < READS_PER_TURN); i++) {
+    for (int i = 0; *fd >= 0 && i < (drain ? 256 : READS_PER_TURN); i++) {
         ssize_t got = read(*fd, buf, sizeof buf);
         if (got < 0 && errno == EINTR)
             continue;
@@ -450,6 +466,59 @@ static void refused(worker_t *w, slot_t *s, const char *what, const char *why)
     s->progress = -1;
 }
 
+/* complete.lua answered {1, "done", cache_key, cache_ttl}: the job asked for the result cache. */
+static void keep_for_cache(worker_t *w, const slot_t *s, const redisReply *rep)
+{
+    char tmp[80];
+    const char *hex = jg_reply_str(rep, 2, tmp, sizeof tmp);
+    long long ttl = jg_reply_int(rep, 3);
+    if (!jg_valid_hex64(hex) || ttl <= 0)
+        return;
+    if (w->nstores == w->capstores) {
+        w->capstores = w->capstores ? w->capstores * 2 : 8;
+        w->stores = realloc(w->stores, (size_t)w->capstores * sizeof *w->stores);
+        if (w->stores == NULL)
+            abort();
+    }
+    cache_store_t *c = &w->stores[w->nstores++];
+    jg_key_cache(w->cfg, hex, c->key);
+    c->len = s->text.len;
+    c->value = malloc(c->len + 1);
+    if (c->value == NULL)
+        abort();
+    memcpy(c->value, s->text.data ? s->text.data : "", c->len);
+    c->ttl = (long)ttl;
+}
+
+/* Sends the results kept for the cache (one round trip for all). Best effort: a result that
+ * cannot be stored only means a later job runs again. */
+static void store_results(worker_t *w)
+{
+    int sent = 0;
+    for (int i = 0; i < w->nstores; i++) {
+        cache_store_t *c = &w->stores[i];
+        char ttl[32];
+        snprintf(ttl, sizeof ttl, "%ld", c->ttl);
+        const char *argv[] = {"SET", c->key, c->value, "EX", ttl};
+        size_t lens[] = {3, strlen(c->key), c->len, 2, strlen(ttl)};
+        if (jg_redis_append_argv(&w->cmd, 5, argv, lens) == 0)
+            sent++;
+    }
+    for (int i = 0; i < sent; i++) {
+        redisReply *rep = jg_redis_get_reply(&w->cmd);
+        if (rep == NULL)
+            break;
+        if (rep->type == REDIS_REPLY_ERROR)
+            jg_log_warn("cannot store a result in the cache", "error", rep->str, NULL);
+        freeReplyObject(rep);
+    }
+    if (sent < w->nstores)
+        jg_log_warn("results not stored in the cache (Redis unreachable)", NULL);
+    for (int i = 0; i < w->nstores; i++)
+        free(w->stores[i].value);
+    w->nstores = 0;
+}
+
 /* Handles one reply; returns the number of jobs a claim gave (else 0). */
 static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *consumed)
 {
@@ -482,10 +551,12 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
                     jg_reply_str(rep, 1, tmp, sizeof tmp));
         break;
     case ITEM_COMPLETE:
-        if (ok)
+        if (ok) {
             jg_log_info("job finished", "job", s->id, "outcome", s->outcome, "status",
                         jg_reply_str(rep, 1, tmp, sizeof tmp), NULL);
-        else if (rep->type == REDIS_REPLY_ARRAY)
+            if (rep->elements >= 4 && strcmp(jg_reply_str(rep, 1, tmp, sizeof tmp), "done") == 0)
+                keep_for_cache(w, s, rep);
+        } else if (rep->type == REDIS_REPLY_ARRAY)
             jg_log_warn("completion refused: the attempt is no longer ours", "job", s->id,
                         "outcome", s->outcome, "why", jg_reply_str(rep, 1, tmp, sizeof tmp),
                         NULL);
@@ -614,6 +685,8 @@ send:;
             logq_consume(&w->slots[k], consumed[k], lines[k]);
     if (i < p.n)
         w->claim_needed = 1;   /* lost mid-way: claims we did not hear back from are redone */
+    if (w->nstores)
+        store_results(w);
     free(consumed);
     free(lines);
     free(p.items);
@@ -675,6 +748,8 @@ static void subscribe(worker_t *w)
         return;
     }
     w->subscribed = w->sub.ctx;
+    w->sub_ping_at = jg_monotonic_ms() + SUB_PING_MS;
+    w->sub_pong_due = 0;
     /* what happened while we were not listening: look again */
     w->claim_needed = 1;
     int64_t now = jg_monotonic_ms();
@@ -685,6 +760,11 @@ static void subscribe(worker_t *w)
 
 static void on_message(worker_t *w, const redisReply *m)
 {
+    if (m->type == REDIS_REPLY_ARRAY && m->elements >= 1 &&
+        m->element[0]->type == REDIS_REPLY_STRING && strcmp(m->element[0]->str, "pong") == 0) {
+        w->sub_pong_due = 0;
+        return;
+    }
     if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
         m->element[0]->type != REDIS_REPLY_STRING || strcmp(m->element[0]->str, "message") != 0 ||
         m->element[1]->type != REDIS_REPLY_STRING || m->element[2]->type != REDIS_REPLY_STRING)
@@ -775,9 +855,36 @@ static void on_signals(worker_t *w)
     }
 }
 
+/* A subscriber whose peer vanished without a FIN would never tell: ask it now and then. */
+static void check_subscriber(worker_t *w, int64_t now)
+{
+    if (w->sub.ctx == NULL || w->subscribed != w->sub.ctx)
+        return;
+    if (w->sub_pong_due && now >= w->sub_pong_due) {
+        jg_redis_drop(&w->sub, "subscriber did not answer PING");
+        w->subscribed = NULL;
+        return;
+    }
+    if (w->sub_pong_due == 0 && now >= w->sub_ping_at) {
+        int done = 0;
+        if (redisAppendCommand(w->sub.ctx, "PING") == REDIS_OK)
+            while (!done)
+                if (redisBufferWrite(w->sub.ctx, &done) != REDIS_OK)
+                    break;
+        if (!done) {
+            jg_redis_drop(&w->sub, "cannot write to the subscriber connection");
+            w->subscribed = NULL;
+            return;
+        }
+        w->sub_pong_due = now + SUB_PONG_MS;
+        w->sub_ping_at = now + SUB_PING_MS;
+    }
+}
+
 static void run_timers(worker_t *w)
 {
     int64_t now = jg_monotonic_ms();
+    check_subscriber(w, now);
     for (int i = 0; i < w->nslots; i++) {
         slot_t *s = &w->slots[i];
         if (s->state != SLOT_RUNNING)
@@ -808,8 +915,11 @@ static void run_timers(worker_t *w)
 static int poll_timeout(worker_t *w)
 {
     int64_t now = jg_monotonic_ms(), next = w->tick_at;
+    /* what needs Redis waits, while it is away, until the backoff allows a new connection */
+    int64_t redis_at = w->cmd.ctx ? now : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
 #define EARLIER(t) do { if ((t) > 0 && (t) < next) next = (t); } while (0)
-    EARLIER(w->heartbeat_at);
+#define EARLIER_REDIS(t) do { if ((t) > 0) EARLIER((t) < redis_at ? redis_at : (t)); } while (0)
+    EARLIER_REDIS(w->heartbeat_at);
     EARLIER(w->delayed_at);
     if (w->stopping) {
         if (w->stop_deadline > now)
@@ -824,16 +934,18 @@ static int poll_timeout(worker_t *w)
                 EARLIER(s->term_at);
             EARLIER(s->kill_at);
             if (!s->lost)
-                EARLIER(s->renew_at);
+                EARLIER_REDIS(s->renew_at);
         }
         pending |= s->state == SLOT_ENDED || (!s->lost && (s->logq_n > 0 || s->progress >= 0));
     }
     if (w->claim_needed && !w->stopping && count_state(w, SLOT_FREE) > 0)
-        EARLIER(now);
-    if (pending) /* Redis is away: try again when the backoff allows */
-        EARLIER(w->cmd.retry_at > now ? w->cmd.retry_at : now + 50);
+        pending = 1;
+    /* something for Redis: at once, or, while it is away, when the backoff allows */
+    if (pending)
+        EARLIER(redis_at);
     if (w->sub.ctx == NULL)
         EARLIER(w->sub.retry_at > now ? w->sub.retry_at : now + 100);
+#undef EARLIER_REDIS
 #undef EARLIER
     int64_t ms = next - now;
     return ms < 0 ? 0 : ms > TICK_MS ? TICK_MS : (int)ms;
@@ -983,6 +1095,7 @@ out:
     if (w.sigfd >= 0)
         close(w.sigfd);
     free(w.slots);
+    free(w.stores);
     free(fds);
     free(fd_slot);
     jg_log_info("worker stopped", "worker", opts->id, NULL);
