@@ -37,7 +37,7 @@ NGINX_CONF = os.path.join(ROOT, "nginx", "jobgate.conf")
 JOBS_DIR = os.path.join(ROOT, "deploy", "examples", "jobs")
 DEMO_TYPES = ("echo", "sleep", "lines", "fail", "flaky")
 # The web programs the shared stack runs. Later issues add logs, cache, admin here.
-DEFAULT_PROGRAMS = ("submit", "status", "cache")
+DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache")
 PREFIX = "/api"
 
 # Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).

@@ -613,3 +613,34 @@ def test_bad_idempotency_keys_are_400_and_change_nothing():
     eq(r.status, 202, "a 128-character key of visible ASCII")
     r = submit_any(s, {"type": "echo", "delay": 600}, {"Idempotency-Key": "!"})
     eq(r.status, 202, "a 1-character key")
+
+
+# ---- the program itself --------------------------------------------------------------------------
+
+def test_cache_program_answers_only_its_routes():
+    s = stack()
+    for method, uri in (("GET", "/api/jobs/37a8eec1.AAAAAAAAAAAAAAAAAAAAAA"), ("POST", "/api/jobs"),
+                        ("GET", "/api/health")):
+        r = s.fcgi("cache", method, uri)
+        expect_error(r, 404, "not_found")
+    r = s.fcgi("cache", "POST", "/api/cache/key", body='{"type":"echo"}',
+               headers={"Content-Type": "application/json"})
+    eq((r.status, r.json()["key"]), (200, cache_key("echo")), "POST /cache/key straight to FastCGI")
+
+
+def test_redis_away_is_503_then_recovers():
+    with harness.Stack(programs=("submit", "status", "cache"), name="cachedown") as s:
+        k = random_key()
+        eq(put(s, k, [1]).status, 204, "PUT with Redis up")
+        s.stop_redis()
+        for method in ("GET", "HEAD", "DELETE"):
+            r = s.request(method, "/cache/" + k)
+            eq((r.status, r.headers.get("Retry-After")), (503, "1"), "%s with Redis down" % method)
+        expect_error(put(s, k, [2]), 503, "unavailable")
+        expect_error(submit_any(s, {"type": "echo", "cache": True}), 503, "unavailable")
+        expect_error(submit_any(s, {"type": "echo"}, {"Idempotency-Key": "down"}), 503,
+                     "unavailable")
+        eq(post_key(s, {"type": "echo"}).status, 200, "POST /cache/key needs no Redis")
+        s.start_redis()
+        harness.wait_until(lambda: put(s, k, [3]).status == 204, 10, "PUT once Redis is back")
+        eq(s.request("GET", "/cache/" + k).json(), [3], "GET once Redis is back")

@@ -1,0 +1,353 @@
+"""jobgate-logs (contract section 5, issue 5): a job's log as Server-Sent Events and as long-polled
+pages, through the shipped nginx config, with real workers writing the lines."""
+
+import http.client
+import json
+import os
+import socket
+import threading
+import time
+import urllib.parse
+
+import harness
+from harness import check, eq, expect_error, stack, unique_queue
+
+ELLIPSIS = "\u2026"
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+class SSE:
+    """One Server-Sent Events response read as it comes, through nginx."""
+
+    def __init__(self, s, path, headers=None, timeout=30):
+        u = urllib.parse.urlsplit(s.base)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        h = {"Accept": "text/event-stream"}
+        h.update(headers or {})
+        self.conn.request("GET", u.path + path, headers=h)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+        self.first_line = None
+        self.comments = []
+
+    def events(self):
+        """Yields (event, id, data) until the response ends."""
+        event, eid, data = None, None, []
+        while True:
+            raw = self.resp.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8").rstrip("\n")
+            if self.first_line is None:
+                self.first_line = line
+            if line == "":
+                if event or data:
+                    yield event, eid, "\n".join(data)
+                event, eid, data = None, None, []
+            elif line.startswith(":"):
+                self.comments.append(line)
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("id: "):
+                eid = line[4:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+
+    def close(self):
+        self.conn.close()
+
+
+def read_stream(s, path, headers=None, timeout=60):
+    """The whole stream: (log entries [(id, entry)], status events, end event, SSE)."""
+    sse = SSE(s, path, headers, timeout=timeout)
+    eq(sse.status, 200, "SSE status of %s" % path)
+    logs, statuses, end = [], [], None
+    for event, eid, data in sse.events():
+        if event == "log":
+            logs.append((eid, json.loads(data)))
+        elif event == "status":
+            statuses.append(json.loads(data))
+        elif event == "end":
+            end = json.loads(data)
+    sse.close()
+    return logs, statuses, end, sse
+
+
+def submit(s, body):
+    r = s.request("POST", "/jobs", json=body)
+    eq(r.status, 202, "submit %r" % (body,))
+    return r.json()["id"]
+
+
+def wait_done(s, job_id, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = s.request("GET", "/jobs/%s?wait=5" % job_id,
+                      headers={"If-None-Match": '"%s"' % s.request("GET", "/jobs/" + job_id).json()["version"]})
+        if r.status == 200 and r.json()["status"] in ("done", "failed", "cancelled"):
+            return r.json()
+    raise AssertionError("job %s did not finish in %s s" % (job_id, timeout))
+
+
+def lines_job(s, count, q=None):
+    """Submits a `lines` job of count lines on a fresh queue served by its own worker."""
+    q = q or unique_queue("lines")
+    s.start_worker(queues=[q], types=["lines"])
+    return submit(s, {"type": "lines", "queue": q, "payload": {"count": count}}), q
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+# ---- SSE ---------------------------------------------------------------------------------------
+
+def test_sse_delivers_all_2000_lines_in_order_then_end():
+    s = stack()
+    job, _ = lines_job(s, 2000)
+    logs, statuses, end, sse = read_stream(s, "/jobs/%s/logs" % job)
+    eq(sse.headers.get("content-type"), "text/event-stream", "SSE content type")
+    eq(sse.headers.get("cache-control"), "no-cache", "SSE cache control")
+    eq(sse.headers.get("x-accel-buffering"), "no", "X-Accel-Buffering")
+    eq(sse.headers.get("x-content-type-options"), "nosniff", "nosniff on SSE")
+    eq(sse.first_line, "retry: 2000", "first line of the stream")
+    out = [e["line"] for _, e in logs if e["stream"] == "stdout"]
+    eq(out, ["line %d" % i for i in range(1, 2001)], "stdout lines in order")
+    ids = [i for i, _ in logs]
+    eq(len(set(ids)), len(ids), "cursors are unique")
+    check(all(a < b for a, b in zip([tuple(map(int, i.split("-"))) for i in ids],
+                                    [tuple(map(int, i.split("-"))) for i in ids[1:]])),
+          "cursors grow with each entry")
+    check(statuses and statuses[0]["status"] in ("queued", "running", "done"),
+          "a status event at the start", statuses[:1])
+    eq(statuses[-1]["status"], "done", "last status event")
+    eq(end, {"status": "done"}, "end event")
+    systems = [e["line"] for _, e in logs if e["stream"] == "system"]
+    check(systems[0] == "queued" and systems[-1] == "done", "system entries record the life",
+          systems)
+
+
+def test_sse_resume_with_last_event_id_gives_exactly_the_rest():
+    s = stack()
+    job, _ = lines_job(s, 300)
+    wait_done(s, job)
+    logs, _, _, _ = read_stream(s, "/jobs/%s/logs" % job)
+    cut = logs[100][0]
+    rest, _, end, _ = read_stream(s, "/jobs/%s/logs" % job, headers={"Last-Event-ID": cut})
+    eq([i for i, _ in rest], [i for i, _ in logs[101:]], "entries after Last-Event-ID")
+    eq(end, {"status": "done"}, "end after the rest")
+    rest2, _, _, _ = read_stream(s, "/jobs/%s/logs?stream=1&after=%s" % (job, cut))
+    eq([i for i, _ in rest2], [i for i, _ in logs[101:]], "entries after ?after= with ?stream=1")
+
+
+def test_sse_opened_before_the_job_runs_sees_lines_live():
+    s = stack()
+    q = unique_queue("live")
+    job = submit(s, {"type": "sleep", "queue": q, "payload": {"ms": 1200, "steps": 4}})
+    sse = SSE(s, "/jobs/%s/logs" % job)
+    eq(sse.status, 200, "stream of a queued job")
+    got, statuses, times = [], [], []
+    t0 = None
+    events = sse.events()
+    event, _, data = next(events)   # the status at the start: still queued, no worker yet
+    eq((event, json.loads(data)["status"]), ("status", "queued"), "first event")
+    s.start_worker(queues=[q], types=["sleep"])
+    for event, _, data in events:
+        if event == "log":
+            e = json.loads(data)
+            got.append(e["line"])
+            if e["line"].startswith("step"):
+                times.append(time.time())
+        elif event == "status":
+            statuses.append(json.loads(data))
+        elif event == "end":
+            break
+    sse.close()
+    eq([l for l in got if l.startswith("step")], ["step %d/4" % i for i in range(1, 5)],
+       "the job's lines")
+    check(times[-1] - times[0] > 0.6, "lines arrived while the job ran, not all at the end",
+          times)
+    check(any(st["progress"] == 50 for st in statuses), "progress changes are status events",
+          statuses)
+
+
+def test_several_viewers_of_one_job_each_see_everything():
+    s = stack()
+    q = unique_queue("many")
+    job = submit(s, {"type": "lines", "queue": q, "payload": {"count": 500}})
+    results = [None] * 5
+
+    def view(i):
+        results[i] = read_stream(s, "/jobs/%s/logs" % job)[0]
+
+    threads = [threading.Thread(target=view, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    s.start_worker(queues=[q], types=["lines"])
+    for t in threads:
+        t.join(60)
+    for i, logs in enumerate(results):
+        check(logs is not None, "viewer %d finished" % i)
+        eq([e["line"] for _, e in logs if e["stream"] == "stdout"],
+           ["line %d" % n for n in range(1, 501)], "viewer %d's lines" % i)
+
+
+def test_a_client_that_disconnects_is_freed():
+    s = stack()
+    q = unique_queue("gone")   # no worker: the streams stay open
+    job = submit(s, {"type": "sleep", "queue": q, "payload": {"ms": 10}})
+    pid = s.program_pids("logs")[0]
+    before = open_fds(pid)
+    streams = [SSE(s, "/jobs/%s/logs" % job) for _ in range(20)]
+    for st in streams:
+        eq(st.status, 200, "stream status")
+        next(st.events())
+    harness.wait_until(lambda: open_fds(pid) >= before + 20, 5, "20 parked streams hold fds")
+    for st in streams:
+        st.close()
+    harness.wait_until(lambda: open_fds(pid) <= before, 5,
+                       "the logs process frees the streams of clients that left")
+
+
+def test_sse_keepalive_comment_arrives():
+    with harness.Stack(env={"JOBGATE_SSE_HEARTBEAT": "1"}, programs=("submit", "logs"),
+                       name="keepalive") as s:
+        job = submit(s, {"type": "sleep", "queue": unique_queue("hb"), "payload": {"ms": 10}})
+        sse = SSE(s, "/jobs/%s/logs" % job, timeout=10)
+        eq(sse.status, 200, "stream status")
+        lines = []
+        t0 = time.time()
+        while sum(1 for l in lines if l == ": keepalive") < 2 and time.time() - t0 < 8:
+            lines.append(sse.resp.readline().decode().rstrip("\n"))
+        sse.close()
+        eq(sum(1 for l in lines if l == ": keepalive"), 2, "keepalive comments in 8 s")
+        check(time.time() - t0 < 4, "two keepalives within about two heartbeats",
+              time.time() - t0)
+
+
+# ---- polling -----------------------------------------------------------------------------------
+
+def test_polling_pages_through_the_same_entries():
+    s = stack()
+    job, _ = lines_job(s, 250)
+    wait_done(s, job)
+    logs, _, _, _ = read_stream(s, "/jobs/%s/logs" % job)
+    got, after, pages = [], None, 0
+    while True:
+        path = "/jobs/%s/logs?limit=100" % job + ("&after=" + after if after else "")
+        r = s.request("GET", path)
+        eq(r.status, 200, "poll status")
+        eq(r.header("content-type"), "application/json", "poll content type")
+        eq(r.header("cache-control"), "no-store", "poll cache control")
+        b = r.json()
+        eq(sorted(b), ["done", "entries", "next", "status"], "poll members")
+        got += b["entries"]
+        pages += 1
+        after = b["next"]
+        if b["done"]:
+            break
+        check(pages < 10, "paging ends")
+    eq([e["id"] for e in got], [i for i, _ in logs], "polled ids equal the stream's")
+    eq(after, logs[-1][0], "next is the last entry once done")
+    eq(b["status"], "done", "status in the last page")
+    check(all(set(e) == {"id", "ts", "stream", "line"} for e in got), "entry members", got[0])
+    check(got[0]["ts"].endswith("Z") and len(got[0]["ts"]) == 24, "RFC 3339 ms UTC", got[0]["ts"])
+
+
+def test_polling_with_wait_returns_when_an_entry_comes():
+    s = stack()
+    q = unique_queue("pollwait")
+    job = submit(s, {"type": "lines", "queue": q, "payload": {"count": 3}})
+    first = s.request("GET", "/jobs/%s/logs" % job).json()
+    eq([e["line"] for e in first["entries"]], ["queued"], "only the queued entry yet")
+    result = {}
+
+    def poll():
+        t0 = time.time()
+        result["r"] = s.request("GET", "/jobs/%s/logs?after=%s&wait=20" % (job, first["next"]))
+        result["took"] = time.time() - t0
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.8)
+    # started from this thread: a child's parent-death signal follows the thread that made it
+    s.start_worker(queues=[q], types=["lines"])
+    poller.join(30)
+    r, took = result["r"], result["took"]
+    eq(r.status, 200, "long-polled page")
+    check(r.json()["entries"], "new entries after the wait", r.json())
+    check(0.5 < took < 10, "answered when the entries came, not at the end of the wait", took)
+
+
+def test_polling_wait_runs_out_with_no_entries():
+    s = stack()
+    job = submit(s, {"type": "sleep", "queue": unique_queue("idle"), "payload": {"ms": 1}})
+    first = s.request("GET", "/jobs/%s/logs" % job).json()
+    t0 = time.time()
+    r = s.request("GET", "/jobs/%s/logs?after=%s&wait=1" % (job, first["next"]))
+    took = time.time() - t0
+    eq(r.status, 200, "empty page after the wait")
+    b = r.json()
+    eq((b["entries"], b["next"], b["status"], b["done"]), ([], first["next"], "queued", False),
+       "empty page")
+    check(0.8 < took < 5, "waited about 1 s", took)
+
+
+# ---- limits and bad input ----------------------------------------------------------------------
+
+def test_a_20000_byte_line_is_cut_to_16_kib_ending_in_ellipsis():
+    s = stack()
+    q = unique_queue("big")
+    s.start_worker(queues=[q], types={"big": "python3 -c \"print('x' * 20000)\""})
+    job = submit(s, {"type": "big", "queue": q})
+    wait_done(s, job)
+    logs, _, _, _ = read_stream(s, "/jobs/%s/logs" % job)
+    out = [e["line"] for _, e in logs if e["stream"] == "stdout"]
+    eq(len(out), 1, "one stdout entry")
+    check(out[0].endswith(ELLIPSIS), "the cut line ends in an ellipsis", out[0][-10:])
+    eq(len(out[0].encode()), 16384, "the cut line's size in bytes")
+
+
+def test_log_max_keeps_the_last_entries():
+    with harness.Stack(env={"JOBGATE_LOG_MAX": "50"}, programs=("submit", "status", "logs"),
+                       name="logmax") as s:
+        q = unique_queue("max")
+        s.start_worker(queues=[q], types=["lines"], env={"JOBGATE_LOG_MAX": "50"})
+        job = submit(s, {"type": "lines", "queue": q, "payload": {"count": 200}})
+        wait_done(s, job)
+        b = s.request("GET", "/jobs/%s/logs?limit=1000" % job).json()
+        eq(len(b["entries"]), 50, "entries kept")
+        eq(b["entries"][-1]["line"], "done", "the last entry is kept")
+
+
+def test_unknown_job_is_404_in_both_modes_before_any_stream_bytes():
+    s = stack()
+    ghost = "37a8eec1.AAAAAAAAAAAAAAAAAAAAAA"
+    expect_error(s.request("GET", "/jobs/%s/logs" % ghost), 404, "not_found")
+    r = s.request("GET", "/jobs/%s/logs" % ghost, headers={"Accept": "text/event-stream"})
+    expect_error(r, 404, "not_found")
+    eq(r.header("content-type"), "application/json", "a JSON 404, not a stream")
+    for bad in ("..", "x", "a" * 65, "37a8eec1.AAAAAAAAAAAAAAAAAAAAA%41"):
+        expect_error(s.request("GET", "/jobs/%s/logs" % bad), 404, "not_found")
+
+
+def test_malformed_cursors_and_parameters_are_400():
+    s = stack()
+    job = submit(s, {"type": "sleep", "queue": unique_queue("bad"), "payload": {"ms": 1}})
+    for q in ("after=abc", "after=1-x", "after=-1", "after=1--2", "limit=0", "limit=1001",
+              "limit=x", "wait=61", "wait=-1", "wait=x"):
+        expect_error(s.request("GET", "/jobs/%s/logs?%s" % (job, q)), 400, "invalid_field")
+    r = s.request("GET", "/jobs/%s/logs" % job,
+                  headers={"Accept": "text/event-stream", "Last-Event-ID": "nope"})
+    expect_error(r, 400, "invalid_field")
+
+
+def test_wrong_methods_on_logs_are_405():
+    s = stack()
+    job = submit(s, {"type": "sleep", "queue": unique_queue("m"), "payload": {"ms": 1}})
+    r = s.request("POST", "/jobs/%s/logs" % job, json={})
+    expect_error(r, 405, "method_not_allowed")
+    check("GET" in r.header("allow", ""), "Allow lists GET", r.header("allow"))
