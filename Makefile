@@ -10,6 +10,11 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ishared -Iworker
 LDLIBS  = -lfcgi -lhiredis -ljson-c -lcrypto -lpthread -lm
 
+# `make V=1` shows the commands.
+ifneq ($(V),1)
+Q = @
+endif
+
 ifeq ($(SANITIZE),1)
 BUILD   ?= build-san
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -33,29 +38,35 @@ LUA_SCRIPTS = $(sort $(wildcard redis/*.lua))
 all: $(PROGRAMS) $(BUILD)/unit-tests
 
 $(BUILD)/obj/shared/%.o: shared/%.c $(wildcard shared/*.h) | $(BUILD)/obj/shared
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/worker/%.o: worker/%.c $(wildcard shared/*.h worker/*.h) | $(BUILD)/obj/worker
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # Every redis/*.lua is compiled into the programs (see shared/scripts.h).
 $(BUILD)/scripts.c: $(LUA_SCRIPTS) tools/embed-lua.sh | $(BUILD)/obj
-	sh tools/embed-lua.sh $(LUA_SCRIPTS) > $@
+	$(Q)sh tools/embed-lua.sh $(LUA_SCRIPTS) > $@
 
 $(BUILD)/obj/scripts.o: $(BUILD)/scripts.c shared/scripts.h
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libjobgate.a: $(SHARED_OBJ)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(BUILD)/jobgate-worker: handlers/worker.c $(WORKER_OBJ) $(BUILD)/libjobgate.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/jobgate-%: handlers/%.c $(BUILD)/libjobgate.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit-tests: $(UNIT_SRC) $(BUILD)/libjobgate.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $^ $(LDLIBS)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/obj/shared $(BUILD)/obj/worker:
 	mkdir -p $@

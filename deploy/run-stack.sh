@@ -7,13 +7,13 @@
 #   nginx/jobgate.conf unchanged and serves deploy/www/ at /.
 # Logs go to ./run/*.log. Ctrl-C (or SIGTERM to this script) stops everything.
 #
-# Environment: PORT (8080), JOBGATE_BUILD (build), THREADS (8), CONCURRENCY (4), and any
-# JOBGATE_* setting, which the programs and the worker see.
+# Environment: PORT (8080), JOBGATE_BUILD (build), JOBGATE_RUN_DIR (./run), THREADS (8),
+# CONCURRENCY (4), and any JOBGATE_* setting, which the programs and the worker see.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$ROOT/${JOBGATE_BUILD:-build}"
-RUN="$ROOT/run"
+RUN="${JOBGATE_RUN_DIR:-$ROOT/run}"
 PORT="${PORT:-8080}"
 THREADS="${THREADS:-8}"
 CONCURRENCY="${CONCURRENCY:-4}"

@@ -2,6 +2,7 @@
 #include "events.h"
 #include "log.h"
 #include "redis.h"
+#include "timefmt.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -41,7 +42,12 @@ static void *subscriber_main(void *arg)
                 s->fn(s->ctx, m->element[2]->str, m->element[2]->len, 0);
             freeReplyObject(m);
         }
+        int young = jg_monotonic_ms() - s->redis.connected_at < 1000;
         jg_redis_drop(&s->redis, s->redis.ctx ? s->redis.ctx->errstr : "subscription ended");
+        if (young) {   /* a server that drops us at once: do not spin */
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
     return NULL;
 }

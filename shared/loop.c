@@ -1,5 +1,5 @@
-/* loop.c — the event loop: listener, idle connections, parked requests, messages, signals
- * (see loop.h). */
+/* loop.c — the event loop: parked requests, messages, signals; and the shared epoll set on
+ * which request threads wait for the listener and idle kept-alive connections (see loop.h). */
 #include "loop.h"
 #include "events.h"
 #include "jg.h"
@@ -27,7 +27,7 @@
 #define FCGI_END_REQUEST 3
 
 /* What an epoll registration points at: the first member of each registered object. */
-enum kind { K_LISTEN, K_WAKE, K_SIGNAL, K_IDLE, K_PARKED };
+enum kind { K_WAKE, K_SIGNAL, K_PARKED };
 typedef struct tagged {
     enum kind kind;
     int fd;
@@ -50,7 +50,7 @@ typedef struct jg_parked_io parked_io_t;
 
 /* What threads and the subscriber hand to the loop. */
 typedef struct inbox_item {
-    enum { IN_PARK, IN_IDLE, IN_MESSAGE, IN_RESYNC } what;
+    enum { IN_PARK, IN_MESSAGE, IN_RESYNC } what;
     int fd, request_id, keep_conn, raw;
     void *data;
     size_t len;
@@ -58,17 +58,26 @@ typedef struct inbox_item {
     char msg[];                /* IN_MESSAGE */
 } inbox_item_t;
 
+/* What request threads find in the shared epoll set: a connection's fd, or one of these. */
+#define EV_LISTEN UINT64_MAX
+#define EV_STOP (UINT64_MAX - 1)
+
 struct jg_loop {
     const jg_config_t *cfg;
     const jg_park_ops_t *ops;
-    int epfd;
-    tagged_t listen, wake, sig;
+    int epfd;                  /* the loop thread's: parked requests, inbox, signals */
+    tagged_t wake, sig;
     jg_redis_t redis;
 
+    /* Request threads wait on this set themselves (one wakes per ready fd): the listening
+     * socket and idle kept-alive connections, each EPOLLONESHOT, and a stop eventfd. */
+    int shared_epfd;
+    int listen_fd;
+    int stop_fd;
+
     pthread_mutex_t mu;        /* guards everything below up to the parked list */
-    pthread_cond_t cv;
-    int *work;                 /* ring of fds with a request to read */
-    size_t work_head, work_len, work_cap;
+    unsigned char *idle;       /* idle[fd]: fd is an idle connection in the shared set */
+    size_t idle_cap;
     int threads;               /* request threads still running */
     inbox_item_t *inbox, *inbox_tail;
 
@@ -129,6 +138,12 @@ static int epoll_add(jg_loop_t *loop, tagged_t *t, uint32_t events)
     return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, t->fd, &ev);
 }
 
+static int shared_add(jg_loop_t *loop, int fd, uint64_t data, uint32_t events, int op)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = data};
+    return epoll_ctl(loop->shared_epfd, op, fd, &ev);
+}
+
 jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_t *ops)
 {
     jg_loop_t *loop = calloc(1, sizeof *loop);
@@ -137,24 +152,27 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
     loop->cfg = cfg;
     loop->ops = ops;
     pthread_mutex_init(&loop->mu, NULL);
-    pthread_cond_init(&loop->cv, NULL);
     jg_redis_init(&loop->redis, cfg, 2000);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop->listen = (tagged_t){K_LISTEN, listen_fd};
+    loop->shared_epfd = epoll_create1(EPOLL_CLOEXEC);
+    loop->listen_fd = listen_fd;
+    loop->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     loop->wake = (tagged_t){K_WAKE, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     loop->sig = (tagged_t){K_SIGNAL, signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)};
-    if (loop->epfd < 0 || loop->wake.fd < 0 || loop->sig.fd < 0 ||
-        epoll_add(loop, &loop->wake, EPOLLIN) || epoll_add(loop, &loop->sig, EPOLLIN)) {
+    if (loop->epfd < 0 || loop->shared_epfd < 0 || loop->stop_fd < 0 || loop->wake.fd < 0 ||
+        loop->sig.fd < 0 || epoll_add(loop, &loop->wake, EPOLLIN) ||
+        epoll_add(loop, &loop->sig, EPOLLIN) ||
+        shared_add(loop, loop->stop_fd, EV_STOP, EPOLLIN, EPOLL_CTL_ADD)) {
         jg_log_error("event loop setup failed", "error", strerror(errno), NULL);
         return NULL;
     }
     if (listen_fd >= 0) {
         set_nonblocking(listen_fd, 1);
-        if (epoll_add(loop, &loop->listen, EPOLLIN)) {
+        if (shared_add(loop, listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT, EPOLL_CTL_ADD)) {
             jg_log_error("cannot watch the listening socket", "error", strerror(errno), NULL);
             return NULL;
         }
@@ -168,41 +186,44 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
     return loop;
 }
 
-/* --- the work queue: connections with a request to read --- */
-
-static void work_push(jg_loop_t *loop, int fd)
-{
-    pthread_mutex_lock(&loop->mu);
-    if (loop->work_len == loop->work_cap) {
-        size_t cap = loop->work_cap ? loop->work_cap * 2 : 64;
-        int *w = malloc(cap * sizeof *w);
-        if (w == NULL)
-            abort();
-        for (size_t i = 0; i < loop->work_len; i++)
-            w[i] = loop->work[(loop->work_head + i) % loop->work_cap];
-        free(loop->work);
-        loop->work = w;
-        loop->work_cap = cap;
-        loop->work_head = 0;
-    }
-    loop->work[(loop->work_head + loop->work_len++) % loop->work_cap] = fd;
-    pthread_cond_signal(&loop->cv);
-    pthread_mutex_unlock(&loop->mu);
-}
+/* --- request threads: the shared epoll set --- */
 
 int jg_loop_next_conn(jg_loop_t *loop)
 {
-    int fd = -1;
-    pthread_mutex_lock(&loop->mu);
-    while (loop->work_len == 0 && !atomic_load(&loop->stopping))
-        pthread_cond_wait(&loop->cv, &loop->mu);
-    if (loop->work_len) {
-        fd = loop->work[loop->work_head];
-        loop->work_head = (loop->work_head + 1) % loop->work_cap;
-        loop->work_len--;
+    for (;;) {
+        struct epoll_event ev;
+        int n = epoll_wait(loop->shared_epfd, &ev, 1, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || ev.data.u64 == EV_STOP)
+            return -1;
+        if (ev.data.u64 == EV_LISTEN) {
+            int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            int err = errno;
+            /* re-armed at once, so that another thread takes the next connection */
+            pthread_mutex_lock(&loop->mu);
+            if (!atomic_load(&loop->stopping))
+                shared_add(loop, loop->listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT,
+                           EPOLL_CTL_MOD);
+            pthread_mutex_unlock(&loop->mu);
+            if (fd >= 0)
+                return fd;
+            if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED &&
+                !atomic_load(&loop->stopping))
+                jg_log_warn("accept failed", "error", strerror(err), NULL);
+            continue;
+        }
+        int fd = (int)ev.data.u64, mine;
+        pthread_mutex_lock(&loop->mu);
+        mine = (size_t)fd < loop->idle_cap && loop->idle[fd];
+        if (mine) {
+            loop->idle[fd] = 0;
+            epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, fd, NULL);
+        }
+        pthread_mutex_unlock(&loop->mu);
+        if (mine)
+            return fd;   /* the next request, or EOF: FCGX_Accept_r tells, and closes it */
     }
-    pthread_mutex_unlock(&loop->mu);
-    return fd;
 }
 
 void jg_loop_thread_started(jg_loop_t *loop)
@@ -222,12 +243,43 @@ void jg_loop_thread_done(jg_loop_t *loop)
 
 void jg_loop_idle_conn(jg_loop_t *loop, int fd)
 {
-    inbox_item_t *it = calloc(1, sizeof *it);
-    if (it == NULL)
-        abort();
-    it->what = IN_IDLE;
-    it->fd = fd;
-    inbox_push(loop, it);
+    pthread_mutex_lock(&loop->mu);
+    if (atomic_load(&loop->stopping)) {
+        pthread_mutex_unlock(&loop->mu);
+        close(fd);
+        return;
+    }
+    if ((size_t)fd >= loop->idle_cap) {
+        size_t cap = loop->idle_cap ? loop->idle_cap : 1024;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        unsigned char *idle = realloc(loop->idle, cap);
+        if (idle == NULL)
+            abort();
+        memset(idle + loop->idle_cap, 0, cap - loop->idle_cap);
+        loop->idle = idle;
+        loop->idle_cap = cap;
+    }
+    loop->idle[fd] = 1;
+    if (shared_add(loop, fd, (uint64_t)fd, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, EPOLL_CTL_ADD)) {
+        loop->idle[fd] = 0;
+        close(fd);
+    }
+    pthread_mutex_unlock(&loop->mu);
+}
+
+/* SIGTERM: idle connections are closed (nginx then opens new ones elsewhere). */
+static void close_idle(jg_loop_t *loop)
+{
+    pthread_mutex_lock(&loop->mu);
+    for (size_t fd = 0; fd < loop->idle_cap; fd++) {
+        if (loop->idle[fd]) {
+            loop->idle[fd] = 0;
+            epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, (int)fd, NULL);
+            close((int)fd);
+        }
+    }
+    pthread_mutex_unlock(&loop->mu);
 }
 
 int jg_loop_can_park(jg_loop_t *loop)
@@ -258,39 +310,6 @@ const jg_config_t *jg_loop_config(jg_loop_t *loop) { return loop->cfg; }
 int jg_loop_stopping(jg_loop_t *loop) { return atomic_load(&loop->stopping); }
 int jg_loop_drained(jg_loop_t *loop) { return loop->drained; }
 
-/* --- idle kept-alive connections --- */
-
-static void watch_idle(jg_loop_t *loop, int fd)
-{
-    if (atomic_load(&loop->stopping)) {
-        close(fd);
-        return;
-    }
-    tagged_t *t = malloc(sizeof *t);
-    if (t == NULL)
-        abort();
-    *t = (tagged_t){K_IDLE, fd};
-    if (epoll_add(loop, t, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT)) {
-        close(fd);
-        free(t);
-    }
-}
-
-/* An idle connection became readable: the next request (to a thread), or EOF (close). */
-static void idle_ready(jg_loop_t *loop, tagged_t *t, uint32_t events)
-{
-    int fd = t->fd;
-    epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-    free(t);
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n <= 0 || (events & (EPOLLERR | EPOLLHUP))) {
-        close(fd);
-        return;
-    }
-    work_push(loop, fd);
-}
-
 /* --- parked requests --- */
 
 static void io_unlink(jg_loop_t *loop, parked_io_t *io)
@@ -315,7 +334,7 @@ static void io_free(jg_loop_t *loop, parked_io_t *io, int reuse)
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->tag.fd, NULL);
     if (reuse && io->keep_conn && !io->raw) {
         set_nonblocking(io->tag.fd, 0);
-        watch_idle(loop, io->tag.fd);
+        jg_loop_idle_conn(loop, io->tag.fd);
     } else if (io->raw) {
         fsync(io->tag.fd);
     } else {
@@ -448,35 +467,22 @@ static void parked_event(jg_loop_t *loop, parked_io_t *io, uint32_t events)
 
 /* --- the loop --- */
 
-static void accept_all(jg_loop_t *loop)
-{
-    for (;;) {
-        int fd = accept4(loop->listen.fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                jg_log_warn("accept failed", "error", strerror(errno), NULL);
-            return;
-        }
-        work_push(loop, fd);
-    }
-}
-
 static void begin_shutdown(jg_loop_t *loop)
 {
     if (atomic_exchange(&loop->stopping, 1))
         return;
     jg_log_info("stopping: no new connections, finishing requests in flight", NULL);
     loop->grace_deadline = jg_monotonic_ms() + (int64_t)(loop->cfg->grace * 1000);
-    if (loop->listen.fd >= 0) {
-        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, loop->listen.fd, NULL);
-        close(loop->listen.fd);
-        loop->listen.fd = -1;
-    }
     pthread_mutex_lock(&loop->mu);
-    pthread_cond_broadcast(&loop->cv);
+    if (loop->listen_fd >= 0) {
+        epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, loop->listen_fd, NULL);
+        close(loop->listen_fd);
+    }
     pthread_mutex_unlock(&loop->mu);
+    close_idle(loop);
+    uint64_t one = 1;   /* never read: every thread waiting on the set sees it and leaves */
+    ssize_t ignored = write(loop->stop_fd, &one, sizeof one);
+    (void)ignored;
     if (loop->ops && loop->ops->shutdown)
         loop->ops->shutdown(loop);
 }
@@ -492,9 +498,6 @@ static void drain_inbox(jg_loop_t *loop)
         switch (it->what) {
         case IN_PARK:
             take_parked(loop, it);
-            break;
-        case IN_IDLE:
-            watch_idle(loop, it->fd);
             break;
         case IN_MESSAGE:
             atomic_fetch_add(&loop->msg_seq, 1);
@@ -517,7 +520,7 @@ static void drain_inbox(jg_loop_t *loop)
 static int finished(jg_loop_t *loop)
 {
     pthread_mutex_lock(&loop->mu);
-    int busy = loop->threads > 0 || loop->inbox != NULL || loop->work_len > 0;
+    int busy = loop->threads > 0 || loop->inbox != NULL;
     pthread_mutex_unlock(&loop->mu);
     return !busy && atomic_load(&loop->nparked) == 0;
 }
@@ -544,7 +547,7 @@ void jg_loop_run(jg_loop_t *loop)
             }
             if (timeout > 20)
                 timeout = 20;
-        } else if (loop->listen.fd < 0 && finished(loop)) {
+        } else if (loop->listen_fd < 0 && finished(loop)) {
             loop->drained = 1;   /* plain CGI: the one parked request has ended */
             return;
         }
@@ -552,9 +555,6 @@ void jg_loop_run(jg_loop_t *loop)
         for (int i = 0; i < n; i++) {
             tagged_t *t = events[i].data.ptr;
             switch (t->kind) {
-            case K_LISTEN:
-                accept_all(loop);
-                break;
             case K_WAKE: {
                 uint64_t v;
                 ssize_t ignored = read(t->fd, &v, sizeof v);
@@ -568,9 +568,6 @@ void jg_loop_run(jg_loop_t *loop)
                 begin_shutdown(loop);
                 break;
             }
-            case K_IDLE:
-                idle_ready(loop, t, events[i].events);
-                break;
             case K_PARKED:
                 parked_event(loop, (parked_io_t *)t, events[i].events);
                 break;

@@ -1,13 +1,15 @@
-/* loop.h — the event loop of a web program (one thread, epoll). It owns:
- *   - the listening socket: accepted connections go to the request threads (jg_loop_next_conn);
- *   - idle kept-alive FastCGI connections, handed back to a thread when the next request comes,
- *     so an idle connection never pins a request thread;
- *   - parked requests: long polls and streams a handler gave up its thread for. The loop writes
- *     their FastCGI records itself on a non-blocking socket (libfcgi's writers cannot), notices
- *     when the client goes away (EOF on the FastCGI connection: nginx never sends ABORT), and
- *     ends them on SIGTERM;
- *   - the pub/sub messages of the program's channel (events.h), handed to the program's ops;
- *   - SIGTERM/SIGINT: stop accepting, end parked requests, let requests in flight finish.
+/* loop.h — how a web program waits, besides serving requests:
+ *   - request threads wait on a shared epoll set (each fd EPOLLONESHOT, so one thread wakes
+ *     per ready fd) holding the listening socket and the idle kept-alive FastCGI connections:
+ *     an idle connection never pins a thread, and no other thread sits between the socket and
+ *     the thread that serves it (jg_loop_next_conn, jg_loop_idle_conn);
+ *   - the event loop thread (epoll) holds parked requests: long polls and streams a handler
+ *     gave up its thread for. It writes their FastCGI records itself on a non-blocking socket
+ *     (libfcgi's writers cannot), notices when the client goes away (EOF on the FastCGI
+ *     connection: nginx never sends ABORT), and ends them on SIGTERM;
+ *   - it also hands the pub/sub messages of the program's channel (events.h) to the program's
+ *     ops, and reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked
+ *     requests, let requests in flight finish, exit within --grace.
  * Everything named jg_parked_* and the ops run on the loop thread only. */
 #ifndef JG_LOOP_H
 #define JG_LOOP_H
@@ -56,9 +58,11 @@ void jg_loop_run(jg_loop_t *loop);
 int jg_loop_drained(jg_loop_t *loop);
 
 /* --- request threads (thread-safe) --- */
-/* Blocks until a connection has a request to read; returns its fd, or -1 when shutting down. */
+/* Blocks until a new connection or an idle one has something to read (a request, or EOF);
+ * returns its fd (blocking), or -1 when the program is stopping. */
 int jg_loop_next_conn(jg_loop_t *loop);
-/* A thread finished a request on a kept-alive connection: watch it for the next one. */
+/* A request ended on a kept-alive connection: wait for the next one in the shared set
+ * (closed instead when stopping). */
 void jg_loop_idle_conn(jg_loop_t *loop, int fd);
 /* A thread leaves (after jg_loop_next_conn returned -1). */
 void jg_loop_thread_done(jg_loop_t *loop);

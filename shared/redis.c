@@ -35,16 +35,7 @@ void jg_redis_drop(jg_redis_t *r, const char *why)
         return;
     jg_log_warn("redis connection lost", "error", why, NULL);
     jg_redis_close(r);
-    /* Reconnect at once after a connection that had lived (Redis may simply have restarted);
-     * one that failed straight after connecting waits out the backoff, or we would spin. */
-    int64_t now = jg_monotonic_ms();
-    if (now - r->connected_at > 1000) {
-        r->retry_at = 0;
-        r->backoff_ms = BACKOFF_MIN_MS;
-    } else {
-        r->retry_at = now + r->backoff_ms;
-        r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
-    }
+    r->retry_at = 0;   /* the first reconnect is immediate: Redis may simply have restarted */
 }
 
 static void connect_failed(jg_redis_t *r, const char *why)

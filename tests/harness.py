@@ -15,6 +15,7 @@ nothing outlives the test run. Stack.stop() scans every program's log for saniti
 (ASan, UBSan, LeakSanitizer) and raises when it finds one.
 """
 
+import atexit
 import contextlib
 import ctypes
 import email.parser
@@ -230,7 +231,6 @@ def kill_everything():
         _sweep_token(_RUN_TOKEN)
 
 
-import atexit  # noqa: E402
 atexit.register(kill_everything)
 
 
@@ -648,13 +648,32 @@ class Stack:
         for p in self.programs:
             if not os.access(binary(p), os.X_OK):
                 raise HarnessError("%s is not built (run make)" % binary(p))
-        self.start_redis()
+        # free_port() races with every other process on the machine (other test runs): a port
+        # taken between the probe and the bind gets a new one, a few times
+        for attempt in range(4):
+            try:
+                self.start_redis()
+                break
+            except AssertionError:
+                if attempt == 3 or self.redis_proc.alive():
+                    raise
+                self.redis_port = free_port()
         for p in self.programs:
             self.start_program(p)
-        self.start_nginx()
+        for attempt in range(4):
+            self.start_nginx()
+            try:
+                wait_until(self._nginx_ready, 10, "nginx answering")
+                break
+            except HarnessError:
+                err = _tail(os.path.join(self.dir, "nginx-error.log"))
+                if attempt == 3 or "Address already in use" not in err:
+                    raise
+                self.nginx_proc.stop(signal.SIGKILL, 5)
+                with open(os.path.join(self.dir, "nginx-error.log"), "a") as f:
+                    f.write("# harness: port %d was taken, retrying on another\n" % self.port)
         for p in self.programs:
             wait_until(lambda p=p: os.path.exists(self.sock(p)), 10, "socket of " + p)
-        wait_until(self._nginx_ready, 10, "nginx answering")
         time.sleep(0.05)
         self.check_alive(raise_=True)
 
@@ -673,7 +692,12 @@ class Stack:
         env["JOBGATE_HARNESS_TOKEN"] = _RUN_TOKEN
         self.redis_proc = Proc("redis", args, env, os.path.join(self.dir, "redis.log"))
         self._redis = None
-        wait_until(lambda: self.redis("PING") == "PONG", 10, "redis PING")
+
+        def ping():
+            if not self.redis_proc.alive():
+                raise AssertionError("redis-server exited: " + _tail(self.redis_proc.log_path, 600))
+            return self.redis("PING") == "PONG"
+        wait_until(ping, 10, "redis PING")
 
     def stop_redis(self):
         """Stops Redis (the programs keep running). Its data is gone (no persistence)."""
@@ -925,13 +949,20 @@ class Stack:
         return r.json()
 
     def wait_status(self, job_id, statuses, timeout=20):
-        """Polls GET /jobs/{id} until its status is one of statuses; returns the job."""
+        """Polls GET /jobs/{id} until its status is one of statuses; returns the job. A 503
+        (Redis briefly unreachable) is polled through; any other non-200 answer fails."""
         if isinstance(statuses, str):
             statuses = (statuses,)
         seen = []
 
         def pred():
-            j = self.job(job_id)
+            r = self.request("GET", "/jobs/" + job_id)
+            if r.status == 503:
+                seen.append("(503)")
+                return None
+            if r.status != 200:
+                raise AssertionError("GET job %s: expected 200, got %r" % (job_id, r))
+            j = r.json()
             seen.append(j["status"])
             return j if j["status"] in statuses else None
         try:
@@ -977,8 +1008,9 @@ class Stack:
             self._redis.close()
         san = scan_sanitizer_reports(self._all_procs())
         problems += san
-        with contextlib.suppress(Exception):
-            _sweep_token(_RUN_TOKEN) if not _other_live_stacks(self) else None
+        if not _other_live_stacks(self):   # job scripts left in their own process groups
+            with contextlib.suppress(Exception):
+                _sweep_token(_RUN_TOKEN)
         if self in _STACKS:
             _STACKS.remove(self)
         if problems or os.environ.get("JOBGATE_KEEP_TMP"):

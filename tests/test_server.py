@@ -256,6 +256,19 @@ def test_check_masks_every_secret():
             check("127.0.0.1:%d" % s.redis_port in out, "--check still shows Redis' address", out)
 
 
+def test_a_wrong_redis_password_is_refused_without_printing_it():
+    with harness.Stack(redis_password=PASSWORD, name="wrongpw") as s:
+        wrong = "Wr0ng-Pass-51c3"
+        for url in ("redis://:%s@127.0.0.1:%d/0" % (wrong, s.redis_port),
+                    "redis://appuser:%s@127.0.0.1:%d/0" % (wrong, s.redis_port)):
+            for prog in PROGRAMS:
+                rc, out, err = _run(prog, "--check", env={"REDIS_URL": url})
+                eq(rc, 1, "jobgate-%s --check with a wrong Redis password" % prog)
+                check(wrong not in out + err, "the wrong password is not printed", out + err)
+                check("appuser" in out or ":%d" % s.redis_port in out,
+                      "--check still shows where it connects", out)
+
+
 def test_redis_password_never_appears_in_logs():
     with harness.Stack(redis_password=PASSWORD, redis_db=3, name="pwlogs") as s:
         job = s.submit(type="echo")
@@ -666,3 +679,76 @@ def test_bodies_between_the_program_limit_and_nginx_limit_get_the_programs_413()
     body = b'{"type":"echo","payload":"' + b"q" * (1536 * 1024) + b'"}'
     r = s.request("POST", "/jobs", body=body, headers={"Content-Type": "application/json"})
     expect_error(r, 413, "payload_too_large")
+
+
+# ---- make run ------------------------------------------------------------------------------------
+
+def test_make_run_stack_serves_runs_jobs_and_stops_on_ctrl_c():
+    import tempfile
+    run_dir = tempfile.mkdtemp(prefix="jg-makerun-")
+    port = harness.free_port()
+    env = dict(harness._base_env(), PORT=str(port), JOBGATE_RUN_DIR=run_dir,
+               JOBGATE_BUILD=os.path.relpath(harness.BUILD, harness.ROOT))
+    out_path = os.path.join(run_dir, "stack.out")
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(["sh", os.path.join(harness.ROOT, "deploy", "run-stack.sh")],
+                             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, preexec_fn=harness._child_setup)
+
+    def text():
+        with open(out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def leftovers():
+        left = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) != os.getpid():
+                try:
+                    with open("/proc/%s/cmdline" % d, "rb") as f:
+                        if run_dir.encode() in f.read():
+                            left.append(int(d))
+                except OSError:
+                    pass
+        return left
+    try:
+        harness.wait_until(lambda: "jobgate is running" in text() or p.poll() is not None, 30,
+                           "run-stack.sh to print its URL")
+        check(p.poll() is None, "run-stack.sh is running", text()[-2000:])
+        check("http://127.0.0.1:%d/" % port in text(), "it prints the URL", text()[-1000:])
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        eq(r.status, 200, "GET / (deploy/www)")
+        c.request("POST", "/api/jobs", body=b'{"type":"echo","payload":{"hi":1}}',
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        body = r.read()
+        eq(r.status, 202, "POST /api/jobs on make run's stack")
+        jid = harness.jsonlib.loads(body)["id"]
+
+        def done():
+            c.request("GET", "/api/jobs/" + jid)
+            j = harness.jsonlib.loads(c.getresponse().read())
+            return j if j["status"] in ("done", "failed") else None
+        j = harness.wait_until(done, 30, "the demo worker to run the echo job")
+        eq((j["status"], j["result"]), ("done", {"hi": 1}), "the echo job on make run's stack")
+        c.close()
+        os.killpg(p.pid, signal.SIGINT)     # Ctrl-C: the terminal signals the whole group
+        rc = p.wait(30)
+        eq(rc, 130, "run-stack.sh exit code after Ctrl-C")
+        harness.wait_until(lambda: not leftovers(), 5, "every process of the stack to be gone")
+        check(not [f for f in os.listdir(run_dir) if f.endswith(".sock")],
+              "no sockets left", os.listdir(run_dir))
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        for pid in leftovers():
+            os.kill(pid, signal.SIGKILL)
+    logs = "".join(open(os.path.join(run_dir, f), errors="replace").read()
+                   for f in os.listdir(run_dir) if f.endswith(".log"))
+    hits = [x for x in harness.SAN_PATTERNS if x in logs]
+    eq(hits, [], "sanitizer reports in make run's logs")
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)

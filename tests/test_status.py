@@ -413,6 +413,22 @@ def test_delayed_job_does_not_run_before_run_at():
     j = s.wait_status(job["id"], "done", 30)
     check(j["started_at"] >= job["run_at"], "started_at >= run_at",
           (j["started_at"], job["run_at"]))
+    # "run_at is set while a job waits for its delay or its retry" (contract section 4)
+    eq(j["run_at"], None, "run_at of the finished job (no longer waiting)")
+
+
+def test_finished_jobs_expire_after_the_retention():
+    with harness.Stack(env={"JOBGATE_RETENTION": "2"}, name="retention") as s:
+        job = s.submit(type="echo")
+        queued = s.submit(type="echo")
+        eq(s.request("POST", "/jobs/%s/cancel" % job["id"]).status, 200, "cancel")
+        eq(s.job(job["id"])["status"], "cancelled", "right after the cancel")
+        harness.wait_until(lambda: s.request("GET", "/jobs/" + job["id"]).status == 404, 10,
+                           "the cancelled job to expire (JOBGATE_RETENTION=2)")
+        expect_error(s.request("GET", "/jobs/" + job["id"]), 404, "not_found")
+        eq(s.job(queued["id"])["status"], "queued", "an unfinished job does not expire")
+        left = [k for k in s.redis("KEYS", "*") if job["id"] in k]
+        eq(left, [], "keys of the expired job left in Redis")
 
 
 def test_jobs_of_other_queues_and_types_are_not_claimed():
