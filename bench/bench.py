@@ -96,6 +96,33 @@ def wrk(url, script=None):
     return res
 
 
+def _children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def cpu_s(pids):
+    """User + system CPU seconds used so far by pids (threads included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / tick
+
+
 def rss_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -200,10 +227,16 @@ def main():
             runs = [runs[0]] + [r for r in runs[1:] if any(o in r[0] for o in only.split(","))]
         print("bench: wrk -t%d -c%d -d%ds per run, loopback, %d CPUs"
               % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
+        groups = {"nginx": _children(s.nginx_proc.pid) + [s.nginx_proc.pid],
+                  "submit": s.program_pids("submit"), "status": s.program_pids("status"),
+                  "redis": [s.redis_proc.pid]}
         results = []
         for name, url, script in runs:
             print("bench: %s ..." % name, flush=True)
-            results.append((name, wrk(url, script)))
+            before = {g: cpu_s(p) for g, p in groups.items()}
+            res = wrk(url, script)
+            res["cpu"] = {g: cpu_s(p) - before[g] for g, p in groups.items()}
+            results.append((name, res))
         ceiling = results[0][1]["rps"] or float("nan")
         print()
         print("%-30s %10s %9s %9s %9s %8s" % ("run", "req/s", "p50 ms", "p99 ms", "ceiling", "errors"))
@@ -212,6 +245,11 @@ def main():
                 name, r["rps"], "%.2f" % r["p50"] if r["p50"] is not None else "-",
                 "%.2f" % r["p99"] if r["p99"] is not None else "-",
                 100.0 * r["rps"] / ceiling, r["non2xx"] + r["errors"]))
+        print("\nCPU time per 1000 requests (ms), by process (wrk itself not counted):")
+        print("%-30s %s" % ("run", " ".join("%9s" % g for g in groups)))
+        for name, r in results:
+            n = max(1.0, r["rps"] * DURATION / 1000.0)
+            print("%-30s %s" % (name, " ".join("%9.1f" % (1000 * r["cpu"][g] / n) for g in groups)))
         bad = [(n, r) for n, r in results if r["rps"] == 0]
         for n, r in bad:
             print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))

@@ -124,7 +124,10 @@ static int dispatch(jg_req_t *req)
         jg_resp_header(req, "Allow: %s\r\n", allow);
         return jg_fail(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
     }
-    return program->handle(req);
+    int rc = program->handle(req);
+    if (rc == JG_ERR && !req->failed)   /* a handler bug: never an empty 200 */
+        jg_fail(req, 500, "internal", "internal error");
+    return rc;
 }
 
 /* --- FastCGI --- */
