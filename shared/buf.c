@@ -104,3 +104,36 @@ char *jg_buf_steal(jg_buf_t *b)
     b->len = b->cap = 0;
     return p;
 }
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+long jg_percent_decode(char *dst, size_t cap, const char *src, size_t n, int plus_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '+' && plus_space) {
+            c = ' ';
+        } else if (c == '%') {
+            int hi = i + 2 < n ? hexval(src[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(src[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return -1;
+        dst[o++] = c;
+    }
+    if (cap == 0)
+        return -1;
+    dst[o] = '\0';
+    return (long)o;
+}

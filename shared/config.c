@@ -1,5 +1,6 @@
 /* config.c — the configuration loader (see config.h). */
 #include "config.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -42,29 +43,6 @@ static int copy_checked(char *dst, size_t cap, const char *src)
     return 0;
 }
 
-/* Percent-decoding for the user and password parts of a redis:// URL. */
-static int url_decode(char *dst, size_t cap, const char *src, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = src[i];
-        if (c == '%' && i + 2 < n) {
-            char hex[3] = {src[i + 1], src[i + 2], 0};
-            char *end;
-            long v = strtol(hex, &end, 16);
-            if (*end != '\0' || v <= 0)
-                return -1;
-            c = (char)v;
-            i += 2;
-        }
-        if (o + 1 >= cap)
-            return -1;
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return 0;
-}
-
 static int parse_redis_url(jg_config_t *cfg, const char *url)
 {
     long n;
@@ -96,12 +74,13 @@ static int parse_redis_url(jg_config_t *cfg, const char *url)
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
         if (colon) {
-            if (url_decode(cfg->redis_user, sizeof cfg->redis_user, rest, (size_t)(colon - rest)) ||
-                url_decode(cfg->redis_password, sizeof cfg->redis_password, colon + 1,
-                           (size_t)(at - colon - 1)))
+            if (jg_percent_decode(cfg->redis_user, sizeof cfg->redis_user, rest,
+                                  (size_t)(colon - rest), 0) < 0 ||
+                jg_percent_decode(cfg->redis_password, sizeof cfg->redis_password, colon + 1,
+                                  (size_t)(at - colon - 1), 0) < 0)
                 return -1;
-        } else if (url_decode(cfg->redis_password, sizeof cfg->redis_password, rest,
-                              (size_t)(at - rest))) {
+        } else if (jg_percent_decode(cfg->redis_password, sizeof cfg->redis_password, rest,
+                                     (size_t)(at - rest), 0) < 0) {
             return -1;   /* redis://password@host: a bare password, as redis-cli takes it */
         }
         rest = at + 1;

@@ -67,14 +67,6 @@ int jg_req_parse_target(jg_req_t *req)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int jg_query_get(const char *query, const char *name, char *out, size_t cap)
 {
     size_t nlen = strlen(name);
@@ -84,25 +76,7 @@ int jg_query_get(const char *query, const char *name, char *out, size_t cap)
         size_t plen = amp ? (size_t)(amp - p) : strlen(p);
         if (plen >= nlen && memcmp(p, name, nlen) == 0 && (plen == nlen || p[nlen] == '=')) {
             const char *v = plen == nlen ? p + plen : p + nlen + 1;
-            size_t vlen = (size_t)(p + plen - v), o = 0;
-            for (size_t i = 0; i < vlen; i++) {
-                char c = v[i];
-                if (c == '+')
-                    c = ' ';
-                else if (c == '%') {
-                    int hi = i + 2 < vlen ? hexval(v[i + 1]) : -1;
-                    int lo = i + 2 < vlen ? hexval(v[i + 2]) : -1;
-                    if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                        return -1;
-                    c = (char)(hi * 16 + lo);
-                    i += 2;
-                }
-                if (o + 1 >= cap)
-                    return -1;
-                out[o++] = c;
-            }
-            out[o] = '\0';
-            return 1;
+            return jg_percent_decode(out, cap, v, (size_t)(p + plen - v), 1) < 0 ? -1 : 1;
         }
         p = amp ? amp + 1 : NULL;
     }
