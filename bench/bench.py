@@ -123,6 +123,16 @@ def cpu_s(pids):
     return total / tick
 
 
+def commandstats(s):
+    """Redis commands run since the last CONFIG RESETSTAT: {command: calls}."""
+    out = {}
+    for line in s.redis("INFO", "commandstats").splitlines():
+        m = re.match(r"^cmdstat_([^:]+):calls=(\d+)", line)
+        if m and m.group(1) not in ("info", "config|resetstat"):
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
 def rss_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -234,8 +244,10 @@ def main():
         for name, url, script in runs:
             print("bench: %s ..." % name, flush=True)
             before = {g: cpu_s(p) for g, p in groups.items()}
+            s.redis("CONFIG", "RESETSTAT")
             res = wrk(url, script)
             res["cpu"] = {g: cpu_s(p) - before[g] for g, p in groups.items()}
+            res["cmds"] = commandstats(s)
             results.append((name, res))
         ceiling = results[0][1]["rps"] or float("nan")
         print()
@@ -250,6 +262,12 @@ def main():
         for name, r in results:
             n = max(1.0, r["rps"] * DURATION / 1000.0)
             print("%-30s %s" % (name, " ".join("%9.1f" % (1000 * r["cpu"][g] / n) for g in groups)))
+        print("\nRedis commands per request (INFO commandstats; scripts' own commands included):")
+        for name, r in results[1:]:
+            n = max(1.0, r["rps"] * DURATION)
+            print("  %-28s %s" % (name, ", ".join("%s %.2f" % (k, v / n) for k, v in
+                                                  sorted(r["cmds"].items(), key=lambda kv: -kv[1])
+                                                  if v / n >= 0.01) or "-"))
         bad = [(n, r) for n, r in results if r["rps"] == 0]
         for n, r in bad:
             print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))
