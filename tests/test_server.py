@@ -618,6 +618,18 @@ def test_key_prefix_puts_every_key_under_it():
         eq(s.job(job["id"])["id"], job["id"], "GET works with the prefix")
 
 
+def test_unix_socket_redis_url_selects_its_db():
+    with harness.Stack(redis_db=5, name="unixdb") as s:
+        check(s.redis_url.startswith("unix://") and s.redis_url.endswith("?db=5"),
+              "the stack uses a unix:// URL with ?db=5", s.redis_url)
+        job = s.submit(type="echo")
+        check(any(job["id"] in k for k in s.redis("KEYS", "*")), "the job's keys are in db 5",
+              s.redis("KEYS", "*"))
+        other = harness.Redis(unix=s.redis_sock, db=0)
+        eq(other.call("DBSIZE"), 0, "keys in db 0")
+        other.close()
+
+
 def test_mount_prefix_moves_the_routes():
     s = stack()
     s.start_program("submit", n=2, env={"JOBGATE_PREFIX": "/jg/v1"})
