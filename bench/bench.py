@@ -29,13 +29,13 @@ WRK_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 WAITERS = int(os.environ.get("BENCH_WAITERS", "1000"))
 PROGRAM_THREADS = int(os.environ.get("BENCH_PROGRAM_THREADS", "8"))
 
-# The bench's own additions to the server block: the ceiling, and GET /jobs/{id} through an
-# upstream with kept-alive FastCGI connections (the variant nginx/jobgate.conf does not ship).
+# The bench's own additions to the server block: the ceiling, and GET /jobs/{id} with a new
+# FastCGI connection per request (what nginx/jobgate.conf would do without its kept-alive
+# upstreams), to show what keep-alive is worth.
 SERVER_EXTRA = r"""
         location = /bench/ceiling { return 200 "ok\n"; }
 
-        location ~ ^/bench/keepalive/jobs/([^/]+)$ {
-            fastcgi_keep_conn on;
+        location ~ ^/bench/nokeepalive/jobs/([^/]+)$ {
             fastcgi_param REQUEST_METHOD  $request_method;
             fastcgi_param REQUEST_URI     /api/jobs/$1$is_args$args;
             fastcgi_param DOCUMENT_URI    /api/jobs/$1;
@@ -49,15 +49,10 @@ SERVER_EXTRA = r"""
             fastcgi_param SERVER_NAME     $server_name;
             fastcgi_param SERVER_PORT     $server_port;
             fastcgi_param HTTP_PROXY      "";
-            fastcgi_pass jobgate_status_keepalive;
+            fastcgi_pass unix:@DIR@/status.sock;
         }
 """
-HTTP_EXTRA = """
-    upstream jobgate_status_keepalive {
-        server unix:@DIR@/status.sock;
-        keepalive 16;
-    }
-"""
+HTTP_EXTRA = ""
 
 POST_LUA = """
 wrk.method = "POST"
@@ -229,7 +224,7 @@ def main():
         runs = [
             ("nginx return 200 (ceiling)", base + "/bench/ceiling", None),
             ("GET /api/jobs/{id}", base + "/api/jobs/" + job["id"], None),
-            ("GET, keep-alive upstream", base + "/bench/keepalive/jobs/" + job["id"], None),
+            ("GET, no keep-alive", base + "/bench/nokeepalive/jobs/" + job["id"], None),
             ("POST /api/jobs", base + "/api/jobs", lua),
         ]
         only = os.environ.get("BENCH_ONLY")   # e.g. "ceiling,keep-alive": a subset of the runs
