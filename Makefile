@@ -33,7 +33,7 @@ WORKER_OBJ  = $(patsubst worker/%.c,$(BUILD)/obj/worker/%.o,$(WORKER_SRC))
 UNIT_SRC    = $(wildcard tests/unit/*.c)
 LUA_SCRIPTS = $(sort $(wildcard redis/*.lua))
 
-.PHONY: all deps run test unit bench install clean
+.PHONY: all deps run test unit bench install uninstall clean
 
 all: $(PROGRAMS) $(BUILD)/unit-tests
 
@@ -86,10 +86,45 @@ unit: $(BUILD)/unit-tests
 bench: deps all
 	@sh bench/run.sh
 
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: programs, the spawn-fcgi run script, systemd
+# units, nginx/Apache configs, examples (demo jobs, jobgate.env, worker.conf, the demo page)
+# and man pages. The shipped files name /usr/local/...; SUBST writes $(PREFIX) there instead.
+BINDIR    = $(PREFIX)/bin
+LIBDIR    = $(PREFIX)/lib/jobgate
+DATADIR   = $(PREFIX)/share/jobgate
+UNITDIR   = $(PREFIX)/lib/systemd/system
+MANDIR    = $(PREFIX)/share/man
+SUBST     = sed -e 's|/usr/local/|$(PREFIX)/|g'
+UNITS     = deploy/systemd/jobgate@.service deploy/systemd/jobgate-worker.service
+EXAMPLES  = deploy/systemd/jobgate.env deploy/systemd/worker.conf
+MAN1      = $(wildcard man/*.1)
+MAN7      = $(wildcard man/*.7)
+# $(1): source files, $(2): destination directory, $(3): mode
+install_subst = for f in $(1); do d="$(2)/$$(basename "$$f")"; \
+	    $(SUBST) "$$f" > "$$d" && chmod $(3) "$$d" || exit 1; done
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/jobgate
-	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
-	cp -r nginx apache deploy $(DESTDIR)$(PREFIX)/share/jobgate/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR)/apache $(DESTDIR)$(DATADIR)/www \
+	    $(DESTDIR)$(DATADIR)/examples/jobs $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	$(call install_subst,deploy/spawn-fcgi/jobgate-fcgi.sh,$(DESTDIR)$(LIBDIR),755)
+	$(call install_subst,$(UNITS),$(DESTDIR)$(UNITDIR),644)
+	$(call install_subst,$(wildcard nginx/*.conf),$(DESTDIR)$(DATADIR)/nginx,644)
+	$(call install_subst,$(wildcard apache/*.conf),$(DESTDIR)$(DATADIR)/apache,644)
+	$(call install_subst,$(EXAMPLES),$(DESTDIR)$(DATADIR)/examples,644)
+	install -m 755 $(wildcard deploy/examples/jobs/*.sh) $(DESTDIR)$(DATADIR)/examples/jobs/
+	install -m 644 $(wildcard deploy/www/*) $(DESTDIR)$(DATADIR)/www/
+	$(call install_subst,$(MAN1),$(DESTDIR)$(MANDIR)/man1,644)
+	$(call install_subst,$(MAN7),$(DESTDIR)$(MANDIR)/man7,644)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) \
+	    $(DESTDIR)$(LIBDIR)/jobgate-fcgi.sh $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS))) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(MAN7)))
+	rm -rf $(DESTDIR)$(DATADIR)
+	-rmdir $(DESTDIR)$(LIBDIR)
 
 clean:
 	rm -rf build build-san

@@ -10,7 +10,7 @@ runs until Redis counts N jobs done. Every command Redis ran in that window came
 
     python3 bench/worker.py
 Environment: BENCH_JOBS (3000), BENCH_CONCURRENCY (per worker, 8), BENCH_WORKERS ("1,4"),
-JOBGATE_BUILD (build).
+BENCH_WORKER_LIMIT (s a run may take at most, 60), JOBGATE_BUILD (build).
 """
 
 import base64
@@ -32,6 +32,7 @@ import harness  # noqa: E402
 JOBS = int(os.environ.get("BENCH_JOBS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 WORKERS = [int(x) for x in os.environ.get("BENCH_WORKERS", "1,4").split(",") if x]
+RUN_LIMIT = int(os.environ.get("BENCH_WORKER_LIMIT", "60"))   # s per run at most
 QUEUE, TYPE, P = "bench", "echo", "jobgate"
 
 
@@ -100,25 +101,20 @@ def run(nworkers):
             done = int(r.call("HGET", counts, "done:" + TYPE) or 0)
             if done >= JOBS:
                 break
-            if time.monotonic() - t0 > 600:
-                raise RuntimeError("only %d of %d jobs done after 600 s" % (done, JOBS))
+            if time.monotonic() - t0 > RUN_LIMIT:
+                raise RuntimeError("only %d of %d jobs done after %d s" % (done, JOBS, RUN_LIMIT))
             time.sleep(0.02)
         took = time.monotonic() - t0
         stats = commandstats(r)
         stats["hget"] = stats.get("hget", 0) - polls
         stats["info"] = stats.get("info", 0) - 1
-        stats = {k: v for k, v in stats.items() if v > 0}
-        total = sum(stats.values())
+        stats = {k: v for k, v in stats.items() if v > 0 and k != "config|resetstat"}
         # what the workers send: script calls, plus a few heartbeat/subscribe/load commands
         # (commandstats also counts the commands a script runs inside Redis: listed apart)
         sent = stats.get("evalsha", 0) + stats.get("script|load", 0) + stats.get("subscribe", 0)
-        print("workers=%d concurrency=%d jobs=%d: %.0f jobs/s (%.2f s incl. worker start-up); "
-              "%.2f Redis calls per job from the workers (EVALSHA %.2f); %.2f commands per job "
-              "inside Redis, scripts' own included (%s)"
-              % (nworkers, CONCURRENCY, JOBS, JOBS / took, took, sent / JOBS,
-                 stats.get("evalsha", 0) / JOBS, total / JOBS,
-                 ", ".join("%s %.2f" % (k, v / JOBS) for k, v in sorted(stats.items()))),
-              flush=True)
+        return {"workers": nworkers, "jobs_s": JOBS / took, "took": took, "sent": sent / JOBS,
+                "evalsha": stats.get("evalsha", 0) / JOBS, "inside": sum(stats.values()) / JOBS,
+                "stats": stats}
     finally:
         for p in reversed(procs):
             p.stop(signal.SIGTERM, 40)
@@ -128,9 +124,28 @@ def run(nworkers):
 def main():
     if not os.access(harness.binary("worker"), os.X_OK):
         sys.exit("bench/worker.py: %s is not built (run make)" % harness.binary("worker"))
-    print("# jobgate-worker: %d echo jobs per run, %d cores" % (JOBS, os.cpu_count()), flush=True)
+    harness.install_signal_handlers()
+    print("# jobgate-worker: %d echo jobs per run, concurrency %d per worker, %d CPUs, load %s"
+          % (JOBS, CONCURRENCY, os.cpu_count() or 0,
+             " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
+    results = []
     for n in WORKERS:
-        run(n)
+        try:
+            results.append(run(n))
+        except (RuntimeError, AssertionError, OSError, harness.RedisError) as e:
+            print("  workers=%d: no figure (%s)" % (n, e), flush=True)
+    if not results:
+        return
+    print("  %-8s %10s %9s %17s %13s %16s" % ("workers", "jobs/s", "seconds", "calls/job (sent)",
+                                              "EVALSHA/job", "cmds/job inside"))
+    for r in results:
+        print("  %-8d %10.0f %9.2f %17.2f %13.2f %16.2f" % (
+            r["workers"], r["jobs_s"], r["took"], r["sent"], r["evalsha"], r["inside"]))
+    print("  (seconds include the workers' start-up; calls sent = EVALSHA + SCRIPT LOAD + SUBSCRIBE"
+          " by the workers; inside = every command Redis ran, the scripts' own included)")
+    for r in results:
+        print("  workers=%d, per job inside Redis: %s" % (r["workers"], ", ".join(
+            "%s %.2f" % (k, v / JOBS) for k, v in sorted(r["stats"].items()) if v / JOBS >= 0.01)))
 
 
 if __name__ == "__main__":

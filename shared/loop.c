@@ -61,6 +61,7 @@ typedef struct inbox_item {
 /* What request threads find in the shared epoll set: a connection's fd, or one of these. */
 #define EV_LISTEN UINT64_MAX
 #define EV_STOP (UINT64_MAX - 1)
+enum { CONN_NONE, CONN_IDLE, CONN_BUSY };
 
 struct jg_loop {
     const jg_config_t *cfg;
@@ -76,8 +77,9 @@ struct jg_loop {
     int stop_fd;
 
     pthread_mutex_t mu;        /* guards everything below up to the parked list */
-    unsigned char *idle;       /* idle[fd]: fd is an idle connection in the shared set */
-    size_t idle_cap;
+    unsigned char *conn;       /* conn[fd]: CONN_IDLE (armed in the shared set), CONN_BUSY
+                                  (in the set, disarmed: a thread or the loop has it) */
+    size_t conn_cap;
     int threads;               /* request threads still running */
     inbox_item_t *inbox, *inbox_tail;
 
@@ -215,11 +217,9 @@ int jg_loop_next_conn(jg_loop_t *loop)
         }
         int fd = (int)ev.data.u64, mine;
         pthread_mutex_lock(&loop->mu);
-        mine = (size_t)fd < loop->idle_cap && loop->idle[fd];
-        if (mine) {
-            loop->idle[fd] = 0;
-            epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, fd, NULL);
-        }
+        mine = (size_t)fd < loop->conn_cap && loop->conn[fd] == CONN_IDLE;
+        if (mine)
+            loop->conn[fd] = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
         pthread_mutex_unlock(&loop->mu);
         if (mine)
             return fd;   /* the next request, or EOF: FCGX_Accept_r tells, and closes it */
@@ -249,20 +249,29 @@ void jg_loop_idle_conn(jg_loop_t *loop, int fd)
         close(fd);
         return;
     }
-    if ((size_t)fd >= loop->idle_cap) {
-        size_t cap = loop->idle_cap ? loop->idle_cap : 1024;
+    if ((size_t)fd >= loop->conn_cap) {
+        size_t cap = loop->conn_cap ? loop->conn_cap : 1024;
         while (cap <= (size_t)fd)
             cap *= 2;
-        unsigned char *idle = realloc(loop->idle, cap);
-        if (idle == NULL)
+        unsigned char *conn = realloc(loop->conn, cap);
+        if (conn == NULL)
             abort();
-        memset(idle + loop->idle_cap, 0, cap - loop->idle_cap);
-        loop->idle = idle;
-        loop->idle_cap = cap;
+        memset(conn + loop->conn_cap, CONN_NONE, cap - loop->conn_cap);
+        loop->conn = conn;
+        loop->conn_cap = cap;
     }
-    loop->idle[fd] = 1;
-    if (shared_add(loop, fd, (uint64_t)fd, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, EPOLL_CTL_ADD)) {
-        loop->idle[fd] = 0;
+    /* Re-arm it where it still is (one syscall); a closed fd left the set by itself, so a
+     * BUSY mark may belong to an earlier connection with this number: then add it anew. */
+    uint32_t events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    int rc = -1;
+    if (loop->conn[fd] == CONN_BUSY)
+        rc = shared_add(loop, fd, (uint64_t)fd, events, EPOLL_CTL_MOD);
+    if (rc != 0)
+        rc = shared_add(loop, fd, (uint64_t)fd, events, EPOLL_CTL_ADD);
+    if (rc == 0) {
+        loop->conn[fd] = CONN_IDLE;
+    } else {
+        loop->conn[fd] = CONN_NONE;
         close(fd);
     }
     pthread_mutex_unlock(&loop->mu);
@@ -272,9 +281,9 @@ void jg_loop_idle_conn(jg_loop_t *loop, int fd)
 static void close_idle(jg_loop_t *loop)
 {
     pthread_mutex_lock(&loop->mu);
-    for (size_t fd = 0; fd < loop->idle_cap; fd++) {
-        if (loop->idle[fd]) {
-            loop->idle[fd] = 0;
+    for (size_t fd = 0; fd < loop->conn_cap; fd++) {
+        if (loop->conn[fd] == CONN_IDLE) {
+            loop->conn[fd] = CONN_NONE;
             epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, (int)fd, NULL);
             close((int)fd);
         }

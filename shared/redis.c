@@ -91,6 +91,7 @@ static int closed_by_server(jg_redis_t *r)
 
 int jg_redis_connect(jg_redis_t *r)
 {
+    /* One poll() per command: a Redis restart then costs no request a 503. */
     if (r->ctx && r->timeout_ms > 0 && closed_by_server(r))
         jg_redis_drop(r, "closed by the server");
     if (r->ctx)

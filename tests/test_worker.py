@@ -203,6 +203,28 @@ def test_killed_by_signal():
     eq(job["error"], "killed by signal 9", "error")
 
 
+def test_processes_a_job_leaves_in_its_group_are_killed_when_it_exits():
+    """The leader exits at once, leaving a background child in its process group (holding the
+    stdout pipe): the worker kills the group before it reaps the leader, and the job is done."""
+    s = stack()
+    with tempfile.TemporaryDirectory() as d:
+        cmd = ('sleep 60 & echo $! > %s/child; echo \'{"left":true}\' > "$JOBGATE_RESULT_FILE"'
+               % d)
+        _, job = run_one(s, unique_queue(), {"type": "t", "max_attempts": 1}, types={"t": cmd})
+        eq(job["status"], "done", "status")
+        eq(job["result"], {"left": True}, "result")
+        with open(d + "/child") as f:
+            child = int(f.read().strip())
+
+        def gone():
+            try:
+                with open("/proc/%d/stat" % child) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                return True
+        harness.wait_until(gone, 5, "the job's background child to be killed")
+
+
 def test_payload_on_stdin_exactly_as_submitted():
     s = stack()
     q = unique_queue()

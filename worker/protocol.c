@@ -104,6 +104,19 @@ static void global_name(jg_proto_t *p, jg_args_t *a, const char *fmt, const char
 /* 800..1200: the ±20 % jitter of a retry delay */
 static int jitter_permille(void) { return 800 + (int)(random() % 401); }
 
+/* The ARGV tail that claim.lua (taking back lost leases) and complete.lua share, since both
+ * may fail an attempt: retry base (ms), jitter, retention, log_max, the events channel and
+ * the queue's wake channel. */
+static void retry_args(jg_proto_t *p, jg_args_t *a, const char *queue)
+{
+    jg_args_printf(a, "%.0f", p->cfg->retry_base * 1000);
+    jg_args_printf(a, "%d", jitter_permille());
+    jg_args_printf(a, "%ld", p->cfg->retention);
+    jg_args_printf(a, "%ld", p->cfg->log_max);
+    global_name(p, a, "%s", "events");
+    global_name(p, a, "wake:%s", queue);
+}
+
 int jg_proto_claim_args(jg_proto_t *p, jg_args_t *a, int qi, int want)
 {
     const jg_worker_opts_t *o = p->opts;
@@ -123,12 +136,7 @@ int jg_proto_claim_args(jg_proto_t *p, jg_args_t *a, int qi, int want)
     jg_args_str(a, o->id);
     jg_args_printf(a, "%d", want);
     jg_args_printf(a, "%ld", p->cfg->lease * 1000);
-    jg_args_printf(a, "%.0f", p->cfg->retry_base * 1000);
-    jg_args_printf(a, "%d", jitter_permille());
-    jg_args_printf(a, "%ld", p->cfg->retention);
-    jg_args_printf(a, "%ld", p->cfg->log_max);
-    global_name(p, a, "%s", "events");
-    global_name(p, a, "wake:%s", queue);
+    retry_args(p, a, queue);
     return nkeys;
 }
 
@@ -174,12 +182,7 @@ int jg_proto_complete_args(jg_proto_t *p, jg_args_t *a, const char *queue, const
     jg_args_printf(a, "%lld", fence);
     jg_args_str(a, outcome);
     jg_args_add(a, text ? text : "", text ? text_len : 0);
-    jg_args_printf(a, "%.0f", p->cfg->retry_base * 1000);
-    jg_args_printf(a, "%d", jitter_permille());
-    jg_args_printf(a, "%ld", p->cfg->retention);
-    jg_args_printf(a, "%ld", p->cfg->log_max);
-    global_name(p, a, "%s", "events");
-    global_name(p, a, "wake:%s", queue);
+    retry_args(p, a, queue);
     return 6;
 }
 

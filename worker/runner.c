@@ -250,8 +250,28 @@ out:
 
 void jg_child_signal(const jg_child_t *c, int sig)
 {
-    if (c->pid > 0)
+    if (c->pid > 0 && !c->reaped)
         kill(-c->pid, sig);
+}
+
+int jg_child_reap(jg_child_t *c, int *wstatus)
+{
+    if (c->pid <= 0 || c->reaped)
+        return 0;
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+        return 0;
+    kill(-c->pid, SIGKILL);   /* what the job left running in its group */
+    jg_keeper_remove(c->pid);
+    pid_t got;
+    while ((got = waitpid(c->pid, wstatus, 0)) < 0 && errno == EINTR)
+        ;
+    if (got < 0)   /* cannot happen: it was waitable a moment ago */
+        *wstatus = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8
+                                              : (info.si_status & 0x7f);
+    c->reaped = 1;
+    return 1;
 }
 
 int jg_child_result(const jg_child_t *c, jg_buf_t *out, char *err, size_t errlen)
@@ -312,11 +332,14 @@ out:
 
 void jg_child_cleanup(jg_child_t *c)
 {
-    if (c->pid > 0) {
+    if (c->pid > 0 && !c->reaped) {
+        /* the leader is unreaped (a zombie at worst), so the group id is still the job's;
+         * a leader left unreaped here is reaped by the worker's SIGCHLD handling */
         kill(-c->pid, SIGKILL);   /* whatever the job left running in its group */
         jg_keeper_remove(c->pid);
-        c->pid = 0;
     }
+    c->pid = 0;
+    c->reaped = 0;
     if (c->out_fd >= 0)
         close(c->out_fd);
     if (c->err_fd >= 0)

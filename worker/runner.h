@@ -14,6 +14,8 @@
 
 typedef struct jg_child {
     pid_t pid;                 /* also the process group id; 0 when not started */
+    int   reaped;              /* the leader was waited for: pid may name another process now,
+                                  so the group is never signalled again */
     int   out_fd, err_fd;      /* read ends, non-blocking; -1 once closed */
     char  dir[PATH_MAX];       /* the temporary directory ("" when none) */
     char  result_path[PATH_MAX];
@@ -32,15 +34,22 @@ typedef struct jg_child_spec {
  * behind). */
 int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t errlen);
 
-/* Sends sig to the job's whole process group (no-op once cleaned up). */
+/* Sends sig to the job's whole process group (no-op once reaped or cleaned up). */
 void jg_child_signal(const jg_child_t *c, int sig);
+
+/* If the job process (the group leader) has exited: kills what is left of its group with
+ * SIGKILL while the unreaped leader still holds the group id (so the number cannot belong to
+ * another process group yet), tells the keeper, then reaps the leader. Returns 1 with its wait
+ * status in *wstatus, or 0 while it runs (or when it is not ours). Never blocks. */
+int jg_child_reap(jg_child_t *c, int *wstatus);
 
 /* After a clean exit: the result file's JSON text into out ("null" when absent or empty,
  * surrounding blanks trimmed). Returns JG_OK, or JG_ERR with the attempt's error in err
  * (e.g. "invalid JSON in result file: ..."). */
 int jg_child_result(const jg_child_t *c, jg_buf_t *out, char *err, size_t errlen);
 
-/* Kills what is left of the group, closes the pipes and removes the directory. */
+/* Kills what is left of the group (unless reaped: jg_child_reap did), closes the pipes and
+ * removes the directory. */
 void jg_child_cleanup(jg_child_t *c);
 
 /* The attempt's error for a wait status that is not a clean exit: "exit status N: <line>"

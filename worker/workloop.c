@@ -193,11 +193,11 @@ static void set_outcome(slot_t *s, const char *outcome, const char *text, size_t
     s->state = SLOT_ENDED;
 }
 
-/* The job process exited: collect the rest of its output, decide the outcome, clean up. */
+/* The job process exited and was reaped (jg_child_reap killed what it left behind in its
+ * group first): collect the rest of its output, decide the outcome, clean up. */
 static void slot_exited(worker_t *w, slot_t *s, int wstatus)
 {
     (void)w;
-    jg_child_signal(&s->child, SIGKILL);   /* what it left behind in its group */
     read_pipe(s, &s->child.out_fd, 0, 1);
     read_pipe(s, &s->child.err_fd, 1, 1);
     jg_lines_flush(&s->out, on_stdout_line, s);
@@ -837,9 +837,29 @@ static void on_signals(worker_t *w)
         else if (si.ssi_signo == SIGINT)
             begin_stop(w, "SIGINT");
     }
-    int st;
-    pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    /* Exited children are looked at first without being reaped (WNOWAIT): a job's leader is
+     * reaped only by jg_child_reap, after its group was killed, so that no group is signalled
+     * once its id could belong to an unrelated process group. */
+    for (;;) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+            break;
+        pid_t pid = info.si_pid;
+        slot_t *s = NULL;
+        for (int i = 0; i < w->nslots && s == NULL; i++)
+            if (w->slots[i].state == SLOT_RUNNING && w->slots[i].child.pid == pid)
+                s = &w->slots[i];
+        if (s != NULL) {
+            int st = 0;
+            if (!jg_child_reap(&s->child, &st))
+                break;   /* cannot happen (it was waitable): do not spin */
+            slot_exited(w, s, st);
+            continue;
+        }
+        int st;
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
         if (pid == jg_keeper_pid()) {
             jg_log_warn("keeper process ended; starting a new one", NULL);
             jg_keeper_exited();
@@ -847,11 +867,8 @@ static void on_signals(worker_t *w)
                 for (int i = 0; i < w->nslots; i++)
                     if (w->slots[i].state == SLOT_RUNNING)
                         jg_keeper_add(w->slots[i].child.pid, w->slots[i].child.dir);
-            continue;
         }
-        for (int i = 0; i < w->nslots; i++)
-            if (w->slots[i].state == SLOT_RUNNING && w->slots[i].child.pid == pid)
-                slot_exited(w, &w->slots[i], st);
+        /* else: a child no slot holds any more (left unreaped at a cleanup): reaped above */
     }
 }
 

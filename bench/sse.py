@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""sse.py — issue 5's benchmark: many SSE log streams held on ONE jobgate-logs process behind
+nginx, and the latency of a live line while they are held. Prints figures; asserts nothing.
+
+A private stack (tests/harness.py: Redis, submit/status/logs under spawn-fcgi, nginx with the
+shipped config, 2 nginx workers with enough worker_connections) and one jobgate-worker running
+BENCH_SSE_JOBS `ticker` jobs. A ticker job prints `tick <n> <wall-clock ns>` every
+BENCH_SSE_INTERVAL_MS ms for as long as the bench lasts. The client (one process, a plain epoll
+loop over raw non-blocking sockets, HTTP/1.0 so that the bytes arrive unchunked) opens
+BENCH_SSE_STREAMS `GET /api/jobs/{id}/logs` with `Accept: text/event-stream`, spread evenly over
+the jobs, and then, for BENCH_SSE_WINDOW s:
+  - every stream is read (and one that closes is counted as lost);
+  - on every BENCH_SSE_SAMPLE-th stream each tick line is parsed, and its latency is the client's
+    receive time (time.time_ns() right after recv) minus the time the job printed in it: the
+    worker reading the pipe, log.lua, the PUBLISH, the logs process's read and delivery, nginx,
+    and this client's own wakeup all included;
+  - a thread makes a plain request (a polled page of a job's log, served by the same
+    jobgate-logs process on its request threads) once a second and times it.
+RSS and fds of the logs process are read from /proc idle (jobs running, no streams) and with the
+streams held. Everything is stopped at the end.
+
+Environment: BENCH_SSE_STREAMS (10000), BENCH_SSE_JOBS (100), BENCH_SSE_INTERVAL_MS (1000),
+BENCH_SSE_WINDOW (20 s), BENCH_SSE_SAMPLE (10: every 10th stream is timed), JOBGATE_BUILD.
+"""
+
+import errno
+import os
+import re
+import resource
+import select
+import socket
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+import harness  # noqa: E402
+
+STREAMS = int(os.environ.get("BENCH_SSE_STREAMS", "10000"))
+JOBS = int(os.environ.get("BENCH_SSE_JOBS", "100"))
+INTERVAL_MS = int(os.environ.get("BENCH_SSE_INTERVAL_MS", "1000"))
+WINDOW = float(os.environ.get("BENCH_SSE_WINDOW", "20"))
+SAMPLE = max(1, int(os.environ.get("BENCH_SSE_SAMPLE", "10")))
+QUEUE = "ssebench"
+OPEN_BATCH = 250            # connects in flight at once while opening
+OPEN_TIMEOUT = 60.0         # s for all streams to be opened
+JOB_LIFETIME = 300          # s a ticker job runs at most (the bench stops it well before)
+
+# The job: stdin is the payload; prints its own wall clock in every line, unbuffered.
+TICKER = r"""
+import json, sys, time
+p = json.load(sys.stdin)
+iv = p["ms"] / 1000.0
+end = time.monotonic() + p["for_s"]
+n = 0
+nxt = time.monotonic()
+while time.monotonic() < end:
+    n += 1
+    sys.stdout.write("tick %d %d\n" % (n, time.time_ns()))
+    sys.stdout.flush()
+    nxt += iv
+    d = nxt - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+"""
+
+TICK = re.compile(rb'"line":"tick (\d+) (\d+)"')
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+def cpu_s(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def pct(xs, p):
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+class Stream:
+    __slots__ = ("sock", "job", "sampled", "state", "buf", "events", "out")
+
+    def __init__(self, sock, job, sampled, request):
+        self.sock, self.job, self.sampled = sock, job, sampled
+        self.state = "connecting"   # -> "head" (request sent) -> "open" (200 seen) | "closed"
+        self.buf = b""
+        self.events = 0
+        self.out = request
+
+
+class Client:
+    """The streams, in one epoll loop."""
+
+    def __init__(self, port):
+        self.port = port
+        self.ep = select.epoll()
+        self.streams = {}           # fd -> Stream
+        self.opened = 0             # 200 + headers seen
+        self.refused = {}           # status or error -> count
+        self.lost = 0               # closed after being open
+        self.measuring = False
+        self.lat = []               # ms
+        self.ticks_seen = 0
+        self.backlog_ticks = 0
+
+    def connect(self, job_id, sampled):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        req = ("GET /api/jobs/%s/logs HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+               % job_id).encode()
+        st = Stream(s, job_id, sampled, req)
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            why = "connect: %s" % errno.errorcode.get(e.errno, e.errno)
+            self.refused[why] = self.refused.get(why, 0) + 1
+            s.close()
+            return
+        self.streams[s.fileno()] = st
+        self.ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLIN)
+
+    def pending(self):
+        return sum(1 for st in self.streams.values() if st.state in ("connecting", "head"))
+
+    def _close(self, fd, st, why=None):
+        with_open = st.state == "open"
+        try:
+            self.ep.unregister(fd)
+        except OSError:
+            pass
+        st.sock.close()
+        del self.streams[fd]
+        st.state = "closed"
+        if with_open:
+            self.lost += 1
+        elif why:
+            self.refused[why] = self.refused.get(why, 0) + 1
+
+    def _data(self, st, data, now_ns):
+        if st.state == "head":
+            st.buf += data
+            head, sep, rest = st.buf.partition(b"\r\n\r\n")
+            if not sep:
+                return True
+            m = re.match(rb"HTTP/1\.\d (\d{3})", head)
+            status = int(m.group(1)) if m else 0
+            if status != 200 or b"text/event-stream" not in head:
+                return "HTTP %d" % status
+            st.state = "open"
+            self.opened += 1
+            st.buf = b""
+            data = rest
+            if st.sampled:   # the backlog sent at open is not live: not timed
+                self.backlog_ticks += len(TICK.findall(data))
+                data = b""
+        if st.sampled and data and self.measuring:
+            for _, ns in TICK.findall(data):
+                self.lat.append((now_ns - int(ns)) / 1e6)
+                self.ticks_seen += 1
+        return True
+
+    def poll(self, timeout):
+        for fd, ev in self.ep.poll(timeout):
+            st = self.streams.get(fd)
+            if st is None:
+                continue
+            if st.state == "connecting":
+                err = st.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    self._close(fd, st, "connect: %s" % errno.errorcode.get(err, err))
+                    continue
+                st.state = "head"
+                try:
+                    st.sock.send(st.out)
+                except OSError as e:
+                    self._close(fd, st, "send: %s" % e)
+                    continue
+                self.ep.modify(fd, select.EPOLLIN)
+                continue
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                try:
+                    data = st.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    self._close(fd, st, "recv: %s" % e)
+                    continue
+                now_ns = time.time_ns()
+                if not data:
+                    self._close(fd, st, "closed before the headers (%r)" % st.buf[:80])
+                    continue
+                r = self._data(st, data, now_ns)
+                if r is not True:
+                    self._close(fd, st, r)
+
+    def close_all(self):
+        for fd, st in list(self.streams.items()):
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+            st.sock.close()
+        self.streams.clear()
+        self.ep.close()
+
+
+def plain_requests(s, job_id, until, out):
+    """A polled page of a job's log (jobgate-logs' request threads), once a second."""
+    while time.monotonic() < until:
+        t0 = time.monotonic()
+        try:
+            r = s.request("GET", "/jobs/%s/logs?limit=5" % job_id, timeout=10)
+            out.append((r.status, (time.monotonic() - t0) * 1000))
+        except Exception as e:   # noqa: BLE001 — a figure, not a failure
+            out.append(("error %r" % e, (time.monotonic() - t0) * 1000))
+        time.sleep(1.0)
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = STREAMS + 2000
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard) if hard != resource.RLIM_INFINITY
+                                                    else want, hard))
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    print("# SSE: %d streams over %d ticker jobs (a line every %d ms each) on one jobgate-logs; "
+          "ulimit -n %d (hard %s); %d CPUs; load %s"
+          % (STREAMS, JOBS, INTERVAL_MS, nofile, hard, os.cpu_count() or 0,
+             " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
+    if nofile < STREAMS + 200:
+        print("  note: ulimit -n %d is below what %d streams need; expect refusals" % (nofile, STREAMS))
+    t_start = time.monotonic()
+    harness.install_signal_handlers()
+    with harness.Stack(name="sse", programs=("submit", "status", "logs"), threads=8, grace=2,
+                       nginx_workers=2, nginx_worker_connections=2 * STREAMS + 1024,
+                       program_args=("--max-streams", str(STREAMS + 100))) as s:
+        ticker = os.path.join(s.dir, "ticker.py")
+        with open(ticker, "w") as f:
+            f.write(TICKER)
+        s.start_worker(queues=(QUEUE,), types={"ticker": "exec python3 -u " + ticker},
+                       concurrency=JOBS, grace=1)
+        jobs = [s.submit(type="ticker", queue=QUEUE, timeout=JOB_LIFETIME + 60,
+                         payload={"ms": INTERVAL_MS, "for_s": JOB_LIFETIME})["id"]
+                for _ in range(JOBS)]
+        for j in jobs:
+            s.wait_status(j, "running", timeout=30)
+        pid = s.program_pids("logs")[0]
+        time.sleep(1.0)
+        rss0, fds0 = rss_kb(pid), fd_count(pid)
+
+        c = Client(s.port)
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < OPEN_TIMEOUT:
+            while n < STREAMS and c.pending() < OPEN_BATCH:
+                c.connect(jobs[n % JOBS], n % SAMPLE == 0)
+                n += 1
+            c.poll(0.05)
+            if n >= STREAMS and c.pending() == 0:
+                break
+        open_s = time.monotonic() - t0
+        settle = time.monotonic() + 2.0
+        while time.monotonic() < settle:
+            c.poll(0.05)
+        held_before = len([x for x in c.streams.values() if x.state == "open"])
+        rss1, fds1 = rss_kb(pid), fd_count(pid)
+        cpu_logs0, cpu_me0 = cpu_s(pid), time.process_time()
+
+        plain = []
+        t_win = time.monotonic()
+        until = t_win + WINDOW
+        th = threading.Thread(target=plain_requests, args=(s, jobs[0], until - 0.5, plain),
+                              daemon=True)
+        th.start()
+        c.measuring = True
+        while time.monotonic() < until:
+            c.poll(0.05)
+        c.measuring = False
+        win = time.monotonic() - t_win
+        th.join(15)
+        cpu_logs = cpu_s(pid) - cpu_logs0
+        cpu_me = time.process_time() - cpu_me0
+        held_after = len([x for x in c.streams.values() if x.state == "open"])
+        rss2 = rss_kb(pid)
+        alive = not s.check_alive()
+        c.close_all()
+        lat = sorted(c.lat)
+
+        print("  streams opened: %d of %d in %.1f s%s" % (
+            c.opened, STREAMS, open_s,
+            "" if not c.refused else "; not opened: " + ", ".join(
+                "%s x%d" % kv for kv in sorted(c.refused.items(), key=lambda kv: -kv[1]))))
+        print("  held: %d after 2 s, %d at the end of the %.0f s window (%d lost meanwhile)"
+              % (held_before, held_after, win, c.lost))
+        print("  jobgate-logs (pid %d) RSS: %.1f MiB idle -> %.1f MiB with the streams held "
+              "(%+.2f KiB per stream), %.1f MiB at the end; fds %d -> %d"
+              % (pid, rss0 / 1024, rss1 / 1024, (rss1 - rss0) / max(1, held_before),
+                 rss2 / 1024, fds0, fds1))
+        if lat:
+            print("  live line, job's print -> client's read: p50 %.1f ms, p90 %.1f ms, "
+                  "p99 %.1f ms, max %.1f ms (%d lines on %d sampled streams)"
+                  % (pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1], len(lat),
+                     (STREAMS + SAMPLE - 1) // SAMPLE))
+        else:
+            print("  live line latency: no tick line arrived on the sampled streams")
+        print("  lines delivered in the window: about %.0f/s to clients (%d jobs x %.1f/s x %d "
+              "viewers each); CPU in the window: jobgate-logs %.0f%%, this client %.0f%%"
+              % (JOBS * 1000.0 / INTERVAL_MS * STREAMS / JOBS, JOBS, 1000.0 / INTERVAL_MS,
+                 STREAMS // JOBS, 100 * cpu_logs / win, 100 * cpu_me / win))
+        ok = [ms for st, ms in plain if st == 200]
+        print("  plain GET /api/jobs/{id}/logs?limit=5 meanwhile (same jobgate-logs): %d of %d "
+              "answered 200%s"
+              % (len(ok), len(plain),
+                 ", %.1f ms median, %.1f ms max" % (sorted(ok)[len(ok) // 2], max(ok)) if ok else "")
+              + ("" if len(ok) == len(plain) else "; others: %r" % [p for p in plain if p[0] != 200]))
+        print("  jobgate-logs still running: %s" % ("yes" if alive else "NO: " + "; ".join(s.problems)))
+    print("  (SSE part took %.0f s, stack stopped)" % (time.monotonic() - t_start), flush=True)
+
+
+if __name__ == "__main__":
+    main()
