@@ -123,6 +123,7 @@ class Client:
         self.opened = 0             # 200 + headers seen
         self.refused = {}           # status or error -> count
         self.lost = 0               # closed after being open
+        self.npending = 0           # connecting or waiting for the headers
         self.measuring = False
         self.lat = []               # ms
         self.ticks_seen = 0
@@ -144,13 +145,16 @@ class Client:
             s.close()
             return
         self.streams[s.fileno()] = st
+        self.npending += 1
         self.ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLIN)
 
     def pending(self):
-        return sum(1 for st in self.streams.values() if st.state in ("connecting", "head"))
+        return self.npending
 
     def _close(self, fd, st, why=None):
         with_open = st.state == "open"
+        if not with_open:
+            self.npending -= 1
         try:
             self.ep.unregister(fd)
         except OSError:
@@ -175,6 +179,7 @@ class Client:
                 return "HTTP %d" % status
             st.state = "open"
             self.opened += 1
+            self.npending -= 1
             st.buf = b""
             data = rest
             if st.sampled:   # the backlog sent at open is not live: not timed
@@ -258,90 +263,113 @@ def main():
         print("  note: ulimit -n %d is below what %d streams need; expect refusals" % (nofile, STREAMS))
     t_start = time.monotonic()
     harness.install_signal_handlers()
-    with harness.Stack(name="sse", programs=("submit", "status", "logs"), threads=8, grace=2,
-                       nginx_workers=2, nginx_worker_connections=2 * STREAMS + 1024,
-                       program_args=("--max-streams", str(STREAMS + 100))) as s:
-        ticker = os.path.join(s.dir, "ticker.py")
-        with open(ticker, "w") as f:
-            f.write(TICKER)
-        s.start_worker(queues=(QUEUE,), types={"ticker": "exec python3 -u " + ticker},
-                       concurrency=JOBS, grace=1)
-        jobs = [s.submit(type="ticker", queue=QUEUE, timeout=JOB_LIFETIME + 60,
-                         payload={"ms": INTERVAL_MS, "for_s": JOB_LIFETIME})["id"]
-                for _ in range(JOBS)]
-        for j in jobs:
-            s.wait_status(j, "running", timeout=30)
-        pid = s.program_pids("logs")[0]
-        time.sleep(1.0)
-        rss0, fds0 = rss_kb(pid), fd_count(pid)
-
-        c = Client(s.port)
-        t0 = time.monotonic()
-        n = 0
-        while time.monotonic() - t0 < OPEN_TIMEOUT:
-            while n < STREAMS and c.pending() < OPEN_BATCH:
-                c.connect(jobs[n % JOBS], n % SAMPLE == 0)
-                n += 1
-            c.poll(0.05)
-            if n >= STREAMS and c.pending() == 0:
-                break
-        open_s = time.monotonic() - t0
-        settle = time.monotonic() + 2.0
-        while time.monotonic() < settle:
-            c.poll(0.05)
-        held_before = len([x for x in c.streams.values() if x.state == "open"])
-        rss1, fds1 = rss_kb(pid), fd_count(pid)
-        cpu_logs0, cpu_me0 = cpu_s(pid), time.process_time()
-
-        plain = []
-        t_win = time.monotonic()
-        until = t_win + WINDOW
-        th = threading.Thread(target=plain_requests, args=(s, jobs[0], until - 0.5, plain),
-                              daemon=True)
-        th.start()
-        c.measuring = True
-        while time.monotonic() < until:
-            c.poll(0.05)
-        c.measuring = False
-        win = time.monotonic() - t_win
-        th.join(15)
-        cpu_logs = cpu_s(pid) - cpu_logs0
-        cpu_me = time.process_time() - cpu_me0
-        held_after = len([x for x in c.streams.values() if x.state == "open"])
-        rss2 = rss_kb(pid)
-        alive = not s.check_alive()
-        c.close_all()
-        lat = sorted(c.lat)
-
-        print("  streams opened: %d of %d in %.1f s%s" % (
-            c.opened, STREAMS, open_s,
-            "" if not c.refused else "; not opened: " + ", ".join(
-                "%s x%d" % kv for kv in sorted(c.refused.items(), key=lambda kv: -kv[1]))))
-        print("  held: %d after 2 s, %d at the end of the %.0f s window (%d lost meanwhile)"
-              % (held_before, held_after, win, c.lost))
-        print("  jobgate-logs (pid %d) RSS: %.1f MiB idle -> %.1f MiB with the streams held "
-              "(%+.2f KiB per stream), %.1f MiB at the end; fds %d -> %d"
-              % (pid, rss0 / 1024, rss1 / 1024, (rss1 - rss0) / max(1, held_before),
-                 rss2 / 1024, fds0, fds1))
-        if lat:
-            print("  live line, job's print -> client's read: p50 %.1f ms, p90 %.1f ms, "
-                  "p99 %.1f ms, max %.1f ms (%d lines on %d sampled streams)"
-                  % (pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1], len(lat),
-                     (STREAMS + SAMPLE - 1) // SAMPLE))
-        else:
-            print("  live line latency: no tick line arrived on the sampled streams")
-        print("  lines delivered in the window: about %.0f/s to clients (%d jobs x %.1f/s x %d "
-              "viewers each); CPU in the window: jobgate-logs %.0f%%, this client %.0f%%"
-              % (JOBS * 1000.0 / INTERVAL_MS * STREAMS / JOBS, JOBS, 1000.0 / INTERVAL_MS,
-                 STREAMS // JOBS, 100 * cpu_logs / win, 100 * cpu_me / win))
-        ok = [ms for st, ms in plain if st == 200]
-        print("  plain GET /api/jobs/{id}/logs?limit=5 meanwhile (same jobgate-logs): %d of %d "
-              "answered 200%s"
-              % (len(ok), len(plain),
-                 ", %.1f ms median, %.1f ms max" % (sorted(ok)[len(ok) // 2], max(ok)) if ok else "")
-              + ("" if len(ok) == len(plain) else "; others: %r" % [p for p in plain if p[0] != 200]))
-        print("  jobgate-logs still running: %s" % ("yes" if alive else "NO: " + "; ".join(s.problems)))
+    # nginx holds two connections per stream (client, FastCGI). Its workers cannot raise their
+    # fd limit above the hard limit without CAP_SYS_RESOURCE, and the harness sets
+    # worker_rlimit_nofile to 2 x worker_connections + 100: enough workers that the streams fit
+    # twice over (accepts are not spread evenly).
+    wc = min(2 * STREAMS + 1024, max(1024, ((hard if hard != resource.RLIM_INFINITY
+                                                  else 1 << 20) - 200) // 2))
+    nginx_workers = max(2, -(-4 * STREAMS // wc))
+    s = harness.Stack(name="sse", programs=("submit", "status", "logs"), threads=8, grace=2,
+                      nginx_workers=nginx_workers, nginx_worker_connections=wc,
+                      program_args=("--max-streams", str(STREAMS + 100)))
+    try:
+        run(s, nginx_workers, wc)
+    finally:
+        problems = s.stop(check=False)
+        if problems:
+            print("  stack problems (see the kept logs):\n    " + "\n    ".join(
+                p.splitlines()[0] for p in problems))
     print("  (SSE part took %.0f s, stack stopped)" % (time.monotonic() - t_start), flush=True)
+
+
+def run(s, nginx_workers, wc):
+    ticker = os.path.join(s.dir, "ticker.py")
+    with open(ticker, "w") as f:
+        f.write(TICKER)
+    s.start_worker(queues=(QUEUE,), types={"ticker": "exec python3 -u " + ticker},
+                   concurrency=JOBS, grace=1)
+    jobs = [s.submit(type="ticker", queue=QUEUE, timeout=JOB_LIFETIME + 60,
+                     payload={"ms": INTERVAL_MS, "for_s": JOB_LIFETIME})["id"]
+            for _ in range(JOBS)]
+    for j in jobs:
+        s.wait_status(j, "running", timeout=30)
+    pid = s.program_pids("logs")[0]
+    time.sleep(1.0)
+    rss0, fds0 = rss_kb(pid), fd_count(pid)
+
+    c = Client(s.port)
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < OPEN_TIMEOUT:
+        while n < STREAMS and c.pending() < OPEN_BATCH:
+            c.connect(jobs[n % JOBS], n % SAMPLE == 0)
+            n += 1
+        c.poll(0.05)
+        if n >= STREAMS and c.pending() == 0:
+            break
+    open_s = time.monotonic() - t0
+    settle = time.monotonic() + 2.0
+    while time.monotonic() < settle:
+        c.poll(0.05)
+    held_before = len([x for x in c.streams.values() if x.state == "open"])
+    rss1, fds1 = rss_kb(pid), fd_count(pid)
+    cpu_logs0, cpu_me0 = cpu_s(pid), time.process_time()
+
+    plain = []
+    t_win = time.monotonic()
+    until = t_win + WINDOW
+    th = threading.Thread(target=plain_requests, args=(s, jobs[0], until - 0.5, plain),
+                          daemon=True)
+    th.start()
+    c.measuring = True
+    while time.monotonic() < until:
+        c.poll(0.05)
+    c.measuring = False
+    win = time.monotonic() - t_win
+    th.join(15)
+    cpu_logs = cpu_s(pid) - cpu_logs0
+    cpu_me = time.process_time() - cpu_me0
+    held_after = len([x for x in c.streams.values() if x.state == "open"])
+    rss2 = rss_kb(pid)
+    alive = s.procs["logs"][0].alive()
+    nginx_err = open(os.path.join(s.dir, "nginx-error.log"), errors="replace").read()
+    nginx_short = sum(nginx_err.count(x) for x in ("worker_connections are not enough",
+                                                    "Too many open files"))
+    c.close_all()
+    lat = sorted(c.lat)
+
+    print("  streams opened: %d of %d in %.1f s%s" % (
+        c.opened, STREAMS, open_s,
+        "" if not c.refused else "; not opened: " + ", ".join(
+            "%s x%d" % kv for kv in sorted(c.refused.items(), key=lambda kv: -kv[1]))))
+    print("  held: %d after 2 s, %d at the end of the %.0f s window (%d lost meanwhile)"
+          % (held_before, held_after, win, c.lost))
+    print("  jobgate-logs (pid %d) RSS: %.1f MiB idle -> %.1f MiB with the streams held "
+          "(%+.2f KiB per stream), %.1f MiB at the end; fds %d -> %d"
+          % (pid, rss0 / 1024, rss1 / 1024, (rss1 - rss0) / max(1, held_before),
+             rss2 / 1024, fds0, fds1))
+    if lat:
+        print("  live line, job's print -> client's read: p50 %.1f ms, p90 %.1f ms, "
+              "p99 %.1f ms, max %.1f ms (%d lines on %d sampled streams)"
+              % (pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1], len(lat),
+                 (STREAMS + SAMPLE - 1) // SAMPLE))
+    else:
+        print("  live line latency: no tick line arrived on the sampled streams")
+    print("  lines delivered in the window: about %.0f/s to clients (%d jobs x %.1f/s x %d "
+          "viewers each); CPU in the window: jobgate-logs %.0f%%, this client %.0f%%"
+          % (JOBS * 1000.0 / INTERVAL_MS * STREAMS / JOBS, JOBS, 1000.0 / INTERVAL_MS,
+             STREAMS // JOBS, 100 * cpu_logs / win, 100 * cpu_me / win))
+    ok = [ms for st, ms in plain if st == 200]
+    print("  plain GET /api/jobs/{id}/logs?limit=5 meanwhile (same jobgate-logs): %d of %d "
+          "answered 200%s"
+          % (len(ok), len(plain),
+             ", %.1f ms median, %.1f ms max" % (sorted(ok)[len(ok) // 2], max(ok)) if ok else "")
+          + ("" if len(ok) == len(plain) else "; others: %r" % [p for p in plain if p[0] != 200]))
+    print("  jobgate-logs still running: %s; nginx: %d workers x %d worker_connections, "
+          "%d fd/connection shortages logged"
+          % ("yes" if alive else "NO (exit %s)" % s.procs["logs"][0].returncode,
+             nginx_workers, wc, nginx_short))
 
 
 if __name__ == "__main__":

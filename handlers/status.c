@@ -26,19 +26,6 @@ typedef struct waiter {
 
 static jg_waitlist_t *waiting;   /* loop thread only */
 
-/* One round trip: the fields of the job object. NULL when Redis is unreachable. */
-static redisReply *read_job(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
-{
-    char key[JG_KEY_MAX];
-    jg_key_job(cfg, id, key);
-    jg_args_t a;
-    jg_args_init(&a);
-    jg_job_read_command(&a, key);
-    redisReply *rep = jg_redis_cmdargv(redis, a.argc, a.argv, a.lens);
-    jg_args_free(&a);
-    return rep;
-}
-
 /* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed (by on_gone). */
 static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version)
 {
@@ -61,7 +48,7 @@ static void wake_job(jg_loop_t *loop, const char *id)
     size_t n = jg_waitlist_of(waiting, id, &due);
     if (n == 0)
         return;
-    redisReply *rep = read_job(jg_loop_config(loop), jg_loop_redis(loop), id);
+    redisReply *rep = jg_job_read(jg_loop_config(loop), jg_loop_redis(loop), id);
     if (rep) {   /* else Redis is away: they time out, or the resync after it wakes them */
         jg_buf_t body = JG_BUF_INIT;
         long long version = jg_job_json_hmget(rep, 0, &body);
@@ -198,7 +185,7 @@ static int handle(jg_req_t *req)
 
     jg_loop_t *loop = jg_server_loop();
     uint64_t seq = jg_loop_message_seq(loop);
-    redisReply *rep = read_job(req->cfg, req->redis, id);
+    redisReply *rep = jg_job_read(req->cfg, req->redis, id);
     if (rep == NULL)
         return jg_fail_unavailable(req);
     if (rep->type != REDIS_REPLY_ARRAY) {

@@ -109,13 +109,7 @@ static int validate(jg_req_t *req, const jg_buf_t *body, json_object *obj, submi
  * -1 when there is no such job, or -2 when Redis is unreachable. */
 static long long read_job(jg_req_t *req, const char *id)
 {
-    char key[JG_KEY_MAX];
-    jg_args_t a;
-    jg_args_init(&a);
-    jg_key_job(req->cfg, id, key);
-    jg_job_read_command(&a, key);
-    redisReply *rep = jg_redis_cmdargv(req->redis, a.argc, a.argv, a.lens);
-    jg_args_free(&a);
+    redisReply *rep = jg_job_read(req->cfg, req->redis, id);
     if (rep == NULL)
         return -2;
     long long version = jg_job_json_hmget(rep, 0, &req->body);

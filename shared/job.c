@@ -1,5 +1,6 @@
 /* job.c — the job object, formatted from the job hash (see job.h). */
 #include "job.h"
+#include "keys.h"
 #include "redis.h"
 #include "timefmt.h"
 
@@ -100,10 +101,17 @@ long long jg_job_json_hmget(const redisReply *reply, int flags, jg_buf_t *out)
     return format(values, flags, out);
 }
 
-void jg_job_read_command(jg_args_t *args, const char *key)
+redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
 {
-    jg_args_str(args, "HMGET");
-    jg_args_str(args, key);
+    char key[JG_KEY_MAX];
+    jg_key_job(cfg, id, key);
+    const char *argv[NMEMBERS + 2];
+    size_t lens[NMEMBERS + 2];
+    argv[0] = "HMGET";
+    argv[1] = key;
     for (size_t i = 0; i < NMEMBERS; i++)
-        jg_args_str(args, members[i].name);
+        argv[i + 2] = members[i].name;
+    for (size_t i = 0; i < NMEMBERS + 2; i++)
+        lens[i] = strlen(argv[i]);
+    return jg_redis_cmdargv(redis, (int)(NMEMBERS + 2), argv, lens);
 }

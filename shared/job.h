@@ -6,6 +6,7 @@
 #include <hiredis/hiredis.h>
 
 #include "buf.h"
+#include "config.h"
 #include "redis.h"
 
 /* Extra members some answers add (contract sections 3 and 6). */
@@ -16,12 +17,13 @@
  * array is empty or has no id (the job does not exist). */
 long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out);
 
-/* The same from the reply of jg_job_read_command(): HMGET of exactly the fields the job
- * object shows (not the payload, which can be large). */
-long long jg_job_json_hmget(const redisReply *values, int flags, jg_buf_t *out);
+/* Reads job id in one round trip: HMGET of exactly the fields the job object shows (not the
+ * payload, which can be large). id must have passed jg_valid_job_id. Returns the reply (the
+ * caller frees it; format it with jg_job_json_hmget), or NULL when Redis is unreachable. */
+redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id);
 
-/* Appends "HMGET <key> <fields...>" to args. */
-void jg_job_read_command(jg_args_t *args, const char *key);
+/* The job object from the reply of jg_job_read(); returns as jg_job_json. */
+long long jg_job_json_hmget(const redisReply *values, int flags, jg_buf_t *out);
 
 /* The value of field name in such an array, or NULL. */
 const char *jg_job_field(const redisReply *fields, const char *name);

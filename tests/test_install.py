@@ -304,6 +304,43 @@ def test_installed_run_script_serves_fastcgi():
                % (proc.name, proc.log()))
 
 
+def test_installed_run_script_started_as_a_user_makes_a_0660_socket():
+    """Started by an ordinary user (no -u/-M from spawn-fcgi, which applies them only as root),
+    the program runs as that user and its socket is still mode 0660. Run as root, this uses
+    setpriv to become www-data; run as a user, the test above covered it."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return
+    try:
+        user = pwd.getpwnam("www-data")
+    except KeyError:
+        return
+    with harness.Stack(programs=(), start=False, name="install-user") as s:
+        s.start_redis()
+        sockdir = os.path.join(s.dir, "run")
+        os.mkdir(sockdir)
+        os.chown(sockdir, user.pw_uid, user.pw_gid)
+        env = s.program_env({"REDIS_URL": "redis://127.0.0.1:%d/0" % s.redis_port,
+                             "JOBGATE_SOCKET_DIR": sockdir, "JOBGATE_BINDIR": path(PREFIX, "bin"),
+                             "JOBGATE_GRACE": str(s.grace), "JOBGATE_USER": "nobody"})
+        proc = harness.Proc("status", ["setpriv", "--reuid", str(user.pw_uid), "--regid",
+                                       str(user.pw_gid), "--init-groups",
+                                       path(PREFIX, "lib/jobgate/jobgate-fcgi.sh"), "status"],
+                            env, os.path.join(s.dir, "status.log"))
+        s.procs.setdefault("status", []).append(proc)
+        sock = os.path.join(sockdir, "status.sock")
+        harness.wait_until(lambda: os.path.exists(sock) or not proc.alive(), 10, "the socket " + sock)
+        check(proc.alive(), "expected jobgate-fcgi.sh status to keep running; log:\n" + proc.log())
+        st = os.stat(sock)
+        eq((st.st_uid, stat.S_IMODE(st.st_mode)), (user.pw_uid, 0o660), "owner and mode of " + sock)
+        check("JOBGATE_USER=nobody is ignored" in proc.log(),
+              "expected a note that JOBGATE_USER does not apply when not root", proc.log())
+        r = harness.fcgi_request(sock, harness.fcgi_params("GET", "/api/jobs/nosuchjob"), b"", 10,
+                                 "jobgate-status run as www-data: GET /api/jobs/nosuchjob")
+        harness.expect_error(r, 404, "not_found")
+        rc, took, killed = proc.stop(signal.SIGTERM, s.grace + 5)
+        eq((rc, killed), (0, False), "jobgate-status after SIGTERM: exit status, killed")
+
+
 def test_run_script_refuses_what_is_not_a_web_program():
     script = path(PREFIX, "lib/jobgate/jobgate-fcgi.sh")
     env = harness._base_env()

@@ -52,9 +52,13 @@ if [ "$(id -u)" -eq 0 ]; then
     if [ -n "${JOBGATE_SOCKET_GROUP:-}" ]; then set -- -G "$JOBGATE_SOCKET_GROUP" "$@"; fi
     if [ -n "${JOBGATE_GROUP:-}" ]; then set -- -g "$JOBGATE_GROUP" "$@"; fi
     set -- -u "${JOBGATE_USER:-www-data}" "$@"
-elif [ -n "${JOBGATE_USER:-}" ] && [ "$JOBGATE_USER" != "$(id -un)" ]; then
-    printf '%s: not root: JOBGATE_USER=%s is ignored, running as %s\n' \
-        "$ME" "$JOBGATE_USER" "$(id -un)" >&2
+else
+    # spawn-fcgi applies -M only as root; otherwise the socket's mode comes from the umask
+    umask 0117
+    if [ -n "${JOBGATE_USER:-}" ] && [ "$JOBGATE_USER" != "$(id -un)" ]; then
+        printf '%s: not root: JOBGATE_USER=%s is ignored, running as %s\n' \
+            "$ME" "$JOBGATE_USER" "$(id -un)" >&2
+    fi
 fi
 
 exec spawn-fcgi -n -s "$SOCKET" -M 0660 "$@"
