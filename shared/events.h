@@ -15,5 +15,8 @@ typedef struct jg_subscriber jg_subscriber_t;
 /* Starts the thread. channel is the full channel name. Returns NULL on failure. */
 jg_subscriber_t *jg_subscriber_start(const jg_config_t *cfg, const char *channel,
                                      jg_event_fn fn, void *ctx);
+/* Stops the thread (interrupting a blocking read), waits for it and frees s. No callback runs
+ * after it returns. */
+void jg_subscriber_stop(jg_subscriber_t *s);
 
 #endif

@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PENDING_OUT (4u << 20)   /* a client this far behind is dropped */
@@ -85,10 +87,12 @@ struct jg_loop {
 
     atomic_int stopping;
     atomic_size_t nparked;     /* parked + on their way through the inbox */
+    size_t max_parked;         /* --max-streams, or less if the fd limit allows less */
     atomic_uint_fast64_t msg_seq;
     int64_t grace_deadline;
     int drained;
     parked_io_t *parked;       /* loop thread only */
+    jg_subscriber_t *subscriber;
 };
 
 static void set_nonblocking(int fd, int on)
@@ -146,6 +150,34 @@ static int shared_add(jg_loop_t *loop, int fd, uint64_t data, uint32_t events, i
     return epoll_ctl(loop->shared_epfd, op, fd, &ev);
 }
 
+/* Every parked request holds a descriptor. A soft fd limit of 1024 (a common default) would
+ * stop accepting far below --max-streams: raise it toward the hard limit, and when even that is
+ * too low, park no more than it leaves room for (beyond that, a stream ends after its backlog
+ * and a long poll is answered at once), so that plain requests can still be accepted. */
+#define FD_RESERVE(cfg) (4 * (size_t)(cfg)->threads + 256)   /* connections, Redis, our own */
+static size_t parking_room(const jg_config_t *cfg)
+{
+    size_t want = (size_t)cfg->max_streams + FD_RESERVE(cfg);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= want)
+        return (size_t)cfg->max_streams;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = old;
+    if (rl.rlim_cur >= want)
+        return (size_t)cfg->max_streams;
+    size_t room = rl.rlim_cur > FD_RESERVE(cfg) ? rl.rlim_cur - FD_RESERVE(cfg) : 0;
+    char limit[32], streams[32], max[32];
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)rl.rlim_cur);
+    snprintf(streams, sizeof streams, "%zu", room);
+    snprintf(max, sizeof max, "%ld", cfg->max_streams);
+    jg_log_warn("the fd limit (ulimit -n) is below --max-streams: parking fewer", "nofile", limit,
+                "max_parked", streams, "max_streams", max, NULL);
+    return room;
+}
+
 jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_t *ops)
 {
     jg_loop_t *loop = calloc(1, sizeof *loop);
@@ -153,6 +185,8 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
         return NULL;
     loop->cfg = cfg;
     loop->ops = ops;
+    /* plain CGI parks one request at most */
+    loop->max_parked = listen_fd >= 0 ? parking_room(cfg) : (size_t)cfg->max_streams;
     pthread_mutex_init(&loop->mu, NULL);
     jg_redis_init(&loop->redis, cfg, 2000);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -182,13 +216,37 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
     if (ops && ops->channel) {
         char channel[JG_KEY_MAX];
         jg_key_global(cfg, ops->channel, channel);
-        if (jg_subscriber_start(cfg, channel, on_subscriber, loop) == NULL)
+        loop->subscriber = jg_subscriber_start(cfg, channel, on_subscriber, loop);
+        if (loop->subscriber == NULL)
             return NULL;
     }
     return loop;
 }
 
 /* --- request threads: the shared epoll set --- */
+
+static int out_of_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* accept() failed for want of descriptors (ulimit -n below --max-streams plus the threads'
+ * connections) or memory: the pending connection stays in the backlog and the listener stays
+ * readable, so re-arming it at once would spin every request thread on it (and log at that
+ * rate). Wait a little, until parked streams or connections end; warn once a second. */
+static void accept_backoff(jg_loop_t *loop, int err)
+{
+    static _Atomic int64_t warned_at;
+    int64_t now = jg_monotonic_ms(), last = atomic_load(&warned_at);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&warned_at, &last, now)) {
+        char parked[32];
+        snprintf(parked, sizeof parked, "%zu", atomic_load(&loop->nparked));
+        jg_log_warn("accept failed: backing off (raise ulimit -n above --max-streams)", "error",
+                    strerror(err), "parked", parked, NULL);
+    }
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
 
 int jg_loop_next_conn(jg_loop_t *loop)
 {
@@ -202,6 +260,8 @@ int jg_loop_next_conn(jg_loop_t *loop)
         if (ev.data.u64 == EV_LISTEN) {
             int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_CLOEXEC);
             int err = errno;
+            if (fd < 0 && out_of_resources(err))
+                accept_backoff(loop, err);   /* the listener stays disarmed meanwhile */
             /* re-armed at once, so that another thread takes the next connection */
             pthread_mutex_lock(&loop->mu);
             if (!atomic_load(&loop->stopping))
@@ -211,7 +271,7 @@ int jg_loop_next_conn(jg_loop_t *loop)
             if (fd >= 0)
                 return fd;
             if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED &&
-                !atomic_load(&loop->stopping))
+                !out_of_resources(err) && !atomic_load(&loop->stopping))
                 jg_log_warn("accept failed", "error", strerror(err), NULL);
             continue;
         }
@@ -293,7 +353,7 @@ static void close_idle(jg_loop_t *loop)
 
 int jg_loop_can_park(jg_loop_t *loop)
 {
-    return atomic_load(&loop->nparked) < (size_t)loop->cfg->max_streams &&
+    return atomic_load(&loop->nparked) < loop->max_parked &&
            !atomic_load(&loop->stopping);
 }
 
@@ -584,4 +644,23 @@ void jg_loop_run(jg_loop_t *loop)
         }
         drain_inbox(loop);
     }
+}
+
+void jg_loop_free(jg_loop_t *loop)
+{
+    jg_subscriber_stop(loop->subscriber);
+    inbox_item_t *it = loop->inbox;   /* messages that came after the end */
+    while (it) {
+        inbox_item_t *next = it->next;
+        free(it);
+        it = next;
+    }
+    int fds[] = {loop->epfd, loop->shared_epfd, loop->stop_fd, loop->wake.fd, loop->sig.fd};
+    for (size_t i = 0; i < JG_ARRAY_LEN(fds); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    jg_redis_close(&loop->redis);
+    pthread_mutex_destroy(&loop->mu);
+    free(loop->conn);
+    free(loop);
 }

@@ -56,6 +56,8 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
 void jg_loop_run(jg_loop_t *loop);
 /* After jg_loop_run returns: did everything finish in time? */
 int jg_loop_drained(jg_loop_t *loop);
+/* Frees a drained loop: stops its subscriber, closes its descriptors. */
+void jg_loop_free(jg_loop_t *loop);
 
 /* --- request threads (thread-safe) --- */
 /* Blocks until a new connection or an idle one has something to read (a request, or EOF);

@@ -223,23 +223,28 @@ static int serve_fastcgi(int listen_fd)
         return 1;
     if (program->init)
         program->init(server_loop);
+    pthread_t *threads = calloc((size_t)config.threads, sizeof *threads);
+    if (threads == NULL)
+        return 1;
     for (int i = 0; i < config.threads; i++) {
-        pthread_t t;
         jg_loop_thread_started(server_loop);
-        if (pthread_create(&t, NULL, request_thread, NULL) != 0) {
+        if (pthread_create(&threads[i], NULL, request_thread, NULL) != 0) {
             jg_log_error("cannot start request threads", "error", strerror(errno), NULL);
             return 1;
         }
-        pthread_detach(t);
     }
-    char threads[16];
-    snprintf(threads, sizeof threads, "%d", config.threads);
-    jg_log_info("serving", "threads", threads, "redis", config.redis_url_masked, NULL);
+    char nthreads[16];
+    snprintf(nthreads, sizeof nthreads, "%d", config.threads);
+    jg_log_info("serving", "threads", nthreads, "redis", config.redis_url_masked, NULL);
     jg_loop_run(server_loop);
     int drained = jg_loop_drained(server_loop);
     jg_log_info("stopped", "clean", drained ? "yes" : "no", NULL);
     if (!drained)
         _exit(1);   /* threads still busy past --grace: do not run exit handlers under them */
+    for (int i = 0; i < config.threads; i++)
+        pthread_join(threads[i], NULL);   /* they have left their loop: this is quick */
+    free(threads);
+    jg_loop_free(server_loop);
     return 0;
 }
 
@@ -313,6 +318,7 @@ static int serve_cgi(void)
     }
     jg_req_free(&req);
     jg_redis_close(&redis);
+    jg_loop_free(server_loop);
     return 0;
 }
 

@@ -2,7 +2,7 @@
 man pages that render cleanly, systemd units that name the installed paths, and the installed
 spawn-fcgi run script serving FastCGI requests for real (contract section 11)."""
 
-import atexit
+import contextlib
 import os
 import pwd
 import re
@@ -18,7 +18,7 @@ from harness import check, eq
 PREFIX = "/usr"
 WEB_PROGRAMS = ("submit", "status", "logs", "cache", "admin")
 
-_dest = None
+_dest = None   # DESTDIR of the install() in progress
 
 
 def _make_args():
@@ -31,14 +31,16 @@ def _make_args():
     return ["BUILD=" + build]
 
 
-def installed():
-    """DESTDIR of one `make install DESTDIR=<tmp> PREFIX=/usr`, run on first use and removed when
-    the tests end."""
+@contextlib.contextmanager
+def install(name="install"):
+    """Runs `make install DESTDIR=<dir> PREFIX=/usr` into a private stack's temp dir (so that the
+    harness removes it however the run ends) and yields that stack (not started: a test may
+    start its Redis)."""
     global _dest
-    if _dest is None:
-        d = tempfile.mkdtemp(prefix="jg-install-")
+    with harness.Stack(programs=(), start=False, name=name) as s:
+        d = os.path.join(s.dir, "dest")
+        os.mkdir(d)
         os.chmod(d, 0o755)   # the installed programs run as JOBGATE_USER (www-data) below
-        atexit.register(shutil.rmtree, d, True)
         p = subprocess.run(["make", "-s", "-C", harness.ROOT, "install", "DESTDIR=" + d,
                             "PREFIX=" + PREFIX] + _make_args(),
                            capture_output=True, text=True, timeout=600)
@@ -46,12 +48,15 @@ def installed():
             raise AssertionError("make install DESTDIR=%s PREFIX=%s: expected exit 0, got %d:\n%s%s"
                                  % (d, PREFIX, p.returncode, p.stdout[-2000:], p.stderr[-3000:]))
         _dest = d
-    return _dest
+        try:
+            yield s
+        finally:
+            _dest = None
 
 
 def path(*parts):
     """A path under DESTDIR: path("/usr/bin", "jobgate-submit")."""
-    return os.path.join(installed(), *[p.lstrip("/") for p in parts])
+    return os.path.join(_dest, *[p.lstrip("/") for p in parts])
 
 
 def built_programs():
@@ -74,133 +79,131 @@ def unit_values(text, key):
 
 
 def test_install_puts_every_file_where_it_belongs():
-    progs = built_programs()
-    check("jobgate-submit" in progs and "jobgate-worker" in progs,
-          "expected the programs in %s" % harness.BUILD, progs)
-    for prog in progs:
-        p = path(PREFIX, "bin", prog)
-        check(os.path.isfile(p), "expected %s installed as %s" % (prog, p))
-        eq(mode(p), 0o755, "mode of %s" % p)
-        p = path(PREFIX, "share/man/man1", prog + ".1")
-        check(os.path.isfile(p), "expected a man page for %s at %s (write man/%s.1)"
-              % (prog, p, prog))
-    expected = {
-        "lib/jobgate/jobgate-fcgi.sh": 0o755,
-        "lib/systemd/system/jobgate@.service": 0o644,
-        "lib/systemd/system/jobgate-worker.service": 0o644,
-        "share/jobgate/nginx/jobgate.conf": 0o644,
-        "share/jobgate/nginx/jobgate-upstreams.conf": 0o644,
-        "share/jobgate/examples/jobgate.env": 0o644,
-        "share/jobgate/examples/worker.conf": 0o644,
-        "share/jobgate/www/index.html": 0o644,
-        "share/man/man7/jobgate.7": 0o644,
-    }
-    for t in harness.DEMO_TYPES:
-        expected["share/jobgate/examples/jobs/%s.sh" % t] = 0o755
-    for name in os.listdir(os.path.join(harness.ROOT, "apache")):
-        if name.endswith(".conf"):
-            expected["share/jobgate/apache/" + name] = 0o644
-    for rel, m in expected.items():
-        p = path(PREFIX, rel)
-        check(os.path.isfile(p), "expected %s installed" % p)
-        eq(mode(p), m, "mode of %s" % p)
+    with install():
+        progs = built_programs()
+        check("jobgate-submit" in progs and "jobgate-worker" in progs,
+              "expected the programs in %s" % harness.BUILD, progs)
+        for prog in progs:
+            p = path(PREFIX, "bin", prog)
+            check(os.path.isfile(p), "expected %s installed as %s" % (prog, p))
+            eq(mode(p), 0o755, "mode of %s" % p)
+            p = path(PREFIX, "share/man/man1", prog + ".1")
+            check(os.path.isfile(p), "expected a man page for %s at %s (write man/%s.1)"
+                  % (prog, p, prog))
+        expected = {
+            "lib/jobgate/jobgate-fcgi.sh": 0o755,
+            "lib/systemd/system/jobgate@.service": 0o644,
+            "lib/systemd/system/jobgate-worker.service": 0o644,
+            "share/jobgate/nginx/jobgate.conf": 0o644,
+            "share/jobgate/nginx/jobgate-upstreams.conf": 0o644,
+            "share/jobgate/examples/jobgate.env": 0o644,
+            "share/jobgate/examples/worker.conf": 0o644,
+            "share/jobgate/www/index.html": 0o644,
+            "share/man/man7/jobgate.7": 0o644,
+        }
+        for t in harness.DEMO_TYPES:
+            expected["share/jobgate/examples/jobs/%s.sh" % t] = 0o755
+        for name in os.listdir(os.path.join(harness.ROOT, "apache")):
+            if name.endswith(".conf"):
+                expected["share/jobgate/apache/" + name] = 0o644
+        for rel, m in expected.items():
+            p = path(PREFIX, rel)
+            check(os.path.isfile(p), "expected %s installed" % p)
+            eq(mode(p), m, "mode of %s" % p)
 
-    # The shipped files name /usr/local/...: installed with PREFIX=/usr, none of it is left,
-    # and nothing else changed.
-    for rel in expected:
-        if rel.startswith("share/jobgate/examples/jobs/"):
-            continue
-        text = read(path(PREFIX, rel))
-        check("/usr/local/" not in text, "expected no /usr/local/ left in %s (PREFIX=%s)"
-              % (rel, PREFIX), [ln for ln in text.splitlines() if "/usr/local/" in ln][:3])
-    for src, rel in (("nginx/jobgate.conf", "share/jobgate/nginx/jobgate.conf"),
-                     ("nginx/jobgate-upstreams.conf", "share/jobgate/nginx/jobgate-upstreams.conf")):
-        eq(read(path(PREFIX, rel)), read(os.path.join(harness.ROOT, src)).replace(
-            "/usr/local/", PREFIX + "/"), "installed %s vs the shipped one, PREFIX written in" % rel)
-    for t in harness.DEMO_TYPES:
-        eq(read(path(PREFIX, "share/jobgate/examples/jobs/%s.sh" % t)),
-           read(os.path.join(harness.JOBS_DIR, t + ".sh")), "installed demo job %s.sh" % t)
-    check("BINDIR=${JOBGATE_BINDIR:-%s/bin}" % PREFIX in read(path(PREFIX, "lib/jobgate/jobgate-fcgi.sh")),
-          "expected the installed jobgate-fcgi.sh to look for the programs in %s/bin" % PREFIX)
-
-
+        # The shipped files name /usr/local/...: installed with PREFIX=/usr, none of it is left,
+        # and nothing else changed.
+        for rel in expected:
+            if rel.startswith("share/jobgate/examples/jobs/"):
+                continue
+            text = read(path(PREFIX, rel))
+            check("/usr/local/" not in text, "expected no /usr/local/ left in %s (PREFIX=%s)"
+                  % (rel, PREFIX), [ln for ln in text.splitlines() if "/usr/local/" in ln][:3])
+        for src, rel in (("nginx/jobgate.conf", "share/jobgate/nginx/jobgate.conf"),
+                         ("nginx/jobgate-upstreams.conf", "share/jobgate/nginx/jobgate-upstreams.conf")):
+            eq(read(path(PREFIX, rel)), read(os.path.join(harness.ROOT, src)).replace(
+                "/usr/local/", PREFIX + "/"), "installed %s vs the shipped one, PREFIX written in" % rel)
+        for t in harness.DEMO_TYPES:
+            eq(read(path(PREFIX, "share/jobgate/examples/jobs/%s.sh" % t)),
+               read(os.path.join(harness.JOBS_DIR, t + ".sh")), "installed demo job %s.sh" % t)
+        script = read(path(PREFIX, "lib/jobgate/jobgate-fcgi.sh"))
+        check("BINDIR=${JOBGATE_BINDIR:-%s/bin}" % PREFIX in script,
+              "expected the installed jobgate-fcgi.sh to look for the programs in %s/bin" % PREFIX)
 def test_installed_man_pages_render_without_warnings():
-    pages = [path(PREFIX, "share/man/man1", n) for n in sorted(os.listdir(path(PREFIX, "share/man/man1")))]
-    pages += [path(PREFIX, "share/man/man7", n) for n in sorted(os.listdir(path(PREFIX, "share/man/man7")))]
-    check(len(pages) >= 6, "expected at least 6 man pages", pages)
-    have_groff = shutil.which("groff") is not None
-    have_man = shutil.which("man") is not None
-    for page in pages:
-        name = os.path.basename(page)
-        if have_groff:
-            p = subprocess.run(["groff", "-ww", "-man", "-z", page], capture_output=True, text=True,
-                               timeout=30)
-            eq((p.returncode, p.stderr), (0, ""), "groff -ww -man -z %s: exit status and warnings"
-               % name)
-        if have_man:
-            env = dict(os.environ, MANWIDTH="80", MAN_DISABLE_SECCOMP="1", LC_ALL="C.UTF-8")
-            env.pop("MANPAGER", None)
-            env.pop("PAGER", None)
-            p = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, text=True,
-                               timeout=30, env=env)
-            eq((p.returncode, p.stderr), (0, ""), "man -l %s: exit status and warnings" % name)
-            title = name.rsplit(".", 1)[0].upper()
-            check(p.stdout.lstrip().startswith(title) and "NAME" in p.stdout,
-                  "expected man -l %s to render a page titled %s with a NAME section" % (name, title),
-                  p.stdout[:200])
-
-
+    with install():
+        pages = [path(PREFIX, "share/man", sec, n) for sec in ("man1", "man7")
+                 for n in sorted(os.listdir(path(PREFIX, "share/man", sec)))]
+        check(len(pages) >= 6, "expected at least 6 man pages", pages)
+        have_groff = shutil.which("groff") is not None
+        have_man = shutil.which("man") is not None
+        for page in pages:
+            name = os.path.basename(page)
+            if have_groff:
+                p = subprocess.run(["groff", "-ww", "-man", "-z", page], capture_output=True, text=True,
+                                   timeout=30)
+                eq((p.returncode, p.stderr), (0, ""), "groff -ww -man -z %s: exit status and warnings"
+                   % name)
+            if have_man:
+                env = dict(os.environ, MANWIDTH="80", MAN_DISABLE_SECCOMP="1", LC_ALL="C.UTF-8")
+                env.pop("MANPAGER", None)
+                env.pop("PAGER", None)
+                p = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, text=True,
+                                   timeout=30, env=env)
+                eq((p.returncode, p.stderr), (0, ""), "man -l %s: exit status and warnings" % name)
+                title = name.rsplit(".", 1)[0].upper()
+                check(p.stdout.lstrip().startswith(title) and "NAME" in p.stdout,
+                      "expected man -l %s to render a page titled %s with a NAME section" % (name, title),
+                      p.stdout[:200])
 def test_installed_units_name_the_installed_paths():
-    unitdir = path(PREFIX, "lib/systemd/system")
-    web = read(os.path.join(unitdir, "jobgate@.service"))
-    worker = read(os.path.join(unitdir, "jobgate-worker.service"))
+    with install():
+        unitdir = path(PREFIX, "lib/systemd/system")
+        web = read(os.path.join(unitdir, "jobgate@.service"))
+        worker = read(os.path.join(unitdir, "jobgate-worker.service"))
 
-    eq(unit_values(web, "ExecStart"), ["%s/lib/jobgate/jobgate-fcgi.sh %%i" % PREFIX],
-       "jobgate@.service ExecStart")
-    eq(unit_values(worker, "ExecStart"),
-       ["%s/bin/jobgate-worker --config /etc/jobgate/worker.conf" % PREFIX],
-       "jobgate-worker.service ExecStart")
-    for name, text in (("jobgate@.service", web), ("jobgate-worker.service", worker)):
-        eq(unit_values(text, "EnvironmentFile"), ["-/etc/jobgate/jobgate.env"],
-           "%s EnvironmentFile" % name)
-        eq(unit_values(text, "Restart"), ["on-failure"], "%s Restart" % name)
-        eq(unit_values(text, "KillSignal"), ["SIGTERM"], "%s KillSignal" % name)
-    # the sockets' directory is the one the shipped nginx upstreams name
-    eq(unit_values(web, "RuntimeDirectory"), ["jobgate"], "jobgate@.service RuntimeDirectory")
-    check(harness.SHIPPED_SOCKET_DIR == "/run/jobgate/", "expected nginx's upstreams in /run/jobgate/",
-          harness.SHIPPED_SOCKET_DIR)
-    # stopping takes --grace (5 for the programs; 30 + 5 + up to 10 for the worker)
-    check(int(unit_values(web, "TimeoutStopSec")[0].rstrip("s")) > 5,
-          "expected jobgate@.service TimeoutStopSec above --grace 5", unit_values(web, "TimeoutStopSec"))
-    check(int(unit_values(worker, "TimeoutStopSec")[0].rstrip("s")) > 45,
-          "expected jobgate-worker.service TimeoutStopSec above 45 s (grace 30 + 5 + 10)",
-          unit_values(worker, "TimeoutStopSec"))
-    eq(unit_values(worker, "KillMode"), ["mixed"], "jobgate-worker.service KillMode")
+        eq(unit_values(web, "ExecStart"), ["%s/lib/jobgate/jobgate-fcgi.sh %%i" % PREFIX],
+           "jobgate@.service ExecStart")
+        eq(unit_values(worker, "ExecStart"),
+           ["%s/bin/jobgate-worker --config /etc/jobgate/worker.conf" % PREFIX],
+           "jobgate-worker.service ExecStart")
+        for name, text in (("jobgate@.service", web), ("jobgate-worker.service", worker)):
+            eq(unit_values(text, "EnvironmentFile"), ["-/etc/jobgate/jobgate.env"],
+               "%s EnvironmentFile" % name)
+            eq(unit_values(text, "Restart"), ["on-failure"], "%s Restart" % name)
+            eq(unit_values(text, "KillSignal"), ["SIGTERM"], "%s KillSignal" % name)
+        # the sockets' directory is the one the shipped nginx upstreams name
+        eq(unit_values(web, "RuntimeDirectory"), ["jobgate"], "jobgate@.service RuntimeDirectory")
+        check(harness.SHIPPED_SOCKET_DIR == "/run/jobgate/", "expected nginx's upstreams in /run/jobgate/",
+              harness.SHIPPED_SOCKET_DIR)
+        # stopping takes --grace (5 for the programs; 30 + 5 + up to 10 for the worker)
+        check(int(unit_values(web, "TimeoutStopSec")[0].rstrip("s")) > 5,
+              "expected jobgate@.service TimeoutStopSec above --grace 5", unit_values(web, "TimeoutStopSec"))
+        check(int(unit_values(worker, "TimeoutStopSec")[0].rstrip("s")) > 45,
+              "expected jobgate-worker.service TimeoutStopSec above 45 s (grace 30 + 5 + 10)",
+              unit_values(worker, "TimeoutStopSec"))
+        eq(unit_values(worker, "KillMode"), ["mixed"], "jobgate-worker.service KillMode")
 
-    # systemd's own check, on copies whose paths point into DESTDIR (so that the executables and
-    # the man pages of Documentation= are found): any complaint fails
-    if shutil.which("systemd-analyze") is None:
-        return
-    tmp = tempfile.mkdtemp(prefix="jg-units-")
-    try:
-        names = []
-        for unit, instances in (("jobgate@.service", ["jobgate@%s.service" % p for p in WEB_PROGRAMS
-                                                       if os.path.exists(path(PREFIX, "bin", "jobgate-" + p))]),
-                                ("jobgate-worker.service", ["jobgate-worker.service"])):
-            text = read(os.path.join(unitdir, unit)).replace("=%s/" % PREFIX, "=%s%s/" % (installed(), PREFIX))
-            for inst in instances:
-                with open(os.path.join(tmp, inst), "w") as f:
-                    f.write(text)
-                names.append(os.path.join(tmp, inst))
-        env = dict(os.environ, MANPATH=path(PREFIX, "share/man"), SYSTEMD_LOG_LEVEL="notice")
-        p = subprocess.run(["systemd-analyze", "verify"] + names, capture_output=True, text=True,
-                           timeout=60, env=env)
-        eq((p.returncode, p.stdout + p.stderr), (0, ""), "systemd-analyze verify %s" % " ".join(
-            os.path.basename(n) for n in names))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
+        # systemd's own check, on copies whose paths point into DESTDIR (so that the executables and
+        # the man pages of Documentation= are found): any complaint fails
+        if shutil.which("systemd-analyze") is None:
+            return
+        tmp = tempfile.mkdtemp(prefix="jg-units-")
+        try:
+            names = []
+            for unit, instances in (("jobgate@.service", ["jobgate@%s.service" % p for p in WEB_PROGRAMS
+                                                           if os.path.exists(path(PREFIX, "bin", "jobgate-" + p))]),
+                                    ("jobgate-worker.service", ["jobgate-worker.service"])):
+                text = read(os.path.join(unitdir, unit)).replace("=%s/" % PREFIX, "=%s%s/" % (_dest, PREFIX))
+                for inst in instances:
+                    with open(os.path.join(tmp, inst), "w") as f:
+                        f.write(text)
+                    names.append(os.path.join(tmp, inst))
+            env = dict(os.environ, MANPATH=path(PREFIX, "share/man"), SYSTEMD_LOG_LEVEL="notice")
+            p = subprocess.run(["systemd-analyze", "verify"] + names, capture_output=True, text=True,
+                               timeout=60, env=env)
+            eq((p.returncode, p.stdout + p.stderr), (0, ""), "systemd-analyze verify %s" % " ".join(
+                os.path.basename(n) for n in names))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 def _example_env():
     """Every NAME=value of the installed jobgate.env, the commented-out examples included."""
     env = {}
@@ -212,8 +215,6 @@ def _example_env():
 
 
 def test_installed_run_script_serves_fastcgi():
-    bindir = path(PREFIX, "bin")
-    script = path(PREFIX, "lib/jobgate/jobgate-fcgi.sh")
     root = os.geteuid() == 0
     user = None
     if root:
@@ -222,7 +223,9 @@ def test_installed_run_script_serves_fastcgi():
             user = "www-data"
         except KeyError:
             user = "nobody"
-    with harness.Stack(programs=(), start=False, name="install") as s:
+    with install("install-run") as s:
+        bindir = path(PREFIX, "bin")
+        script = path(PREFIX, "lib/jobgate/jobgate-fcgi.sh")
         s.start_redis()
         redis_url = "redis://127.0.0.1:%d/0" % s.redis_port
         sockdir = os.path.join(s.dir, "run")
@@ -314,7 +317,7 @@ def test_installed_run_script_started_as_a_user_makes_a_0660_socket():
         user = pwd.getpwnam("www-data")
     except KeyError:
         return
-    with harness.Stack(programs=(), start=False, name="install-user") as s:
+    with install("install-user") as s:
         s.start_redis()
         sockdir = os.path.join(s.dir, "run")
         os.mkdir(sockdir)
@@ -342,14 +345,15 @@ def test_installed_run_script_started_as_a_user_makes_a_0660_socket():
 
 
 def test_run_script_refuses_what_is_not_a_web_program():
-    script = path(PREFIX, "lib/jobgate/jobgate-fcgi.sh")
-    env = harness._base_env()
-    env["JOBGATE_BINDIR"] = path(PREFIX, "bin")
-    env["JOBGATE_SOCKET_DIR"] = tempfile.gettempdir()
-    for args in ([], ["worker"], ["../bin/jobgate-status"], ["nosuchprogram"]):
-        p = subprocess.run(["sh", script] + args, capture_output=True, text=True, timeout=10,
-                           env=env, stdin=subprocess.DEVNULL)
-        eq(p.returncode, 2, "jobgate-fcgi.sh %s: exit status" % " ".join(args))
-        check(p.stderr.startswith("jobgate-fcgi: "),
-              "expected jobgate-fcgi.sh %s to say why, starting with its name" % " ".join(args),
-              p.stderr)
+    with install():
+        script = path(PREFIX, "lib/jobgate/jobgate-fcgi.sh")
+        env = harness._base_env()
+        env["JOBGATE_BINDIR"] = path(PREFIX, "bin")
+        env["JOBGATE_SOCKET_DIR"] = tempfile.gettempdir()
+        for args in ([], ["worker"], ["../bin/jobgate-status"], ["nosuchprogram"]):
+            p = subprocess.run(["sh", script] + args, capture_output=True, text=True, timeout=10,
+                               env=env, stdin=subprocess.DEVNULL)
+            eq(p.returncode, 2, "jobgate-fcgi.sh %s: exit status" % " ".join(args))
+            check(p.stderr.startswith("jobgate-fcgi: "),
+                  "expected jobgate-fcgi.sh %s to say why, starting with its name" % " ".join(args),
+                  p.stderr)
