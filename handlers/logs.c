@@ -377,14 +377,8 @@ static void on_gone(jg_loop_t *loop, jg_parked_t *p)
     free_viewer(p->data);
 }
 
-static void on_resync(jg_loop_t *loop)
-{
-    char(*ids)[JG_ID_LEN + 1];
-    size_t n = jg_waitlist_ids(viewers, &ids);
-    for (size_t i = 0; i < n; i++)
-        refresh(loop, ids[i]);
-    free(ids);
-}
+/* Messages may have been lost while the subscription was down: look at every watched job. */
+static void on_resync(jg_loop_t *loop) { jg_waitlist_each_id(viewers, loop, refresh); }
 
 /* SIGTERM: streams end (EventSource reconnects, with Last-Event-ID, to another process);
  * polls are answered with nothing new. */

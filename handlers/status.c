@@ -91,24 +91,22 @@ static int64_t on_timers(jg_loop_t *loop, int64_t now)
     return jg_waitlist_next_deadline(waiting);
 }
 
-static void on_gone(jg_loop_t *loop, jg_parked_t *p)
+static void free_waiter(void *data)
 {
-    (void)loop;
-    waiter_t *w = p->data;
-    jg_waitlist_remove(waiting, &w->w);
+    waiter_t *w = data;
     free(w->headers);
     free(w);
 }
 
-/* Messages may have been lost while the subscription was down: look at every waited job. */
-static void on_resync(jg_loop_t *loop)
+static void on_gone(jg_loop_t *loop, jg_parked_t *p)
 {
-    char(*ids)[JG_ID_LEN + 1];
-    size_t n = jg_waitlist_ids(waiting, &ids);
-    for (size_t i = 0; i < n; i++)
-        wake_job(loop, ids[i]);
-    free(ids);
+    (void)loop;
+    jg_waitlist_remove(waiting, &((waiter_t *)p->data)->w);
+    free_waiter(p->data);
 }
+
+/* Messages may have been lost while the subscription was down: look at every waited job. */
+static void on_resync(jg_loop_t *loop) { jg_waitlist_each_id(waiting, loop, wake_job); }
 
 /* SIGTERM: every long poll gets its answer now (304: nothing changed yet). */
 static void on_shutdown(jg_loop_t *loop)
@@ -124,15 +122,8 @@ static void init(jg_loop_t *loop)
     waiting = jg_waitlist_new();
 }
 
-static void discard(void *data)
-{
-    waiter_t *w = data;
-    free(w->headers);
-    free(w);
-}
-
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, discard,
+    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter,
 };
 
 /* --- the request side --- */

@@ -149,8 +149,10 @@ int64_t jg_waitlist_next_deadline(const jg_waitlist_t *wl)
 
 jg_waiter_t *jg_waitlist_any(jg_waitlist_t *wl) { return wl->heap_len ? wl->heap[0] : NULL; }
 
-size_t jg_waitlist_ids(jg_waitlist_t *wl, char (**out)[JG_ID_LEN + 1])
+void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop,
+                         void (*fn)(jg_loop_t *loop, const char *id))
 {
+    /* the ids first: fn changes the table while it runs */
     size_t n = 0;
     char(*ids)[JG_ID_LEN + 1] = malloc((wl->heap_len + 1) * sizeof *ids);
     if (ids == NULL)
@@ -163,8 +165,9 @@ size_t jg_waitlist_ids(jg_waitlist_t *wl, char (**out)[JG_ID_LEN + 1])
             if (!seen)
                 memcpy(ids[n++], w->id, JG_ID_LEN + 1);
         }
-    *out = ids;
-    return n;
+    for (size_t i = 0; i < n; i++)
+        fn(loop, ids[i]);
+    free(ids);
 }
 
 void jg_waitlist_note(jg_waitlist_t *wl, uint64_t seq, const char *id)

@@ -40,8 +40,10 @@ size_t jg_waitlist_of(jg_waitlist_t *wl, const char *id, jg_waiter_t ***out);
 jg_waiter_t *jg_waitlist_due(jg_waitlist_t *wl, int64_t now);
 /* The earliest deadline, or -1. */
 int64_t jg_waitlist_next_deadline(const jg_waitlist_t *wl);
-/* Every waited job id, each once, in a fresh array of (JG_ID_LEN + 1)-byte strings. */
-size_t jg_waitlist_ids(jg_waitlist_t *wl, char (**out)[JG_ID_LEN + 1]);
+/* Calls fn once for every waited job id (after a resync: messages may have been missed). fn
+ * may answer and remove waiters. */
+void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop,
+                         void (*fn)(jg_loop_t *loop, const char *id));
 /* Any waiter, for draining all of them (SIGTERM); NULL when empty. */
 jg_waiter_t *jg_waitlist_any(jg_waitlist_t *wl);
 
