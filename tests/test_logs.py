@@ -2,6 +2,8 @@
 pages, through the shipped nginx config, with real workers writing the lines."""
 
 import http.client
+import struct
+import subprocess
 import json
 import os
 import socket
@@ -354,3 +356,64 @@ def test_wrong_methods_on_logs_are_405():
     r = s.request("POST", "/jobs/%s/logs" % job, json={})
     expect_error(r, 405, "method_not_allowed")
     check("GET" in r.header("allow", ""), "Allow lists GET", r.header("allow"))
+
+
+def _open_fcgi_stream(address, uri):
+    """Sends one SSE request to a FastCGI socket and returns the socket, unread."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(address)
+    params = harness.fcgi_params("GET", uri, headers={"Accept": "text/event-stream"})
+    pairs = b"".join(harness._fcgi_len(len(k.encode())) + harness._fcgi_len(len(str(v).encode()))
+                     + k.encode() + str(v).encode() for k, v in params.items())
+    s.sendall(harness._fcgi_record(harness.FCGI_BEGIN, struct.pack("!HB5x", 1, 0))
+              + harness._fcgi_record(harness.FCGI_PARAMS, pairs)
+              + harness._fcgi_record(harness.FCGI_PARAMS, b"")
+              + harness._fcgi_record(harness.FCGI_STDIN, b""))
+    return s
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_it_parks_fewer_streams_and_keeps_answering():
+    s = stack()
+    job = submit(s, {"type": "sleep", "queue": unique_queue("fds"), "payload": {"ms": 1}})
+    sock = os.path.join(s.dir, "lowfd-logs.sock")
+    log_path = os.path.join(s.dir, "lowfd-logs.log")
+    # a jobgate-logs of its own with 64 descriptors at most (hard limit: it cannot raise it)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            ["sh", "-c", 'ulimit -n 64 && exec "$0" --socket "$1" --threads 2',
+             harness.binary("logs"), sock], env=s.program_env(), stdout=log, stderr=log)
+    streams = []
+    try:
+        harness.wait_until(lambda: os.path.exists(sock), 10, "the low-fd logs program listens")
+        for _ in range(100):
+            try:
+                streams.append(_open_fcgi_stream(sock, "/api/jobs/%s/logs" % job))
+            except OSError:
+                break   # the listen backlog is full: enough pressure
+        time.sleep(1)
+        cpu0 = _cpu_seconds(proc.pid)
+        time.sleep(2)
+        busy = _cpu_seconds(proc.pid) - cpu0
+        check(busy < 0.5, "no busy loop while out of descriptors (CPU s in 2 s)", busy)
+        for st in streams[:60]:   # free some descriptors: plain requests get through again
+            st.close()
+        r = harness.fcgi_request(sock, harness.fcgi_params("GET", "/api/jobs/%s/logs" % job),
+                                 timeout=10)
+        eq(r.status, 200, "a plain poll answered by the process that ran out of descriptors")
+        check(proc.poll() is None, "the program is still running")
+    finally:
+        for st in streams:
+            st.close()
+        proc.terminate()
+        proc.wait(10)
+    with open(log_path) as f:
+        log = f.read()
+    check(log.count("\n") < 200, "warnings are rate-limited, not a line per failed accept",
+          log.count("\n"))
