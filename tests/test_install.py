@@ -28,7 +28,7 @@ def _make_args():
         return ["SANITIZE=1"]
     if build == "build":
         return []
-    return ["BUILD=" + build]
+    return ["BUILD=" + harness.BUILD]   # the full path: make must not build elsewhere
 
 
 @contextlib.contextmanager
