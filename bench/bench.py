@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import harness  # noqa: E402
+from measure import cpu_s, fd_count, pct, rss_kb  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
@@ -104,19 +105,6 @@ def _children(pid):
     return out
 
 
-def cpu_s(pids):
-    """User + system CPU seconds used so far by pids (threads included)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / tick
-
 
 def commandstats(s):
     """Redis commands run since the last CONFIG RESETSTAT: {command: calls}."""
@@ -128,22 +116,6 @@ def commandstats(s):
     return out
 
 
-def rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
-
-
-def fd_count(pid):
-    try:
-        return len(os.listdir("/proc/%d/fd" % pid))
-    except OSError:
-        return -1
 
 
 async def _waiter(port, path, etag, results, started):
@@ -199,11 +171,6 @@ async def long_poll_test(s, job, pid):
             "plain_status": r.status, "plain_ms": plain_ms, "cancel_status": c.status,
             "statuses": statuses, "lat": lat}
 
-
-def pct(xs, p):
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
 def main():

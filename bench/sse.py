@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import harness  # noqa: E402
+from measure import cpu_s, fd_count, pct, rss_kb  # noqa: E402
 
 STREAMS = int(os.environ.get("BENCH_SSE_STREAMS", "10000"))
 JOBS = int(os.environ.get("BENCH_SSE_JOBS", "100"))
@@ -69,37 +70,8 @@ while time.monotonic() < end:
 TICK = re.compile(rb'"line":"tick (\d+) (\d+)"')
 
 
-def rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
 
 
-def fd_count(pid):
-    try:
-        return len(os.listdir("/proc/%d/fd" % pid))
-    except OSError:
-        return -1
-
-
-def cpu_s(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def pct(xs, p):
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
 class Stream:
