@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define SEND_TIMEOUT_S 10            /* a thread's write that makes no progress fails */
 #define MAX_PENDING_OUT (4u << 20)   /* a client this far behind is dropped */
 #define FCGI_STDOUT 6
 #define FCGI_END_REQUEST 3
@@ -268,8 +269,14 @@ int jg_loop_next_conn(jg_loop_t *loop)
                 shared_add(loop, loop->listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT,
                            EPOLL_CTL_MOD);
             pthread_mutex_unlock(&loop->mu);
-            if (fd >= 0)
+            if (fd >= 0) {
+                /* A request thread writes answers on this blocking socket (libfcgi): a client
+                 * that stops reading (nginx passes streams on unbuffered) must not hold the
+                 * thread for ever. Parked requests are written non-blocking by the loop. */
+                struct timeval tv = {SEND_TIMEOUT_S, 0};
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
                 return fd;
+            }
             if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED &&
                 !out_of_resources(err) && !atomic_load(&loop->stopping))
                 jg_log_warn("accept failed", "error", strerror(err), NULL);

@@ -417,3 +417,26 @@ def test_out_of_descriptors_it_parks_fewer_streams_and_keeps_answering():
         log = f.read()
     check(log.count("\n") < 200, "warnings are rate-limited, not a line per failed accept",
           log.count("\n"))
+
+
+def test_a_client_that_stops_reading_a_big_backlog_does_not_hold_a_thread_for_ever():
+    with harness.Stack(programs=("submit", "status", "logs"), threads=2, name="stuck") as s:
+        q = unique_queue("fat")
+        s.start_worker(queues=[q],
+                       types={"fat": "python3 -c \"[print('x' * 1000) for _ in range(4000)]\""})
+        job = submit(s, {"type": "fat", "queue": q})
+        wait_done(s, job)
+        sock = s.sock("logs")
+        # two clients (as many as the program has threads) ask for the 4 MB log and never read
+        stuck = [_open_fcgi_stream(sock, "/api/jobs/%s/logs" % job) for _ in range(2)]
+        try:
+            time.sleep(0.5)
+            t0 = time.time()
+            r = harness.fcgi_request(sock, harness.fcgi_params(
+                "GET", "/api/jobs/%s/logs?limit=1" % job), timeout=40)
+            took = time.time() - t0
+            eq(r.status, 200, "a request after the stuck ones")
+            check(took < 25, "answered once the stuck writes timed out (10 s), not never", took)
+        finally:
+            for st in stuck:
+                st.close()
