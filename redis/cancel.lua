@@ -3,9 +3,17 @@
 -- KEYS[2] log        P:{tag}:log:<id>
 -- ARGV[1] id  [2] retention seconds  [3] log_max  [4] events channel P:events
 -- ARGV[5] key prefix of the job's tag "P:{tag}:"  [6] global prefix "P:"
--- Returns {404} | {200, HGETALL} (was queued: now cancelled)
---       | {202, HGETALL} (running: cancel requested, its worker told) | {409, HGETALL} (finished)
+-- Returns {404} | {200, hash} (was queued: now cancelled)
+--       | {202, hash} (running: cancel requested, its worker told) | {409, hash} (finished)
 local function int(x) return string.format('%.0f', x) end
+-- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
+local function shown(key)
+  local all, out = redis.call('HGETALL', key), {}
+  for i = 1, #all, 2 do
+    if all[i] ~= 'payload' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
+  end
+  return out
+end
 
 local job = KEYS[1]
 local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker', 'cache', 'cache_key')
@@ -36,12 +44,12 @@ elseif status == 'running' then
       'ts', int(now), 'stream', 'system', 'line', 'cancel requested')
     redis.call('PUBLISH', ARGV[6] .. 'worker:' .. worker, 'cancel ' .. ARGV[1])
   else
-    return {202, redis.call('HGETALL', job)}
+    return {202, shown(job)}
   end
   code = 202
 else
-  return {409, redis.call('HGETALL', job)}
+  return {409, shown(job)}
 end
 local v = redis.call('HINCRBY', job, 'version', 1)
 redis.call('PUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
-return {code, redis.call('HGETALL', job)}
+return {code, shown(job)}

@@ -13,10 +13,19 @@
 -- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
--- Returns {new_type (1 when the type is new to the queue), HGETALL of the job, how}, how being
+-- Returns {new_type (1 when the type is new to the queue), the job's hash (HGETALL form,
+-- without its payload), how}, how being
 -- "new", "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache
 -- 1 and a job of the same key is queued or running in the queue: that job, nothing created).
 local function int(x) return string.format('%.0f', x) end
+-- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
+local function shown(key)
+  local all, out = redis.call('HGETALL', key), {}
+  for i = 1, #all, 2 do
+    if all[i] ~= 'payload' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
+  end
+  return out
+end
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.error_reply('ERR job id exists')
@@ -30,7 +39,7 @@ if cache and not hit then
     local ok = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1]) .. other
     local f = redis.call('HMGET', ok, 'status', 'cancel_requested')
     if f[1] == 'queued' or (f[1] == 'running' and f[2] ~= '1') then
-      return {0, redis.call('HGETALL', ok), 'coalesced'}
+      return {0, shown(ok), 'coalesced'}
     end
   end
 end
@@ -63,7 +72,7 @@ if cache and hit then
     'ts', int(now), 'stream', 'system', 'line', 'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
   redis.call('EXPIRE', KEYS[8], ARGV[17])
-  return {new_type, redis.call('HGETALL', KEYS[1]), 'cached'}
+  return {new_type, shown(KEYS[1]), 'cached'}
 end
 if cache then redis.call('SET', KEYS[9], ARGV[1]) end
 
@@ -80,4 +89,4 @@ local new_type = redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
   'ts', int(now), 'stream', 'system', 'line', line)
-return {new_type, redis.call('HGETALL', KEYS[1]), 'new'}
+return {new_type, shown(KEYS[1]), 'new'}
