@@ -494,43 +494,59 @@ def fcgi_params(method, uri, body=b"", headers=None, extra=None):
     return p
 
 
-def fcgi_request(address, params, body=b"", timeout=30, what="fastcgi"):
-    """One FastCGI RESPONDER request to address (unix socket path, or (host, port)); returns the
-    parsed Response. params is a dict of CGI parameters (see fcgi_params)."""
+def fcgi_request_bytes(params, body=b"", keep_conn=False):
+    """The records of one FastCGI RESPONDER request (request id 1), as a web server sends them;
+    keep_conn sets FCGI_KEEP_CONN."""
+    out = [_fcgi_record(FCGI_BEGIN, struct.pack("!HB5x", 1, 1 if keep_conn else 0))]
+    pairs = b"".join(_fcgi_len(len(k.encode())) + _fcgi_len(len(str(v).encode()))
+                     + k.encode() + str(v).encode() for k, v in params.items())
+    for i in range(0, len(pairs), 65535):
+        out.append(_fcgi_record(FCGI_PARAMS, pairs[i:i + 65535]))
+    out.append(_fcgi_record(FCGI_PARAMS, b""))
+    for i in range(0, len(body), 65535):
+        out.append(_fcgi_record(FCGI_STDIN, body[i:i + 65535]))
+    out.append(_fcgi_record(FCGI_STDIN, b""))
+    return b"".join(out)
+
+
+def fcgi_read_response(s, what="fastcgi"):
+    """Reads one answer's records from socket s up to FCGI_END_REQUEST; returns the parsed
+    Response (the connection stays open)."""
+    stdout, buf = [], b""
+    while True:
+        while len(buf) >= 8:
+            _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
+            if len(buf) < 8 + clen + plen:
+                break
+            content = buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+            if rtype == FCGI_STDOUT:
+                stdout.append(content)
+            elif rtype == FCGI_END:
+                return parse_cgi_response(b"".join(stdout), what)
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("%s: connection closed before FCGI_END_REQUEST (got %r)"
+                                 % (what, b"".join(stdout)[:300]))
+        buf += chunk
+
+
+def fcgi_connect(address, timeout=30):
+    """A connection to a FastCGI socket: a unix socket path, or (host, port)."""
     if isinstance(address, str):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(timeout)
         s.connect(address)
-    else:
-        s = socket.create_connection(address, timeout=timeout)
-    with s:
-        out = [_fcgi_record(FCGI_BEGIN, struct.pack("!HB5x", 1, 0))]
-        pairs = b"".join(_fcgi_len(len(k.encode())) + _fcgi_len(len(str(v).encode()))
-                         + k.encode() + str(v).encode() for k, v in params.items())
-        for i in range(0, len(pairs), 65535):
-            out.append(_fcgi_record(FCGI_PARAMS, pairs[i:i + 65535]))
-        out.append(_fcgi_record(FCGI_PARAMS, b""))
-        for i in range(0, len(body), 65535):
-            out.append(_fcgi_record(FCGI_STDIN, body[i:i + 65535]))
-        out.append(_fcgi_record(FCGI_STDIN, b""))
-        s.sendall(b"".join(out))
-        stdout, buf = [], b""
-        while True:
-            while len(buf) >= 8:
-                _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
-                if len(buf) < 8 + clen + plen:
-                    break
-                content = buf[8:8 + clen]
-                buf = buf[8 + clen + plen:]
-                if rtype == FCGI_STDOUT:
-                    stdout.append(content)
-                elif rtype == FCGI_END:
-                    return parse_cgi_response(b"".join(stdout), what)
-            chunk = s.recv(65536)
-            if not chunk:
-                raise AssertionError("%s: connection closed before FCGI_END_REQUEST (got %r)"
-                                     % (what, b"".join(stdout)[:300]))
-            buf += chunk
+        return s
+    return socket.create_connection(address, timeout=timeout)
+
+
+def fcgi_request(address, params, body=b"", timeout=30, what="fastcgi"):
+    """One FastCGI RESPONDER request to address (unix socket path, or (host, port)); returns the
+    parsed Response. params is a dict of CGI parameters (see fcgi_params)."""
+    with fcgi_connect(address, timeout) as s:
+        s.sendall(fcgi_request_bytes(params, body))
+        return fcgi_read_response(s, what)
 
 
 # ---- The stack -------------------------------------------------------------------------------

@@ -2,11 +2,9 @@
 pages, through the shipped nginx config, with real workers writing the lines."""
 
 import http.client
-import struct
-import subprocess
 import json
 import os
-import socket
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -360,16 +358,9 @@ def test_wrong_methods_on_logs_are_405():
 
 def _open_fcgi_stream(address, uri):
     """Sends one SSE request to a FastCGI socket and returns the socket, unread."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(address)
-    params = harness.fcgi_params("GET", uri, headers={"Accept": "text/event-stream"})
-    pairs = b"".join(harness._fcgi_len(len(k.encode())) + harness._fcgi_len(len(str(v).encode()))
-                     + k.encode() + str(v).encode() for k, v in params.items())
-    s.sendall(harness._fcgi_record(harness.FCGI_BEGIN, struct.pack("!HB5x", 1, 0))
-              + harness._fcgi_record(harness.FCGI_PARAMS, pairs)
-              + harness._fcgi_record(harness.FCGI_PARAMS, b"")
-              + harness._fcgi_record(harness.FCGI_STDIN, b""))
+    s = harness.fcgi_connect(address, timeout=10)
+    s.sendall(harness.fcgi_request_bytes(
+        harness.fcgi_params("GET", uri, headers={"Accept": "text/event-stream"})))
     return s
 
 

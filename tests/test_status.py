@@ -3,7 +3,6 @@ If-None-Match, long polls woken by changes, malformed ids, and a job's life with
 
 import os
 import socket
-import struct
 import threading
 import time
 
@@ -475,29 +474,9 @@ def test_long_polls_of_clients_that_went_away_are_released():
 # ---- kept-alive FastCGI connections ------------------------------------------------------------
 
 def _fcgi_on(conn, uri):
-    """One request with FCGI_KEEP_CONN on an open connection; returns the CGI answer's status."""
-    params = harness.fcgi_params("GET", uri)
-    pairs = b"".join(harness._fcgi_len(len(k.encode())) + harness._fcgi_len(len(str(v).encode()))
-                     + k.encode() + str(v).encode() for k, v in params.items())
-    conn.sendall(harness._fcgi_record(harness.FCGI_BEGIN, struct.pack("!HB5x", 1, 1))
-                 + harness._fcgi_record(harness.FCGI_PARAMS, pairs)
-                 + harness._fcgi_record(harness.FCGI_PARAMS, b"")
-                 + harness._fcgi_record(harness.FCGI_STDIN, b""))
-    buf, out = b"", b""
-    while True:
-        while len(buf) >= 8:
-            _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
-            if len(buf) < 8 + clen + plen:
-                break
-            if rtype == harness.FCGI_STDOUT:
-                out += buf[8:8 + clen]
-            buf = buf[8 + clen + plen:]
-            if rtype == harness.FCGI_END:
-                return harness.parse_cgi_response(out, uri).status
-        chunk = conn.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed before the end of %s" % uri)
-        buf += chunk
+    """One request with FCGI_KEEP_CONN on an open connection; returns the answer's status."""
+    conn.sendall(harness.fcgi_request_bytes(harness.fcgi_params("GET", uri), keep_conn=True))
+    return harness.fcgi_read_response(conn, uri).status
 
 
 def test_idle_kept_alive_connections_do_not_hold_request_threads():
@@ -507,9 +486,7 @@ def test_idle_kept_alive_connections_do_not_hold_request_threads():
     conns = []
     try:
         for i in range(12):   # three times as many idle connections as threads
-            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            c.settimeout(5)
-            c.connect(sock)
+            c = harness.fcgi_connect(sock, timeout=5)
             eq(_fcgi_on(c, "/api/jobs/" + job), 200, "request %d on its own kept connection" % i)
             conns.append(c)
         t0 = time.monotonic()
