@@ -34,7 +34,7 @@ static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, l
     jg_buf_printf(&headers, "ETag: \"%lld\"\r\n", version);
     jg_buf_puts(&headers, w->headers);
     jg_resp_render_parts(&out, body ? 200 : 304, headers.data, "application/json", "no-store",
-                         body, len, w->head);
+                         body, len, w->head ? JG_RENDER_HEAD : 0);
     jg_parked_send(loop, w->w.parked, out.data, out.len);
     jg_parked_end(loop, w->w.parked);
     jg_buf_free(&out);

@@ -219,21 +219,18 @@ const char *jg_status_text(int status)
 }
 
 void jg_resp_render_parts(jg_buf_t *out, int status, const char *headers, const char *ctype,
-                          const char *cache_control, const char *body, size_t body_len, int head)
+                          const char *cache_control, const char *body, size_t body_len, int flags)
 {
     jg_buf_printf(out, "Status: %d %s\r\n", status, jg_status_text(status));
     if (ctype && status != 204 && status != 304)
         jg_buf_printf(out, "Content-Type: %s\r\n", ctype);
     if (cache_control)
         jg_buf_printf(out, "Cache-Control: %s\r\n", cache_control);
-    int stream = body_len == JG_RENDER_STREAM;
-    if (stream)
-        body_len = body ? strlen(body) : 0;
-    else if (status != 204 && status != 304)
+    if (!(flags & JG_RENDER_STREAM) && status != 204 && status != 304)
         jg_buf_printf(out, "Content-Length: %zu\r\n", body ? body_len : 0);
     jg_buf_puts(out, headers);
     jg_buf_puts(out, "\r\n");
-    if (body && !head && status != 204 && status != 304)
+    if (body && !(flags & JG_RENDER_HEAD) && status != 204 && status != 304)
         jg_buf_append(out, body, body_len);
 }
 
@@ -253,8 +250,8 @@ void jg_resp_render(jg_req_t *req, jg_buf_t *out)
         req->content_type = "application/json";
     }
     jg_resp_render_parts(out, req->status, headers.data ? headers.data : "", req->content_type,
-                         req->cache_control, req->body.data,
-                         req->streaming && !req->failed ? JG_RENDER_STREAM : req->body.len,
-                         req->head);
+                         req->cache_control, req->body.data, req->body.len,
+                         (req->head ? JG_RENDER_HEAD : 0) |
+                             (req->streaming && !req->failed ? JG_RENDER_STREAM : 0));
     jg_buf_free(&headers);
 }

@@ -93,11 +93,11 @@ void jg_resp_common_headers(const jg_req_t *req, jg_buf_t *out);
 void jg_resp_render(jg_req_t *req, jg_buf_t *out);
 
 /* Renders an answer from parts, for the event loop: status, extra header lines (with common
- * headers), content type (NULL: none), body (NULL: none); head: no body. */
+ * headers), content type (NULL: none), body (NULL: none), flags: */
+#define JG_RENDER_HEAD   1   /* HEAD: no body */
+#define JG_RENDER_STREAM 2   /* the start of a stream: no Content-Length, the body so far */
 void jg_resp_render_parts(jg_buf_t *out, int status, const char *headers, const char *ctype,
-                          const char *cache_control, const char *body, size_t body_len, int head);
-/* The same for the start of a stream: no Content-Length, the body so far follows. */
-#define JG_RENDER_STREAM ((size_t)-1)
+                          const char *cache_control, const char *body, size_t body_len, int flags);
 
 const char *jg_status_text(int status);
 

@@ -380,10 +380,8 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
 }
 
 uint64_t jg_loop_message_seq(jg_loop_t *loop) { return atomic_load(&loop->msg_seq); }
-size_t jg_loop_parked_count(jg_loop_t *loop) { return atomic_load(&loop->nparked); }
 jg_redis_t *jg_loop_redis(jg_loop_t *loop) { return &loop->redis; }
 const jg_config_t *jg_loop_config(jg_loop_t *loop) { return loop->cfg; }
-int jg_loop_stopping(jg_loop_t *loop) { return atomic_load(&loop->stopping); }
 int jg_loop_drained(jg_loop_t *loop) { return loop->drained; }
 
 /* --- parked requests --- */

@@ -76,7 +76,6 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
 /* Count of messages handed to ops->message so far; read it before reading the state a
  * parked request waits on, to detect messages that raced with parking. */
 uint64_t jg_loop_message_seq(jg_loop_t *loop);
-size_t jg_loop_parked_count(jg_loop_t *loop);
 
 /* --- loop thread only --- */
 /* Queues CGI-style bytes (headers, body, stream chunks) for p's client and writes what the
@@ -86,6 +85,5 @@ int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t le
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p);
 jg_redis_t *jg_loop_redis(jg_loop_t *loop);
 const jg_config_t *jg_loop_config(jg_loop_t *loop);
-int jg_loop_stopping(jg_loop_t *loop);
 
 #endif

@@ -116,7 +116,6 @@ void jg_waitlist_set_deadline(jg_waitlist_t *wl, jg_waiter_t *w, int64_t deadlin
     heap_down(wl, w->heap_at);
 }
 
-size_t jg_waitlist_count(const jg_waitlist_t *wl) { return wl->heap_len; }
 
 size_t jg_waitlist_of(jg_waitlist_t *wl, const char *id, jg_waiter_t ***out)
 {

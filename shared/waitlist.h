@@ -31,7 +31,6 @@ jg_waitlist_t *jg_waitlist_new(void);
 void jg_waitlist_add(jg_waitlist_t *wl, jg_waiter_t *w);
 void jg_waitlist_remove(jg_waitlist_t *wl, jg_waiter_t *w);   /* no-op when not added */
 void jg_waitlist_set_deadline(jg_waitlist_t *wl, jg_waiter_t *w, int64_t deadline);
-size_t jg_waitlist_count(const jg_waitlist_t *wl);
 
 /* The waiters of job id, in a fresh array the caller frees (NULL when none): safe to answer
  * and remove them while walking it. */
