@@ -9,6 +9,9 @@ WARN    = -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ishared -Iworker
 LDLIBS  = -lfcgi -lhiredis -ljson-c -lcrypto -lpthread -lm
+# Debian's interpreter, so that the tests see Debian's python3-* packages (a python3 earlier in
+# PATH, such as a pyenv one, would not).
+PYTHON ?= /usr/bin/python3
 
 # `make V=1` shows the commands.
 ifneq ($(V),1)
@@ -78,13 +81,13 @@ run: deps all
 	@sh deploy/run-stack.sh
 
 test: deps all
-	@JOBGATE_BUILD=$(BUILD) python3 tests/run.py
+	@JOBGATE_BUILD=$(BUILD) $(PYTHON) tests/run.py
 
 unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
 bench: deps all
-	@sh bench/run.sh
+	@PYTHON=$(PYTHON) sh bench/run.sh
 
 # `make install [PREFIX=/usr/local] [DESTDIR=]`: programs, the spawn-fcgi run script, systemd
 # units, nginx/Apache configs, examples (demo jobs, jobgate.env, worker.conf, the demo page)

@@ -22,7 +22,7 @@ for part in $PARTS; do
     echo
     echo "==== bench: $part ($script, at most ${limit} s; load $(cut -d' ' -f1-3 /proc/loadavg)) ===="
     # SIGTERM at the limit (the scripts stop their stacks on it), SIGKILL 15 s later
-    timeout -k 15 "$limit" python3 "$script"
+    timeout -k 15 "$limit" "${PYTHON:-python3}" "$script"
     rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 143 ] || [ "$rc" -eq 137 ]; then
         echo "bench: $part ran out of time (${limit} s) and was stopped"
