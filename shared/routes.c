@@ -19,6 +19,11 @@ static const jg_route_t routes[] = {
     {JG_ROUTE_METRICS, "GET", "/metrics", "admin"},
     {JG_ROUTE_LIST, "GET", "/jobs", "admin"},
     {JG_ROUTE_RETRY, "POST", "/jobs/{}/retry", "admin"},
+    {JG_ROUTE_DELETE, "DELETE", "/jobs/{}", "admin"},
+    {JG_ROUTE_QUEUES, "GET", "/queues", "admin"},
+    {JG_ROUTE_PAUSE, "POST", "/queues/{}/pause", "admin"},
+    {JG_ROUTE_RESUME, "POST", "/queues/{}/resume", "admin"},
+    {JG_ROUTE_RETRY_FAILED, "POST", "/queues/{}/retry-failed", "admin"},
 };
 
 /* Does path match pattern? A literal segment beats "{}" only through table order: "/cache/key"

@@ -18,6 +18,11 @@ typedef enum jg_route_id {
     JG_ROUTE_METRICS,     /* GET  /metrics               jobgate-admin */
     JG_ROUTE_LIST,        /* GET  /jobs                  jobgate-admin */
     JG_ROUTE_RETRY,       /* POST /jobs/{id}/retry       jobgate-admin */
+    JG_ROUTE_DELETE,      /* DELETE /jobs/{id}           jobgate-admin */
+    JG_ROUTE_QUEUES,      /* GET  /queues                jobgate-admin */
+    JG_ROUTE_PAUSE,       /* POST /queues/{q}/pause      jobgate-admin */
+    JG_ROUTE_RESUME,      /* POST /queues/{q}/resume     jobgate-admin */
+    JG_ROUTE_RETRY_FAILED,/* POST /queues/{q}/retry-failed jobgate-admin */
 } jg_route_id_t;
 
 typedef struct jg_route {
