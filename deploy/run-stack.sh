@@ -190,6 +190,8 @@ cat <<EOF
     curl -s $URL/api/jobs/<id>
     curl -s -H 'If-None-Match: "1"' '$URL/api/jobs/<id>?wait=30'     # long poll
     curl -s -X POST $URL/api/jobs/<id>/cancel
+    curl -s $URL/api/stats                                          # queues, workers
+    curl -s '$URL/api/jobs?limit=10'                                 # the newest jobs
 
   Ctrl-C stops everything.
 
