@@ -276,8 +276,9 @@ int jg_worker_opts_parse(jg_worker_opts_t *o, int argc, char **argv, char *err, 
     }
     if (o->nqueues == 0)
         add_queue(o, "default", err, errlen);
-    if (o->ntypes == 0) {
-        snprintf(err, errlen, "no job types: give at least one --type NAME=COMMAND");
+    /* --check reports a missing type itself, with the rest of the settings */
+    if (o->ntypes == 0 && o->action != JG_WORKER_CHECK) {
+        snprintf(err, errlen, "%s", JG_WORKER_NO_TYPES);
         return JG_ERR;
     }
     if (o->id[0] == '\0')
