@@ -662,6 +662,9 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
                 *too_many[:2000])
     eq(r, [1, 0], "log.lua reply for 1000 lines")
     eq(len(lines_of(s, jid, "stdout")), 1000, "lines logged")
+    r = s.redis("EVALSHA", shas["renew"], 2, keys[0], P + "q:%s:running" % q2, jid, fence, lease_ms)
+    check(r[:2] == [1, 0] and isinstance(r[2], int) and r[2] >= lease_until,
+          "renew.lua reply {1, cancel_requested, lease_until} (integers)", r)
     r = s.redis("EVALSHA", shas["complete"], 6, *keys, P + "q:%s:running" % q2,
                 P + "q:%s:delayed" % q2, P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
                 jid, fence, "done", '{"ok":true}', 1000, 1000, 86400, 10000, "jobgate:events",
