@@ -29,7 +29,8 @@ void jg_worker_usage(FILE *out)
           "      --grace S          on SIGTERM, how long running jobs may finish (default 30)\n"
           "      --id ID            worker id (default <host>-<pid>-<random>)\n"
           "      --config FILE      read settings from FILE (same names as the long flags)\n"
-          "      --check            print the configuration (secrets masked), ping Redis, exit\n"
+          "      --check            print the worker's settings (secrets masked) and what is\n"
+          "                         missing, ping Redis, exit 0 if usable\n"
           "      --help, --version\n"
           "Environment: REDIS_URL, JOBGATE_KEY_PREFIX, JOBGATE_LOG_MAX, JOBGATE_RETENTION,\n"
           "JOBGATE_LEASE, JOBGATE_RETRY_BASE (see docs/worker.md).\n",
