@@ -193,6 +193,9 @@ cat <<EOF
     curl -s $URL/api/stats                                          # queues, workers
     curl -s '$URL/api/jobs?limit=10'                                 # the newest jobs
 
+  Attach a worker of your own (any language; docs/redis.md, "Worker protocol"):
+    REDIS_URL='$REDIS_URL' JOBGATE_KEY_PREFIX=${JOBGATE_KEY_PREFIX:-jobgate}
+
   Ctrl-C stops everything.
 
 EOF

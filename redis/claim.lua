@@ -20,9 +20,11 @@
 -- queue's expiry index P:{tag}:q:<queue>:expiry, and up to 200 entries of that index whose time
 -- has come are dropped from it and from P:{tag}:q:<queue>:jobs. A paused queue (the key
 -- P:{tag}:q:<queue>:paused exists) still promotes and takes back, but claims nothing.
--- Returns {next_run_at, taken_back, job, job, ...}: next_run_at = ms of the earliest job still in
--- delayed (-1 if none); taken_back = expired leases handled; each job claimed is
--- {id, type, attempt, fence, timeout_ms, lease_until, payload}.
+-- Returns {next_run_at, taken_back, now, job, job, ...}: next_run_at = ms of the earliest job
+-- still in delayed (-1 if none); taken_back = expired leases handled; now = Redis' clock (ms) when
+-- the script ran, so that a worker times next_run_at without clock agreement; each job claimed
+-- is {id, type, attempt, fence, timeout_ms, lease_until, payload}. Every number is an integer
+-- reply; id, type and payload are bulk strings.
 local function int(x) return string.format('%.0f', x) end
 
 local t = redis.call('TIME')
@@ -118,7 +120,7 @@ end
 if redis.call('EXISTS', qprefix .. 'paused') == 1 then want = 0 end
 
 -- 4. Claim: each time the lowest score among the heads of the worker's ready sets.
-local out = {-1, taken}
+local out = {-1, taken, now}
 local claimed = 0
 while claimed < want do
   local best, best_score = nil, nil
@@ -142,7 +144,7 @@ while claimed < want do
     redis.call('ZADD', KEYS[2], lease_until, id)
     addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
     bump(id)
-    out[#out + 1] = {id, f[2], n, fence, f[3], lease_until, f[4]}
+    out[#out + 1] = {id, f[2], n, fence, tonumber(f[3]), now + lease, f[4]}
     claimed = claimed + 1
   end
 end
