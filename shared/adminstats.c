@@ -259,7 +259,8 @@ static int read_workers(const jg_config_t *cfg, jg_redis_t *r, jg_stats_t *out)
     int rc = 0;
     redisReply *ids = jg_redis_cmd(r, "ZREVRANGE %s:workers 0 %d", cfg->key_prefix,
                                    MAX_WORKERS - 1);
-    redisReply **h = NULL;
+    redisReply **h = NULL;      /* h[i]: the HGETALL reply of ids[i] (NULL: not asked) */
+    char *asked = NULL;         /* asked[i]: an HGETALL was sent for ids[i] */
     size_t n = 0;
     if (ids == NULL)
         return -1;
@@ -268,32 +269,30 @@ static int read_workers(const jg_config_t *cfg, jg_redis_t *r, jg_stats_t *out)
         goto out;
     }
     h = calloc(ids->elements ? ids->elements : 1, sizeof *h);
-    if (h == NULL)
+    asked = calloc(ids->elements ? ids->elements : 1, 1);
+    if (h == NULL || asked == NULL)
         abort();
     for (size_t i = 0; i < ids->elements; i++) {
         const redisReply *e = ids->element[i];
         if (e->type != REDIS_REPLY_STRING || !valid_worker_id(e->str, e->len))
-            continue;
+            continue;   /* never a key from junk */
         if (jg_redis_append(r, "HGETALL %s:worker:%s", cfg->key_prefix, e->str)) {
             if (n)
                 jg_redis_drop(r, "cannot pipeline");
             rc = -1;
             goto out;
         }
-        h[i] = (redisReply *)1;   /* appended: its reply is read below */
+        asked[i] = 1;
         n++;
     }
-    out->workers = calloc(n ? n : 1, sizeof *out->workers);
-    if (out->workers == NULL)
-        abort();
-    for (size_t i = 0; i < ids->elements; i++) {
-        if (h[i] == NULL)
-            continue;
-        if ((h[i] = jg_redis_get_reply(r)) == NULL) {
+    for (size_t i = 0; i < ids->elements; i++)
+        if (asked[i] && (h[i] = jg_redis_get_reply(r)) == NULL) {
             rc = -1;
             goto out;
         }
-    }
+    out->workers = calloc(n ? n : 1, sizeof *out->workers);
+    if (out->workers == NULL)
+        abort();
     for (size_t i = 0; i < ids->elements; i++) {
         const redisReply *x = h[i];
         if (x == NULL)
@@ -319,9 +318,10 @@ static int read_workers(const jg_config_t *cfg, jg_redis_t *r, jg_stats_t *out)
     }
 out:
     for (size_t i = 0; h && i < ids->elements; i++)
-        if (h[i] && h[i] != (redisReply *)1)
+        if (h[i])
             freeReplyObject(h[i]);
     free(h);
+    free(asked);
     freeReplyObject(ids);
     return rc;
 }
