@@ -555,3 +555,33 @@ def test_5000_jobs_with_retention_3_leave_redis_back_near_its_baseline():
         check(mem < base_mem + 512 * 1024, "used_memory back within 512 KiB of its baseline %d"
               % base_mem, mem)
         eq(get_json(s, "/jobs?queue=" + q), {"jobs": [], "next": None}, "the listing")
+
+
+# ---- access (contract section 8) -------------------------------------------------------------
+
+def test_admin_reads_need_a_read_token_writes_a_write_token_and_health_none():
+    w, rd = "w-" + os.urandom(8).hex(), "r-" + os.urandom(8).hex()
+    env = {"JOBGATE_API_TOKENS": w, "JOBGATE_READ_TOKENS": rd}
+    with harness.Stack(programs=("submit", "status", "admin"), name="admtok", env=env) as s:
+        auth = lambda t: {"Authorization": "Bearer " + t} if t else {}
+        q = unique_queue()
+        r = s.request("POST", "/jobs", json={"type": "echo", "queue": q, "delay": 600},
+                      headers=auth(w))
+        eq(r.status, 202, "submit with the write token")
+        jid = r.json()["id"]
+        eq(s.request("GET", "/health").status, 200, "/health without a token")
+        for path in ("/stats", "/queues", "/metrics", "/jobs?queue=" + q):
+            expect_error(s.request("GET", path), 401, "unauthorized")
+            expect_error(s.request("GET", path, headers=auth("nope")), 401, "unauthorized")
+            for t in (rd, w):   # a write token reads too
+                eq(s.request("GET", path, headers=auth(t)).status, 200,
+                   "GET %s with a %s token" % (path, "read" if t == rd else "write"))
+        writes = (("POST", "/queues/%s/pause" % q, 200), ("POST", "/queues/%s/resume" % q, 200),
+                  ("POST", "/queues/%s/retry-failed" % q, 200),
+                  ("POST", "/jobs/%s/retry" % jid, 409), ("DELETE", "/jobs/" + jid, 409))
+        for m, path, ok in writes:
+            for t in (None, rd):
+                with s.unchanged("%s %s with %s" % (m, path, "a read token" if t else "no token")):
+                    expect_error(s.request(m, path, headers=auth(t)), 401, "unauthorized")
+            eq(s.request(m, path, headers=auth(w)).status, ok, "%s %s with the write token"
+               % (m, path))
