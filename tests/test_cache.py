@@ -295,6 +295,9 @@ def test_put_errors_change_nothing():
     for ttl in ("0", "31536001", "-1", "abc", "1.5", "", "%2B5", "%205", "1e3"):
         with s.unchanged("PUT ?ttl=%s" % ttl):
             expect_error(put(s, k, {"a": 1}, ttl=ttl), 400, "invalid_field", "ttl")
+    for ttl in ("18446744073709551617", "-9223372036854775809", "1e400"):
+        with s.unchanged("PUT ?ttl=%s" % ttl):
+            expect_error(put(s, k, {"a": 1}, ttl=ttl), 400, "invalid_field", "ttl")
     for ct in (None, "text/plain", "application/jsonx", "multipart/form-data; boundary=x"):
         with s.unchanged("PUT with Content-Type %r" % ct):
             expect_error(put(s, k, '{"a":1}', ctype=ct), 415, "unsupported_media_type")

@@ -358,6 +358,9 @@ def test_cursor_at_or_past_the_largest_stream_id_is_400_not_503():
         r = s.request("GET", "/jobs/%s/logs" % job,
                       headers={"Accept": "text/event-stream", "Last-Event-ID": after})
         expect_error(r, 400, "invalid_field", "Last-Event-ID")
+    for limit in ("18446744073709551617", "-18446744073709551617", "1e3"):
+        expect_error(s.request("GET", "/jobs/%s/logs?limit=%s" % (job, limit)), 400,
+                     "invalid_field", "limit")
     # the largest cursors that still have a successor are fine: an empty page
     for after in (top, top + "-" + str(2 ** 64 - 2), str(2 ** 64 - 2) + "-" + top):
         r = s.request("GET", "/jobs/%s/logs?after=%s" % (job, after))

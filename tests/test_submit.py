@@ -251,6 +251,16 @@ def test_unknown_field_with_a_long_multibyte_name_gets_a_json_error():
           "message: the start of the name, whole characters only", e["message"])
 
 
+def test_numbers_past_64_bits_are_invalid_field_naming_the_field():
+    # the same overflow class as the logs cursor: nothing wraps, saturates into range or 503s
+    s = stack()
+    for field, text in (("priority", "18446744073709551617"), ("priority", "-99999999999999999999"),
+                        ("max_attempts", "18446744073709551616"), ("timeout", "1e400"),
+                        ("delay", "-1e400"), ("cache_ttl", "9223372036854775808"),
+                        ("timeout", "18446744073709551616")):
+        _rejects(s, '{"type":"echo","%s":%s}' % (field, text), 400, "invalid_field", field)
+
+
 def test_nesting_over_64_is_invalid_json():
     s = stack()
     _rejects(s, '{"type":"echo","payload":' + "[" * 64 + "]" * 64 + "}", 400, "invalid_json")
