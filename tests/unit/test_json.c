@@ -9,6 +9,7 @@
 #include "json.h"
 #include "unit.h"
 
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
@@ -697,15 +698,15 @@ UNIT_TEST(jcs_big_object_and_deep_nesting)
 
 UNIT_TEST(jcs_does_not_loop_on_unchecked_text)
 {
-    /* garbage in is garbage out, but it ends and stays in bounds */
+    /* text the checker refuses is refused, and nothing is written */
     const char *bad[] = {"[}", "{\"a\"}", "[1,", "{\"a\":", "\"abc", "[\"a\\", "{\"a\":1,", "]]]",
                          "[,,]", "{,}", "{\"a\" 1 \"b\"}", "x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         jg_buf_t b = JG_BUF_INIT;
-        jg_jcs(bad[i], strlen(bad[i]), &b);
+        EXPECT_INT_EQ(-1, jg_jcs(bad[i], strlen(bad[i]), &b));
+        EXPECT_INT_EQ(0, b.len);
         jg_buf_free(&b);
     }
-    EXPECT_TRUE(1);
 }
 
 /* ---- all three on random JSON-like text ---- */
@@ -733,8 +734,10 @@ UNIT_TEST(json_random_text_properties)
         size_t vlen;
         jg_json_member(text, len, "a", &v, &vlen);
         jg_buf_reset(&b);
-        jg_jcs(text, len, &b);   /* unchecked: any output, but it ends */
+        int done = jg_jcs(text, len, &b) == 0;   /* unchecked: refused unless it checks */
         int ok = jg_json_check(text, len, 64, NULL, 0) == JG_JSON_OK;
+        if (done && jg_json_check(text, len, INT_MAX, NULL, 0) != JG_JSON_OK)
+            FAIL("JCS accepted unchecked text %.*s", (int)len, text);
         if (ok) {
             accepted++;
             jg_buf_reset(&b);
