@@ -61,11 +61,14 @@ fuzz: deps $(FUZZ_BINS)
 	$(Q)for n in $(FUZZ_NAMES); do \
 	    mkdir -p $(FUZZ_BUILD)/corpus/$$n tests/fuzz/crashes/$$n || exit 1; \
 	    echo "== fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    log=$(FUZZ_BUILD)/$$n.log; \
 	    ASAN_OPTIONS=detect_leaks=1 $(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=tests/fuzz/crashes/$$n/ \
-	        $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n 2>$(FUZZ_BUILD)/$$n.log || \
-	        { tail -n 60 $(FUZZ_BUILD)/$$n.log; echo "fuzz: $$n failed: input saved in tests/fuzz/crashes/$$n/"; exit 1; }; \
-	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)' $(FUZZ_BUILD)/$$n.log | tr '\n' ' '; echo; \
+	        $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n 2>$$log || \
+	        { tail -n 60 $$log; \
+	          echo "fuzz: $$n failed: the input is in tests/fuzz/crashes/$$n/"; exit 1; }; \
+	    grep -E '^stat::(number_of_executed_units|peak_rss_mb)' $$log | tr -s ' \n' '  '; \
+	    echo; \
 	done
 
 clean: fuzz-clean

@@ -1,8 +1,9 @@
 /* worker_lines.c — fuzzes the worker's reading of a job's output (worker/lines.c): bytes cut
  * into lines (jg_lines_feed in chunks whose sizes come from the input, jg_lines_flush), each line
  * repaired and cut at 16 KiB (jg_line_clean) and read for "::progress N" (jg_line_progress).
- * The input is repeated to reach past 16 KiB. Properties: every line is valid UTF-8 with no '\n'
- * and at most JG_LINE_MAX bytes, a cut one ends in "…"; progress is 0..100. */
+ * The first byte may ask for the input to be repeated to reach past 16 KiB. Properties: every
+ * line is valid UTF-8 with no '\n' and at most JG_LINE_MAX bytes, a cut one ends in "…";
+ * progress is 0..100. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -49,12 +50,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    size_t repeat = 1 + data[0] % 8, step = 1 + data[1] * 67;   /* chunks of 1..17086 bytes */
+    /* odd first byte: the input repeated to past 16 KiB (lines cut there); even: as it is */
+    int extend = data[0] & 1;
+    size_t step = 1 + data[1] * 67;   /* fed in chunks of 1..17086 bytes */
     data += 2;
     size -= 2;
-    size_t total = size * (repeat == 1 ? 1 : repeat * (1 + 16384 / (size + 1)));
-    if (total > 3 * JG_LINE_MAX)   /* past one cut line and into the next, no further */
-        total = 3 * JG_LINE_MAX;
+    size_t total = extend && size > 0 ? JG_LINE_MAX + 1 + size : size;
     char *all = malloc(total ? total : 1);
     if (all == NULL)
         abort();
