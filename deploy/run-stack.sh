@@ -145,7 +145,6 @@ events { worker_connections 4096; }
 http {
     $MIME
     default_type application/octet-stream;
-    access_log $RUN/nginx-access.log;
     client_body_temp_path $RUN/nginx-tmp/body;
     fastcgi_temp_path $RUN/nginx-tmp/fastcgi;
     proxy_temp_path $RUN/nginx-tmp/proxy;
@@ -153,6 +152,7 @@ http {
     scgi_temp_path $RUN/nginx-tmp/scgi;
 
     include $RUN/jobgate-upstreams.conf;
+    access_log $RUN/nginx-access.log jobgate;   # the shipped format: no ?access_token=
 
     server {
         listen 127.0.0.1:$PORT;
@@ -190,6 +190,9 @@ cat <<EOF
     curl -s $URL/api/jobs/<id>
     curl -s -H 'If-None-Match: "1"' '$URL/api/jobs/<id>?wait=30'     # long poll
     curl -s -X POST $URL/api/jobs/<id>/cancel
+
+  Attach a worker of your own (any language; docs/redis.md, "Worker protocol"):
+    REDIS_URL='$REDIS_URL' JOBGATE_KEY_PREFIX=${JOBGATE_KEY_PREFIX:-jobgate}
 
   Ctrl-C stops everything.
 
