@@ -69,3 +69,7 @@ def test_redis_url_parser_never_shows_the_password_on_every_input():
 
 def test_worker_output_lines_stay_utf8_and_under_16_kib_on_every_input():
     _replay("worker_lines")
+
+
+def test_authorization_and_forwarded_for_headers_are_read_safely_on_every_input():
+    _replay("access_headers")

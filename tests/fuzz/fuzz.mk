@@ -7,7 +7,8 @@
 #                        and runs each for FUZZ_SECONDS (60); a crash is saved to
 #                        tests/fuzz/crashes/<name>/ and fails the run
 
-FUZZ_NAMES   = json_check jcs body_fields query percent_decode redis_url worker_lines
+FUZZ_NAMES   = json_check jcs body_fields query percent_decode redis_url worker_lines \
+               access_headers
 FUZZ_SECONDS ?= 60
 FUZZ_REPLAY  = $(addprefix $(BUILD)/fuzz-replay/,$(FUZZ_NAMES))
 
