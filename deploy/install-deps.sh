@@ -8,7 +8,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev
 spawn-fcgi nginx redis-server curl wrk python3 valgrind apache2
-python3-prometheus-client prometheus"
+clang-14 libclang-rt-14-dev python3-prometheus-client prometheus"
 
 missing=""
 for p in $PACKAGES; do
