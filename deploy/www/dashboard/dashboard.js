@@ -78,9 +78,9 @@ function rates() {
   return out;
 }
 
-function chart() {
+function chart(width) {
   const r = rates();
-  const W = 600, H = 140, pad = 24;
+  const W = Math.max(280, Math.round(width || 600)), H = 140, pad = 24;
   const max = Math.max(1, ...r);
   const top = max <= 5 ? Math.ceil(max) : Math.ceil(max / 5) * 5;
   const x = (i) => pad + (W - pad - 4) * (i + CHART_POINTS - r.length) / (CHART_POINTS - 1);
@@ -88,7 +88,6 @@ function chart() {
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("class", "chart");
   svg.setAttribute("role", "img");
   const now = r.length ? r[r.length - 1] : 0;
@@ -164,7 +163,7 @@ function overview(signal) {
     cards.replaceChildren(card(t.submitted, "submitted"), card(t.done, "done", "ok"), card(t.failed, "failed"),
       card(t.cancelled, "cancelled"), card(ws.length, "live workers"),
       card((cache.hits ?? 0) + " / " + (cache.misses ?? 0), "cache hits / misses"));
-    const c = chart();
+    const c = chart(chartBox.clientWidth);
     chartBox.replaceChildren(c.svg);
     rateLabel.textContent = "now " + c.now.toFixed(1) + "/s";
     queues.replaceChildren(...queuesOf(stats).map((q) => el("tr", { "data-queue": q.name },
