@@ -34,6 +34,19 @@ def www_location():
             "text/javascript js; image/png png; image/svg+xml svg; } }" % WWW)
 
 
+def prefix_locations():
+    """www also at /ops/, with the API at /ops/api/ behind a proxy that strips "/ops" (to a
+    second server on a unix socket that includes the shipped nginx/jobgate.conf): the pages
+    served under a prefix, finding the API next to them by default."""
+    types = "types { text/html html; text/css css; text/javascript js; }"
+    server = ("location /ops/ { alias %s/; index index.html; %s }\n"
+              "location /ops/api/ { proxy_pass http://unix:@DIR@/inner.sock:/api/; "
+              "proxy_buffering off; proxy_http_version 1.1; proxy_set_header Connection \"\"; "
+              "proxy_read_timeout 75s; }" % (WWW, types))
+    http = "server { listen unix:@DIR@/inner.sock; include %s; }" % harness.NGINX_CONF
+    return server, http
+
+
 def web_stack(name="browser", env=None):
     """A stack with every built web program (admin too, once built), nginx serving deploy/www
     at /, and a worker for the demo types on queue "default". One per name, kept for the module."""
@@ -44,7 +57,9 @@ def web_stack(name="browser", env=None):
         s.stop(check=False)
     programs = [p for p in ("submit", "status", "logs", "cache", "admin")
                 if p in harness.DEFAULT_PROGRAMS or os.access(harness.binary(p), os.X_OK)]
-    s = harness.Stack(name=name, env=env, programs=programs, nginx_extra=www_location())
+    server, http = prefix_locations()
+    s = harness.Stack(name=name, env=env, programs=programs, nginx_extra=www_location() + "\n" + server,
+                      nginx_http_extra=http)
     s.start_worker(queues=("default",), concurrency=4, grace=2)
     _stacks[name] = s
     return s
@@ -378,6 +393,24 @@ def test_dashboard_retry_runs_a_failed_job_again():
         wait_js(b, "return document.querySelector('#job-view').dataset.status === 'failed' && "
                    "document.querySelectorAll('#job-view .ln.stderr').length >= 2", 20,
                 "the job page's live log showing the second attempt's stderr")
+
+
+def test_pages_served_under_a_prefix_reach_the_api_next_to_them():
+    s = web_stack()
+    with browser(s) as b:
+        b.open("/ops/")
+        job_id = demo_submit(b, "sleep", {"ms": 800, "steps": 4})
+        wait_js(b, "return document.querySelector('article.job').dataset.status === 'done' && "
+                   "document.querySelectorAll('article.job .ln.stdout').length === 4", 20,
+                "the job done with its 4 log lines, under /ops/")
+        eq(stdout_lines(b, job_id), ["step %d/4" % i for i in range(1, 5)], "lines shown")
+        with open(os.path.join(s.dir, "nginx-access.log")) as f:
+            paths = [ln.split('"')[1].split(" ")[1] for ln in f if '"' in ln and job_id in ln]
+        check(any(p.startswith("/ops/api/jobs/%s/logs" % job_id) for p in paths),
+              "the page read the log through /ops/api/", paths[:6])
+        b.open("/ops/dashboard/")
+        wait_js(b, "return document.querySelector('#queues tr[data-queue=\"default\"]')", 15,
+                "the dashboard's default queue, under /ops/")
 
 
 # ---- tests: tokens (issue 10) ------------------------------------------------------------------

@@ -190,20 +190,25 @@ function overview(signal) {
     if (!ws.length) workers.append(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No live workers.")));
   };
 
-  let timer = null;
+  let timer = null, failing = false;
   const refresh = async () => {
     clearTimeout(timer);
     if (signal.aborted) return;
+    let wait = STATS_EVERY_MS;
     try {
       const stats = await client.stats({ signal });
       record(stats);
       render(stats);
+      if (failing) hideMessage();
+      failing = false;
     } catch (e) {
       if (e.name === "AbortError") return;
       showMessage(explain(e));
+      failing = true;
       if (e.code === "unauthorized") return; // until a token is given
+      wait = 5 * STATS_EVERY_MS;
     }
-    if (!signal.aborted) timer = setTimeout(refresh, STATS_EVERY_MS);
+    if (!signal.aborted) timer = setTimeout(refresh, wait);
   };
   signal.addEventListener("abort", () => clearTimeout(timer));
   return refresh();
