@@ -292,6 +292,25 @@ def test_demo_page_cancel_turns_a_running_job_cancelled():
            "the retry button is enabled once cancelled")
 
 
+def test_demo_page_retry_runs_a_failed_job_again_and_its_log_goes_on_without_repeats():
+    # POST /jobs/{id}/retry is jobgate-admin's (issue 11)
+    s = web_stack()
+    with browser(s) as b:
+        b.open("/")
+        job_id = demo_submit(b, "fail", {"message": "boom"}, max_attempts=1)
+        wait_js(b, "return document.querySelector('article.job').dataset.status === 'failed' && "
+                   "document.querySelectorAll('article.job .ln.stderr').length === 1", 20,
+                "the card to say failed with the stderr line")
+        b.js("document.querySelector('article.job button.retry').click()")
+        wait_js(b, "return document.querySelector('article.job').dataset.status === 'failed' && "
+                   "document.querySelectorAll('article.job .ln.stderr').length === 2", 20,
+                "the card to say failed again with a second stderr line")
+        eq(s.job(job_id)["attempts"], 1, "attempts after the retry (reset, then one)")
+        cursors = b.js("return [...document.querySelectorAll('article.job .ln[data-cursor]')].map((n) => n.dataset.cursor)")
+        r = s.request("GET", "/jobs/%s/logs?limit=1000" % job_id)
+        eq(cursors, [e["id"] for e in r.json()["entries"]], "log entries shown (each once, in order)")
+
+
 def test_follow_resumes_without_gaps_or_duplicates_when_jobgate_logs_is_restarted_mid_stream():
     s = web_stack(name="browser-restart")   # its own stack: this test stops a program
     steps = 30

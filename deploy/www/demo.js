@@ -27,6 +27,7 @@ class JobView {
     this.job = job;
     this.abort = new AbortController();
     this.lines = 0;
+    this.last = undefined; // the cursor of the last log entry shown
     this.badge = el("span", { class: "badge" });
     this.fill = el("div");
     this.bar = el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, this.fill);
@@ -49,13 +50,14 @@ class JobView {
     const signal = this.abort.signal;
     client.watch(this.job.id, (j) => { this.job = Object.assign({}, j); this.render(); }, { signal })
       .catch((e) => this.problem(e));
-    client.follow(this.job.id, (ev) => this.onEvent(ev), { signal })
+    client.follow(this.job.id, (ev) => this.onEvent(ev), { signal, after: this.last })
       .catch((e) => this.problem(e));
   }
 
   onEvent(ev) {
     if (ev.type === "log") {
       const e = ev.entry;
+      this.last = e.id; // a retry follows on from here
       this.log.append(el("div", { class: "ln " + e.stream, "data-cursor": e.id, title: e.ts }, e.line));
       this.lines++;
       this.log.scrollTop = this.log.scrollHeight;
