@@ -432,6 +432,40 @@ def test_pages_served_under_a_prefix_reach_the_api_next_to_them():
                 "the dashboard's default queue, under /ops/")
 
 
+def test_dashboard_jobs_table_filters_and_pages_newest_first():
+    s = web_stack()
+    q = harness.unique_queue("list")
+    ids = [s.submit(type="echo", queue=q, payload={"i": i})["id"] for i in range(7)]   # no worker: queued
+    newest_first = ids[::-1]
+
+    def shown(b):
+        return b.js("return [...document.querySelectorAll('#jobs tbody tr[data-id]')].map((r) => r.dataset.id)")
+    with browser(s) as b:
+        b.open("/dashboard/#/jobs?queue=%s&limit=3" % q)
+        pages = []
+        for n in (3, 3, 1):
+            wait_js(b, "return document.querySelectorAll('#jobs tbody tr[data-id]').length === arguments[0] && "
+                       "!arguments[1].includes(document.querySelector('#jobs tbody tr[data-id]').dataset.id)",
+                    15, "a page of %d jobs" % n, n, [i for p in pages for i in p])
+            pages.append(shown(b))
+            if len(pages) < 3:
+                b.js("document.querySelector('.pager a.older').click()")
+        eq(pages, [newest_first[0:3], newest_first[3:6], newest_first[6:7]], "pages of 3, newest first")
+        eq(b.js("return document.querySelector('.pager a.older')"), None, "an 'older' link on the last page")
+        b.js("document.querySelector('.pager a.newer').click()")
+        wait_js(b, "return document.querySelectorAll('#jobs tbody tr[data-id]').length === 3", 15,
+                "the page before the last again")
+        eq(shown(b), newest_first[3:6], "jobs after going back one page")
+        # the filter form: status "done" in this queue, where nothing ran, is an empty table
+        b.js("""const f = document.getElementById('filters');
+                f.querySelector('[name=status]').value = 'done';
+                f.querySelector('button[type=submit]').click();""")
+        wait_js(b, "return /status=done/.test(location.hash) && document.querySelector('#jobs tbody td.muted') && "
+                   "document.querySelector('#jobs tbody td.muted').textContent === 'No jobs match.'", 15,
+                "the filtered (empty) table")
+        eq(b.js("return document.querySelector('#filters [name=queue]').value"), q, "queue filter kept")
+
+
 # ---- tests: tokens (issue 10) ------------------------------------------------------------------
 
 def test_pages_with_tokens_set_work_once_given_a_token_and_say_so_without_one():

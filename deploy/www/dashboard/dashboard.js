@@ -226,7 +226,9 @@ async function jobsView(signal, params) {
   const input = (name, ph) => el("input", { name, value: f[name], placeholder: ph, size: "12" });
   const statusSel = el("select", { name: "status" }, ...["", "queued", "running", "done", "failed", "cancelled"]
     .map((s) => el("option", { value: s, selected: s === f.status }, s || "any")));
-  const limitSel = el("select", { name: "limit" }, ...["25", "50", "100", "200"]
+  const limits = ["25", "50", "100", "200"];
+  if (!limits.includes(f.limit)) limits.unshift(f.limit); // a link's own page size
+  const limitSel = el("select", { name: "limit" }, ...limits
     .map((n) => el("option", { value: n, selected: n === f.limit }, n)));
   const form = el("form", { class: "row", id: "filters" },
     el("label", {}, "queue", input("queue", "any")), el("label", {}, "type", input("type", "any")),
