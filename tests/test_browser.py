@@ -436,7 +436,12 @@ def test_dashboard_jobs_table_filters_and_pages_newest_first():
     s = web_stack()
     q = harness.unique_queue("list")
     ids = [s.submit(type="echo", queue=q, payload={"i": i})["id"] for i in range(7)]   # no worker: queued
-    newest_first = ids[::-1]
+    # the API's order (jobs created in one millisecond may come in either order)
+    listed = s.request("GET", "/jobs?queue=%s&limit=10" % q).json()["jobs"]
+    newest_first = [j["id"] for j in listed]
+    eq(sorted(newest_first), sorted(ids), "the jobs GET /jobs lists")
+    created = [j["created_at"] for j in listed]
+    eq(created, sorted(created, reverse=True), "created_at down the API's listing")
 
     def shown(b):
         return b.js("return [...document.querySelectorAll('#jobs tbody tr[data-id]')].map((r) => r.dataset.id)")
