@@ -362,8 +362,8 @@ def test_follow_without_EventSource_falls_back_to_polling_and_sees_every_line():
            "stdout lines shown")
         with open(os.path.join(s.dir, "nginx-access.log")) as f:
             mine = [ln for ln in f if "/jobs/%s/logs" % job_id in ln]
-        check(mine and not any("stream=1" in ln for ln in mine),
-              "the log was read by polling only (no stream=1 request)", mine[:5])
+        check(mine and all("wait=" in ln and "stream=1" not in ln for ln in mine),
+              "the log was read by long polls only (wait=, no stream=1)", mine[:5])
 
 
 # ---- tests: the dashboard (admin routes, issue 11) -----------------------------------------------
