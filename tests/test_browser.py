@@ -487,6 +487,14 @@ def test_pages_with_tokens_set_work_once_given_a_token_and_say_so_without_one():
                       10, "a message after submitting without a token")
         check("token" in msg, "the message says a token is needed", msg)
         eq(b.js("return document.querySelectorAll('article.job').length"), 0, "job cards")
+        # a read token cannot submit: the page says the token was refused
+        b.js("document.getElementById('token').value = 'r-tok-1'; "
+             "document.querySelector('#token-form button').click();"
+             "document.getElementById('submit').click();")
+        msg = wait_js(b, "const m = document.getElementById('message'); return !m.hidden && m.textContent",
+                      10, "a message after submitting with a read token")
+        check("refused" in msg, "the message says the token was refused", msg)
+        eq(b.js("return document.querySelectorAll('article.job').length"), 0, "job cards")
         b.js("document.getElementById('token').value = 'w-tok-1'; "
              "document.querySelector('#token-form button').click();")
         job_id = demo_submit(b, "sleep", {"ms": 600, "steps": 3})

@@ -12,8 +12,11 @@ export function apiBase() {
 }
 
 /** A JobGate client for this page, with the stored token. */
+let pageClient = null;
+
 export function makeClient() {
-  return new JobGate({ base: apiBase(), token: storedToken() });
+  pageClient = new JobGate({ base: apiBase(), token: storedToken() });
+  return pageClient;
 }
 
 export function storedToken() {
@@ -59,6 +62,10 @@ export function hideMessage() {
 /** A user-facing sentence for a JobGateError. */
 export function explain(e) {
   if (e && e.code === "unauthorized") {
+    if (pageClient && pageClient.token) {
+      return "The access token was refused (" + e.message + "): a write needs one of " +
+        "JOBGATE_API_TOKENS, a read one of those or of JOBGATE_READ_TOKENS.";
+    }
     return "This jobgate needs an access token: enter one in the token box above.";
   }
   if (e && e.code === "network") return "jobgate is not reachable: " + e.message;
