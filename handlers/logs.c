@@ -245,8 +245,7 @@ static void end_poll(jg_loop_t *loop, viewer_t *v, const redisReply *entries, in
     poll_body(&body, entries, v->cursor, v->limit, complete, st);
     jg_resp_render_parts(&out, 200, v->headers, "application/json", "no-store", body.data,
                          body.len, 0);
-    jg_parked_send(loop, v->w.parked, out.data, out.len);
-    jg_parked_end(loop, v->w.parked);   /* frees v */
+    jg_parked_answer(loop, v->w.parked, out.data, out.len);   /* v is freed later (on_gone) */
     jg_buf_free(&body);
     jg_buf_free(&out);
 }
@@ -277,8 +276,10 @@ static void deliver(jg_loop_t *loop, viewer_t *v, const redisReply *entries, int
         sse_end(&b, st);
     int gone = b.len && jg_parked_send(loop, v->w.parked, b.data, b.len) < 0;
     jg_buf_free(&b);
-    if (gone)
-        return;   /* the client left: v is freed */
+    if (gone) {
+        jg_waitlist_remove(viewers, &v->w);   /* the client left: v is freed after this */
+        return;
+    }
     if (!end)
         jg_waitlist_set_deadline(viewers, &v->w, jg_monotonic_ms() +
                                      jg_loop_config(loop)->sse_heartbeat * 1000);
@@ -403,7 +404,7 @@ static void init(jg_loop_t *loop)
 }
 
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_viewer,
+    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_viewer, NULL,
 };
 
 /* --- the request side --- */

@@ -26,7 +26,7 @@ typedef struct waiter {
 
 static jg_waitlist_t *waiting;   /* loop thread only */
 
-/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed (by on_gone). */
+/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed later, by on_gone. */
 static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version)
 {
     jg_waitlist_remove(waiting, &w->w);
@@ -35,8 +35,7 @@ static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, l
     jg_buf_puts(&headers, w->headers);
     jg_resp_render_parts(&out, body ? 200 : 304, headers.data, "application/json", "no-store",
                          body, len, w->head ? JG_RENDER_HEAD : 0);
-    jg_parked_send(loop, w->w.parked, out.data, out.len);
-    jg_parked_end(loop, w->w.parked);
+    jg_parked_answer(loop, w->w.parked, out.data, out.len);
     jg_buf_free(&out);
     jg_buf_free(&headers);
 }
@@ -123,7 +122,7 @@ static void init(jg_loop_t *loop)
 }
 
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter,
+    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter, NULL,
 };
 
 /* --- the request side --- */

@@ -24,8 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SEND_TIMEOUT_S 10            /* a thread's write that makes no progress fails */
-#define MAX_PENDING_OUT (4u << 20)   /* a client this far behind is dropped */
+#define SEND_TIMEOUT_S 10            /* a write that makes no progress this long fails */
+#define MAX_PENDING_OUT (4u << 20)   /* a client still this far behind after a write is dropped */
 #define FCGI_STDOUT 6
 #define FCGI_END_REQUEST 3
 
@@ -44,10 +44,14 @@ struct jg_parked_io {
     int in_epoll;
     int want_out;
     int ending;                /* END_REQUEST queued: finish once flushed */
+    int retired;               /* done or gone: freed at the end of this loop iteration */
+    int reuse;                 /* retired with the request complete: keep the connection */
+    int64_t progress_at;       /* monotonic ms: last write progress, or when bytes were queued */
     jg_buf_t out;
     size_t out_off;
     jg_parked_t pub;
     struct jg_parked_io *prev, *next;
+    struct jg_parked_io *reap_next;
 };
 typedef struct jg_parked_io parked_io_t;
 
@@ -93,6 +97,8 @@ struct jg_loop {
     int64_t grace_deadline;
     int drained;
     parked_io_t *parked;       /* loop thread only */
+    parked_io_t *reap;         /* retired, freed at the end of the iteration (loop thread) */
+    int64_t stall_check_at;
     jg_subscriber_t *subscriber;
 };
 
@@ -398,24 +404,44 @@ static void io_unlink(jg_loop_t *loop, parked_io_t *io)
     atomic_fetch_sub(&loop->nparked, 1);
 }
 
-/* Frees io; the connection is closed, or watched for its next request when kept alive. */
-static void io_free(jg_loop_t *loop, parked_io_t *io, int reuse)
+/* Ends io's life: it leaves epoll now (no more events) and is freed by reap() at the end of
+ * the loop iteration, so that a handler still holding p (or its data) never sees freed memory.
+ * reuse: the request completed, the connection may carry the next one. */
+static void io_retire(jg_loop_t *loop, parked_io_t *io, int reuse)
 {
-    if (loop->ops && loop->ops->gone)
-        loop->ops->gone(loop, &io->pub);
-    io_unlink(loop, io);
-    if (io->in_epoll)
+    if (io->retired)
+        return;
+    io->retired = 1;
+    io->reuse = reuse;
+    if (io->in_epoll) {
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->tag.fd, NULL);
-    if (reuse && io->keep_conn && !io->raw) {
-        set_nonblocking(io->tag.fd, 0);
-        jg_loop_idle_conn(loop, io->tag.fd);
-    } else if (io->raw) {
-        fsync(io->tag.fd);
-    } else {
-        close(io->tag.fd);
+        io->in_epoll = 0;
     }
-    jg_buf_free(&io->out);
-    free(io);
+    io->reap_next = loop->reap;
+    loop->reap = io;
+}
+
+/* Frees the retired: ops->gone, then the connection is closed, or watched for its next request
+ * when kept alive. Runs at the end of each loop iteration, outside every handler callback. */
+static void reap(jg_loop_t *loop)
+{
+    while (loop->reap) {
+        parked_io_t *io = loop->reap;
+        loop->reap = io->reap_next;
+        if (loop->ops && loop->ops->gone)
+            loop->ops->gone(loop, &io->pub);   /* may retire others: they join the list */
+        io_unlink(loop, io);
+        if (io->reuse && io->keep_conn && !io->raw) {
+            set_nonblocking(io->tag.fd, 0);
+            jg_loop_idle_conn(loop, io->tag.fd);
+        } else if (io->raw) {
+            fsync(io->tag.fd);
+        } else {
+            close(io->tag.fd);
+        }
+        jg_buf_free(&io->out);
+        free(io);
+    }
 }
 
 static void io_update_events(jg_loop_t *loop, parked_io_t *io, int want_out)
@@ -428,7 +454,10 @@ static void io_update_events(jg_loop_t *loop, parked_io_t *io, int want_out)
     epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->tag.fd, &ev);
 }
 
-/* Writes what is queued. Returns 0, or -1 when io was freed (done, or the client is gone). */
+static size_t io_unsent(const parked_io_t *io) { return io->out.len - io->out_off; }
+
+/* Writes what is queued. Returns 0, or -1 when io retired (its request done, or the client
+ * gone). */
 static int io_flush(jg_loop_t *loop, parked_io_t *io)
 {
     while (io->out_off < io->out.len) {
@@ -440,16 +469,17 @@ static int io_flush(jg_loop_t *loop, parked_io_t *io)
             return 0;
         }
         if (n <= 0) {
-            io_free(loop, io, 0);   /* the client (or nginx) went away */
+            io_retire(loop, io, 0);   /* the client (or nginx) went away */
             return -1;
         }
         io->out_off += (size_t)n;
+        io->progress_at = jg_monotonic_ms();
     }
     jg_buf_reset(&io->out);
     io->out_off = 0;
     io_update_events(loop, io, 0);
     if (io->ending) {
-        io_free(loop, io, 1);
+        io_retire(loop, io, 1);
         return -1;
     }
     return 0;
@@ -468,8 +498,22 @@ static void put_record(jg_buf_t *b, int type, int request_id, const char *data, 
 int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
 {
     parked_io_t *io = p->io;
+    if (io->retired)
+        return -1;
     if (io->ending)
         return 0;
+    /* What was queued before is written first; a client still far behind after that does not
+     * read. The new bytes are never refused for their own size: an answer of any size is
+     * delivered to a client that reads it. */
+    if (io_unsent(io) && io_flush(loop, io) < 0)
+        return -1;
+    if (io_unsent(io) > MAX_PENDING_OUT) {
+        jg_log_warn("dropping a client that does not read", NULL);
+        io_retire(loop, io, 0);
+        return -1;
+    }
+    if (io_unsent(io) == 0)
+        io->progress_at = jg_monotonic_ms();
     if (io->raw) {
         jg_buf_append(&io->out, bytes, len);
     } else {
@@ -480,26 +524,47 @@ int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t le
             len -= n;
         }
     }
-    if (io->out.len - io->out_off > MAX_PENDING_OUT) {
-        jg_log_warn("dropping a client that does not read", NULL);
-        io_free(loop, io, 0);
-        return -1;
-    }
     return io_flush(loop, io);
 }
 
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
 {
     parked_io_t *io = p->io;
-    if (io->ending)
+    if (io->ending || io->retired)
         return;
     if (!io->raw) {
         static const char end_body[8] = {0};   /* appStatus 0, FCGI_REQUEST_COMPLETE */
         put_record(&io->out, FCGI_STDOUT, io->request_id, NULL, 0);
         put_record(&io->out, FCGI_END_REQUEST, io->request_id, end_body, 8);
     }
+    if (io_unsent(io) == 0)
+        io->progress_at = jg_monotonic_ms();
     io->ending = 1;
     io_flush(loop, io);
+}
+
+void jg_parked_answer(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+{
+    if (jg_parked_send(loop, p, bytes, len) == 0)
+        jg_parked_end(loop, p);
+}
+
+int jg_parked_alive(const jg_parked_t *p) { return !p->io->retired && !p->io->ending; }
+
+size_t jg_parked_unsent(const jg_parked_t *p) { return io_unsent(p->io); }
+
+/* Once a second: a client with bytes queued that took none for SEND_TIMEOUT_S is dropped. */
+static void drop_stalled(jg_loop_t *loop, int64_t now)
+{
+    if (now < loop->stall_check_at)
+        return;
+    loop->stall_check_at = now + 1000;
+    for (parked_io_t *io = loop->parked; io; io = io->next) {
+        if (!io->retired && io_unsent(io) && now - io->progress_at > SEND_TIMEOUT_S * 1000) {
+            jg_log_warn("dropping a client that stopped reading", NULL);
+            io_retire(loop, io, 0);
+        }
+    }
 }
 
 static void take_parked(jg_loop_t *loop, inbox_item_t *it)
@@ -531,12 +596,15 @@ static void take_parked(jg_loop_t *loop, inbox_item_t *it)
  * the browser left, or an FCGI_ABORT_REQUEST. */
 static void parked_event(jg_loop_t *loop, parked_io_t *io, uint32_t events)
 {
+    if (io->retired)
+        return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        io_free(loop, io, 0);
+        io_retire(loop, io, 0);
         return;
     }
-    if (events & EPOLLOUT)
-        io_flush(loop, io);
+    if ((events & EPOLLOUT) && io_flush(loop, io) == 0 && !io->ending &&
+        io_unsent(io) <= JG_PARKED_LOW_WATER && loop->ops && loop->ops->writable)
+        loop->ops->writable(loop, &io->pub);   /* the client took most: produce more */
 }
 
 /* --- the loop --- */
@@ -648,6 +716,8 @@ void jg_loop_run(jg_loop_t *loop)
             }
         }
         drain_inbox(loop);
+        drop_stalled(loop, jg_monotonic_ms());
+        reap(loop);
     }
 }
 

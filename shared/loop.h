@@ -46,7 +46,14 @@ typedef struct jg_park_ops {
     /* A handler's park data that was never parked (its client left first): free it.
      * Runs on the request thread. */
     void (*discard)(void *data);
+    /* p's client took what was queued, down to JG_PARKED_LOW_WATER bytes or less: a program
+     * that streams (a log backlog) writes its next part. Optional. */
+    void (*writable)(jg_loop_t *loop, jg_parked_t *p);
 } jg_park_ops_t;
+
+/* A program that streams stops producing while jg_parked_unsent() is above this, and goes on
+ * in ops->writable, so that a stream holds about this much memory whatever its size. */
+#define JG_PARKED_LOW_WATER (64u << 10)
 
 /* Creates the loop. listen_fd < 0: no listener (plain CGI). ops may be NULL. Returns NULL on
  * failure (logged). */
@@ -78,11 +85,25 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
 uint64_t jg_loop_message_seq(jg_loop_t *loop);
 
 /* --- loop thread only --- */
+/* Who frees a parked request: the loop, never a handler. When it ends (its last byte written)
+ * or its client goes away (EOF from nginx, a write error, a client that reads nothing for
+ * 10 s or is still 4 MiB behind), the loop retires it: no more events or writes, and at the
+ * end of the loop iteration ops->gone runs and p is freed. So p and p->data stay valid for
+ * the rest of any callback that touched them, whatever jg_parked_* returned. */
+
 /* Queues CGI-style bytes (headers, body, stream chunks) for p's client and writes what the
- * socket takes. Returns 0, or -1 when the client is gone: p was freed (ops->gone ran). */
+ * socket takes; bytes already queued are written first, and a client still more than 4 MiB
+ * behind after that is dropped. One call may queue any size (a whole answer). Returns 0, or
+ * -1 when p is retired (the client is gone; nothing was queued). */
 int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
-/* Ends p after its queued bytes; ops->gone is called and p is freed (now or once sent). */
+/* Ends p after its queued bytes. No-op when p already ended or is gone. */
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p);
+/* The one way to give a parked request its whole answer: send, then end. */
+void jg_parked_answer(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
+/* Neither ended nor gone: more bytes may be sent. */
+int jg_parked_alive(const jg_parked_t *p);
+/* Bytes queued for p's client and not yet written. */
+size_t jg_parked_unsent(const jg_parked_t *p);
 jg_redis_t *jg_loop_redis(jg_loop_t *loop);
 const jg_config_t *jg_loop_config(jg_loop_t *loop);
 

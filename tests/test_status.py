@@ -498,3 +498,33 @@ def test_idle_kept_alive_connections_do_not_hold_request_threads():
     finally:
         for c in conns:
             c.close()
+
+
+# ---- large answers to parked long polls (issue 9, finding 1) -----------------------------------
+
+BIG_RESULT_CMD = ("sleep 2; { printf '{\"x\":\"'; head -c 5000000 /dev/zero | tr '\\0' a; "
+                  "printf '\"}'; } > \"$JOBGATE_RESULT_FILE\"")
+
+
+def test_a_5_mb_result_reaches_three_long_polls_whole_and_status_keeps_serving():
+    with harness.Stack(name="bigresult") as s:
+        q = harness.unique_queue("big")
+        s.start_worker(queues=(q,), types={"big": BIG_RESULT_CMD})
+        job = s.submit(type="big", queue=q)
+        bgs = [_Bg(s, "GET", "/jobs/%s?wait=20&version=%d" % (job["id"], job["version"]))
+               for _ in range(3)]
+        got_done = 0
+        for i, bg in enumerate(bgs):
+            # the long polls may first see running (a change), then poll again until done
+            r, _ = bg.result()
+            while r.status == 200 and r.json()["status"] != "done":
+                r = s.request("GET", "/jobs/%s?wait=20&version=%d"
+                              % (job["id"], r.json()["version"]))
+            eq(r.status, 200, "long poll %d of a job with a 5 MB result" % i)
+            x = r.json()["result"]["x"]
+            eq(len(x), 5000000, "length of the result's x delivered to long poll %d" % i)
+            check(set(x) == {"a"}, "the result delivered to long poll %d is intact" % i)
+            got_done += 1
+        eq(got_done, 3, "long polls that got the whole result")
+        eq(s.job(job["id"])["status"], "done", "jobgate-status still serving after")
+        eq(s.check_alive(), [], "processes that died")
