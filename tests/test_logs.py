@@ -566,3 +566,36 @@ def test_eight_slow_readers_of_a_big_backlog_do_not_hold_the_request_threads():
             stop.set()
             for st in streams:
                 st.close()
+
+
+# ---- lost wake-ups (issue 9, finding 4) --------------------------------------------------------
+
+def test_a_line_whose_read_by_the_loop_fails_still_reaches_the_stream():
+    with harness.Stack(programs=("submit", "status", "logs"), name="lostline") as s:
+        q = unique_queue("lw")
+        s.start_worker(queues=[q], types={"hold": "sleep 30"})
+        job = submit(s, {"type": "hold", "queue": q})
+        s.wait_status(job, "running")
+        sse = SSE(s, "/jobs/%s/logs" % job, timeout=20)
+        events = sse.events()
+        seen = []
+        while not any(e == "log" and "started" in d for e, _, d in seen):
+            seen.append(next(events))
+        jkey, lkey = "jobgate:{%s}:job:%s" % (job[:8], job), "jobgate:{%s}:log:%s" % (job[:8], job)
+        fence = s.redis("HGET", jkey, "fence")
+        with open(LOG_LUA) as f:
+            script = f.read()
+        # the batch is published, then Redis answers nobody for 3 s: the loop's read fails
+        s.redis_pipeline([("EVAL", script, "2", jkey, lkey, job, fence, "10000", "jobgate:events",
+                           "", "stdout", "after the stall"),
+                          ("CLIENT", "PAUSE", "3000", "ALL")])
+        t0 = time.time()
+        got = None
+        for e, _, d in events:
+            if e == "log":
+                got = json.loads(d)["line"]
+                break
+        eq(got, "after the stall", "the next line on the stream")
+        check(time.time() - t0 < 12, "it came soon after the stall, not at a reconnect",
+              time.time() - t0)
+        sse.close()

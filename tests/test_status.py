@@ -528,3 +528,25 @@ def test_a_5_mb_result_reaches_three_long_polls_whole_and_status_keeps_serving()
         eq(got_done, 3, "long polls that got the whole result")
         eq(s.job(job["id"])["status"], "done", "jobgate-status still serving after")
         eq(s.check_alive(), [], "processes that died")
+
+
+# ---- lost wake-ups (issue 9, finding 4) --------------------------------------------------------
+
+def test_a_change_whose_read_by_the_loop_fails_still_wakes_the_long_poll():
+    with harness.Stack(name="lostwake") as s:
+        job = s.submit(type="echo", queue=harness.unique_queue("lw"))
+        bg = _Bg(s, "GET", "/jobs/%s?wait=12&version=%d" % (job["id"], job["version"]))
+        time.sleep(0.8)
+        check(not bg.done(), "the long poll waits before the change")
+        jkey = "jobgate:{%s}:job:%s" % (job["id"][:8], job["id"])
+        # the change is published, then Redis answers nobody for 3 s: the loop's read of the
+        # changed job fails (2 s command timeout); it must be read again, not dropped
+        s.redis_pipeline([("HSET", jkey, "progress", "42"), ("HINCRBY", jkey, "version", "1"),
+                          ("PUBLISH", "jobgate:events",
+                           "job %s %d" % (job["id"], job["version"] + 1)),
+                          ("CLIENT", "PAUSE", "3000", "ALL")])
+        r, took = bg.result()
+        eq(r.status, 200, "the long poll's answer to a change first read while Redis stalled")
+        eq(r.json()["version"], job["version"] + 1, "version in the answer")
+        eq(r.json()["progress"], 42, "progress in the answer")
+        check(took < 11, "answered after the stall, before wait=12 ran out", took)
