@@ -1,15 +1,14 @@
-/* loop.h — how a web program waits, besides serving requests:
- *   - request threads wait on a shared epoll set (each fd EPOLLONESHOT, so one thread wakes
- *     per ready fd) holding the listening socket and the idle kept-alive FastCGI connections:
- *     an idle connection never pins a thread, and no other thread sits between the socket and
- *     the thread that serves it (jg_loop_next_conn, jg_loop_idle_conn);
- *   - the event loop thread (epoll) holds parked requests: long polls and streams a handler
- *     gave up its thread for. It writes their FastCGI records itself on a non-blocking socket
- *     (libfcgi's writers cannot), notices when the client goes away (EOF on the FastCGI
- *     connection: nginx never sends ABORT), and ends them on SIGTERM;
- *   - it also hands the pub/sub messages of the program's channel (events.h) to the program's
- *     ops, and reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked
- *     requests, let requests in flight finish, exit within --grace.
+/* loop.h — the event loop thread, and the one owner of parked requests: long polls and streams
+ * a handler gave up its thread for. The loop takes them from the request threads (through an
+ * inbox), writes their FastCGI records itself on a non-blocking socket (fcgi.h; libfcgi's
+ * writers cannot), notices when the client goes away (EOF on the FastCGI connection: nginx
+ * never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
+ * hands the pub/sub messages of the program's channel (events.h) to the program's ops, and
+ * reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked requests, let
+ * requests in flight finish, exit within --grace.
+ *
+ * The request threads' own waiting (the listener and idle connections) is conns.h; the loop
+ * owns that set and watches its timeouts once a second.
  * Everything named jg_parked_* and the ops run on the loop thread only. */
 #ifndef JG_LOOP_H
 #define JG_LOOP_H
@@ -18,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conns.h"
 #include "redis.h"
 
 typedef struct jg_loop jg_loop_t;
@@ -67,13 +67,9 @@ int jg_loop_drained(jg_loop_t *loop);
 void jg_loop_free(jg_loop_t *loop);
 
 /* --- request threads (thread-safe) --- */
-/* Blocks until a new connection or an idle one has something to read (a request, or EOF);
- * returns its fd (blocking), or -1 when the program is stopping. */
-int jg_loop_next_conn(jg_loop_t *loop);
-/* A request ended on a kept-alive connection: wait for the next one in the shared set
- * (closed instead when stopping). */
-void jg_loop_idle_conn(jg_loop_t *loop, int fd);
-/* A thread leaves (after jg_loop_next_conn returned -1). */
+/* The request threads' connections (conns.h); NULL for plain CGI. */
+jg_conns_t *jg_loop_conns(jg_loop_t *loop);
+/* A thread leaves (after jg_conns_next returned -1). */
 void jg_loop_thread_done(jg_loop_t *loop);
 void jg_loop_thread_started(jg_loop_t *loop);
 /* May a handler park one more request? No when --max-streams are parked, or when stopping. */
