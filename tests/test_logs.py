@@ -509,7 +509,7 @@ def _timed_poll(sock, job):
     return r, time.time() - t0
 
 
-def test_20_streams_of_a_40_mb_backlog_that_never_read_leave_logs_small_and_answering():
+def test_20_streams_of_a_40_mb_backlog_that_never_read_leave_logs_small_answering_then_dropped():
     with harness.Stack(programs=("submit", "status", "logs"), threads=4, name="fat40") as s:
         job = _big_log_job(s, 2600)   # about 41.6 MB of lines
         sock = s.sock("logs")
@@ -526,6 +526,10 @@ def test_20_streams_of_a_40_mb_backlog_that_never_read_leave_logs_small_and_answ
                 check(took < 1, "poll %d answered in under a second" % i, took)
             rss = _rss_mb(pid)
             check(rss < 100, "jobgate-logs RSS (MB) after the polls", rss)
+            # clients that take nothing for 10 s are dropped: their descriptors come back
+            base = open_fds(pid)
+            harness.wait_until(lambda: open_fds(pid) <= base - 20, 25,
+                               "jobgate-logs to drop the 20 streams that read nothing")
         finally:
             for st in streams:
                 st.close()
