@@ -191,7 +191,8 @@ def test_help_lists_the_flags():
         rc, out, err = _run(prog, "--help")
         eq(rc, 0, "jobgate-%s --help exit code" % prog)
         text = out + err
-        for flag in ("--threads", "--grace", "--socket", "--check", "--version", "--max-streams"):
+        for flag in ("--threads", "--grace", "--socket", "--check", "--version", "--max-streams",
+                     "--read-timeout", "FCGI_WEB_SERVER_ADDRS"):
             check(flag in text, "jobgate-%s --help mentions %s" % (prog, flag), text[:800])
 
 
@@ -212,7 +213,7 @@ def test_unknown_flag_fails_with_the_program_name():
 
 def test_bad_flag_values_are_refused():
     for args in (("--threads", "0"), ("--threads", "abc"), ("--grace", "-1"),
-                 ("--max-streams", "x")):
+                 ("--max-streams", "x"), ("--read-timeout", "0"), ("--read-timeout", "x")):
         rc, out, err = _run("status", *args, "--check")
         check(rc != 0, "jobgate-status %s exits non-zero" % " ".join(args), (rc, out, err))
         check(err.startswith("jobgate-status"), "the error starts with the program's name", err)
