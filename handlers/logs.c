@@ -347,7 +347,8 @@ static void pump(jg_loop_t *loop, viewer_t *v)
 {
     while (jg_parked_alive(v->w.parked) && !v->waiting &&
            jg_parked_unsent(v->w.parked) <= JG_PARKED_LOW_WATER) {
-        long count = v->sse ? PAGE : (v->limit - v->written < PAGE ? v->limit - v->written : PAGE) + 1;
+        long left = v->limit - v->written;   /* poll: one more, to know whether more follow */
+        long count = v->sse ? PAGE : (left < PAGE ? left : PAGE) + 1;
         job_state_t st;
         redisReply *entries =
             read_log(jg_loop_config(loop), jg_loop_redis(loop), v->w.id, v->cursor, count, &st);
