@@ -26,10 +26,11 @@
 #define EV_STOP (UINT64_MAX - 1)
 enum { CONN_NONE, CONN_IDLE, CONN_BUSY };
 
-/* A request thread reading a request. */
+/* A request thread and the request it reads. */
 typedef struct reader {
-    int fd;                   /* -1: not reading */
-    int64_t deadline;         /* monotonic ms */
+    int fd;                   /* -1: no request being read */
+    int64_t deadline;         /* monotonic ms: the request must be whole by then */
+    int in_read;              /* in a read of it now (not in the handler's own work) */
     int fired;                /* shut down for its deadline */
 } reader_t;
 
@@ -221,7 +222,7 @@ static int start_reading(jg_conns_t *c, int thread, int fd, int64_t since)
 {
     pthread_mutex_lock(&c->mu);
     if (thread >= 0 && thread < c->nreaders)
-        c->readers[thread] = (reader_t){fd, since + timeout_ms(c), 0};
+        c->readers[thread] = (reader_t){fd, since + timeout_ms(c), 1, 0};
     pthread_mutex_unlock(&c->mu);
     return fd;
 }
@@ -229,8 +230,18 @@ static int start_reading(jg_conns_t *c, int thread, int fd, int64_t since)
 void jg_conns_read_done(jg_conns_t *c, int thread)
 {
     pthread_mutex_lock(&c->mu);
-    if (thread >= 0 && thread < c->nreaders)
+    if (thread >= 0 && thread < c->nreaders) {
         c->readers[thread].fd = -1;
+        c->readers[thread].in_read = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+void jg_conns_in_read(jg_conns_t *c, int thread, int on)
+{
+    pthread_mutex_lock(&c->mu);
+    if (thread >= 0 && thread < c->nreaders)
+        c->readers[thread].in_read = on;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -318,7 +329,7 @@ void jg_conns_watch(jg_conns_t *c, int64_t now)
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->nreaders; i++) {
         reader_t *r = &c->readers[i];
-        if (r->fd >= 0 && !r->fired && now >= r->deadline) {
+        if (r->fd >= 0 && r->in_read && !r->fired && now >= r->deadline) {
             /* the thread blocked in read() gets EOF, gives the request up and closes it */
             shutdown(r->fd, SHUT_RDWR);
             r->fired = 1;

@@ -29,6 +29,9 @@ void jg_conns_free(jg_conns_t *c);
  * read (a request, or EOF) and returns its fd (blocking), or -1 when stopping. The thread is
  * then reading it, under --read-timeout, until jg_conns_read_done. */
 int jg_conns_next(jg_conns_t *c, int thread);
+/* Between the reads of one request the thread works on it (the handler): the timeout applies
+ * only while it is in a read (on = 1), so a slow handler is not cut off. */
+void jg_conns_in_read(jg_conns_t *c, int thread, int on);
 /* The thread has read its request whole (or given up on it). */
 void jg_conns_read_done(jg_conns_t *c, int thread);
 /* A request ended on a kept-alive connection: wait for the next one in the shared set

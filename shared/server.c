@@ -139,10 +139,15 @@ static int dispatch(jg_req_t *req)
 
 /* --- FastCGI --- */
 
+static _Thread_local int thread_no;   /* this request thread's number (--read-timeout) */
+
+/* A handler's read of the body: under --read-timeout while it blocks. */
 static int fcgi_read(void *io, char *buf, int len)
 {
     FCGX_Stream *in = io;
+    jg_conns_in_read(jg_loop_conns(server_loop), thread_no, 1);
     int n = FCGX_GetStr(buf, len, in);
+    jg_conns_in_read(jg_loop_conns(server_loop), thread_no, 0);
     return n == 0 && FCGX_GetError(in) ? -1 : n;
 }
 
@@ -163,8 +168,9 @@ static int drain_body(FCGX_Stream *in)
 
 static void *request_thread(void *arg)
 {
-    int self = (int)(intptr_t)arg;   /* this thread's number, for --read-timeout */
+    int self = (int)(intptr_t)arg;
     jg_conns_t *conns = jg_loop_conns(server_loop);
+    thread_no = self;
     jg_redis_t redis;
     jg_redis_init(&redis, &config, 2000);
     FCGX_Request fr;
@@ -181,8 +187,10 @@ static void *request_thread(void *arg)
             fr.ipcFd = -1;
             continue;
         }
+        jg_conns_in_read(conns, self, 0);   /* the handler's work is not under the timeout */
         jg_req_reset(&req, &config, &redis, fr.envp, fcgi_read, fr.in);
         int rc = dispatch(&req);
+        jg_conns_in_read(conns, self, 1);
         int drained = drain_body(fr.in) == 0;
         jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
         if (rc == JG_PARKED && req.streaming) {   /* the stream's start, before parking */
