@@ -608,3 +608,36 @@ def test_a_line_whose_read_by_the_loop_fails_still_reaches_the_stream():
               time.time() - t0)
         sse.close()
         s.request("POST", "/jobs/%s/cancel" % job)
+
+
+def test_a_line_published_while_the_subscriber_reconnects_still_reaches_the_stream():
+    with harness.Stack(programs=("submit", "status", "logs"), name="pubkill") as s:
+        q = unique_queue("pk")
+        s.start_worker(queues=[q], types={"hold": "sleep 30"})
+        job = submit(s, {"type": "hold", "queue": q})
+        s.wait_status(job, "running")
+        sse = SSE(s, "/jobs/%s/logs" % job, timeout=20)
+        events = sse.events()
+        seen = []
+        while not any(e == "log" and "started" in d for e, _, d in seen):
+            seen.append(next(events))
+        jkey, lkey = "jobgate:{%s}:job:%s" % (job[:8], job), "jobgate:{%s}:log:%s" % (job[:8], job)
+        fence = s.redis("HGET", jkey, "fence")
+        with open(LOG_LUA) as f:
+            script = f.read()
+        # the subscriber's connection is killed, then the batch is published to nobody: only
+        # the resync after the subscriber's reconnect can bring the line
+        s.redis_pipeline([("CLIENT", "KILL", "TYPE", "pubsub"),
+                          ("EVAL", script, "2", jkey, lkey, job, fence, "10000", "jobgate:events",
+                           "", "stdout", "while nobody listened")])
+        t0 = time.time()
+        got = None
+        for e, _, d in events:
+            if e == "log":
+                got = json.loads(d)["line"]
+                break
+        eq(got, "while nobody listened", "the next line on the stream")
+        check(time.time() - t0 < 10, "it came at the resync, not at the job's end",
+              time.time() - t0)
+        sse.close()
+        s.request("POST", "/jobs/%s/cancel" % job)
