@@ -359,6 +359,13 @@ int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t le
     }
     if (io_unsent(io) == 0)
         io->progress_at = jg_monotonic_ms();
+    if (io->out_off) {   /* drop what was written, so a stream's buffer holds only the unsent */
+        size_t unsent = io_unsent(io);
+        memmove(io->out.data, io->out.data + io->out_off, unsent);
+        io->out.len = unsent;
+        io->out.data[unsent] = '\0';
+        io->out_off = 0;
+    }
     if (io->raw)
         jg_buf_append(&io->out, bytes, len);
     else
