@@ -1,9 +1,11 @@
 /* test_loop_parts.c — unit tests of the pure parts of the serving loop: the FastCGI records
- * the loop writes (fcgi.c) and the FCGI_WEB_SERVER_ADDRS match (conns.c). */
+ * the loop writes (fcgi.c), the FCGI_WEB_SERVER_ADDRS match (conns.c), and the ring of recent
+ * messages that catches a change racing with parking (waitlist.c). */
 #include "buf.h"
 #include "conns.h"
 #include "fcgi.h"
 #include "unit.h"
+#include "waitlist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -49,4 +51,23 @@ UNIT_TEST(peer_allowed_matches_whole_addresses_of_the_list)
     EXPECT_FALSE(jg_peer_allowed("127.0.0.10", "127.0.0.1"));   /* no prefix match */
     EXPECT_FALSE(jg_peer_allowed("127.0.0.1", "127.0.0.10"));
     EXPECT_TRUE(jg_peer_allowed(" , ", "127.0.0.1"));   /* only separators: an empty list */
+}
+
+UNIT_TEST(waitlist_a_request_parked_after_a_resync_it_did_not_see_reads_again)
+{
+    jg_waitlist_t *wl = jg_waitlist_new();
+    jg_waiter_t w;
+    memset(&w, 0, sizeof w);
+    memcpy(w.id, "0123abcd.AAAAAAAAAAAAAAAAAAAAAA", JG_ID_LEN + 1);
+    w.seq = 5;   /* the handler read the job when 5 messages had been seen */
+    jg_waitlist_note(wl, 6, "0123abcd.BBBBBBBBBBBBBBBBBBBBBB");   /* another job */
+    EXPECT_FALSE(jg_waitlist_missed(wl, &w, 6));
+    jg_waitlist_note(wl, 7, w.id);                                /* this job */
+    EXPECT_TRUE(jg_waitlist_missed(wl, &w, 7));
+    w.seq = 7;
+    jg_waitlist_note_resync(wl, 8);   /* the subscription came back: anything may have changed */
+    EXPECT_TRUE(jg_waitlist_missed(wl, &w, 8));
+    w.seq = 8;                        /* read after the resync: nothing missed */
+    EXPECT_FALSE(jg_waitlist_missed(wl, &w, 8));
+    free(wl);
 }
