@@ -447,10 +447,12 @@ static void on_parked(jg_loop_t *loop, jg_parked_t *p)
     jg_waitlist_add(viewers, &v->w);
     if (!v->sse && !v->waiting)
         start_page(loop, v);
-    if (!v->waiting)
+    if (v->waiting || v->caught_up) {   /* the handler read up to the end of the log */
+        if (jg_waitlist_missed(viewers, &v->w, jg_loop_message_seq(loop)))
+            refresh(loop, v->w.id);   /* written between the handler's read and now */
+    } else {
         pump(loop, v);   /* a stream's backlog, or a page: written from here, a part at a time */
-    else if (jg_waitlist_missed(viewers, &v->w, jg_loop_message_seq(loop)))
-        refresh(loop, v->w.id);   /* written between the handler's read and now */
+    }
 }
 
 /* The client took what was queued: the next part of a backlog or page. */
@@ -612,8 +614,11 @@ static int handle(jg_req_t *req)
         }
         if (!can_park)
             return JG_OK;   /* a page of it; the client reconnects with Last-Event-ID */
-        b->len = start;     /* the loop sends the backlog, a part at a time */
-        b->data[start] = '\0';
+        if (!at_end) {      /* a longer backlog: the loop sends it, a part at a time */
+            b->len = start;
+            b->data[start] = '\0';
+            tmp.cursor = c;
+        }                   /* else it all goes before parking: the stream is caught up */
     } else {
         waiting = entries->elements == 0 && wait > 0 && !finished(st.status) && !req->head;
         jg_buf_puts(b, "{\"entries\":[");
@@ -637,7 +642,8 @@ static int handle(jg_req_t *req)
     v->wait_until = jg_monotonic_ms() + (int64_t)(wait * 1000);
     v->w.deadline = sse ? jg_monotonic_ms() + req->cfg->sse_heartbeat * 1000
                         : waiting ? v->wait_until : INT64_MAX;
-    v->cursor = c;
+    v->cursor = sse ? tmp.cursor : c;   /* SSE: the last entry sent before parking */
+    v->caught_up = sse && at_end;
     v->limit = limit;
     v->sent = st;
     jg_buf_t headers = JG_BUF_INIT;
