@@ -13,6 +13,10 @@ import time
 import harness
 from harness import check, eq, expect_error, stack
 
+# HTTP suite: the tests through the front run behind nginx and again behind Apache (run.py);
+# those straight to the programs are marked front_independent
+FRONTS = harness.FRONTS
+
 PROGRAMS = harness.DEFAULT_PROGRAMS   # every web program the default stack runs
 PASSWORD = "s3cret-Pw-7f3a9c"
 
@@ -43,6 +47,7 @@ def test_unknown_routes_are_404_json():
             expect_error(r, 404, "not_found")
 
 
+@harness.front_independent
 def test_routes_of_other_programs_are_404():
     s = stack()
     job = s.submit(type="echo")
@@ -64,6 +69,7 @@ def test_routes_of_other_programs_are_404():
     eq(s.job(jid)["status"], "queued", "the job after requests to the wrong programs")
 
 
+@harness.front_independent
 def test_paths_outside_the_mount_prefix_are_404():
     s = stack()
     for prog in PROGRAMS:
@@ -71,6 +77,7 @@ def test_paths_outside_the_mount_prefix_are_404():
         expect_error(r, 404, "not_found")
 
 
+@harness.front_independent
 def test_wrong_methods_answer_405_with_allow_from_each_program():
     s = stack()
     jid = s.submit(type="echo")["id"]
@@ -186,6 +193,7 @@ def test_no_cors_headers_by_default():
 
 # ---- Flags -------------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_help_lists_the_flags():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--help")
@@ -195,6 +203,7 @@ def test_help_lists_the_flags():
             check(flag in text, "jobgate-%s --help mentions %s" % (prog, flag), text[:800])
 
 
+@harness.front_independent
 def test_version_prints_name_and_version():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--version")
@@ -203,6 +212,7 @@ def test_version_prints_name_and_version():
               "jobgate-%s --version prints its name and version" % prog, out)
 
 
+@harness.front_independent
 def test_unknown_flag_fails_with_the_program_name():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--no-such-flag")
@@ -210,6 +220,7 @@ def test_unknown_flag_fails_with_the_program_name():
         check(err.startswith("jobgate-%s" % prog), "the error starts with the program's name", err)
 
 
+@harness.front_independent
 def test_bad_flag_values_are_refused():
     for args in (("--threads", "0"), ("--threads", "abc"), ("--grace", "-1"),
                  ("--max-streams", "x")):
@@ -218,6 +229,7 @@ def test_bad_flag_values_are_refused():
         check(err.startswith("jobgate-status"), "the error starts with the program's name", err)
 
 
+@harness.front_independent
 def test_check_prints_config_and_exits_0_when_redis_answers():
     s = stack()
     for prog in PROGRAMS:
@@ -227,6 +239,7 @@ def test_check_prints_config_and_exits_0_when_redis_answers():
         check(re.search(r"threads\D*8", out), "--check prints the default thread count", out)
 
 
+@harness.front_independent
 def test_check_exits_1_when_redis_is_unreachable():
     port = harness.free_port()
     for prog in PROGRAMS:
@@ -234,6 +247,7 @@ def test_check_exits_1_when_redis_is_unreachable():
         eq(rc, 1, "jobgate-%s --check exit code with nothing on the Redis port" % prog)
 
 
+@harness.front_independent
 def test_check_refuses_a_bad_setting_by_name():
     rc, out, err = _run("submit", "--check", env={"JOBGATE_MAX_BODY": "lots"})
     check(rc != 0, "--check with JOBGATE_MAX_BODY=lots exits non-zero", rc)
@@ -243,6 +257,7 @@ def test_check_refuses_a_bad_setting_by_name():
     check("REDIS_URL" in out + err, "the message names REDIS_URL", out + err)
 
 
+@harness.front_independent
 def test_check_masks_every_secret():
     with harness.Stack(redis_password=PASSWORD, name="secret") as s:
         env = {"REDIS_URL": s.redis_url, "JOBGATE_API_TOKENS": "tokA-Secret-111,tokB-Secret-222",
@@ -256,6 +271,7 @@ def test_check_masks_every_secret():
             check("127.0.0.1:%d" % s.redis_port in out, "--check still shows Redis' address", out)
 
 
+@harness.front_independent
 def test_a_wrong_redis_password_is_refused_without_printing_it():
     with harness.Stack(redis_password=PASSWORD, name="wrongpw") as s:
         wrong = "Wr0ng-Pass-51c3"
@@ -269,6 +285,7 @@ def test_a_wrong_redis_password_is_refused_without_printing_it():
                       "--check still shows where it connects", out)
 
 
+@harness.front_independent
 def test_redis_password_never_appears_in_logs():
     with harness.Stack(redis_password=PASSWORD, redis_db=3, name="pwlogs") as s:
         job = s.submit(type="echo")
@@ -292,6 +309,7 @@ def test_redis_password_never_appears_in_logs():
 
 # ---- Stopping --------------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_sigterm_while_idle_exits_within_grace():
     with harness.Stack(grace=2, name="idle") as s:
         s.submit(type="echo")
@@ -360,6 +378,7 @@ def test_sigterm_under_load_answers_every_request_and_exits_0():
 
 # ---- Plain CGI ---------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_cgi_status_answers_a_job():
     s = stack()
     job = s.submit(type="echo")
@@ -371,6 +390,7 @@ def test_cgi_status_answers_a_job():
     eq(r.headers.get("X-Content-Type-Options"), "nosniff", "nosniff over CGI")
 
 
+@harness.front_independent
 def test_cgi_submit_reads_the_body_from_stdin():
     s = stack()
     r, err, rc = harness.cgi("submit", "POST", "/api/jobs", body='{"type":"echo","priority":5}',
@@ -383,6 +403,7 @@ def test_cgi_submit_reads_the_body_from_stdin():
     eq(s.job(job["id"])["priority"], 5, "the job submitted over CGI, seen over HTTP")
 
 
+@harness.front_independent
 def test_cgi_errors_have_the_same_shape():
     s = stack()
     env = {"REDIS_URL": s.redis_url}
@@ -396,6 +417,7 @@ def test_cgi_errors_have_the_same_shape():
         expect_error(r, 405, "method_not_allowed")
 
 
+@harness.front_independent
 def test_cgi_long_poll_waits_then_304():
     s = stack()
     job = s.submit(type="echo")
@@ -408,6 +430,7 @@ def test_cgi_long_poll_waits_then_304():
     check(took >= 0.8, "the CGI long poll waited about 1 s", took)
 
 
+@harness.front_independent
 def test_cgi_with_redis_down_is_503():
     port = harness.free_port()
     r, err, rc = harness.cgi("status", "GET", "/api/jobs/37a8eec1.AAAAAAAAAAAAAAAAAAAAAA",
@@ -418,6 +441,7 @@ def test_cgi_with_redis_down_is_503():
 
 # ---- --socket ------------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_socket_host_port_mode_serves_fastcgi():
     s = stack()
     port = harness.free_port()
@@ -437,6 +461,7 @@ def test_socket_host_port_mode_serves_fastcgi():
     check(not killed and rc == 0, "the --socket program exits 0 on SIGTERM", (rc, took))
 
 
+@harness.front_independent
 def test_socket_unix_path_mode_serves_fastcgi():
     s = stack()
     path = os.path.join(s.dir, "own.sock")
@@ -454,6 +479,7 @@ def test_socket_unix_path_mode_serves_fastcgi():
     check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
 
 
+@harness.front_independent
 def test_fastcgi_keep_conn_serves_several_requests_on_one_connection():
     s = stack()
     job = s.submit(type="echo")
@@ -561,6 +587,7 @@ def test_redis_restart_during_a_long_poll_does_not_lose_the_waiter():
               "the long poll got a real answer (the job's data is gone with the restart)", out["r"])
 
 
+@harness.front_independent
 def test_two_status_instances_give_the_same_answers():
     s = stack()
     s.start_program("status", n=1)
@@ -589,6 +616,7 @@ def test_two_status_instances_give_the_same_answers():
     check(not killed and rc == 0, "second instance exits 0", rc)
 
 
+@harness.front_independent
 def test_two_submit_instances_share_one_state():
     s = stack()
     s.start_program("submit", n=1)
@@ -607,6 +635,7 @@ def test_two_submit_instances_share_one_state():
 
 # ---- Configuration --------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_key_prefix_puts_every_key_under_it():
     with harness.Stack(env={"JOBGATE_KEY_PREFIX": "myapp"}, name="keyprefix") as s:
         job = s.submit(type="echo", delay=5)
@@ -618,6 +647,7 @@ def test_key_prefix_puts_every_key_under_it():
         eq(s.job(job["id"])["id"], job["id"], "GET works with the prefix")
 
 
+@harness.front_independent
 def test_unix_socket_redis_url_selects_its_db():
     with harness.Stack(redis_db=5, name="unixdb") as s:
         check(s.redis_url.startswith("unix://") and s.redis_url.endswith("?db=5"),
@@ -630,6 +660,7 @@ def test_unix_socket_redis_url_selects_its_db():
         other.close()
 
 
+@harness.front_independent
 def test_mount_prefix_moves_the_routes():
     s = stack()
     s.start_program("submit", n=2, env={"JOBGATE_PREFIX": "/jg/v1"})
@@ -651,6 +682,7 @@ def test_mount_prefix_moves_the_routes():
         s.program_procs(p)[-1].stop(signal.SIGTERM, 10)
 
 
+@harness.front_independent
 def test_logs_are_logfmt_lines_naming_the_program():
     s = stack()
     s.submit(type="echo")
@@ -669,6 +701,7 @@ def test_logs_are_logfmt_lines_naming_the_program():
 
 # ---- The shipped nginx config ---------------------------------------------------------------------
 
+@harness.only_front("nginx")
 def test_nginx_config_is_valid_as_shipped():
     s = stack()
     conf = os.path.join(s.dir, "nginx.conf")
@@ -676,6 +709,16 @@ def test_nginx_config_is_valid_as_shipped():
                         os.path.join(s.dir, "nginx-t.log")], capture_output=True, timeout=20)
     eq(p.returncode, 0, "nginx -t of a server including nginx/jobgate.conf (%s)"
        % p.stderr.decode()[-500:])
+
+
+@harness.only_front("apache")
+def test_apache_config_is_valid_as_shipped():
+    s = stack()
+    conf = os.path.join(s.dir, "apache2.conf")
+    p = subprocess.run(harness.apache_front.apache_argv(conf)[:1] + ["-t", "-f", conf],
+                       capture_output=True, timeout=20)
+    eq(p.returncode, 0, "apache2 -t of a VirtualHost including apache/jobgate.conf (%s)"
+       % (p.stdout + p.stderr).decode()[-500:])
 
 
 def test_a_program_that_is_not_running_is_a_json_503():
@@ -698,8 +741,9 @@ def test_bodies_between_the_program_limit_and_nginx_limit_get_the_programs_413()
 def test_make_run_stack_serves_runs_jobs_and_stops_on_ctrl_c():
     import tempfile
     run_dir = tempfile.mkdtemp(prefix="jg-makerun-")
+    os.chmod(run_dir, 0o755)    # Apache's children (www-data, when run as root) reach the sockets
     port = harness.free_port()
-    env = dict(harness._base_env(), PORT=str(port), JOBGATE_RUN_DIR=run_dir,
+    env = dict(harness._base_env(), PORT=str(port), JOBGATE_RUN_DIR=run_dir, FRONT=harness.FRONT,
                JOBGATE_BUILD=os.path.relpath(harness.BUILD, harness.ROOT))
     out_path = os.path.join(run_dir, "stack.out")
     with open(out_path, "wb") as out:
