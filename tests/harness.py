@@ -613,7 +613,8 @@ class Stack:
     def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
-                 nginx_worker_connections=4096, start=True, front=None, apache_workers=256):
+                 nginx_worker_connections=4096, start=True, front=None, apache_workers=256,
+                 apache_extra=""):
         self.name = name
         self.env = dict(env or {})
         self.programs = tuple(programs)
@@ -631,6 +632,7 @@ class Stack:
         if self.front not in FRONTS:
             raise HarnessError("unknown front %r (one of %s)" % (self.front, ", ".join(FRONTS)))
         self.apache_workers = apache_workers
+        self.apache_extra = apache_extra     # more for the <VirtualHost>; @DIR@: the stack's dir
         self.dir = tempfile.mkdtemp(prefix="jg-%s-" % re.sub(r"[^a-z0-9]", "", name.lower())[:12])
         os.chmod(self.dir, 0o755)
         self.redis_port = free_port()
@@ -779,7 +781,8 @@ class Stack:
         self.port = free_port()
         conf = os.path.join(self.dir, "apache2.conf")
         with open(conf, "w") as f:
-            f.write(apache_front.apache_conf(self.dir, self.port, self.dir, self.apache_workers))
+            f.write(apache_front.apache_conf(self.dir, self.port, self.dir, self.apache_workers,
+                                             self.apache_extra.replace("@DIR@", self.dir)))
         self.nginx_proc = Proc("apache", apache_front.apache_argv(conf), _base_env(),
                                os.path.join(self.dir, "apache.log"))
 
