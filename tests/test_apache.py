@@ -70,7 +70,7 @@ def test_live_log_lines_reach_the_client_within_250_ms_p99():
 
 def test_1000_parked_log_streams_are_held_and_each_sees_the_end():
     n = 1000
-    # every open stream holds one Apache thread: 1,100 threads (18 children x 64)
+    # every open stream holds one Apache thread: 1,152 threads (18 children x 64)
     with harness.Stack(programs=("submit", "status", "logs"), name="apache1000",
                        apache_workers=n + 100) as s:
         q = harness.unique_queue("held")
