@@ -647,4 +647,8 @@ def test_redis_away_is_503_then_recovers():
         eq(post_key(s, {"type": "echo"}).status, 200, "POST /cache/key needs no Redis")
         s.start_redis()
         harness.wait_until(lambda: put(s, k, [3]).status == 204, 10, "PUT once Redis is back")
-        eq(s.request("GET", "/cache/" + k).json(), [3], "GET once Redis is back")
+        # each request thread reconnects on its own, after its own backoff: the GET may land on
+        # one still waiting (503) for a moment
+        r = harness.wait_until(lambda: (lambda r: r if r.status != 503 else None)(
+            s.request("GET", "/cache/" + k)), 10, "GET once Redis is back")
+        eq(r.json(), [3], "GET once Redis is back")
