@@ -13,11 +13,20 @@
 #include <time.h>
 #include <unistd.h>
 
-/* --check: the effective configuration, secrets masked, and whether Redis answers. */
+/* --check: the worker's own settings (the web programs' threads, socket and streams do not
+ * apply), secrets masked; what is missing; whether Redis answers. Exit 0 when usable, else 1. */
 static int check(const jg_config_t *cfg, const jg_worker_opts_t *o)
 {
-    jg_config_print(cfg, stdout);
     jg_worker_opts_print(o, stdout);
+    printf("REDIS_URL=%s\nJOBGATE_KEY_PREFIX=%s\nJOBGATE_LEASE=%ld\nJOBGATE_RETRY_BASE=%g\n"
+           "JOBGATE_RETENTION=%ld\nJOBGATE_LOG_MAX=%ld\n",
+           cfg->redis_url_masked, cfg->key_prefix, cfg->lease, cfg->retry_base, cfg->retention,
+           cfg->log_max);
+    int usable = 1;
+    if (o->ntypes == 0) {
+        printf("missing=%s\n", JG_WORKER_NO_TYPES);
+        usable = 0;
+    }
     jg_redis_t r;
     jg_redis_init(&r, cfg, 2000);
     redisReply *rep = jg_redis_cmd(&r, "PING");
@@ -26,7 +35,7 @@ static int check(const jg_config_t *cfg, const jg_worker_opts_t *o)
     if (rep)
         freeReplyObject(rep);
     jg_redis_close(&r);
-    return ok ? 0 : 1;
+    return ok && usable ? 0 : 1;
 }
 
 int main(int argc, char **argv)

@@ -16,9 +16,11 @@
 -- ARGV[9]  log_max
 -- ARGV[10] events channel P:events
 -- ARGV[11] wake channel P:wake:<queue>
--- Returns {next_run_at, taken_back, job, job, ...}: next_run_at = ms of the earliest job still in
--- delayed (-1 if none); taken_back = expired leases handled; each job claimed is
--- {id, type, attempt, fence, timeout_ms, lease_until, payload}.
+-- Returns {next_run_at, taken_back, now, job, job, ...}: next_run_at = ms of the earliest job
+-- still in delayed (-1 if none); taken_back = expired leases handled; now = Redis' clock (ms) when
+-- the script ran, so that a worker times next_run_at without clock agreement; each job claimed
+-- is {id, type, attempt, fence, timeout_ms, lease_until, payload}. Every number is an integer
+-- reply; id, type and payload are bulk strings.
 local function int(x) return string.format('%.0f', x) end
 
 local t = redis.call('TIME')
@@ -99,7 +101,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now)
 end
 
 -- 3. Claim: each time the lowest score among the heads of the worker's ready sets.
-local out = {-1, taken}
+local out = {-1, taken, now}
 local claimed = 0
 while claimed < want do
   local best, best_score = nil, nil
@@ -123,7 +125,7 @@ while claimed < want do
     redis.call('ZADD', KEYS[2], lease_until, id)
     addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
     bump(id)
-    out[#out + 1] = {id, f[2], n, fence, f[3], lease_until, f[4]}
+    out[#out + 1] = {id, f[2], n, fence, tonumber(f[3]), now + lease, f[4]}
     claimed = claimed + 1
   end
 end

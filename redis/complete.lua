@@ -95,5 +95,5 @@ elseif outcome == 'failed' then
 end
 local v = redis.call('HINCRBY', jk, 'version', 1)
 redis.call('PUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
-if status == 'done' and f[8] == '1' then return {1, status, f[9], f[10]} end
+if status == 'done' and f[8] == '1' then return {1, status, f[9], tonumber(f[10])} end
 return {1, status}

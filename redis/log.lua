@@ -7,12 +7,16 @@
 -- ARGV[3]  log_max
 -- ARGV[4]  events channel P:events
 -- ARGV[5]  progress 0..100, or "" for no change
--- ARGV[6], ARGV[7], ...  stream ("stdout" | "stderr"), line; as many pairs as there are lines
+-- ARGV[6], ARGV[7], ...  stream ("stdout" | "stderr"), line; 0..1000 pairs (more, or an odd
+--                        count, is an error reply and changes nothing)
 -- Returns {1, cancel_requested (0|1)} when accepted, or {0, why} when refused (as complete.lua).
 -- Lines do not change the job object: only a new progress bumps version and publishes
 -- `job <id> <version>`; a batch of lines publishes `log <id> <last cursor>`.
 local function int(x) return string.format('%.0f', x) end
 
+if #ARGV % 2 == 0 or (#ARGV - 5) / 2 > 1000 then
+  return redis.error_reply('ERR log.lua takes at most 1000 stream, line pairs')
+end
 local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'progress', 'cancel_requested')
 if not f[1] then return {0, 'gone'} end
 if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end

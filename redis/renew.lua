@@ -19,4 +19,4 @@ local t = redis.call('TIME')
 local until_ms = int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3]))
 redis.call('HSET', KEYS[1], 'lease_until', until_ms)
 redis.call('ZADD', KEYS[2], until_ms, ARGV[1])
-return {1, tonumber(f[3] or '0') or 0, until_ms}
+return {1, tonumber(f[3] or '0') or 0, tonumber(until_ms)}

@@ -489,3 +489,186 @@ def test_failed_cache_job_is_not_cached():
     eq(r.status, 202, "submit with cache")
     job = s.wait_status(r.json()["id"], "failed")
     eq(s.redis("EXISTS", "jobgate:cache:" + job["cache_key"]), 0, "a cache entry for a failure")
+
+
+# ---- the worker protocol as specified (issue 12; docs/worker.md "Worker protocol") -------------
+
+def test_single_path_is_executed_directly_and_a_shell_command_reports_the_shells_exit():
+    """A single path is exec'd (like `sh -c 'exec PATH'`): a job that kills itself with -9 is
+    `killed by signal 9`. A command with anything more runs under /bin/sh -c, whose shell reports
+    a program killed by signal S as exit status 128+S."""
+    s = stack()
+    q = unique_queue()
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        path = os.path.join(d, "selfkill.sh")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\necho dying >&2\nkill -9 $$\n")
+        os.chmod(path, 0o755)
+        s.start_worker(queues=[q], types={"direct": path, "exec": "exec " + path,
+                                          "shell": path + " an-argument"})
+        jobs = {t: s.submit(type=t, queue=q, max_attempts=1)["id"]
+                for t in ("direct", "exec", "shell")}
+        got = {t: s.wait_status(i, ("done", "failed"))["error"] for t, i in jobs.items()}
+    eq(got, {"direct": "killed by signal 9", "exec": "killed by signal 9",
+             "shell": "exit status 137: Killed"},   # dash's own stderr line about its child
+       "errors of a job that kills itself")
+
+
+def test_error_names_the_last_non_empty_stderr_line():
+    s = stack()
+    _, job = run_one(s, unique_queue(), {"type": "t", "max_attempts": 1},
+                     types={"t": "echo 'the real cause' >&2; echo >&2; printf ' \\t\\n' >&2; "
+                                 "echo 'on stdout'; exit 3"})
+    eq(job["error"], "exit status 3: the real cause", "error")
+    eq(lines_of(s, job["id"], "stderr"), ["the real cause", "", " \t"],
+       "stderr lines (blank ones are still logged)")
+
+
+def test_crlf_line_ends_lose_their_carriage_return():
+    s = stack()
+    script = ("python3 -c 'import sys; o=sys.stdout; o.write(\"a\\r\\nin\\rside\\r\\n\\r\\n\" + "
+              "\"y\" * 16384 + \"\\r\\nlast\\r\"); o.flush(); sys.stderr.write(\"bad\\r\\n\"); "
+              "sys.exit(2)'")
+    _, job = run_one(s, unique_queue(), {"type": "t", "max_attempts": 1}, types={"t": script})
+    eq(lines_of(s, job["id"], "stdout"), ["a", "in\rside", "", "y" * 16384, "last"],
+       "stdout lines of CRLF output")
+    eq(job["error"], "exit status 2: bad", "error (no \\r in it)")
+
+
+def test_error_texts_of_results_and_timeouts():
+    s = stack()
+    q = unique_queue()
+    s.start_worker(queues=[q], types={
+        "big": "head -c 16777217 /dev/zero | tr '\\000' 1 > \"$JOBGATE_RESULT_FILE\"",
+        "bad": "printf '[1,' > \"$JOBGATE_RESULT_FILE\"",
+        "slow": "sleep 30"}, concurrency=3)
+    ids = {"big": s.submit(type="big", queue=q, max_attempts=1)["id"],
+           "bad": s.submit(type="bad", queue=q, max_attempts=1)["id"],
+           "slow": s.submit(type="slow", queue=q, max_attempts=1, timeout=1.25)["id"]}
+    got = {t: s.wait_status(i, ("done", "failed"), timeout=30)["error"] for t, i in ids.items()}
+    eq(got["big"], "result file larger than 16777216 bytes", "error of a result over 16 MiB")
+    check(got["bad"].startswith("invalid JSON in result file: "), "error of an invalid result",
+          got["bad"])
+    eq(got["slow"], "timeout after 1.25 s", "error of a timeout (T as given, in seconds)")
+
+
+def test_progress_parsing_rules():
+    s = stack()
+    q = unique_queue()
+    s.start_worker(queues=[q], types={
+        "neg": "echo '::progress 40'; echo '::progress -5'",
+        "forms": "echo '::progress \t 42 '; echo '::progress 50' >&2; echo '::progress 7%'; "
+                 "echo '::progress abc'; echo '::progress'; echo ' ::progress 60'; "
+                 "echo '::progress 1 2'; echo '::progress +70'; echo '::progress 1e2'; "
+                 "echo '::PROGRESS 80'"}, concurrency=2)
+    neg = s.submit(type="neg", queue=q)["id"]
+    forms = s.submit(type="forms", queue=q)["id"]
+    eq(s.wait_status(neg, "done")["progress"], 0, "progress after '::progress -5'")
+    eq(s.wait_status(forms, "done")["progress"], 42, "progress after the forms that are not "
+       "progress lines")
+    eq(lines_of(s, forms, "stdout"), ["::progress 7%", "::progress abc", "::progress",
+                                      " ::progress 60", "::progress 1 2", "::progress +70",
+                                      "::progress 1e2", "::PROGRESS 80"],
+       "stdout lines that are logged as they are")
+    eq(lines_of(s, forms, "stderr"), ["::progress 50"], "a progress line on stderr is logged")
+
+
+def test_heartbeat_version_is_the_program_version_and_stale_members_are_reaped():
+    s = stack()
+    q = unique_queue()
+    now_ms = int(s.redis("TIME")[0]) * 1000
+    ghost, fresh = "ghost-" + q, "fresh-" + q
+    s.redis("ZADD", "jobgate:workers", now_ms - 61000, ghost, now_ms - 1000, fresh)
+    try:
+        wid = "hbv-" + q
+        s.start_worker(queues=[q], args=["--id", wid])
+        harness.wait_until(lambda: s.redis("ZSCORE", "jobgate:workers", ghost) is None, 15,
+                           "a member not seen for over 60 s to be removed by a heartbeat")
+        check(s.redis("ZSCORE", "jobgate:workers", fresh) is not None,
+              "a member seen a second ago stays")
+        info = dict(zip(*[iter(s.redis("HGETALL", "jobgate:worker:" + wid))] * 2))
+        _, out, _ = _run(["--version"])
+        eq(info["version"], out.split()[1], "heartbeat version = the program's --version")
+        seen = int(info["last_seen"])
+        check(abs(seen - now_ms) < 10000, "last_seen is in Redis' clock (ms)", (seen, now_ms))
+    finally:
+        s.redis("ZREM", "jobgate:workers", ghost, fresh)
+
+
+def test_check_prints_the_workers_own_settings_and_what_is_missing():
+    s = stack()
+    rc, out, err = _run(["--check", "--queue", "a", "--queue", "b", "--concurrency", "3",
+                         "--grace", "7"], env={"REDIS_URL": s.redis_url, "JOBGATE_LEASE": "12"})
+    eq(rc, 1, "--check exit code without a type")
+    for want in ("queue=a\nqueue=b\n", "concurrency=3\n", "grace=7\n", "JOBGATE_LEASE=12\n",
+                 "JOBGATE_RETRY_BASE=", "JOBGATE_KEY_PREFIX=jobgate\n", "REDIS_URL=",
+                 "missing=no job types: give at least one --type NAME=COMMAND\n", "redis=ok\n"):
+        check(want in out, "expected %r in --check output" % want, out)
+    for web in ("threads=", "socket=", "max_streams=", "JOBGATE_MAX_BODY", "JOBGATE_PREFIX="):
+        check(web not in out, "a web program's setting %r in the worker's --check" % web, out)
+
+
+def _script(name):
+    with open(os.path.join(harness.ROOT, "redis", name + ".lua"), "rb") as f:
+        return f.read()
+
+
+def test_scripts_as_shipped_speak_the_documented_protocol():
+    """What a worker in another language does: load redis/*.lua byte for byte (the C worker's
+    SHA-1s are the same), claim with the documented arguments and read the documented reply
+    types, send a log batch (at most 1000 lines), complete."""
+    import hashlib
+    s = stack()
+    q = unique_queue()
+    s.start_worker(queues=[q])
+    s.wait_status(s.submit(type="echo", queue=q)["id"], "done")
+    shas = {n: hashlib.sha1(_script(n)).hexdigest() for n in ("claim", "log", "renew", "complete")}
+    eq(s.redis("SCRIPT", "EXISTS", *shas.values()), [1, 1, 1, 1],
+       "the C worker loaded the shipped files byte for byte (same SHA-1)")
+
+    q2 = unique_queue()   # served by no worker: this test is its worker
+    job = s.submit(type="mine", queue=q2, payload={"x": 1}, timeout=2.5)
+    tag, P = job["id"][:8], "jobgate:{%s}:" % job["id"][:8]
+    lease_ms = 30000
+    rep = s.redis("EVALSHA", shas["claim"], 4, P + "q:%s:delayed" % q2, P + "q:%s:running" % q2,
+                  P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
+                  P, q2, "proto-" + q2, 5, lease_ms, 1000, 1000, 86400, 10000, "jobgate:events",
+                  "jobgate:wake:" + q2)
+    redis_now = int(s.redis("TIME")[0]) * 1000
+    next_run_at, taken, now = rep[0], rep[1], rep[2]
+    eq((next_run_at, taken, len(rep)), (-1, 0, 4), "next_run_at, taken_back, jobs claimed + 3")
+    check(isinstance(now, int) and abs(now - redis_now) < 5000, "now: Redis' clock, an integer",
+          now)
+    jid, jtype, attempt, fence, timeout_ms, lease_until, payload = rep[3]
+    check(isinstance(payload, str), "payload is a string", payload)
+    eq((jid, jtype, json.loads(payload)), (job["id"], "mine", {"x": 1}), "id, type, payload")
+    eq((attempt, timeout_ms, lease_until - now), (1, 2500, lease_ms),
+       "attempt, timeout_ms, lease_until - now (integers)")
+    check(isinstance(fence, int), "fence is an integer", fence)
+    eq(s.job(job["id"])["status"], "running", "status after the claim")
+    eq(s.redis("TYPE", P + "log:" + jid), "stream", "sanity: the log exists")
+
+    keys = [P + "job:" + jid, P + "log:" + jid]
+    too_many = []
+    for i in range(1001):
+        too_many += ["stdout", "l%d" % i]
+    r = s.redis_pipeline([["EVALSHA", shas["log"], 2] + keys +
+                          [jid, fence, 10000, "jobgate:events", ""] + too_many])[0]
+    check(isinstance(r, harness.RedisError) and "1000" in str(r),
+          "expected an error reply for 1001 lines in one log.lua call", r)
+    eq(lines_of(s, jid, "stdout"), [], "lines after the refused batch")
+    r = s.redis("EVALSHA", shas["log"], 2, *keys, jid, fence, 10000, "jobgate:events", "50",
+                *too_many[:2000])
+    eq(r, [1, 0], "log.lua reply for 1000 lines")
+    eq(len(lines_of(s, jid, "stdout")), 1000, "lines logged")
+    r = s.redis("EVALSHA", shas["renew"], 2, keys[0], P + "q:%s:running" % q2, jid, fence, lease_ms)
+    check(r[:2] == [1, 0] and isinstance(r[2], int) and r[2] >= lease_until,
+          "renew.lua reply {1, cancel_requested, lease_until} (integers)", r)
+    r = s.redis("EVALSHA", shas["complete"], 6, *keys, P + "q:%s:running" % q2,
+                P + "q:%s:delayed" % q2, P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
+                jid, fence, "done", '{"ok":true}', 1000, 1000, 86400, 10000, "jobgate:events",
+                "jobgate:wake:" + q2)
+    eq(r, [1, "done"], "complete.lua reply")
+    j = s.job(jid)
+    eq((j["status"], j["result"], j["progress"]), ("done", {"ok": True}, 50), "the job over HTTP")

@@ -345,3 +345,96 @@ def test_job_that_ends_while_redis_is_down_is_reported_when_it_is_back():
         eq(lines_of(s, job["id"], "stdout"), ["step %d/4" % i for i in range(1, 5)],
            "lines written while Redis was down")
         check("redis" in w.log(), "the worker logged the outage", w.log()[-500:])
+
+
+# ---- the worker protocol as specified (issue 12) ------------------------------------------------
+
+def test_job_whose_lease_cannot_be_renewed_is_killed_by_lease_end():
+    """Redis is away for longer than the lease: the worker must not run the job past the lease it
+    last got (another worker may take the job back and run it meanwhile)."""
+    with harness.Stack(name="leaseend") as s:
+        q = "leaseend"
+        with tempfile.TemporaryDirectory() as d:
+            cmd = ('if [ "$JOBGATE_ATTEMPT" = 1 ]; then echo $$ > %s/pid; sleep 60 & echo $! > '
+                   '%s/child; wait; fi; echo "$JOBGATE_ATTEMPT" > "$JOBGATE_RESULT_FILE"' % (d, d))
+            w = s.start_worker(queues=[q], types={"t": cmd}, env=FAST)
+            job = s.submit(type="t", queue=q)
+            harness.wait_until(lambda: _read_int(d + "/pid") and _read_int(d + "/child"), 10,
+                               "attempt 1 running")
+            pids = [_read_int(d + "/pid"), _read_int(d + "/child")]
+            try:
+                s.redis("SHUTDOWN", "SAVE")
+            except (harness.RedisError, OSError):
+                pass
+            t_down = time.monotonic()
+            s.redis_proc.wait(10)
+            s.redis_proc.expected_exit = True
+            s.stop_redis()
+            # the last renewal was sent before t_down: its lease ends by t_down + 2 s
+            harness.wait_until(lambda: not any(_alive(p) for p in pids), 2 + 1.0,
+                               "the job's processes to be gone by the end of its lease")
+            gone_after = time.monotonic() - t_down
+            check(w.alive(), "the worker itself keeps running", w.log()[-800:])
+            check("lease ran out without a renewal" in w.log(), "the worker says why",
+                  w.log()[-800:])
+            check(gone_after > 0.3, "sanity: the job ran on while its lease held", gone_after)
+            s.start_redis()
+            done = s.wait_status(job["id"], ("done", "failed"), timeout=20)
+            eq((done["status"], done["result"], done["attempts"]), ("done", 2, 2),
+               "the job after Redis came back (attempt 1 failed, attempt 2 ran)")
+
+
+def test_expired_lease_is_taken_back_by_a_worker_of_its_queue_only():
+    """Expired leases are taken back by claims in the job's queue (any type), not by workers of
+    other queues: until one happens, the job shows running (docs/redis.md, Leases)."""
+    s = stack()
+    q, other = unique_queue(), unique_queue()
+    a = s.start_worker(queues=[q], types={"t": "sleep 60"}, env=FAST)
+    job = s.submit(type="t", queue=q, max_attempts=1)
+    s.wait_status(job["id"], "running")
+    a.proc.expected_exit = True
+    os.kill(a.pid, signal.SIGKILL)
+    b = s.start_worker(queues=[other], types={"t": "sleep 60"}, env=FAST)
+    time.sleep(2 + 2.0)            # the lease (2 s) ran out a while ago
+    eq(s.job(job["id"])["status"], "running", "status with only another queue's worker live")
+    b.stop()
+    s.start_worker(queues=[q], types={"other": "true"}, env=FAST)
+    failed = s.wait_status(job["id"], "failed", timeout=15)
+    eq(failed["error"], "worker lost", "error once a worker of its queue claimed")
+
+
+def test_cancel_after_the_job_exited_cleanly_leaves_it_done():
+    """Cancel racing a normal exit: the job's process ended with 0 before its worker acted on
+    the cancel, so the job is done (complete.lua keeps done over cancel_requested)."""
+    s = stack()
+    q = unique_queue()
+    with tempfile.TemporaryDirectory() as d:
+        cmd = 'echo $$ > %s/pid; sleep 1; echo \'"finished"\' > "$JOBGATE_RESULT_FILE"' % d
+        w = s.start_worker(queues=[q], types={"t": cmd})
+        job = s.submit(type="t", queue=q)
+        harness.wait_until(lambda: _read_int(d + "/pid"), 10, "the job running")
+        pid = _read_int(d + "/pid")
+        w.signal(signal.SIGSTOP)
+        try:
+            harness.wait_until(lambda: not _alive(pid), 10, "the job's process to exit")
+            r = s.request("POST", "/jobs/%s/cancel" % job["id"])
+            eq(r.status, 202, "cancel while the job still shows running")
+        finally:
+            w.signal(signal.SIGCONT)
+        done = s.wait_status(job["id"], ("done", "cancelled", "failed"), timeout=10)
+        eq((done["status"], done["result"], done["cancel_requested"]), ("done", "finished", True),
+           "status, result and cancel_requested")
+
+
+def test_cancel_of_a_job_that_then_exits_0_is_cancelled():
+    """Once the worker stopped a job for a cancel, the attempt ends cancelled whatever the exit."""
+    s = stack()
+    q = unique_queue()
+    cmd = ("trap 'echo \"\\\"late\\\"\" > \"$JOBGATE_RESULT_FILE\"; exit 0' TERM; "
+           "echo started; while :; do sleep 0.05; done")
+    s.start_worker(queues=[q], types={"t": cmd})
+    job = s.submit(type="t", queue=q)
+    harness.wait_until(lambda: "started" in lines_of(s, job["id"], "stdout"), 10, "the job running")
+    eq(s.request("POST", "/jobs/%s/cancel" % job["id"]).status, 202, "cancel")
+    done = s.wait_status(job["id"], ("done", "cancelled", "failed"), timeout=10)
+    eq((done["status"], done["result"]), ("cancelled", None), "status and result")

@@ -16,6 +16,8 @@ void jg_lines_init(jg_lines_t *l)
 static void emit(jg_lines_t *l, jg_line_fn fn, void *ctx)
 {
     char out[JG_LINE_MAX];
+    if (!l->cut && l->len > 0 && l->buf[l->len - 1] == '\r')   /* a CRLF line end */
+        l->len--;
     size_t n = jg_line_clean(l->buf, l->len, l->cut, out);
     fn(ctx, out, n);
     l->len = 0;
@@ -27,11 +29,11 @@ void jg_lines_feed(jg_lines_t *l, const char *data, size_t n, jg_line_fn fn, voi
     while (n > 0) {
         const char *nl = memchr(data, '\n', n);
         size_t take = nl ? (size_t)(nl - data) : n;
-        size_t room = JG_LINE_MAX - l->len;
+        size_t room = sizeof l->buf - l->len;
         if (take > room) {
             l->cut = 1;
             memcpy(l->buf + l->len, data, room);
-            l->len = JG_LINE_MAX;
+            l->len = sizeof l->buf;
         } else {
             memcpy(l->buf + l->len, data, take);
             l->len += take;

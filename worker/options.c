@@ -29,7 +29,8 @@ void jg_worker_usage(FILE *out)
           "      --grace S          on SIGTERM, how long running jobs may finish (default 30)\n"
           "      --id ID            worker id (default <host>-<pid>-<random>)\n"
           "      --config FILE      read settings from FILE (same names as the long flags)\n"
-          "      --check            print the configuration (secrets masked), ping Redis, exit\n"
+          "      --check            print the worker's settings (secrets masked) and what is\n"
+          "                         missing, ping Redis, exit 0 if usable\n"
           "      --help, --version\n"
           "Environment: REDIS_URL, JOBGATE_KEY_PREFIX, JOBGATE_LOG_MAX, JOBGATE_RETENTION,\n"
           "JOBGATE_LEASE, JOBGATE_RETRY_BASE (see docs/worker.md).\n",
@@ -276,8 +277,9 @@ int jg_worker_opts_parse(jg_worker_opts_t *o, int argc, char **argv, char *err, 
     }
     if (o->nqueues == 0)
         add_queue(o, "default", err, errlen);
-    if (o->ntypes == 0) {
-        snprintf(err, errlen, "no job types: give at least one --type NAME=COMMAND");
+    /* --check reports a missing type itself, with the rest of the settings */
+    if (o->ntypes == 0 && o->action != JG_WORKER_CHECK) {
+        snprintf(err, errlen, "%s", JG_WORKER_NO_TYPES);
         return JG_ERR;
     }
     if (o->id[0] == '\0')

@@ -12,6 +12,7 @@
 #define JG_WORKER_MAX_TYPES  64
 #define JG_WORKER_MAX_CONCURRENCY 256
 #define JG_WORKER_ID_MAX 100
+#define JG_WORKER_NO_TYPES "no job types: give at least one --type NAME=COMMAND"
 
 typedef enum jg_worker_action {
     JG_WORKER_RUN = 0,
@@ -39,7 +40,8 @@ typedef struct jg_worker_opts {
 
 /* Parses argv (and the file named by --config, read first: flags given on the command line
  * override its values, and --queue / --type on the command line replace its lists). Fills in the
- * defaults. Returns JG_OK, or JG_ERR with a message in err. The caller frees with
+ * defaults. Returns JG_OK, or JG_ERR with a message in err (no --type is an error, except with
+ * --check, which reports it: ntypes is then 0). The caller frees with
  * jg_worker_opts_free() in both cases. */
 int jg_worker_opts_parse(jg_worker_opts_t *o, int argc, char **argv, char *err, size_t errlen);
 void jg_worker_opts_free(jg_worker_opts_t *o);

@@ -93,10 +93,11 @@ static int payload_fd(const char *payload, size_t len)
     return fd;
 }
 
-/* One word of [A-Za-z0-9_./+-] with a '/' in it: a path that sh -c would simply exec. */
+/* A "single path" (docs/worker.md, "Worker protocol"): only [A-Za-z0-9_./+-], at least one
+ * '/', not starting with '-'. It is exec'd directly, as `/bin/sh -c 'exec PATH'` would. */
 static int plain_path(const char *command)
 {
-    if (strchr(command, '/') == NULL)
+    if (strchr(command, '/') == NULL || command[0] == '-')
         return 0;
     for (const char *p = command; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
@@ -129,9 +130,10 @@ static void child_exec(const jg_child_t *c, const char *command, int direct, cha
             close(fd);
     if (chdir(c->dir) != 0)
         _exit(127);
-    /* A command that is one word naming a file is what `sh -c` would exec at once: exec it
-     * here and save a shell start (a third of the cost of a tiny job). Anything else, or a
-     * file the kernel cannot exec, goes to /bin/sh -c as usual. */
+    /* A single path is exec'd directly, as `sh -c 'exec PATH'` would: the job's process is the
+     * program itself (signals reach it, its death by a signal is "killed by signal S"), and a
+     * shell start is saved (a third of the cost of a tiny job). Anything else, or a file the
+     * kernel cannot exec, goes to /bin/sh -c as usual (the shell is then the job's process). */
     if (direct) {
         char *const dargv[] = {(char *)command, NULL};
         execve(command, dargv, env);
@@ -348,6 +350,31 @@ void jg_child_cleanup(jg_child_t *c)
     if (c->dir[0])
         jg_remove_tree(c->dir);
     c->dir[0] = '\0';
+}
+
+int jg_child_exited(const jg_child_t *c)
+{
+    if (c->pid <= 0)
+        return 0;
+    if (c->reaped)
+        return 1;
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    return waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid != 0;
+}
+
+void jg_seconds_text(long long ms, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%lld.%03lld", ms / 1000, ms % 1000);
+    char *dot = strchr(out, '.');
+    if (dot == NULL)
+        return;
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '0')
+        out[--n] = '\0';
+    if (out[n - 1] == '.')
+        out[n - 1] = '\0';
 }
 
 void jg_child_error(int wstatus, const char *last_stderr, char *out, size_t outlen)

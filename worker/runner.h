@@ -1,6 +1,7 @@
-/* runner.h — one job process: started with /bin/sh -c COMMAND in its own process group and a
- * fresh temporary directory, the payload on stdin, the JOBGATE_* environment, stdout and stderr
- * on non-blocking pipes; signalled as a group; its result file read and checked; cleaned up. */
+/* runner.h — one job process: started with /bin/sh -c COMMAND (a single path is exec'd directly)
+ * in its own process group and a fresh temporary directory, the payload on stdin, the JOBGATE_*
+ * environment, stdout and stderr on non-blocking pipes; signalled as a group; its result file
+ * read and checked; cleaned up. */
 #ifndef JG_RUNNER_H
 #define JG_RUNNER_H
 
@@ -51,6 +52,13 @@ int jg_child_result(const jg_child_t *c, jg_buf_t *out, char *err, size_t errlen
 /* Kills what is left of the group (unless reaped: jg_child_reap did), closes the pipes and
  * removes the directory. */
 void jg_child_cleanup(jg_child_t *c);
+
+/* 1 when the job process (the group leader) has exited, reaped or not; 0 while it runs. */
+int jg_child_exited(const jg_child_t *c);
+
+/* Milliseconds as the seconds of "timeout after T s": at most 3 decimals, no trailing zeros
+ * (1000 -> "1", 1500 -> "1.5", 86400000 -> "86400"). ms >= 0. */
+void jg_seconds_text(long long ms, char *out, size_t outlen);
 
 /* The attempt's error for a wait status that is not a clean exit: "exit status N: <line>"
  * ("exit status N" without a stderr line) or "killed by signal S". */

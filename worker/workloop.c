@@ -31,6 +31,7 @@
 #define TICK_MS             1000    /* safety re-check: promote, take back leases, claim */
 #define HEARTBEAT_MS        5000
 #define HEARTBEAT_TTL_S     15
+#define WORKER_GONE_MS      60000   /* P:workers members older than this are removed */
 #define KILL_AFTER_MS       5000    /* SIGTERM, then SIGKILL this much later */
 #define CANCEL_KILL_AFTER_MS 500    /* a cancel must end the job within 1 s */
 #define REPORT_AFTER_STOP_MS 10000  /* after the grace: how long to try reporting outcomes */
@@ -41,7 +42,7 @@
 #define SUB_PONG_MS         5000    /* and dropped (then made again) if no answer by then */
 
 enum { SLOT_FREE, SLOT_RUNNING, SLOT_ENDED };
-enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN };
+enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN, STOP_EXPIRED };
 
 typedef struct slot {
     int  state;
@@ -54,6 +55,8 @@ typedef struct slot {
     jg_child_t child;
     jg_lines_t out, err;
     int64_t renew_at, term_at, kill_at;   /* monotonic ms; 0 = none */
+    int64_t lease_end;         /* monotonic ms by which the lease Redis last gave surely ran out
+                                  (counted from when the claim or renewal was sent) */
     int  stop;                 /* STOP_*: why the worker stopped it */
     int  lost;                 /* Redis refused a fenced call: the attempt is not ours */
     /* lines not yet accepted by Redis: records of [stream 'o'|'e'][u32 length][bytes] */
@@ -89,6 +92,7 @@ typedef struct worker {
     int maybe_more;            /* the last claims filled every free slot: there may be more */
     int64_t last_claim_at[JG_WORKER_MAX_QUEUES];   /* per queue: promotion, taking back */
     int64_t tick_at, heartbeat_at, delayed_at;
+    int64_t clock_offset;      /* Redis' clock minus ours, ms, from the last claim's `now` */
     int stopping;
     int64_t stop_deadline, give_up_at;
     int64_t started_ms;
@@ -132,11 +136,18 @@ static void on_stdout_line(void *ctx, const char *line, size_t len)
         queue_line(s, 'o', line, len);
 }
 
+/* The error's suffix is the last stderr line with something in it: a line of only blanks (an
+ * empty line a tool prints last, say) does not replace it. */
 static void on_stderr_line(void *ctx, const char *line, size_t len)
 {
     slot_t *s = ctx;
-    jg_buf_reset(&s->last_err);
-    jg_buf_append(&s->last_err, line, len);
+    size_t k = 0;
+    while (k < len && (line[k] == ' ' || line[k] == '\t'))
+        k++;
+    if (k < len) {
+        jg_buf_reset(&s->last_err);
+        jg_buf_append(&s->last_err, line, len);
+    }
     queue_line(s, 'e', line, len);
 }
 
@@ -170,15 +181,18 @@ static void stop_slot(worker_t *w, slot_t *s, int reason)
     if (s->state != SLOT_RUNNING)
         return;
     int64_t now = jg_monotonic_ms();
-    if (reason == STOP_LOST) {
+    if (reason == STOP_LOST || reason == STOP_EXPIRED) {
         /* another worker may run this job now: no grace at all */
-        s->stop = STOP_LOST;
-        s->lost = 1;
+        if (s->stop != STOP_LOST)
+            s->stop = reason;
+        s->lost |= reason == STOP_LOST;
         jg_child_signal(&s->child, SIGKILL);
         s->kill_at = 0;
         return;
     }
-    if (s->stop != STOP_NONE)
+    /* a job whose process already ended on its own ends as its exit says (a cancel that comes
+     * after a clean exit leaves it done) */
+    if (s->stop != STOP_NONE || jg_child_exited(&s->child))
         return;
     s->stop = reason;
     jg_child_signal(&s->child, SIGTERM);
@@ -216,6 +230,9 @@ static void slot_exited(worker_t *w, slot_t *s, int wstatus)
     case STOP_LOST:
         set_outcome(s, "failed", "lease lost", 10);
         break;
+    case STOP_EXPIRED:
+        set_outcome(s, "failed", "lease expired", 13);
+        break;
     case STOP_CANCEL:
         set_outcome(s, "cancelled", "", 0);
         break;
@@ -223,7 +240,9 @@ static void slot_exited(worker_t *w, slot_t *s, int wstatus)
         set_outcome(s, "requeue", "", 0);
         break;
     case STOP_TIMEOUT: {
-        int n = snprintf(err, sizeof err, "timeout after %g s", (double)s->timeout_ms / 1000.0);
+        char t[32];
+        jg_seconds_text(s->timeout_ms, t, sizeof t);
+        int n = snprintf(err, sizeof err, "timeout after %s s", t);
         set_outcome(s, "failed", err, (size_t)n);
         break;
     }
@@ -254,7 +273,7 @@ static void slot_free(slot_t *s)
 }
 
 /* A claimed job: start its process in a free slot. */
-static void start_job(worker_t *w, const redisReply *job, int qi)
+static void start_job(worker_t *w, const redisReply *job, int qi, int64_t sent_at)
 {
     char tmp[32];
     slot_t *s = NULL;
@@ -281,6 +300,7 @@ static void start_job(worker_t *w, const redisReply *job, int qi)
     s->state = SLOT_RUNNING;
     int64_t now = jg_monotonic_ms();
     s->renew_at = now + w->cfg->lease * 1000 / 3;
+    s->lease_end = sent_at + w->cfg->lease * 1000;
     s->term_at = now + s->timeout_ms;
 
     const char *command = jg_worker_command(w->o, s->type);
@@ -316,6 +336,7 @@ typedef struct item {
     size_t bytes;      /* LOG: bytes of logq they take */
     int progress;      /* LOG: progress sent, -1 none */
     int qi;            /* CLAIM */
+    int64_t sent_at;   /* monotonic ms when appended (a lease counts from no earlier) */
 } item_t;
 
 typedef struct pipeline {
@@ -331,6 +352,7 @@ static void add_item(pipeline_t *p, item_t it)
         if (p->items == NULL)
             abort();
     }
+    it.sent_at = jg_monotonic_ms();
     p->items[p->n++] = it;
 }
 
@@ -360,7 +382,7 @@ static int append_logs(worker_t *w, pipeline_t *p, int si)
         jg_args_free(&a);
         if (rc)
             return JG_ERR;
-        add_item(p, (item_t){ITEM_LOG, si, n, off - start, progress, 0});
+        add_item(p, (item_t){ITEM_LOG, si, n, off - start, progress, 0, 0});
         progress = -1;
     }
     return JG_OK;
@@ -376,7 +398,7 @@ static int append_complete(worker_t *w, pipeline_t *p, int si)
     int rc = jg_proto_append(&w->proto, "complete", nkeys, &a);
     jg_args_free(&a);
     if (rc == JG_OK)
-        add_item(p, (item_t){ITEM_COMPLETE, si, 0, 0, -1, 0});
+        add_item(p, (item_t){ITEM_COMPLETE, si, 0, 0, -1, 0, 0});
     return rc;
 }
 
@@ -389,7 +411,7 @@ static int append_renew(worker_t *w, pipeline_t *p, int si)
     int rc = jg_proto_append(&w->proto, "renew", nkeys, &a);
     jg_args_free(&a);
     if (rc == JG_OK)
-        add_item(p, (item_t){ITEM_RENEW, si, 0, 0, -1, 0});
+        add_item(p, (item_t){ITEM_RENEW, si, 0, 0, -1, 0, 0});
     return rc;
 }
 
@@ -401,7 +423,7 @@ static int append_claim(worker_t *w, pipeline_t *p, int qi, int want)
     int rc = jg_proto_append(&w->proto, "claim", nkeys, &a);
     jg_args_free(&a);
     if (rc == JG_OK) {
-        add_item(p, (item_t){ITEM_CLAIM, -1, want, 0, -1, qi});
+        add_item(p, (item_t){ITEM_CLAIM, -1, want, 0, -1, qi, 0});
         w->last_claim_at[qi] = jg_monotonic_ms();
     }
     return rc;
@@ -425,7 +447,7 @@ static int append_heartbeat(worker_t *w, pipeline_t *p)
     snprintf(what, sizeof what, "worker:%s", w->o->id);
     jg_key_global(w->cfg, what, key);
     jg_key_global(w->cfg, "workers", set);
-    int64_t now = jg_now_ms();
+    int64_t now = jg_now_ms() + w->clock_offset;   /* in Redis' clock, as workers agree */
     int running = w->nslots - count_state(w, SLOT_FREE);
     if (jg_redis_append(&w->cmd,
                         "HSET %s id %s host %s pid %d queues %s types %s concurrency %d "
@@ -434,10 +456,13 @@ static int append_heartbeat(worker_t *w, pipeline_t *p)
                         running, (long long)w->started_ms, (long long)now,
                         w->stopping ? "stopping" : "running", JG_VERSION) ||
         jg_redis_append(&w->cmd, "EXPIRE %s %d", key, HEARTBEAT_TTL_S) ||
-        jg_redis_append(&w->cmd, "ZADD %s %lld %s", set, (long long)now, w->o->id))
+        jg_redis_append(&w->cmd, "ZADD %s %lld %s", set, (long long)now, w->o->id) ||
+        /* the reaper: members not seen for WORKER_GONE_MS (killed -9, host lost) go */
+        jg_redis_append(&w->cmd, "ZREMRANGEBYSCORE %s -inf (%lld", set,
+                        (long long)(now - WORKER_GONE_MS)))
         return JG_ERR;
-    for (int i = 0; i < 3; i++)
-        add_item(p, (item_t){ITEM_PLAIN, -1, 0, 0, -1, 0});
+    for (int i = 0; i < 4; i++)
+        add_item(p, (item_t){ITEM_PLAIN, -1, 0, 0, -1, 0, 0});
     return JG_OK;
 }
 
@@ -544,6 +569,8 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
         break;
     case ITEM_RENEW:
         s->renew_at = jg_monotonic_ms() + w->cfg->lease * 1000 / 3;
+        if (ok)
+            s->lease_end = it->sent_at + w->cfg->lease * 1000;
         if (ok && jg_reply_int(rep, 1) == 1)
             stop_slot(w, s, STOP_CANCEL);
         else if (rep->type == REDIS_REPLY_ARRAY && !ok && !s->lost)
@@ -568,8 +595,12 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2)
             return 0;
         long long next = jg_reply_int(rep, 0), taken = jg_reply_int(rep, 1);
+        long long redis_now = rep->elements >= 3 ? jg_reply_int(rep, 2) : 0;
+        if (redis_now > 0)
+            w->clock_offset = redis_now - jg_now_ms();
         if (next > 0) {
-            int64_t in = next - jg_now_ms();
+            /* in Redis' clock: how far ahead of Redis' now, not of ours */
+            int64_t in = next - (redis_now > 0 ? redis_now : jg_now_ms());
             int64_t at = jg_monotonic_ms() + (in > 0 ? in : 0);
             if (w->delayed_at == 0 || at < w->delayed_at)
                 w->delayed_at = at;
@@ -580,11 +611,11 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
                         w->o->queues[it->qi], "count", tmp, NULL);
         }
         int got = 0;
-        for (size_t i = 2; i < rep->elements; i++) {
+        for (size_t i = 3; i < rep->elements; i++) {
             const redisReply *job = rep->element[i];
             if (job->type != REDIS_REPLY_ARRAY || job->elements < 7)
                 continue;
-            start_job(w, job, it->qi);
+            start_job(w, job, it->qi, it->sent_at);
             got++;
         }
         return got;
@@ -906,9 +937,15 @@ static void run_timers(worker_t *w)
         slot_t *s = &w->slots[i];
         if (s->state != SLOT_RUNNING)
             continue;
+        if (!s->lost && s->stop != STOP_EXPIRED && s->lease_end && now >= s->lease_end) {
+            /* no renewal got through (Redis away or too slow) and the lease has run out:
+             * another worker may take the job back and run it, so this one must not go on */
+            jg_log_warn("lease ran out without a renewal: killing the job", "job", s->id, NULL);
+            stop_slot(w, s, STOP_EXPIRED);
+        }
         if (s->stop == STOP_NONE && now >= s->term_at) {
             char t[32];
-            snprintf(t, sizeof t, "%g", (double)s->timeout_ms / 1000.0);
+            jg_seconds_text(s->timeout_ms, t, sizeof t);
             jg_log_info("timeout: stopping job", "job", s->id, "timeout_s", t, NULL);
             stop_slot(w, s, STOP_TIMEOUT);
         }
@@ -950,8 +987,11 @@ static int poll_timeout(worker_t *w)
             if (s->stop == STOP_NONE)
                 EARLIER(s->term_at);
             EARLIER(s->kill_at);
-            if (!s->lost)
+            if (!s->lost) {
                 EARLIER_REDIS(s->renew_at);
+                if (s->stop != STOP_EXPIRED)
+                    EARLIER(s->lease_end);
+            }
         }
         pending |= s->state == SLOT_ENDED || (!s->lost && (s->logq_n > 0 || s->progress >= 0));
     }
