@@ -161,7 +161,6 @@ events { worker_connections 4096; }
 http {
     $MIME
     default_type application/octet-stream;
-    access_log $RUN/nginx-access.log;
     client_body_temp_path $RUN/nginx-tmp/body;
     fastcgi_temp_path $RUN/nginx-tmp/fastcgi;
     proxy_temp_path $RUN/nginx-tmp/proxy;
@@ -169,6 +168,7 @@ http {
     scgi_temp_path $RUN/nginx-tmp/scgi;
 
     include $RUN/jobgate-upstreams.conf;
+    access_log $RUN/nginx-access.log jobgate;   # the shipped format: no ?access_token=
 
     server {
         listen 127.0.0.1:$PORT;

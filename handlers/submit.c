@@ -6,13 +6,13 @@
  * With cache: true, a result in the result cache (P:cache:<key>) makes a job created done (200),
  * and a job of the same cache key queued or running in the queue is answered instead of a new
  * one (202, coalesced): submit.lua decides, atomically, with the queue's in-flight marker.
- * Idempotency-Key: P:idem:<SHA-256 of the header> holds the id of the first request's job for
- * 24 h; SET NX decides which of racing repeats creates it (docs/redis.md). */
+ * Idempotency-Key: P:idem:<SHA-256 of the caller and the header> holds the id of the first
+ * request's job for 24 h; while that request creates it, a "pending:<id>" marker that expires
+ * in 10 s, taken with SET NX, decides which of racing repeats creates it (docs/redis.md). */
 #include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #include "fields.h"
 #include "jg.h"
@@ -24,9 +24,10 @@
 #include "server.h"
 #include "timefmt.h"
 
-#define IDEM_TTL_S    86400   /* an Idempotency-Key is remembered 24 h */
-#define IDEM_WAIT_MS  2000    /* a repeat waits this long for the first request's job */
-#define IDEM_ABSENT   2       /* idem_answer(): the key is not taken */
+#define IDEM_TTL_S      86400        /* an Idempotency-Key is remembered 24 h */
+#define IDEM_PENDING_MS 10000        /* ... and held this long while its job is being created */
+#define IDEM_PENDING    "pending:"   /* the value's prefix meanwhile: "pending:<id>" */
+#define IDEM_ABSENT     2            /* idem_answer(): the key is not taken */
 
 /* A submitted job, validated. Strings point into the parsed body. */
 typedef struct submission {
@@ -117,41 +118,46 @@ static long long read_job(jg_req_t *req, const char *id)
     return version;
 }
 
-/* The job of a taken Idempotency-Key (idem: its Redis key) answers the request: 200 with it.
- * The first request may still be creating it: wait up to IDEM_WAIT_MS for it to exist.
- * Returns JG_OK (answered), JG_ERR (failed: 503, or 409 when the job never shows up), or
- * IDEM_ABSENT when nobody holds the key. */
+/* A taken Idempotency-Key (idem: its Redis key) answers the request: 200 with its job. While the
+ * first request is still creating it (the value is "pending:<id>" and no job <id> exists yet),
+ * 409 with Retry-After: 1, at once: a repeat never waits on a thread. A pending marker whose
+ * request died expires within IDEM_PENDING_MS, so the key is free again soon.
+ * Returns JG_OK (answered), JG_ERR (failed: 409, 503), or IDEM_ABSENT when nobody holds it. */
 static int idem_answer(jg_req_t *req, const char *idem)
 {
-    int64_t deadline = jg_monotonic_ms() + IDEM_WAIT_MS;
-    for (;;) {
-        redisReply *rep = jg_redis_cmd(req->redis, "GET %s", idem);
-        char id[JG_ID_MAX + 1] = "";
-        if (rep == NULL)
-            return jg_fail_unavailable(req);
-        int type = rep->type;
-        if (type == REDIS_REPLY_STRING && rep->len <= JG_ID_MAX)
-            memcpy(id, rep->str, rep->len + 1);
-        freeReplyObject(rep);
-        if (type == REDIS_REPLY_NIL)
-            return IDEM_ABSENT;
-        if (!jg_valid_job_id(id))
-            return jg_fail(req, 500, "internal", "bad job id under an Idempotency-Key");
-        long long version = read_job(req, id);
-        if (version == -2)
-            return jg_fail_unavailable(req);
-        if (version >= 0) {
-            jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, id);
-            jg_log_info("job submitted again (Idempotency-Key)", "job", id, NULL);
-            return JG_OK;   /* 200 */
-        }
-        if (jg_monotonic_ms() >= deadline)
-            return jg_fail(req, 409, "conflict",
-                           "the job of this Idempotency-Key is not there (still being created, "
-                           "or expired)");
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
+    redisReply *rep = jg_redis_cmd(req->redis, "GET %s", idem);
+    if (rep == NULL)
+        return jg_fail_unavailable(req);
+    char id[JG_ID_MAX + 1] = "";
+    int type = rep->type, pending = 0;
+    if (type == REDIS_REPLY_STRING) {
+        const char *v = rep->str;
+        size_t plen = strlen(IDEM_PENDING);
+        if (rep->len > plen && memcmp(v, IDEM_PENDING, plen) == 0)
+            pending = 1, v += plen;
+        if (strlen(v) <= JG_ID_MAX)
+            snprintf(id, sizeof id, "%s", v);
     }
+    freeReplyObject(rep);
+    if (type == REDIS_REPLY_NIL)
+        return IDEM_ABSENT;
+    if (!jg_valid_job_id(id))
+        return jg_fail(req, 500, "internal", "bad job id under an Idempotency-Key");
+    long long version = read_job(req, id);
+    if (version == -2)
+        return jg_fail_unavailable(req);
+    if (version >= 0) {
+        jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, id);
+        jg_log_info("job submitted again (Idempotency-Key)", "job", id, NULL);
+        return JG_OK;   /* 200 */
+    }
+    jg_buf_reset(&req->body);
+    if (pending) {
+        jg_resp_header(req, "Retry-After: 1\r\n");
+        return jg_fail(req, 409, "conflict",
+                       "a request with this Idempotency-Key is still being processed; retry");
+    }
+    return jg_fail(req, 409, "conflict", "the job of this Idempotency-Key has expired");
 }
 
 /* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
@@ -176,7 +182,7 @@ static int submit(jg_req_t *req)
         if (!jg_valid_idempotency_key(ik))
             return jg_fail(req, 400, "invalid_field",
                            "Idempotency-Key must be 1 to 128 visible ASCII characters");
-        jg_key_idempotency(req->cfg, ik, idem);
+        jg_key_idempotency(req->cfg, req->caller, ik, idem);
         int r = idem_answer(req, idem);
         if (r != IDEM_ABSENT)
             return r;
@@ -190,7 +196,8 @@ static int submit(jg_req_t *req)
         goto out;
     }
     if (idem[0]) {   /* racing repeats: the one whose SET NX wins creates the job */
-        rep = jg_redis_cmd(req->redis, "SET %s %s NX EX %d", idem, id, IDEM_TTL_S);
+        rep = jg_redis_cmd(req->redis, "SET %s " IDEM_PENDING "%s NX PX %d", idem, id,
+                           IDEM_PENDING_MS);
         if (rep == NULL) {
             jg_fail_unavailable(req);
             goto out;
@@ -200,8 +207,12 @@ static int submit(jg_req_t *req)
         rep = NULL;
         if (!idem_taken) {
             rc = idem_answer(req, idem);
-            if (rc == IDEM_ABSENT)   /* the winner failed and let go of it: try again */
-                rc = jg_fail_unavailable(req);
+            if (rc == IDEM_ABSENT) {   /* the winner failed and let go of it just now */
+                jg_resp_header(req, "Retry-After: 1\r\n");
+                rc = jg_fail(req, 409, "conflict",
+                             "a request with this Idempotency-Key is still being processed; "
+                             "retry");
+            }
             goto out;
         }
     }
@@ -281,11 +292,13 @@ static int submit(jg_req_t *req)
         if (r2)
             freeReplyObject(r2);
     }
-    if (idem_taken && strcmp(job_id, id) != 0) {
-        /* coalesced: repeats of this Idempotency-Key get that job, not the id minted here */
-        redisReply *r2 = jg_redis_cmd(req->redis, "SET %s %s XX KEEPTTL", idem, job_id);
+    if (idem_taken) {
+        /* the job exists: the key names it for 24 h (a coalesced submit: the other job) */
+        redisReply *r2 = jg_redis_cmd(req->redis, "SET %s %s EX %d", idem, job_id, IDEM_TTL_S);
         if (r2)
             freeReplyObject(r2);
+        else   /* the pending marker then expires: a later repeat makes a new job */
+            jg_log_warn("Idempotency-Key not recorded: Redis unreachable", "job", job_id, NULL);
     }
     idem_taken = 0;   /* the key names a job now: keep it */
     req->status = strcmp(how, "cached") == 0 ? 200 : 202;

@@ -145,6 +145,28 @@ static int valid_mount_prefix(const char *p)
     return strpbrk(p, "?#% \t") == NULL;
 }
 
+/* A token list: comma-separated tokens of visible ASCII (what an Authorization header can carry),
+ * surrounding spaces ignored, at least one token. */
+static int valid_token_list(const char *list)
+{
+    int tokens = 0;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ",");
+        while (len && p[len - 1] == ' ')
+            len--;
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+                return 0;
+        tokens += len > 0;
+        p += len;
+        while (*p == ' ')
+            p++;
+    }
+    return tokens > 0;
+}
+
 #define FAIL(name) do { snprintf(err, errlen, "invalid %s", name); return -1; } while (0)
 
 int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen)
@@ -201,6 +223,10 @@ int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen)
         if (v && copy_checked(strs[i].dst, strs[i].cap, v))
             FAIL(strs[i].name);
     }
+    if (cfg->api_tokens[0] && !valid_token_list(cfg->api_tokens))
+        FAIL("JOBGATE_API_TOKENS");
+    if (cfg->read_tokens[0] && !valid_token_list(cfg->read_tokens))
+        FAIL("JOBGATE_READ_TOKENS");
 
     v = getenv("JOBGATE_RATE_LIMIT");
     if (v && *v) {
@@ -210,7 +236,7 @@ int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen)
             FAIL("JOBGATE_RATE_LIMIT");
         memcpy(tmp, v, (size_t)(slash - v));
         tmp[slash - v] = '\0';
-        if (jg_parse_long(tmp, 1, 1000000000, &cfg->rate_limit_n) ||
+        if (jg_parse_long(tmp, 1, 100000, &cfg->rate_limit_n) ||
             jg_parse_long(slash + 1, 1, 86400, &cfg->rate_limit_s))
             FAIL("JOBGATE_RATE_LIMIT");
     }

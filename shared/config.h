@@ -29,7 +29,7 @@ typedef struct jg_config {
     char cors_origins[1024];   /* JOBGATE_CORS_ORIGINS, comma list or "*"; empty = no CORS */
     char api_tokens[2048];     /* JOBGATE_API_TOKENS (secret) */
     char read_tokens[2048];    /* JOBGATE_READ_TOKENS (secret) */
-    long rate_limit_n;         /* JOBGATE_RATE_LIMIT=N/S; 0 = off */
+    long rate_limit_n;         /* JOBGATE_RATE_LIMIT=N/S (N 1..100000, S 1..86400); 0 = off */
     long rate_limit_s;
     int  trust_proxy;          /* JOBGATE_TRUST_PROXY=1 */
 

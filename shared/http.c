@@ -192,7 +192,7 @@ void jg_resp_common_headers(const jg_req_t *req, jg_buf_t *out)
         if (!any)
             jg_buf_puts(out, "Vary: Origin\r\n");
         jg_buf_puts(out, "Access-Control-Expose-Headers: ETag, Location, Retry-After, "
-                         "X-Cache-TTL\r\n");
+                         "WWW-Authenticate, X-Cache-TTL\r\n");
     }
 }
 

@@ -36,6 +36,8 @@ struct jg_req {
     /* What it runs with */
     const jg_config_t *cfg;
     jg_redis_t *redis;            /* this thread's connection */
+    char caller[65];              /* hex SHA-256 of the write token that authorized the request,
+                                     "" when none (access.c): scopes Idempotency-Keys */
 
     /* The answer */
     int status;

@@ -126,16 +126,34 @@ int jg_key_inflight(const jg_config_t *cfg, const char *queue, const char *hex,
     return jg_key_queue(cfg, queue, what, out);
 }
 
-int jg_key_idempotency(const jg_config_t *cfg, const char *key, char out[JG_KEY_MAX])
+/* hex SHA-256 of a followed by b (each at most 200 bytes: a caller, a header, an address). */
+static void sha256_hex(const char *a, const char *b, char hex[65])
 {
     static const char digits[] = "0123456789abcdef";
     unsigned char md[SHA256_DIGEST_LENGTH];
-    char hex[2 * SHA256_DIGEST_LENGTH + 1];
-    SHA256((const unsigned char *)key, strlen(key), md);
+    char in[512];
+    int n = snprintf(in, sizeof in, "%.200s%.200s", a, b);
+    SHA256((const unsigned char *)in, (size_t)n, md);
     for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }
-    hex[sizeof hex - 1] = '\0';
+    hex[64] = '\0';
+}
+
+int jg_key_idempotency(const jg_config_t *cfg, const char *caller, const char *key,
+                       char out[JG_KEY_MAX])
+{
+    char hex[65], scope[80] = "";
+    if (caller && caller[0])
+        snprintf(scope, sizeof scope, "%.64s\n", caller);
+    sha256_hex(scope, key, hex);
     return snprintf(out, JG_KEY_MAX, "%s:idem:%s", cfg->key_prefix, hex);
+}
+
+int jg_key_ratelimit(const jg_config_t *cfg, const char *addr, char out[JG_KEY_MAX])
+{
+    char hex[65];
+    sha256_hex("", addr, hex);
+    return snprintf(out, JG_KEY_MAX, "%s:rl:%s", cfg->key_prefix, hex);
 }

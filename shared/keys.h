@@ -42,8 +42,14 @@ int jg_key_cache(const jg_config_t *cfg, const char *hex, char out[JG_KEY_MAX]);
  * the id of the job of that key that is queued or running there. */
 int jg_key_inflight(const jg_config_t *cfg, const char *queue, const char *hex,
                     char out[JG_KEY_MAX]);
-/* "<prefix>:idem:<SHA-256 hex of key>" for an Idempotency-Key that passed
- * jg_valid_idempotency_key: the header is hashed, never put in a key as it is. */
-int jg_key_idempotency(const jg_config_t *cfg, const char *key, char out[JG_KEY_MAX]);
+/* "<prefix>:idem:<SHA-256 hex>" for an Idempotency-Key that passed jg_valid_idempotency_key:
+ * of the key alone when caller is "", else of "<caller>\n<key>" (caller: the hex SHA-256 of the
+ * caller's token, req->caller), so that each caller has its own keys. The header is hashed,
+ * never put in a key as it is. */
+int jg_key_idempotency(const jg_config_t *cfg, const char *caller, const char *key,
+                       char out[JG_KEY_MAX]);
+/* "<prefix>:rl:<SHA-256 hex of addr>": the rate-limit window of one client address (its own
+ * slot; redis/ratelimit.lua). */
+int jg_key_ratelimit(const jg_config_t *cfg, const char *addr, char out[JG_KEY_MAX]);
 
 #endif

@@ -6,20 +6,31 @@
 #include "routes.h"
 
 static const jg_route_t routes[] = {
-    {JG_ROUTE_SUBMIT, "POST", "/jobs", "submit"},
-    {JG_ROUTE_CANCEL, "POST", "/jobs/{}/cancel", "submit"},
-    {JG_ROUTE_STATUS, "GET", "/jobs/{}", "status"},
-    {JG_ROUTE_LOGS, "GET", "/jobs/{}/logs", "logs"},
-    {JG_ROUTE_CACHE_KEY, "POST", "/cache/key", "cache"},
-    {JG_ROUTE_CACHE_GET, "GET", "/cache/{}", "cache"},
-    {JG_ROUTE_CACHE_PUT, "PUT", "/cache/{}", "cache"},
-    {JG_ROUTE_CACHE_DELETE, "DELETE", "/cache/{}", "cache"},
-    {JG_ROUTE_HEALTH, "GET", "/health", "admin"},
-    {JG_ROUTE_STATS, "GET", "/stats", "admin"},
-    {JG_ROUTE_METRICS, "GET", "/metrics", "admin"},
-    {JG_ROUTE_LIST, "GET", "/jobs", "admin"},
-    {JG_ROUTE_RETRY, "POST", "/jobs/{}/retry", "admin"},
+    {JG_ROUTE_SUBMIT, "POST", "/jobs", "submit", JG_ACCESS_WRITE, JG_ROUTE_RATE_LIMITED},
+    {JG_ROUTE_CANCEL, "POST", "/jobs/{}/cancel", "submit", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_STATUS, "GET", "/jobs/{}", "status", JG_ACCESS_READ, 0},
+    {JG_ROUTE_LOGS, "GET", "/jobs/{}/logs", "logs", JG_ACCESS_READ, JG_ROUTE_QUERY_TOKEN},
+    {JG_ROUTE_CACHE_KEY, "POST", "/cache/key", "cache", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_CACHE_GET, "GET", "/cache/{}", "cache", JG_ACCESS_READ, 0},
+    {JG_ROUTE_CACHE_PUT, "PUT", "/cache/{}", "cache", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_CACHE_DELETE, "DELETE", "/cache/{}", "cache", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_HEALTH, "GET", "/health", "admin", JG_ACCESS_OPEN, 0},
+    {JG_ROUTE_STATS, "GET", "/stats", "admin", JG_ACCESS_READ, 0},
+    {JG_ROUTE_METRICS, "GET", "/metrics", "admin", JG_ACCESS_READ, 0},
+    {JG_ROUTE_LIST, "GET", "/jobs", "admin", JG_ACCESS_READ, 0},
+    {JG_ROUTE_RETRY, "POST", "/jobs/{}/retry", "admin", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_DELETE, "DELETE", "/jobs/{}", "admin", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_QUEUES, "GET", "/queues", "admin", JG_ACCESS_READ, 0},
+    {JG_ROUTE_PAUSE, "POST", "/queues/{}/pause", "admin", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_RESUME, "POST", "/queues/{}/resume", "admin", JG_ACCESS_WRITE, 0},
+    {JG_ROUTE_RETRY_FAILED, "POST", "/queues/{}/retry-failed", "admin", JG_ACCESS_WRITE, 0},
 };
+
+const jg_route_t *jg_routes(size_t *n)
+{
+    *n = sizeof routes / sizeof routes[0];
+    return routes;
+}
 
 /* Does path match pattern? A literal segment beats "{}" only through table order: "/cache/key"
  * with POST is found before "/cache/{}" since both are tried and methods differ. */

@@ -8,6 +8,7 @@
  * use anything below here" are used for exactly these two, plus `detached` to skip libfcgi's
  * lingering close when the request was read whole; the layout has been stable since 2.4.0. */
 #include "server.h"
+#include "access.h"
 #include "jg.h"
 #include "log.h"
 #include "timefmt.h"
@@ -124,6 +125,8 @@ static int dispatch(jg_req_t *req)
         jg_resp_header(req, "Allow: %s\r\n", allow);
         return jg_fail(req, 405, "method_not_allowed", "%s is not allowed here", req->method);
     }
+    if (jg_access_check(req) != JG_OK)   /* tokens, rate limit: before any body or key */
+        return JG_ERR;
     int rc = program->handle(req);
     if (rc == JG_ERR && !req->failed)   /* a handler bug: never an empty 200 */
         jg_fail(req, 500, "internal", "internal error");

@@ -608,14 +608,17 @@ class Stack:
     socket URL). programs: which web programs to start. redis_password: start Redis with
     requirepass and give the programs a redis://:password@... URL. redis_via: "unix" (default)
     or "tcp" for the programs' REDIS_URL. program_args: extra flags for every program.
+    instances: program name -> how many processes of it to start (default 1), all listed as
+    `server` lines of its nginx upstream (sockets sock(name, 0), sock(name, 1), ...).
     """
 
     def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
-                 nginx_worker_connections=4096, start=True, front=None, apache_workers=256,
-                 apache_extra=""):
+                 nginx_worker_connections=4096, start=True, instances=None, front=None,
+                 apache_workers=256, apache_extra=""):
         self.name = name
+        self.instances = dict(instances or {})
         self.env = dict(env or {})
         self.programs = tuple(programs)
         self.threads = threads
@@ -697,7 +700,8 @@ class Stack:
                     raise
                 self.redis_port = free_port()
         for p in self.programs:
-            self.start_program(p)
+            for n in range(self.instances.get(p, 1)):
+                self.start_program(p, n=n)
         for attempt in range(4):
             self.start_front()
             try:
@@ -711,7 +715,8 @@ class Stack:
                 with open(self.front_error_log, "a") as f:
                     f.write("# harness: port %d was taken, retrying on another\n" % self.port)
         for p in self.programs:
-            wait_until(lambda p=p: os.path.exists(self.sock(p)), 10, "socket of " + p)
+            for n in range(self.instances.get(p, 1)):
+                wait_until(lambda p=p, n=n: os.path.exists(self.sock(p, n)), 10, "socket of " + p)
         time.sleep(0.05)
         self.check_alive(raise_=True)
 
@@ -794,7 +799,7 @@ class Stack:
         with open(conf, "w") as f:
             f.write(nginx_conf(self.dir, self.port, self.dir, self.nginx_extra.replace("@DIR@", self.dir),
                                self.nginx_http_extra.replace("@DIR@", self.dir),
-                               self.nginx_worker_connections, self.nginx_workers))
+                               self.nginx_worker_connections, self.nginx_workers, self.instances))
         self.nginx_proc = Proc("nginx", ["nginx", "-p", self.dir + "/", "-c", conf,
                                          "-e", os.path.join(self.dir, "nginx-error.log")],
                                _base_env(), os.path.join(self.dir, "nginx.log"))
@@ -855,7 +860,8 @@ class Stack:
         out = []
         for p in self._all_procs():
             out.append(p.log())
-        out.append(_tail(self.front_error_log, 1 << 20))
+        for f in (self.front_error_log, os.path.join(self.dir, "%s-access.log" % self.front)):
+            out.append(_tail(f, 1 << 20))
         return "\n".join(out)
 
     def _all_procs(self):
@@ -1108,24 +1114,32 @@ def scan_sanitizer_reports(procs):
     return found
 
 
-def upstreams_conf(sockets_dir):
+def upstreams_conf(sockets_dir, instances=None):
     """The shipped nginx/jobgate-upstreams.conf with its one setting, the socket directory,
-    changed to sockets_dir, as its comments tell a user to do."""
+    changed to sockets_dir, as its comments tell a user to do; with instances (program ->
+    count), a `server` line per further process of a program, as its comments also say."""
     with open(NGINX_UPSTREAMS) as f:
         text = f.read()
     if text.count(SHIPPED_SOCKET_DIR) != 5:
         raise HarnessError("%s no longer names %s on its five server lines"
                            % (NGINX_UPSTREAMS, SHIPPED_SOCKET_DIR))
+    for prog, count in (instances or {}).items():
+        line = "    server unix:%s%s.sock;\n" % (SHIPPED_SOCKET_DIR, prog)
+        if line not in text:
+            raise HarnessError("%s has no line %r" % (NGINX_UPSTREAMS, line))
+        more = "".join("    server unix:%s%s-%d.sock;\n" % (SHIPPED_SOCKET_DIR, prog, n)
+                       for n in range(1, count))
+        text = text.replace(line, line + more)
     return text.replace(SHIPPED_SOCKET_DIR, sockets_dir.rstrip("/") + "/")
 
 
 def nginx_conf(run_dir, port, sockets_dir, server_extra="", http_extra="", worker_connections=4096,
-               workers=1):
+               workers=1, instances=None):
     """A top-level nginx.conf that serves 127.0.0.1:port, includes the shipped
     nginx/jobgate.conf unchanged and the shipped upstreams with their socket directory set
     (written to run_dir). Used by the tests and the bench; deploy/run-stack.sh writes its own."""
     with open(os.path.join(run_dir, "jobgate-upstreams.conf"), "w") as f:
-        f.write(upstreams_conf(sockets_dir))
+        f.write(upstreams_conf(sockets_dir, instances))
     user = "user root;\n" if os.geteuid() == 0 else ""
     return """# generated by tests/harness.py
 daemon off;
@@ -1138,7 +1152,6 @@ error_log {d}/nginx-error.log info;
 events {{ worker_connections {wc}; }}
 
 http {{
-    access_log {d}/nginx-access.log;
     client_body_temp_path {d}/nginx-tmp/body;
     fastcgi_temp_path {d}/nginx-tmp/fastcgi;
     proxy_temp_path {d}/nginx-tmp/proxy;
@@ -1146,6 +1159,7 @@ http {{
     scgi_temp_path {d}/nginx-tmp/scgi;
     default_type application/octet-stream;
     include {d}/jobgate-upstreams.conf;
+    access_log {d}/nginx-access.log jobgate;   # the shipped format: no ?access_token=
     {http_extra}
     server {{
         listen 127.0.0.1:{port};

@@ -588,10 +588,20 @@ def test_twenty_concurrent_repeats_make_one_job():
     ik = "race-%s" % os.urandom(6).hex()
     answers = concurrently(20, lambda i: submit_any(
         s, {"type": "echo", "queue": q, "payload": {"i": i}}, {"Idempotency-Key": ik}))
-    statuses = sorted(r.status for r in answers)
-    eq(statuses, [200] * 19 + [202], "statuses of 20 concurrent requests with one key")
-    eq(len({r.json()["id"] for r in answers}), 1, "distinct job ids")
+    # one creates the job (202); a repeat answers it (200) once it exists, or, while the first
+    # request is still creating it, 409 conflict with Retry-After: 1 at once (no waiting)
+    eq(sum(r.status == 202 for r in answers), 1, "202s among 20 concurrent requests with one key")
+    eq(sorted({r.status for r in answers} - {200, 202, 409}), [],
+       "statuses other than 200, 202, 409")
+    for r in answers:
+        if r.status == 409:
+            expect_error(r, 409, "conflict")
+            eq(r.headers.get("Retry-After"), "1", "Retry-After of a repeat still in progress")
+    eq(len({r.json()["id"] for r in answers if r.status in (200, 202)}), 1, "distinct job ids")
     eq(s.redis("ZCARD", qkey(q, "jobs")), 1, "jobs in the queue")
+    first = [r.json()["id"] for r in answers if r.status == 202][0]
+    late = submit_any(s, {"type": "echo", "queue": q}, {"Idempotency-Key": ik})
+    eq((late.status, late.json()["id"]), (200, first), "a repeat afterwards")
 
 
 def test_idempotency_key_with_a_coalesced_submit():

@@ -83,7 +83,7 @@ def test_wrong_methods_answer_405_with_allow_from_each_program():
     jid = s.submit(type="echo")["id"]
     for prog, m, uri, must in (("submit", "PUT", "/api/jobs", "POST"),
                                ("submit", "GET", "/api/jobs/%s/cancel" % jid, "POST"),
-                               ("status", "DELETE", "/api/jobs/" + jid, "GET"),
+                               ("status", "PATCH", "/api/jobs/" + jid, "GET"),
                                ("status", "POST", "/api/jobs/" + jid, "GET")):
         with s.unchanged("%s %s %s" % (prog, m, uri)):
             r = s.fcgi(prog, m, uri)

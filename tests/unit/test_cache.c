@@ -53,10 +53,10 @@ UNIT_TEST(idempotency_key_is_hashed)
     jg_config_t cfg;
     char key[JG_KEY_MAX];
     config(&cfg);
-    jg_key_idempotency(&cfg, "abc", key);   /* SHA-256("abc"), FIPS 180-2's example */
+    jg_key_idempotency(&cfg, "", "abc", key);   /* SHA-256("abc"), FIPS 180-2's example */
     EXPECT_STR_EQ("jobgate:idem:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
                   key);
-    jg_key_idempotency(&cfg, "{x}:*", key);
+    jg_key_idempotency(&cfg, "", "{x}:*", key);
     EXPECT_NOT_CONTAINS(key, "{x}");
     EXPECT_INT_EQ(strlen("jobgate:idem:") + 64, strlen(key));
 }
