@@ -23,6 +23,9 @@ LoadModule mpm_event_module $MODS/mod_mpm_event.so
 LoadModule authz_core_module $MODS/mod_authz_core.so
 LoadModule proxy_module $MODS/mod_proxy.so
 LoadModule proxy_fcgi_module $MODS/mod_proxy_fcgi.so
+LoadModule proxy_balancer_module $MODS/mod_proxy_balancer.so
+LoadModule lbmethod_byrequests_module $MODS/mod_lbmethod_byrequests.so
+LoadModule slotmem_shm_module $MODS/mod_slotmem_shm.so
 LoadModule headers_module $MODS/mod_headers.so
 LoadModule mime_module $MODS/mod_mime.so
 LoadModule dir_module $MODS/mod_dir.so
@@ -34,8 +37,6 @@ PidFile $RUN/apache.pid
 Mutex file:$RUN default
 ErrorLog $RUN/apache-error.log
 LogLevel warn
-LogFormat "%h %t \"%r\" %>s %b %D" jobgate
-CustomLog $RUN/apache-access.log jobgate
 $USER_LINES
 Listen 127.0.0.1:$PORT
 TypesConfig /etc/mime.types
@@ -55,6 +56,8 @@ MaxSpareThreads 256
     ServerName localhost
     Define JOBGATE_SOCKET_DIR $RUN
     Include $ROOT/apache/jobgate.conf
+    CustomLog $RUN/apache-access.log jobgate "expr=! %{QUERY_STRING} =~ /(^|[&;])access_token=/"
+    CustomLog $RUN/apache-access.log jobgate_hidden "expr=%{QUERY_STRING} =~ /(^|[&;])access_token=/"
 
     DocumentRoot $ROOT/deploy/www
     DirectoryIndex index.html

@@ -5,19 +5,46 @@ JOBGATE_SOCKET_DIR` as the file's header tells a user to do. Debian's apache2 (e
 deploy/run-stack.sh writes its own (it also serves the demo page)."""
 
 import os
+import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APACHE_CONF = os.path.join(ROOT, "apache", "jobgate.conf")
 APACHE_BIN = "/usr/sbin/apache2"
 MODULES_DIR = "/usr/lib/apache2/modules"
 # The modules the shipped file needs (its header), plus mod_alias for the readiness answer.
-MODULES = ("mpm_event", "authz_core", "proxy", "proxy_fcgi", "headers", "alias")
+MODULES = ("mpm_event", "authz_core", "proxy", "proxy_fcgi", "proxy_balancer",
+           "lbmethod_byrequests", "slotmem_shm", "headers", "alias")
+# The access log lines the file's header asks a site to use.
+CUSTOM_LOGS = ('CustomLog {d}/apache-access.log jobgate '
+               '"expr=! %{{QUERY_STRING}} =~ /(^|[&;])access_token=/"\n'
+               '    CustomLog {d}/apache-access.log jobgate_hidden '
+               '"expr=%{{QUERY_STRING}} =~ /(^|[&;])access_token=/"')
 
 
-def apache_conf(run_dir, port, sockets_dir, workers=256, extra=""):
+def extra_members(sockets_dir, instances):
+    """<Proxy> sections after the Include that add a balancer member per extra process of a
+    program (sockets NAME-1.sock, NAME-2.sock, ...), as the file's header tells a user to do:
+    the shipped member's parameters, its own name after fcgi://."""
+    with open(APACHE_CONF) as f:
+        text = f.read()
+    out = []
+    for name, n in sorted((instances or {}).items()):
+        m = re.search(r'BalancerMember "unix:\$\{JOBGATE_SOCKET_DIR\}/%s\.sock\|fcgi://jobgate-%s"'
+                      r'([^\n]*)' % (name, name), text)
+        if m is None:
+            raise ValueError("%s has no balancer member for %s" % (APACHE_CONF, name))
+        for i in range(1, n):
+            out.append('<Proxy "balancer://jobgate-%s">\n        BalancerMember '
+                       '"unix:%s/%s-%d.sock|fcgi://jobgate-%s-%d"%s\n    </Proxy>'
+                       % (name, sockets_dir.rstrip("/"), name, i, name, i, m.group(1)))
+    return "\n    ".join(out)
+
+
+def apache_conf(run_dir, port, sockets_dir, workers=256, extra="", instances=None):
     """A top-level apache2.conf for `apache2 -D FOREGROUND -f PATH`: listens on 127.0.0.1:port,
     holds at least `workers` requests in progress at once (event MPM; every open log stream or
-    long poll holds one), logs, pid and runtime files in run_dir."""
+    long poll holds one), logs, pid and runtime files in run_dir; instances (program -> number
+    of processes) adds the extra processes' sockets to the program's balancer."""
     threads = 64
     servers = max(1, -(-workers // threads))
     loads = "\n".join("LoadModule %s_module %s/mod_%s.so" % (m, MODULES_DIR, m) for m in MODULES)
@@ -31,8 +58,6 @@ PidFile {d}/apache.pid
 Mutex file:{d} default
 ErrorLog {d}/apache-error.log
 LogLevel warn
-LogFormat "%h \\"%r\\" %>s %b %D" jobgate
-CustomLog {d}/apache-access.log jobgate
 {user}
 Listen 127.0.0.1:{port}
 Timeout 75
@@ -54,12 +79,15 @@ MaxConnectionsPerChild 0
     ServerName localhost
     Define JOBGATE_SOCKET_DIR {sockets}
     Include {conf}
+    {members}
+    {logs}
     Redirect 204 /__jobgate_ready
     {extra}
 </VirtualHost>
 """.format(loads=loads, d=run_dir, user=user, port=port, servers=servers, threads=threads,
            maxw=servers * threads, sockets=sockets_dir.rstrip("/"), conf=APACHE_CONF,
-           extra=extra)
+           extra=extra, members=extra_members(sockets_dir, instances),
+           logs=CUSTOM_LOGS.format(d=run_dir))
 
 
 def apache_argv(conf_path):

@@ -609,7 +609,8 @@ class Stack:
     requirepass and give the programs a redis://:password@... URL. redis_via: "unix" (default)
     or "tcp" for the programs' REDIS_URL. program_args: extra flags for every program.
     instances: program name -> how many processes of it to start (default 1), all listed as
-    `server` lines of its nginx upstream (sockets sock(name, 0), sock(name, 1), ...).
+    `server` lines of its nginx upstream, or members of its Apache balancer (sockets
+    sock(name, 0), sock(name, 1), ...).
     """
 
     def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
@@ -787,7 +788,8 @@ class Stack:
         conf = os.path.join(self.dir, "apache2.conf")
         with open(conf, "w") as f:
             f.write(apache_front.apache_conf(self.dir, self.port, self.dir, self.apache_workers,
-                                             self.apache_extra.replace("@DIR@", self.dir)))
+                                             self.apache_extra.replace("@DIR@", self.dir),
+                                             self.instances))
         self.nginx_proc = Proc("apache", apache_front.apache_argv(conf), _base_env(),
                                os.path.join(self.dir, "apache.log"))
 
