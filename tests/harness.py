@@ -1053,7 +1053,9 @@ class Stack:
                 problems.append("worker pid %d did not stop within %s s of SIGTERM"
                                 % (w.pid, w.grace + 5))
         if self.nginx_proc:
-            self.nginx_proc.stop(signal.SIGTERM, wait or 5)
+            # Apache's children wait for requests still proxied (open log streams) before they
+            # exit on SIGTERM; a test stack does not wait long for that
+            self.nginx_proc.stop(signal.SIGTERM, wait or (1 if self.front == "apache" else 5))
         for name, lst in self.procs.items():
             for p in lst:
                 if p.expected_exit and not p.alive():
