@@ -200,6 +200,7 @@ URL="http://127.0.0.1:$PORT"
 cat <<EOF
 
   jobgate is running: $URL/        ($FRONT; programs:$started; logs in ./run/*.log)
+  the dashboard:      $URL/dashboard/
 
   Try:
     curl -s -X POST $URL/api/jobs -H 'Content-Type: application/json' \\

@@ -99,6 +99,9 @@ def test_install_puts_every_file_where_it_belongs():
             "share/jobgate/examples/jobgate.env": 0o644,
             "share/jobgate/examples/worker.conf": 0o644,
             "share/jobgate/www/index.html": 0o644,
+            "share/jobgate/www/jobgate.js": 0o644,
+            "share/jobgate/www/dashboard/index.html": 0o644,
+            "share/jobgate/www/dashboard/dashboard.js": 0o644,
             "share/man/man7/jobgate.7": 0o644,
         }
         for t in harness.DEMO_TYPES:

@@ -199,7 +199,8 @@ def test_help_lists_the_flags():
         rc, out, err = _run(prog, "--help")
         eq(rc, 0, "jobgate-%s --help exit code" % prog)
         text = out + err
-        for flag in ("--threads", "--grace", "--socket", "--check", "--version", "--max-streams"):
+        for flag in ("--threads", "--grace", "--socket", "--check", "--version", "--max-streams",
+                     "--read-timeout", "FCGI_WEB_SERVER_ADDRS"):
             check(flag in text, "jobgate-%s --help mentions %s" % (prog, flag), text[:800])
 
 
@@ -223,7 +224,7 @@ def test_unknown_flag_fails_with_the_program_name():
 @harness.front_independent
 def test_bad_flag_values_are_refused():
     for args in (("--threads", "0"), ("--threads", "abc"), ("--grace", "-1"),
-                 ("--max-streams", "x")):
+                 ("--max-streams", "x"), ("--read-timeout", "0"), ("--read-timeout", "x")):
         rc, out, err = _run("status", *args, "--check")
         check(rc != 0, "jobgate-status %s exits non-zero" % " ".join(args), (rc, out, err))
         check(err.startswith("jobgate-status"), "the error starts with the program's name", err)
@@ -811,3 +812,97 @@ def test_make_run_stack_serves_runs_jobs_and_stops_on_ctrl_c():
     eq(hits, [], "sanitizer reports in make run's logs")
     import shutil
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---- FastCGI peers and timeouts (issue 9, finding 5) --------------------------------------------
+
+def _own_program(s, name, args, env=None):
+    """Starts program name with its own --socket (args), registered with the stack."""
+    proc = harness.Proc(name + "-own", [harness.binary(name)] + list(args),
+                        s.program_env(env), os.path.join(s.dir, "%s-own-%d.log"
+                                                         % (name, time.monotonic_ns())))
+    s.procs.setdefault(name + "-own", []).append(proc)
+    return proc
+
+
+def _closed_within(conn, seconds):
+    """Waits for the program to close conn; returns the seconds it took, or None."""
+    t0 = time.monotonic()
+    conn.settimeout(seconds)
+    try:
+        while conn.recv(4096):
+            pass
+        return time.monotonic() - t0
+    except socket.timeout:
+        return None
+    except OSError:
+        return time.monotonic() - t0
+
+
+def test_a_peer_that_sends_half_a_record_is_closed_after_read_timeout_and_holds_no_thread():
+    s = stack()
+    job = s.submit(type="echo")
+    path = os.path.join(s.dir, "halfrec.sock")
+    proc = _own_program(s, "status", ["--socket", path, "--threads", "2", "--grace", "2",
+                                      "--read-timeout", "2"])
+    harness.wait_until(lambda: os.path.exists(path), 10, "the program's own socket")
+    begin = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + job["id"]))
+    stuck = []
+    for _ in range(2):   # as many as the program has threads: each sends 4 bytes of a header
+        c = harness.fcgi_connect(path, timeout=10)
+        c.sendall(begin[:4])
+        stuck.append(c)
+    silent = harness.fcgi_connect(path, timeout=10)   # and one that sends nothing at all
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        r = harness.fcgi_request(path, harness.fcgi_params("GET", "/api/jobs/" + job["id"]),
+                                 timeout=15)
+        eq(r.status, 200, "a whole request while two half records are pending")
+        check(time.monotonic() - t0 < 8, "answered once --read-timeout 2 closed them, not never",
+              time.monotonic() - t0)
+        for i, c in enumerate(stuck + [silent]):
+            took = _closed_within(c, 8)
+            check(took is not None, "connection %d closed by the program after --read-timeout"
+                  % i, took)
+        check("did not deliver its request in time" in proc.log(),
+              "the log says why a connection was closed", proc.log()[-500:])
+    finally:
+        for c in stuck + [silent]:
+            c.close()
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
+
+
+def test_a_tcp_socket_refuses_peers_not_in_fcgi_web_server_addrs():
+    s = stack()
+    job = s.submit(type="echo")
+    port = harness.free_port()
+    proc = _own_program(s, "status", ["--socket", "127.0.0.1:%d" % port, "--threads", "2",
+                                      "--grace", "2"],
+                        env={"FCGI_WEB_SERVER_ADDRS": "127.0.0.2"})
+    _wait_port(port)
+    params = harness.fcgi_params("GET", "/api/jobs/" + job["id"])
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)   # from 127.0.0.1
+    try:
+        c.sendall(harness.fcgi_request_bytes(params))
+        data = b""
+        with __import__("contextlib").suppress(OSError):
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+        eq(data, b"", "what a peer not in FCGI_WEB_SERVER_ADDRS gets (nothing: closed)")
+    finally:
+        c.close()
+    c = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+    try:
+        c.sendall(harness.fcgi_request_bytes(params))
+        r = harness.fcgi_read_response(c, "fcgi from 127.0.0.2")
+        eq(r.status, 200, "a request from 127.0.0.2, which FCGI_WEB_SERVER_ADDRS lists")
+    finally:
+        c.close()
+    check("FCGI_WEB_SERVER_ADDRS" in proc.log(), "the refusal is logged", proc.log()[-500:])
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
