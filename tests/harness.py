@@ -904,7 +904,7 @@ class Stack:
         if not keys:
             return {}
         dumps = self.redis_pipeline([("DUMP", k) for k in keys], raw=True)
-        return {k: d for k, d in zip(keys, dumps)}
+        return {k: d for k, d in zip(keys, dumps) if d is not None}   # None: expired meanwhile
 
     def _ttls(self, keys):
         """PTTL of each key (ms; -1 without a TTL, -2 gone)."""
@@ -923,7 +923,9 @@ class Stack:
         after = self.snapshot()
         if before != after:
             elapsed_ms = (time.monotonic() - started) * 1000 + 500
-            expired = {k for k in set(before) - set(after) if 0 <= ttls.get(k, -1) <= elapsed_ms}
+            # -2: already gone when its TTL was read, just after the snapshot
+            expired = {k for k in set(before) - set(after)
+                       if ttls.get(k, -1) == -2 or 0 <= ttls.get(k, -1) <= elapsed_ms}
             added = sorted(set(after) - set(before))
             removed = sorted(set(before) - set(after) - expired)
             changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
