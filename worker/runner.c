@@ -347,7 +347,7 @@ void jg_child_cleanup(jg_child_t *c)
     if (c->err_fd >= 0)
         close(c->err_fd);
     c->out_fd = c->err_fd = -1;
-    if (c->dir[0])
+    if (c->dir[0] && jg_keeper_trash(c->dir) != 0)
         jg_remove_tree(c->dir);
     c->dir[0] = '\0';
 }
