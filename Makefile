@@ -131,3 +131,6 @@ uninstall:
 
 clean:
 	rm -rf build build-san
+
+# libFuzzer harnesses: `make fuzz`, and their replay in `make test` (tests/fuzz/README.md)
+include tests/fuzz/fuzz.mk

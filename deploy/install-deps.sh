@@ -7,7 +7,8 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev
-spawn-fcgi nginx redis-server curl wrk python3 valgrind apache2"
+spawn-fcgi nginx redis-server curl wrk python3 valgrind apache2
+clang-14 libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cursor.h"
 #include "jg.h"
 #include "keys.h"
 #include "log.h"
@@ -52,21 +53,9 @@ static jg_waitlist_t *viewers;   /* loop thread only */
 
 static int parse_cursor(const char *s, cursor_t *c)
 {
-    char *end;
-    if (s[0] < '0' || s[0] > '9')
+    uint64_t ms, seq;
+    if (jg_cursor_parse(s, &ms, &seq))
         return -1;
-    errno = 0;
-    unsigned long long ms = strtoull(s, &end, 10), seq = 0;
-    if (errno || (*end != '\0' && *end != '-'))
-        return -1;
-    if (*end == '-') {
-        const char *p = end + 1;
-        if (*p < '0' || *p > '9')
-            return -1;
-        seq = strtoull(p, &end, 10);
-        if (errno || *end != '\0')
-            return -1;
-    }
     c->ms = ms;
     c->seq = seq;
     return 0;

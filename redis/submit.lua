@@ -74,7 +74,14 @@ if cache and hit then
   redis.call('EXPIRE', KEYS[8], ARGV[17])
   return {new_type, shown(KEYS[1]), 'cached'}
 end
-if cache then redis.call('SET', KEYS[9], ARGV[1]) end
+if cache then
+  -- the marker outlives any attempt of the job (docs/redis.md, "The result cache"): its delay,
+  -- each attempt's timeout plus 5 min (the kill, a lost lease), each retry delay at its longest
+  -- (1 h + 20 %), and a day of waiting in the queue
+  local n = tonumber(ARGV[6])
+  local ttl = delay + n * (tonumber(ARGV[7]) + 300000) + (n - 1) * 4320000 + 86400000
+  redis.call('SET', KEYS[9], ARGV[1], 'PX', int(ttl))
+end
 
 local line = 'queued'
 if delay > 0 then

@@ -118,6 +118,8 @@ long jg_percent_decode(char *dst, size_t cap, const char *src, size_t n, int plu
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = src[i];
+        if (c == '\0')
+            return -1;   /* a raw NUL would cut the output as surely as a %00 */
         if (c == '+' && plus_space) {
             c = ' ';
         } else if (c == '%') {

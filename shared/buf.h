@@ -26,7 +26,8 @@ void jg_buf_reset(jg_buf_t *b);          /* len = 0, keeps memory */
 void jg_buf_free(jg_buf_t *b);
 /* Percent-decodes src[0..n) into dst (cap bytes, NUL-terminated); '+' becomes a space when
  * plus_space (query strings). Returns the decoded length, or -1 if it does not fit, an escape
- * is malformed, or one decodes to NUL. Used for query parameters and REDIS_URL credentials. */
+ * is malformed, or src holds or decodes to a NUL. Used for query parameters and REDIS_URL
+ * credentials. */
 long jg_percent_decode(char *dst, size_t cap, const char *src, size_t n, int plus_space);
 /* Take ownership of the bytes (NUL-terminated, maybe NULL if empty); b is left empty. */
 char *jg_buf_steal(jg_buf_t *b);

@@ -13,6 +13,13 @@ json_object *jg_body_object(jg_req_t *req, const jg_buf_t *body)
         jg_fail(req, 400, "invalid_json", "%s", msg);
         return NULL;
     }
+    /* json-c would cut such a name at the NUL and read it as another member ("type\u0000" as
+     * a second "type"): the body checked would not be the body used */
+    long nul = jg_json_nul_name(body->data, body->len);
+    if (nul >= 0) {
+        jg_fail(req, 400, "invalid_json", "member name with U+0000 at byte %ld", nul);
+        return NULL;
+    }
     json_tokener *tok = json_tokener_new_ex(JG_JSON_MAX_DEPTH + 1);
     json_object *obj = json_tokener_parse_ex(tok, body->data, (int)body->len);
     json_tokener_free(tok);

@@ -16,7 +16,7 @@
 #include "http.h"
 
 /* Parses a body that is strict JSON (json.h: duplicates, lone surrogates, depth 64) and an
- * object. Returns the object (the caller frees it with json_object_put), or NULL after
+ * object whose member names hold no U+0000 (json-c would cut them there). Returns the object (the caller frees it with json_object_put), or NULL after
  * jg_fail (400 invalid_json). */
 json_object *jg_body_object(jg_req_t *req, const jg_buf_t *body);
 

@@ -1,5 +1,6 @@
 /* http.c — request parsing, the answer and the one error writer (see http.h). */
 #include "http.h"
+#include "json.h"
 #include "log.h"
 
 #include <fcgiapp.h>
@@ -137,6 +138,8 @@ int jg_fail(jg_req_t *req, int status, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(req->err_msg, sizeof req->err_msg, fmt, ap);
     va_end(ap);
+    /* a "%.64s" or the truncation above may cut a character: the body must stay JSON */
+    jg_utf8_scrub(req->err_msg);
     return JG_ERR;
 }
 

@@ -76,8 +76,10 @@ int jg_query_get(const char *query, const char *name, char *out, size_t cap);
  * returned; else the request has failed (jg_fail) and -1 is returned. */
 int jg_req_read_json_body(jg_req_t *req, jg_buf_t *out);
 
-/* Fails the request: status, code (contract section 2) and message. Returns JG_ERR so that
- * handlers can write `return jg_fail(...)`. */
+/* Fails the request: status, code (contract section 2) and message. The message is cut to 255
+ * bytes and stripped of bytes that are not well-formed UTF-8 (jg_utf8_scrub), so that whatever
+ * a caller formats (a "%.64s" of a client's name cut mid-character), the body is valid JSON.
+ * Returns JG_ERR so that handlers can write `return jg_fail(...)`. */
 int jg_fail(jg_req_t *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* 503 unavailable with Retry-After: 1 — Redis could not be reached. */

@@ -3,11 +3,13 @@
  * dependence, no global state but one "C" locale object created once.
  *
  * All three walkers (check, member, JCS) are iterative with explicit stacks, so that no input and
- * no max_depth can exhaust the C stack. jg_json_member() and jg_jcs() trust that their input
- * passed jg_json_check(); they stay in bounds on any input but give no meaningful answer then. */
+ * no max_depth can exhaust the C stack. jg_json_member() and jg_json_nul_name() trust that their
+ * input passed jg_json_check(); they stay in bounds on any input but give no meaningful answer
+ * then. jg_jcs() checks its input itself, so that its work stays linear whatever it is given. */
 #include "json.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <openssl/sha.h>
@@ -606,6 +608,59 @@ int jg_json_member(const char *text, size_t len, const char *name, const char **
     return 0;
 }
 
+long jg_json_nul_name(const char *text, size_t len)
+{
+    if (text == NULL)
+        return -1;
+    size_t i = skip_ws(text, len, 0);
+    if (i >= len || text[i] != '{')
+        return -1;
+    i = skip_ws(text, len, i + 1);
+    jg_buf_t b = JG_BUF_INIT;
+    long found = -1;
+    while (i < len && text[i] == '"') {
+        size_t end = skip_string(text, len, i);
+        /* U+0000 can only be written \u0000 (a raw NUL fails the check): decode the escaped */
+        if (end > i + 1 && memchr(text + i + 1, '\\', end - i - 2) != NULL) {
+            jg_buf_reset(&b);
+            decode_string(text, i + 1, end - 1, &b);
+            if (b.len > 0 && memchr(b.data, 0, b.len) != NULL) {
+                found = (long)i;
+                break;
+            }
+        }
+        i = skip_ws(text, len, end);
+        if (i >= len || text[i] != ':')
+            break;
+        i = skip_ws(text, len, skip_value(text, len, skip_ws(text, len, i + 1)));
+        if (i >= len || text[i] != ',')
+            break;
+        i = skip_ws(text, len, i + 1);
+    }
+    jg_buf_free(&b);
+    return found;
+}
+
+/* ---- UTF-8 repair of messages ---- */
+
+size_t jg_utf8_scrub(char *s)
+{
+    size_t n = strlen(s), r = 0, w = 0;
+    while (r < n) {
+        size_t k = utf8_seq((const unsigned char *)s + r, n - r);
+        if (k == 0) {   /* not part of a well-formed character: dropped */
+            r++;
+            continue;
+        }
+        if (w != r)
+            memmove(s + w, s + r, k);
+        w += k;
+        r += k;
+    }
+    s[w] = '\0';
+    return w;
+}
+
 /* ---- numbers: ECMAScript Number.prototype.toString ---- */
 
 static locale_t c_locale;
@@ -834,6 +889,55 @@ typedef struct jcs_frame {
     size_t end;         /* objects: index just after '}' */
 } jcs_frame_t;
 
+/* Where each container of a checked text opens and ends, in order of opening. */
+typedef struct jcs_span {
+    size_t open, end;   /* index of '{' or '[', index just after its '}' or ']' */
+} jcs_span_t;
+
+typedef struct jcs_spans {
+    jcs_span_t *v;
+    size_t n;
+} jcs_spans_t;
+
+/* One pass over a checked text: fills s with every container's span. */
+static void jcs_find_spans(const char *t, size_t len, jcs_spans_t *s)
+{
+    size_t cap = 0, *stack = NULL, nstack = 0, cstack = 0;
+    for (size_t i = 0; i < len;) {
+        char c = t[i];
+        if (c == '"') {
+            i = skip_string(t, len, i);
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            grow((void **)&s->v, &cap, s->n + 1, sizeof *s->v);
+            grow((void **)&stack, &cstack, nstack + 1, sizeof *stack);
+            s->v[s->n] = (jcs_span_t){i, len};
+            stack[nstack++] = s->n++;
+        } else if ((c == '}' || c == ']') && nstack > 0) {
+            s->v[stack[--nstack]].end = i + 1;
+        }
+        i++;
+    }
+    free(stack);
+}
+
+/* skip_value, with a container's end taken from the spans (a binary search on its opening). */
+static size_t jcs_skip_value(const char *t, size_t len, size_t i, const jcs_spans_t *s)
+{
+    if (i >= len || (t[i] != '{' && t[i] != '['))
+        return skip_value(t, len, i);
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].open < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n && s->v[lo].open == i ? s->v[lo].end : skip_value(t, len, i);
+}
+
 /* Compares two code points as their UTF-16 code units compare (RFC 8785 3.2.3): code points
  * above U+FFFF become surrogates D800..DFFF, which sort below U+E000..U+FFFF. */
 static int cmp_cp_utf16(unsigned long a, unsigned long b)
@@ -892,7 +996,15 @@ static size_t jcs_string(const char *t, size_t len, size_t i, jg_buf_t *out, jg_
 
 int jg_jcs(const char *text, size_t len, jg_buf_t *out)
 {
+    /* The walk below trusts checked text; unchecked, its skips could rescan (and its output
+     * repeat) a span once per open bracket: exponential on "[" then "{\"\"[}" x 40. */
+    if (text == NULL || jg_json_check(text, len, INT_MAX, NULL, 0) != JG_JSON_OK)
+        return -1;
     const char *t = text;
+    /* Each object's members are found before it is written; the end of a container value is
+     * looked up in this table, so that no byte is scanned once per enclosing object. */
+    jcs_spans_t spans = {NULL, 0};
+    jcs_find_spans(t, len, &spans);
     size_t out0 = out->len, last_end = 0;
     jcs_frame_t *frames = NULL;
     size_t nframes = 0, cframes = 0;
@@ -930,7 +1042,7 @@ value:   /* i is at the first byte of a value */
             if (j < len && t[j] == ':')
                 j = skip_ws(t, len, j + 1);
             m->vpos = j;
-            j = skip_ws(t, len, skip_value(t, len, j));
+            j = skip_ws(t, len, jcs_skip_value(t, len, j, &spans));
             if (j < len && t[j] == ',')
                 j = skip_ws(t, len, j + 1);
         }
@@ -1038,6 +1150,7 @@ out:
         truncate_buf(out, out0);
     free(frames);
     free(mem);
+    free(spans.v);
     jg_buf_free(&arena);
     jg_buf_free(&scratch);
     return rc;

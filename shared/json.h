@@ -32,9 +32,22 @@ jg_json_status_t jg_json_check(const char *text, size_t len, int max_depth, char
 int jg_json_member(const char *text, size_t len, const char *name, const char **value,
                    size_t *vlen);
 
-/* Appends the RFC 8785 canonical form of a text that passed jg_json_check to out.
- * Returns 0, or -1 (out unchanged) if a number is not finite as an IEEE 754 double. */
+/* For a text that passed jg_json_check and is an object: the byte offset of the opening quote
+ * of the first top-level member name that holds U+0000 (written \u0000), or -1 if none does.
+ * json-c cuts names at a NUL, so "type\u0000" would read as a second "type". */
+long jg_json_nul_name(const char *text, size_t len);
+
+/* Appends the RFC 8785 canonical form of text[0..len) to out. Any input is safe: a text that
+ * does not pass jg_json_check (at any depth) is refused first, and the walk finds where each
+ * container ends in one pass, so the work is O(len log len) and the output at most about
+ * 6 x len, whatever the text. Returns 0, or -1 (out unchanged) if the text is not strict JSON
+ * or a number is not finite as an IEEE 754 double. */
 int jg_jcs(const char *text, size_t len, jg_buf_t *out);
+
+/* Drops from the NUL-terminated s, in place, every byte that is not part of a well-formed
+ * UTF-8 character (a character cut by "%.64s" or by truncation, stray bytes), so that s can be
+ * written as a JSON string. Returns the new length. */
+size_t jg_utf8_scrub(char *s);
 
 /* Writes v as ECMAScript's Number.prototype.toString() does, which is the JCS form of a number
  * (RFC 8785 3.2.2.3): the fewest digits that read back as v, laid out as 1e+21, 0.000001, 1e-7,

@@ -208,6 +208,25 @@ def test_cache_key_bad_input_is_rejected_and_changes_nothing():
                      413, "payload_too_large")
 
 
+def test_cache_key_refuses_member_names_with_u0000():
+    # the key must be computed from the members that would run: "type\u0000" is no "type"
+    s = stack()
+    for body in ('{"type":"echo","type\\u0000":"other"}',
+                 '{"type":"echo","payload\\u0000":{"x":1}}',
+                 '{"type":"echo","queue\\u0000x":"other"}'):
+        with s.unchanged("POST /cache/key %r" % body):
+            expect_error(post_key(s, body), 400, "invalid_json")
+
+
+def test_cache_key_unknown_multibyte_field_gets_a_json_error():
+    s = stack()
+    body = json.dumps({"type": "echo", "\u20ac" * 70: 1}, ensure_ascii=False).encode()
+    with s.unchanged("POST /cache/key with an unknown 70-character name"):
+        e = expect_error(post_key(s, body), 400, "invalid_field")
+    check(e["message"].startswith("unknown field \"\u20ac"), "message names the field",
+          e["message"])
+
+
 # ---- GET / HEAD / PUT / DELETE /cache/{key} ------------------------------------------------------
 
 def test_put_then_get_head_delete():
@@ -274,6 +293,9 @@ def test_put_errors_change_nothing():
     s = stack()
     k = random_key()
     for ttl in ("0", "31536001", "-1", "abc", "1.5", "", "%2B5", "%205", "1e3"):
+        with s.unchanged("PUT ?ttl=%s" % ttl):
+            expect_error(put(s, k, {"a": 1}, ttl=ttl), 400, "invalid_field", "ttl")
+    for ttl in ("18446744073709551617", "-9223372036854775809", "1e400"):
         with s.unchanged("PUT ?ttl=%s" % ttl):
             expect_error(put(s, k, {"a": 1}, ttl=ttl), 400, "invalid_field", "ttl")
     for ct in (None, "text/plain", "application/jsonx", "multipart/form-data; boundary=x"):
@@ -438,6 +460,22 @@ def test_twenty_concurrent_identical_cache_submits_make_one_job():
     harness.wait_until(lambda: s.request("GET", "/cache/" + cache_key("count", {"race": 1})).status
                        == 200, 10, "the result stored")
     eq(runs_in(runs), 1, "runs of the 20 submits")
+
+
+def test_in_flight_marker_expires_after_the_jobs_longest_life():
+    # docs/redis.md: delay + attempts x (timeout + 5 min) + retries x 72 min + 1 day
+    s = stack()
+    q = harness.unique_queue("ttl")
+    body = {"type": "echo", "queue": q, "payload": {"ttl": 1}, "cache": True,
+            "timeout": 10, "max_attempts": 2, "delay": 5}
+    r = submit_any(s, body)
+    eq(r.status, 202, "POST /jobs with cache true")
+    marker = qkey(q, "inflight:" + cache_key("echo", {"ttl": 1}))
+    eq(s.redis("GET", marker), r.json()["id"], "the in-flight marker names the job")
+    want = 5000 + 2 * (10000 + 300000) + 1 * 4320000 + 86400000
+    got = s.redis("PTTL", marker)
+    check(want - 60000 < got <= want, "PTTL of the in-flight marker: at most %d ms, within a "
+          "minute of it" % want, got)
 
 
 def test_submit_coalesces_on_a_running_job():

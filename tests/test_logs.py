@@ -348,6 +348,26 @@ def test_malformed_cursors_and_parameters_are_400():
     expect_error(r, 400, "invalid_field")
 
 
+def test_cursor_at_or_past_the_largest_stream_id_is_400_not_503():
+    s = stack()
+    job = submit(s, {"type": "sleep", "queue": unique_queue("big"), "payload": {"ms": 1}})
+    top = "18446744073709551615"
+    for after in (top + "-" + top, top + "6", "1-" + top + "6", "99999999999999999999999"):
+        r = s.request("GET", "/jobs/%s/logs?after=%s" % (job, after))
+        expect_error(r, 400, "invalid_field", "after")
+        r = s.request("GET", "/jobs/%s/logs" % job,
+                      headers={"Accept": "text/event-stream", "Last-Event-ID": after})
+        expect_error(r, 400, "invalid_field", "Last-Event-ID")
+    for limit in ("18446744073709551617", "-18446744073709551617", "1e3"):
+        expect_error(s.request("GET", "/jobs/%s/logs?limit=%s" % (job, limit)), 400,
+                     "invalid_field", "limit")
+    # the largest cursors that still have a successor are fine: an empty page
+    for after in (top, top + "-" + str(2 ** 64 - 2), str(2 ** 64 - 2) + "-" + top):
+        r = s.request("GET", "/jobs/%s/logs?after=%s" % (job, after))
+        eq(r.status, 200, "GET logs?after=%s" % after)
+        eq(r.json()["entries"], [], "entries after %s" % after)
+
+
 def test_wrong_methods_on_logs_are_405():
     s = stack()
     job = submit(s, {"type": "sleep", "queue": unique_queue("m"), "payload": {"ms": 1}})

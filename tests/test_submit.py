@@ -229,6 +229,38 @@ def test_lone_surrogates_are_invalid_json():
     _rejects(s, '{"type":"echo","payload":{"\\ud83d":1}}', 400, "invalid_json")
 
 
+def test_member_names_with_u0000_are_invalid_json_and_make_no_job():
+    # json-c cuts a name at its NUL: "type\u0000" would be read as a second "type" (and win),
+    # "queue\u0000x" as "queue" — the body checked would not be the body that runs
+    s = stack()
+    for body in ('{"type":"echo","type\\u0000":"other"}',
+                 '{"type":"echo","payload\\u0000":{"x":1}}',
+                 '{"type":"echo","queue\\u0000x":"other"}'):
+        _rejects(s, body, 400, "invalid_json")
+
+
+def test_unknown_field_with_a_long_multibyte_name_gets_a_json_error():
+    # 70 three-byte characters: the message shows 64 bytes of the name, which would end inside
+    # a character; the body must still be JSON (valid UTF-8)
+    s = stack()
+    name = "\u20ac" * 70
+    with s.unchanged("POST /jobs with an unknown 70-character name"):
+        r = _post_raw(s, json.dumps({"type": "echo", name: 1}, ensure_ascii=False).encode())
+        e = expect_error(r, 400, "invalid_field")
+    check(e["message"].startswith("unknown field \"\u20ac") and "\ufffd" not in e["message"],
+          "message: the start of the name, whole characters only", e["message"])
+
+
+def test_numbers_past_64_bits_are_invalid_field_naming_the_field():
+    # the same overflow class as the logs cursor: nothing wraps, saturates into range or 503s
+    s = stack()
+    for field, text in (("priority", "18446744073709551617"), ("priority", "-99999999999999999999"),
+                        ("max_attempts", "18446744073709551616"), ("timeout", "1e400"),
+                        ("delay", "-1e400"), ("cache_ttl", "9223372036854775808"),
+                        ("timeout", "18446744073709551616")):
+        _rejects(s, '{"type":"echo","%s":%s}' % (field, text), 400, "invalid_field", field)
+
+
 def test_nesting_over_64_is_invalid_json():
     s = stack()
     _rejects(s, '{"type":"echo","payload":' + "[" * 64 + "]" * 64 + "}", 400, "invalid_json")

@@ -5,9 +5,11 @@
  * Expected cache keys were computed outside this code, with
  *   printf '%s' '<canonical text>' | sha256sum
  * and the number strings with node's String(x) (ECMAScript Number.prototype.toString). */
+#include "http.h"
 #include "json.h"
 #include "unit.h"
 
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdint.h>
@@ -696,15 +698,15 @@ UNIT_TEST(jcs_big_object_and_deep_nesting)
 
 UNIT_TEST(jcs_does_not_loop_on_unchecked_text)
 {
-    /* garbage in is garbage out, but it ends and stays in bounds */
+    /* text the checker refuses is refused, and nothing is written */
     const char *bad[] = {"[}", "{\"a\"}", "[1,", "{\"a\":", "\"abc", "[\"a\\", "{\"a\":1,", "]]]",
                          "[,,]", "{,}", "{\"a\" 1 \"b\"}", "x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         jg_buf_t b = JG_BUF_INIT;
-        jg_jcs(bad[i], strlen(bad[i]), &b);
+        EXPECT_INT_EQ(-1, jg_jcs(bad[i], strlen(bad[i]), &b));
+        EXPECT_INT_EQ(0, b.len);
         jg_buf_free(&b);
     }
-    EXPECT_TRUE(1);
 }
 
 /* ---- all three on random JSON-like text ---- */
@@ -732,8 +734,10 @@ UNIT_TEST(json_random_text_properties)
         size_t vlen;
         jg_json_member(text, len, "a", &v, &vlen);
         jg_buf_reset(&b);
-        jg_jcs(text, len, &b);   /* unchecked: any output, but it ends */
+        int done = jg_jcs(text, len, &b) == 0;   /* unchecked: refused unless it checks */
         int ok = jg_json_check(text, len, 64, NULL, 0) == JG_JSON_OK;
+        if (done && jg_json_check(text, len, INT_MAX, NULL, 0) != JG_JSON_OK)
+            FAIL("JCS accepted unchecked text %.*s", (int)len, text);
         if (ok) {
             accepted++;
             jg_buf_reset(&b);
@@ -1307,4 +1311,112 @@ UNIT_TEST(cache_key_ignores_spelling_but_not_meaning)
     const char *k = cache_key("echo", "{\"x\":[1,2,3]}", NULL);
     EXPECT_INT_EQ(64, strlen(k));
     EXPECT_TRUE(strspn(k, "0123456789abcdef") == 64);
+}
+
+/* ---- issue 9: jcs on unchecked text, names with U+0000, UTF-8-safe messages ---- */
+
+UNIT_TEST(jcs_refuses_unchecked_text_that_used_to_blow_up)
+{
+    /* "[" then "{\"\"[}" x 40: the unchecked walk rescanned each span once per open bracket,
+     * gigabytes of output. Now it is refused and out is untouched. */
+    jg_buf_t text = JG_BUF_INIT, out = JG_BUF_INIT;
+    jg_buf_putc(&text, '[');
+    for (int i = 0; i < 40; i++)
+        jg_buf_puts(&text, "{\"\"[}");
+    jg_buf_puts(&out, "prefix");
+    EXPECT_INT_EQ(-1, jg_jcs(text.data, text.len, &out));
+    EXPECT_STR_EQ("prefix", out.data);
+    EXPECT_INT_EQ(6, out.len);
+    const char *bad[] = {"[}", "{\"a\"}", "[1,", "{\"a\":1,\"a\":2}", "\"\\ud800\"", "01", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        EXPECT_INT_EQ(-1, jg_jcs(bad[i], strlen(bad[i]), &out));
+    EXPECT_INT_EQ(6, out.len);
+    jg_buf_free(&text);
+    jg_buf_free(&out);
+}
+
+UNIT_TEST(jcs_of_deeply_nested_objects_is_one_pass_per_level_not_per_byte)
+{
+    /* 200,000 nested objects: finding each object's members no longer rescans its whole
+     * contents once per enclosing object (that was 10^10 steps here, never finishing) */
+    char *deep = nested(200000, "{\"b\":1,\"a\":", "[]", "}");
+    char *want = nested(200000, "{\"a\":", "[]", ",\"b\":1}");
+    jg_buf_t b = JG_BUF_INIT;
+    EXPECT_INT_EQ(0, jg_jcs(deep, strlen(deep), &b));
+    EXPECT_TRUE(b.data != NULL && strcmp(want, b.data) == 0);
+    jg_buf_free(&b);
+    free(deep);
+    free(want);
+}
+
+UNIT_TEST(json_nul_name_finds_top_level_names_with_u0000)
+{
+    const char *with[] = {"{\"type\":\"echo\",\"type\\u0000\":\"other\"}",
+                          "{\"payload\\u0000\":{}}", "{\"a\":[{\"b\":1}], \"queue\\u0000x\":1}",
+                          "{\"\\u0000\":1}"};
+    for (size_t i = 0; i < sizeof with / sizeof with[0]; i++) {
+        EXPECT_INT_EQ(JG_JSON_OK, check(with[i], NULL, 0));
+        EXPECT_TRUE(jg_json_nul_name(with[i], strlen(with[i])) > 0);
+    }
+    EXPECT_INT_EQ(15, jg_json_nul_name(with[0], strlen(with[0])));
+    const char *without[] = {"{\"type\":\"echo\"}", "{\"a\\\\u0000\":1}", "{\"a\":{\"b\\u0000\":1}}",
+                             "{\"a\":\"\\u0000\"}", "[\"\\u0000\"]", "{}", "{\"\\u0041\":1}"};
+    for (size_t i = 0; i < sizeof without / sizeof without[0]; i++) {
+        EXPECT_INT_EQ(JG_JSON_OK, check(without[i], NULL, 0));
+        EXPECT_INT_EQ(-1, jg_json_nul_name(without[i], strlen(without[i])));
+    }
+}
+
+UNIT_TEST(utf8_scrub_keeps_whole_characters_only)
+{
+    char a[] = "abc\xe2\x82";                         /* a cut euro sign at the end */
+    EXPECT_INT_EQ(3, jg_utf8_scrub(a));
+    EXPECT_STR_EQ("abc", a);
+    char b[] = "unknown field \"\xe2\x82\xac\xe2\x82\"";   /* cut inside, then the quote */
+    jg_utf8_scrub(b);
+    EXPECT_STR_EQ("unknown field \"\xe2\x82\xac\"", b);
+    char c[] = "\xff x \xc0\xaf y \xed\xa0\x80 z \xf4\x90\x80\x80 \xf0\x9f\x98\x80 \xc3\xa9";
+    jg_utf8_scrub(c);                                 /* stray, overlong, surrogate, > U+10FFFF */
+    EXPECT_STR_EQ(" x  y  z  \xf0\x9f\x98\x80 \xc3\xa9", c);
+    char d[] = "";
+    EXPECT_INT_EQ(0, jg_utf8_scrub(d));
+}
+
+UNIT_TEST(error_message_cut_inside_a_character_still_renders_json)
+{
+    /* the handlers' "unknown field \"%.64s\"" on 70 euro signs (210 bytes) ends inside one */
+    jg_config_t cfg;
+    char err[64];
+    memset(&cfg, 0, sizeof cfg);
+    jg_config_load_env(&cfg, err, sizeof err);
+    char name[211];
+    for (int i = 0; i < 70; i++)
+        memcpy(name + 3 * i, "\xe2\x82\xac", 3);
+    name[210] = '\0';
+    jg_req_t req;
+    memset(&req, 0, sizeof req);
+    jg_req_reset(&req, &cfg, NULL, NULL, NULL, NULL);
+    jg_fail(&req, 400, "invalid_field", "unknown field \"%.64s\"", name);
+    EXPECT_INT_EQ(14 + 1 + 63 + 1, strlen(req.err_msg));   /* 21 whole characters kept */
+    jg_buf_t out = JG_BUF_INIT;
+    jg_resp_render(&req, &out);
+    const char *body = out.data ? strstr(out.data, "\r\n\r\n") : NULL;
+    ASSERT_TRUE(body != NULL);
+    body += 4;
+    char msg[128] = "";
+    if (!EXPECT_INT_EQ(JG_JSON_OK, jg_json_check(body, strlen(body), 64, msg, sizeof msg)))
+        FAIL("body %s: %s", body, msg);
+    /* and a message cut by the 255-byte limit in the middle of a character */
+    char longname[600];
+    for (int i = 0; i < 200; i++)
+        memcpy(longname + 3 * i, "\xe2\x82\xac", 3);
+    longname[600 - 1] = '\0';
+    jg_fail(&req, 400, "invalid_field", "x%s", longname);
+    EXPECT_INT_EQ(1 + 84 * 3, strlen(req.err_msg));
+    jg_buf_reset(&out);
+    jg_resp_render(&req, &out);
+    body = strstr(out.data, "\r\n\r\n") + 4;
+    EXPECT_INT_EQ(JG_JSON_OK, jg_json_check(body, strlen(body), 64, NULL, 0));
+    jg_buf_free(&out);
+    jg_req_free(&req);
 }
