@@ -40,6 +40,18 @@ int jg_remove_tree(const char *dir)
     return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A finished job's directory, which mostly holds nothing but its result file: two system calls
+ * then, instead of a walk (open, stat, read, unlink, rmdir per entry). */
+static void remove_job_dir(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    int n = snprintf(path, sizeof path, "%s/result.json", dir);
+    if (n > 0 && (size_t)n < sizeof path)
+        unlink(path);
+    if (rmdir(dir) != 0)
+        jg_remove_tree(dir);
+}
+
 typedef struct entry {
     pid_t pgid;
     char *dir;
@@ -85,7 +97,7 @@ static void keeper_main(int fd)
                         break;
                     }
             } else if (buf[0] == 'r') {
-                jg_remove_tree(buf + 1);
+                remove_job_dir(buf + 1);
             } else if (buf[0] == 'q') {
                 stop = 1;
             }
