@@ -117,7 +117,9 @@ install: all
 	$(call install_subst,$(wildcard apache/*.conf),$(DESTDIR)$(DATADIR)/apache,644)
 	$(call install_subst,$(EXAMPLES),$(DESTDIR)$(DATADIR)/examples,644)
 	install -m 755 $(wildcard deploy/examples/jobs/*.sh) $(DESTDIR)$(DATADIR)/examples/jobs/
-	install -m 644 $(wildcard deploy/www/*) $(DESTDIR)$(DATADIR)/www/
+	install -d $(DESTDIR)$(DATADIR)/www/dashboard
+	install -m 644 $(wildcard deploy/www/*.*) $(DESTDIR)$(DATADIR)/www/
+	install -m 644 $(wildcard deploy/www/dashboard/*.*) $(DESTDIR)$(DATADIR)/www/dashboard/
 	$(call install_subst,$(MAN1),$(DESTDIR)$(MANDIR)/man1,644)
 	$(call install_subst,$(MAN7),$(DESTDIR)$(MANDIR)/man7,644)
 

@@ -6,7 +6,11 @@ on one jobgate-status process, then woken by one change. Prints figures; asserts
 Starts its own stack (tests/harness.py: private Redis, spawn-fcgi'd programs, nginx including
 nginx/jobgate.conf as shipped) on free loopback ports, and stops it at the end.
 
-Environment: BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
+FRONT=apache (`make bench FRONT=apache`): the same runs behind Apache (apache/jobgate.conf as
+shipped, tests/apache_front.py), next to Apache's own answer of a small static file, and the GET
+over a FastCGI connection per request (a mod_proxy worker without enablereuse).
+
+Environment: FRONT (nginx), BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
 threads, 2), BENCH_WAITERS (long-poll waiters, 1000), BENCH_PROGRAM_THREADS (8),
 BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), JOBGATE_BUILD (build).
 """
@@ -54,6 +58,21 @@ SERVER_EXTRA = r"""
         }
 """
 HTTP_EXTRA = ""
+
+# The same for Apache: its own static answer (a 3-byte file), and GET /jobs/{id} over a mod_proxy
+# worker without enablereuse (a FastCGI connection per request), REQUEST_URI set to the route.
+APACHE_EXTRA = r"""
+    Alias /bench/ceiling @DIR@/ceiling.txt
+    <Directory @DIR@>
+        Require all granted
+    </Directory>
+    <LocationMatch "^/bench/nokeepalive/jobs/(?<jid>[^/]+)$">
+        ProxyFCGIBackendType GENERIC
+        ProxyFCGISetEnvIf "true" REQUEST_URI "/api/jobs/%{env:MATCH_JID}"
+        SetHandler "proxy:unix:@DIR@/status.sock|fcgi://bench-noreuse"
+    </LocationMatch>
+"""
+FRONT = os.environ.get("FRONT", "nginx")
 
 POST_LUA = """
 wrk.method = "POST"
@@ -174,22 +193,29 @@ async def long_poll_test(s, job, pid):
 
 
 def main():
-    for tool in ("wrk", "nginx", "redis-server", "spawn-fcgi"):
+    front_bin = "apache2" if FRONT == "apache" else "nginx"
+    os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin"
+    for tool in ("wrk", front_bin, "redis-server", "spawn-fcgi"):
         if subprocess.run(["sh", "-c", "command -v " + tool], capture_output=True).returncode:
             sys.exit("bench: %s is not installed (make deps)" % tool)
     harness.install_signal_handlers()
-    print("bench: starting a stack (threads %d per program) ..." % PROGRAM_THREADS, flush=True)
+    print("bench: starting a stack behind %s (threads %d per program) ..." % (FRONT, PROGRAM_THREADS),
+          flush=True)
     with harness.Stack(name="bench", threads=PROGRAM_THREADS, nginx_extra=SERVER_EXTRA,
+                       front=FRONT, apache_extra=APACHE_EXTRA, apache_workers=WAITERS + 256,
                        nginx_http_extra=HTTP_EXTRA, grace=5,
                        nginx_workers=2, nginx_worker_connections=max(4096, WAITERS + 2048),
                        program_args=("--max-streams", str(max(10000, WAITERS + 100)))) as s:
         job = s.submit(type="echo", queue="bench", payload={"bench": True})
         base = "http://127.0.0.1:%d" % s.port
+        with open(os.path.join(s.dir, "ceiling.txt"), "w") as f:
+            f.write("ok\n")
         lua = os.path.join(s.dir, "post.lua")
         with open(lua, "w") as f:
             f.write(POST_LUA)
         runs = [
-            ("nginx return 200 (ceiling)", base + "/bench/ceiling", None),
+            ("nginx return 200 (ceiling)" if FRONT == "nginx" else "Apache static file (ceiling)",
+             base + "/bench/ceiling", None),
             ("GET /api/jobs/{id}", base + "/api/jobs/" + job["id"], None),
             ("GET, no keep-alive", base + "/bench/nokeepalive/jobs/" + job["id"], None),
             ("POST /api/jobs", base + "/api/jobs", lua),
@@ -199,7 +225,7 @@ def main():
             runs = [runs[0]] + [r for r in runs[1:] if any(o in r[0] for o in only.split(","))]
         print("bench: wrk -t%d -c%d -d%ds per run, loopback, %d CPUs"
               % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
-        groups = {"nginx": _children(s.nginx_proc.pid) + [s.nginx_proc.pid],
+        groups = {FRONT: _children(s.nginx_proc.pid) + [s.nginx_proc.pid],
                   "submit": s.program_pids("submit"), "status": s.program_pids("status"),
                   "redis": [s.redis_proc.pid]}
         results = []

@@ -19,7 +19,10 @@ the jobs, and then, for BENCH_SSE_WINDOW s:
 RSS and fds of the logs process are read from /proc idle (jobs running, no streams) and with the
 streams held. Everything is stopped at the end.
 
-Environment: BENCH_SSE_STREAMS (10000), BENCH_SSE_JOBS (100), BENCH_SSE_INTERVAL_MS (1000),
+FRONT=apache (`make bench FRONT=apache`): the same through Apache (apache/jobgate.conf as
+shipped), whose event MPM is given a thread per stream (every open stream holds one there).
+
+Environment: FRONT (nginx), BENCH_SSE_STREAMS (10000), BENCH_SSE_JOBS (100), BENCH_SSE_INTERVAL_MS (1000),
 BENCH_SSE_WINDOW (20 s), BENCH_SSE_SAMPLE (10: every 10th stream is timed), JOBGATE_BUILD.
 """
 
@@ -244,6 +247,7 @@ def main():
     nginx_workers = max(2, -(-4 * STREAMS // wc))
     s = harness.Stack(name="sse", programs=("submit", "status", "logs"), threads=8, grace=2,
                       nginx_workers=nginx_workers, nginx_worker_connections=wc,
+                      front=os.environ.get("FRONT", "nginx"), apache_workers=STREAMS + 100,
                       program_args=("--max-streams", str(STREAMS + 100)))
     try:
         run(s, nginx_workers, wc)
@@ -305,7 +309,7 @@ def run(s, nginx_workers, wc):
     held_after = len([x for x in c.streams.values() if x.state == "open"])
     rss2 = rss_kb(pid)
     alive = s.procs["logs"][0].alive()
-    nginx_err = open(os.path.join(s.dir, "nginx-error.log"), errors="replace").read()
+    nginx_err = open(s.front_error_log, errors="replace").read()
     nginx_short = sum(nginx_err.count(x) for x in ("worker_connections are not enough",
                                                     "Too many open files"))
     c.close_all()
@@ -338,10 +342,11 @@ def run(s, nginx_workers, wc):
           % (len(ok), len(plain),
              ", %.1f ms median, %.1f ms max" % (sorted(ok)[len(ok) // 2], max(ok)) if ok else "")
           + ("" if len(ok) == len(plain) else "; others: %r" % [p for p in plain if p[0] != 200]))
-    print("  jobgate-logs still running: %s; nginx: %d workers x %d worker_connections, "
-          "%d fd/connection shortages logged"
-          % ("yes" if alive else "NO (exit %s)" % s.procs["logs"][0].returncode,
-             nginx_workers, wc, nginx_short))
+    front = ("nginx: %d workers x %d worker_connections" % (nginx_workers, wc)
+             if s.front == "nginx" else "apache: %d threads" % s.apache_workers)
+    print("  jobgate-logs still running: %s; %s, %d fd/connection shortages logged"
+          % ("yes" if alive else "NO (exit %s)" % s.procs["logs"][0].returncode, front,
+             nginx_short))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ spawn-fcgi nginx redis-server curl wrk python3 valgrind apache2
 clang-14 libclang-rt-14-dev"
 
 missing=""
+# the browser tests (tests/test_browser.py): Debian's Chromium, driven by Selenium
+PACKAGES="$PACKAGES chromium chromium-driver python3-selenium"
 for p in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in

@@ -4,10 +4,11 @@
 #   every built web program under spawn-fcgi on ./run/<program>.sock,
 #   a jobgate-worker for the demo job types (queue "default", concurrency 4),
 #   nginx on 127.0.0.1:${PORT:-8080} with a generated ./run/nginx.conf that includes the shipped
-#   nginx/jobgate.conf unchanged and serves deploy/www/ at /.
+#   nginx/jobgate.conf unchanged and serves deploy/www/ at / (FRONT=apache: Apache instead, with
+#   ./run/apache2.conf from deploy/apache-conf.sh including the shipped apache/jobgate.conf).
 # Logs go to ./run/*.log. Ctrl-C (or SIGTERM to this script) stops everything.
 #
-# Environment: PORT (8080), JOBGATE_BUILD (build), JOBGATE_RUN_DIR (./run), THREADS (8),
+# Environment: PORT (8080), FRONT (nginx or apache), JOBGATE_BUILD (build), JOBGATE_RUN_DIR (./run), THREADS (8),
 # CONCURRENCY (4), and any JOBGATE_* setting, which the programs and the worker see.
 set -eu
 
@@ -19,11 +20,18 @@ THREADS="${THREADS:-8}"
 CONCURRENCY="${CONCURRENCY:-4}"
 WEB_PROGRAMS="submit status logs cache admin"
 DEMO_TYPES="echo sleep lines fail flaky"
+FRONT="${FRONT:-nginx}"
 
 say() { printf '%s\n' "run-stack: $*"; }
 die() { printf '%s\n' "run-stack: $*" >&2; exit 1; }
 
-for tool in redis-server redis-cli spawn-fcgi nginx; do
+case "$FRONT" in
+    nginx) FRONT_BIN=nginx ;;
+    apache) FRONT_BIN=apache2 ;;
+    *) die "FRONT must be nginx or apache, not $FRONT" ;;
+esac
+PATH="$PATH:/usr/sbin"
+for tool in redis-server redis-cli spawn-fcgi $FRONT_BIN; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (make deps)"
 done
 [ -x "$BUILD/jobgate-submit" ] || die "$BUILD/jobgate-submit is not built (make)"
@@ -61,7 +69,7 @@ cleanup() {
         fi
         wait "$p" 2>/dev/null || true
     done
-    rm -f "$RUN"/*.sock "$RUN/stack.pid" "$RUN/nginx.pid"
+    rm -f "$RUN"/*.sock "$RUN/stack.pid" "$RUN/nginx.pid" "$RUN/apache.pid"
     say "stopped"
 }
 trap 'cleanup' EXIT
@@ -101,9 +109,13 @@ export REDIS_URL
 
 # ---- The web programs ------------------------------------------------------------------------
 started=""
+# Apache's children run as www-data when it is started as root: the sockets are theirs then.
+SOCKET_OWNER=""
+[ "$FRONT" = apache ] && [ "$(id -u)" -eq 0 ] && SOCKET_OWNER="-U www-data"
 for p in $WEB_PROGRAMS; do
     [ -x "$BUILD/jobgate-$p" ] || continue
-    start "$p" "$RUN/$p.log" spawn-fcgi -n -s "$RUN/$p.sock" -M 0660 -- \
+    # shellcheck disable=SC2086
+    start "$p" "$RUN/$p.log" spawn-fcgi -n -s "$RUN/$p.sock" -M 0660 $SOCKET_OWNER -- \
         "$BUILD/jobgate-$p" --threads "$THREADS"
     started="$started $p"
 done
@@ -122,7 +134,11 @@ else
     say "warning: $BUILD/jobgate-worker is not built: jobs will stay queued"
 fi
 
-# ---- nginx -----------------------------------------------------------------------------------
+# ---- The front end: nginx, or Apache with FRONT=apache -----------------------------------------
+if [ "$FRONT" = apache ]; then
+    sh "$ROOT/deploy/apache-conf.sh" "$RUN" "$PORT" > "$RUN/apache2.conf"
+    start front "$RUN/apache.log" apache2 -D FOREGROUND -f "$RUN/apache2.conf"
+else
 # nginx's workers run as "nobody" when the master is root, and could not reach the sockets in
 # ./run: run them as root then (this is a local demo stack, listening on loopback only).
 USER_LINE=""
@@ -167,22 +183,24 @@ http {
     }
 }
 EOF
-start nginx "$RUN/nginx.log" nginx -p "$RUN/" -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log"
+start front "$RUN/nginx.log" nginx -p "$RUN/" -c "$RUN/nginx.conf" -e "$RUN/nginx-error.log"
+fi
 i=0
 until curl -s -o /dev/null "http://127.0.0.1:$PORT/"; do
-    if ! kill -0 "$PID_nginx" 2>/dev/null; then
-        tail -n 5 "$RUN/nginx-error.log" "$RUN/nginx.log" >&2 || true
-        die "nginx did not start (is port $PORT free? set PORT=...)"
+    if ! kill -0 "$PID_front" 2>/dev/null; then
+        tail -n 5 "$RUN/$FRONT-error.log" "$RUN/$FRONT.log" >&2 || true
+        die "$FRONT did not start (is port $PORT free? set PORT=...)"
     fi
     i=$((i + 1))
-    [ $i -ge 100 ] && die "nginx did not answer on 127.0.0.1:$PORT in 10 s"
+    [ $i -ge 100 ] && die "$FRONT did not answer on 127.0.0.1:$PORT in 10 s"
     sleep 0.1
 done
 
 URL="http://127.0.0.1:$PORT"
 cat <<EOF
 
-  jobgate is running: $URL/        (programs:$started; logs in ./run/*.log)
+  jobgate is running: $URL/        ($FRONT; programs:$started; logs in ./run/*.log)
+  the dashboard:      $URL/dashboard/
 
   Try:
     curl -s -X POST $URL/api/jobs -H 'Content-Type: application/json' \\

@@ -23,7 +23,9 @@
 #include "timefmt.h"
 #include "waitlist.h"
 
-#define PAGE 1000             /* entries per read */
+#define PAGE 100              /* entries per read of a parked stream or page */
+#define CHUNK (192u << 10)    /* bytes rendered per step of a parked stream or page */
+#define RETRY_MS 500          /* a failed read of the loop is tried again after this */
 #define CURSOR_MAX 48
 
 typedef struct cursor {
@@ -37,12 +39,18 @@ typedef struct job_state {
     char attempts[16];
 } job_state_t;
 
-/* A parked viewer: an SSE stream, or a poll waiting for its first entry. */
+/* A parked viewer: an SSE stream, or a polled page (waiting for its first entry, or being
+ * written). Both are written by the loop a part at a time (pump), never more than CHUNK bytes
+ * beyond what the client has taken: a backlog of any size costs a stream about 256 KiB. */
 typedef struct viewer {
-    jg_waiter_t w;            /* id, deadline (next heartbeat, or end of the wait), seq */
+    jg_waiter_t w;            /* id, deadline (next heartbeat, end of the wait, or retry), seq */
     int sse;
-    cursor_t cursor;          /* the last entry sent (SSE) or asked after (poll) */
-    long limit;               /* poll */
+    cursor_t cursor;          /* the last entry sent (SSE, page) or asked after (waiting poll) */
+    int caught_up;            /* SSE: the backlog is sent; new entries come with messages */
+    int waiting;              /* poll: parked until an entry comes or the wait runs out */
+    int retry;                /* a read failed (Redis away): the deadline is the retry */
+    int64_t wait_until;       /* poll: end of its wait */
+    long limit, written;      /* poll: entries asked for, entries written so far */
     job_state_t sent;         /* SSE: the status last sent; poll: the status last read */
     char *headers;            /* common headers, copied when parked (poll) */
 } viewer_t;
@@ -183,137 +191,231 @@ static int state_differs(const job_state_t *a, const job_state_t *b)
            strcmp(a->attempts, b->attempts);
 }
 
-/* Appends to b what an SSE viewer at *c has not seen of entries; advances *c. */
-static void sse_entries(jg_buf_t *b, const redisReply *entries, cursor_t *c)
-{
-    for (size_t i = 0; i < entries->elements; i++) {
-        entry_t e;
-        if (entry_of(entries->element[i], &e) == 0 && cursor_after(e.cursor, *c)) {
-            sse_entry(b, &e);
-            *c = e.cursor;
-        }
-    }
-}
-
-/* --- the polling answer --- */
-
-/* {"entries":[...],"next":"...","status":"...","done":bool} from the entries after c, at most
- * limit of them; complete: the read reached the end of the log. */
-static void poll_body(jg_buf_t *b, const redisReply *entries, cursor_t c, long limit,
-                      int complete, const job_state_t *st)
-{
-    long n = 0;
-    int more = 0;
-    jg_buf_puts(b, "{\"entries\":[");
-    for (size_t i = 0; entries && i < entries->elements; i++) {
-        entry_t e;
-        if (entry_of(entries->element[i], &e) || !cursor_after(e.cursor, c))
-            continue;
-        if (n == limit) {
-            more = 1;
-            break;
-        }
-        if (n++)
-            jg_buf_putc(b, ',');
-        entry_json(b, &e, 1);
-        c = e.cursor;
-    }
-    char next[CURSOR_MAX];
-    format_cursor(c, next);
-    jg_buf_printf(b, "],\"next\":\"%s\",\"status\":\"%s\",\"done\":%s}", next, st->status,
-                  finished(st->status) && complete && !more ? "true" : "false");
-}
-
 /* --- the loop side --- */
 
-static void end_poll(jg_loop_t *loop, viewer_t *v, const redisReply *entries, int complete,
-                     const job_state_t *st)
+static void pump(jg_loop_t *loop, viewer_t *v);
+
+static void set_deadline(viewer_t *v, int64_t at) { jg_waitlist_set_deadline(viewers, &v->w, at); }
+
+static int64_t heartbeat_at(jg_loop_t *loop)
+{
+    return jg_monotonic_ms() + jg_loop_config(loop)->sse_heartbeat * 1000;
+}
+
+/* The deadline v has when no read is pending a retry. */
+static int64_t normal_deadline(jg_loop_t *loop, const viewer_t *v)
+{
+    if (v->sse)
+        return heartbeat_at(loop);
+    return v->waiting ? v->wait_until : INT64_MAX;
+}
+
+/* A read of the loop failed: v tries again soon (finding: a wake is never dropped). */
+static void retry_later(viewer_t *v)
+{
+    v->retry = 1;
+    if (v->w.deadline > jg_monotonic_ms() + RETRY_MS)
+        set_deadline(v, jg_monotonic_ms() + RETRY_MS);
+}
+
+/* Ends v after bytes (may be empty); v is freed later (on_gone). */
+static void finish(jg_loop_t *loop, viewer_t *v, const jg_buf_t *b)
 {
     jg_waitlist_remove(viewers, &v->w);
+    jg_parked_answer(loop, v->w.parked, b->data ? b->data : "", b->len);
+}
+
+/* A waiting poll starts its page: the answer's head and the entries' opening. */
+static void start_page(jg_loop_t *loop, viewer_t *v)
+{
+    jg_buf_t out = JG_BUF_INIT;
+    v->waiting = 0;
+    set_deadline(v, INT64_MAX);
+    jg_resp_render_parts(&out, 200, v->headers, "application/json", "no-store",
+                         "{\"entries\":[", 12, JG_RENDER_STREAM);
+    if (jg_parked_send(loop, v->w.parked, out.data, out.len) < 0)
+        jg_waitlist_remove(viewers, &v->w);
+    jg_buf_free(&out);
+}
+
+/* The end of a polled page; done: the job is finished and next is its last entry. */
+static void page_tail(jg_buf_t *b, const viewer_t *v, const job_state_t *st, int done)
+{
+    char next[CURSOR_MAX];
+    format_cursor(v->cursor, next);
+    jg_buf_printf(b, "],\"next\":\"%s\",\"status\":\"%s\",\"done\":%s}", next, st->status,
+                  done ? "true" : "false");
+}
+
+/* A waiting poll whose wait ran out (or SIGTERM came): the empty page. */
+static void end_waiting(jg_loop_t *loop, viewer_t *v)
+{
     jg_buf_t body = JG_BUF_INIT, out = JG_BUF_INIT;
-    poll_body(&body, entries, v->cursor, v->limit, complete, st);
+    jg_buf_puts(&body, "{\"entries\":[");
+    page_tail(&body, v, &v->sent, 0);
     jg_resp_render_parts(&out, 200, v->headers, "application/json", "no-store", body.data,
                          body.len, 0);
-    jg_parked_send(loop, v->w.parked, out.data, out.len);
-    jg_parked_end(loop, v->w.parked);   /* frees v */
+    finish(loop, v, &out);
     jg_buf_free(&body);
     jg_buf_free(&out);
 }
 
-/* Gives v what is new in entries/st. complete: entries reach the end of the log. */
-static void deliver(jg_loop_t *loop, viewer_t *v, const redisReply *entries, int complete,
-                    const job_state_t *st)
+/* Renders into b what v has not seen of entries, until b holds CHUNK bytes (SSE) or the page
+ * is full (poll); advances v's cursor. Returns 1 when every entry of the reply after v's
+ * cursor was rendered; *more: a poll's page is full and an entry is left. */
+static int render(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more)
 {
-    if (!v->sse) {
-        int any = 0;
-        for (size_t i = 0; i < entries->elements && !any; i++) {
-            entry_t e;
-            any = entry_of(entries->element[i], &e) == 0 && cursor_after(e.cursor, v->cursor);
+    *more = 0;
+    for (size_t i = 0; i < entries->elements; i++) {
+        entry_t e;
+        if (entry_of(entries->element[i], &e) || !cursor_after(e.cursor, v->cursor))
+            continue;
+        if (!v->sse && v->written == v->limit) {
+            *more = 1;
+            return 0;
         }
-        v->sent = *st;
-        if (any || (finished(st->status) && complete))
-            end_poll(loop, v, entries, complete, st);
-        return;
+        if (b->len >= CHUNK)
+            return 0;
+        if (v->sse) {
+            sse_entry(b, &e);
+        } else {
+            if (v->written++)
+                jg_buf_putc(b, ',');
+            entry_json(b, &e, 1);
+        }
+        v->cursor = e.cursor;
     }
+    return 1;
+}
+
+/* Gives v what entries (read after a cursor at or before v's, count asked) hold for it, and
+ * the status st. Returns 1 when v has everything up to the end of the log (caught up), 0
+ * when it must read on by itself (pump), -1 when v ended or its client left. */
+static int give(jg_loop_t *loop, viewer_t *v, const redisReply *entries, long count,
+                const job_state_t *st)
+{
     jg_buf_t b = JG_BUF_INIT;
-    sse_entries(&b, entries, &v->cursor);
-    if (state_differs(st, &v->sent)) {
-        sse_status(&b, st);
+    int more, all = render(v, entries, &b, &more);
+    int at_end = all && entries->elements < (size_t)count;
+    int rc = at_end ? 1 : 0;
+    if (v->sse) {
+        if (at_end && state_differs(st, &v->sent)) {
+            sse_status(&b, st);
+            v->sent = *st;
+        }
+        if (at_end && finished(st->status)) {
+            sse_end(&b, st);
+            finish(loop, v, &b);
+            rc = -1;
+        }
+    } else {
         v->sent = *st;
+        if (more || at_end) {
+            page_tail(&b, v, st, at_end && !more && finished(st->status));
+            finish(loop, v, &b);
+            rc = -1;
+        }
     }
-    int end = finished(st->status) && complete;
-    if (end)
-        sse_end(&b, st);
-    int gone = b.len && jg_parked_send(loop, v->w.parked, b.data, b.len) < 0;
+    if (rc >= 0 && b.len && jg_parked_send(loop, v->w.parked, b.data, b.len) < 0) {
+        jg_waitlist_remove(viewers, &v->w);   /* the client left: v is freed later */
+        rc = -1;
+    }
     jg_buf_free(&b);
-    if (gone)
-        return;   /* the client left: v is freed */
-    if (!end)
-        jg_waitlist_set_deadline(viewers, &v->w, jg_monotonic_ms() +
-                                     jg_loop_config(loop)->sse_heartbeat * 1000);
-    if (end) {
-        jg_waitlist_remove(viewers, &v->w);
-        jg_parked_end(loop, v->w.parked);
+    if (v->sse && rc >= 0) {
+        v->caught_up = rc;
+        if (rc)
+            set_deadline(v, heartbeat_at(loop));
+    }
+    return rc;
+}
+
+/* Writes v's next parts, a page read at a time, while its client keeps up (at most about
+ * JG_PARKED_LOW_WATER + CHUNK queued); the loop calls it again when the client has read
+ * (on_writable). A caught-up stream waits for messages instead. */
+static void pump(jg_loop_t *loop, viewer_t *v)
+{
+    while (jg_parked_alive(v->w.parked) && !v->waiting &&
+           jg_parked_unsent(v->w.parked) <= JG_PARKED_LOW_WATER) {
+        long left = v->limit - v->written;   /* poll: one more, to know whether more follow */
+        long count = v->sse ? PAGE : (left < PAGE ? left : PAGE) + 1;
+        job_state_t st;
+        redisReply *entries =
+            read_log(jg_loop_config(loop), jg_loop_redis(loop), v->w.id, v->cursor, count, &st);
+        if (entries == NULL) {
+            retry_later(v);
+            return;
+        }
+        int rc;
+        if (st.status[0] == '\0') {   /* the job expired while watched: end */
+            jg_buf_t b = JG_BUF_INIT;
+            if (!v->sse)
+                page_tail(&b, v, &v->sent, 0);
+            finish(loop, v, &b);
+            jg_buf_free(&b);
+            rc = -1;
+        } else {
+            rc = give(loop, v, entries, count, &st);
+        }
+        freeReplyObject(entries);
+        if (rc != 0)
+            return;
     }
 }
 
-/* Reads job id once for all its viewers (a page at a time) and gives each what is new. */
+/* Reads job id once for the viewers that wait on it (caught-up streams, waiting polls) and
+ * gives each what is new; one that needs more than that read reads on by itself (pump). */
 static void refresh(jg_loop_t *loop, const char *id)
 {
-    for (;;) {
-        jg_waiter_t **all;
-        size_t n = jg_waitlist_of(viewers, id, &all);
-        if (n == 0)
-            return;
-        cursor_t from = ((viewer_t *)all[0])->cursor;
-        for (size_t i = 1; i < n; i++)
-            if (cursor_after(from, ((viewer_t *)all[i])->cursor))
-                from = ((viewer_t *)all[i])->cursor;
-        job_state_t st;
-        redisReply *entries =
-            read_log(jg_loop_config(loop), jg_loop_redis(loop), id, from, PAGE, &st);
-        int full = entries && entries->elements == PAGE;
-        if (entries && st.status[0]) {
-            for (size_t i = 0; i < n; i++)
-                deliver(loop, (viewer_t *)all[i], entries, !full, &st);
-        } else if (entries) {
-            /* the job expired while watched: its streams end, its polls get nothing */
-            for (size_t i = 0; i < n; i++) {
-                viewer_t *v = (viewer_t *)all[i];
-                if (v->sse) {
-                    jg_waitlist_remove(viewers, &v->w);
-                    jg_parked_end(loop, v->w.parked);
-                } else {
-                    end_poll(loop, v, NULL, 1, &v->sent);
-                }
-            }
-        }
-        if (entries)
-            freeReplyObject(entries);
-        free(all);
-        if (!full)
-            return;   /* else the viewers' cursors moved a page on: read the next */
+    jg_waiter_t **all;
+    size_t n = jg_waitlist_of(viewers, id, &all), k = 0;
+    for (size_t i = 0; i < n; i++) {   /* keep those that wait on messages */
+        viewer_t *v = (viewer_t *)all[i];
+        if (v->sse && v->caught_up && jg_parked_unsent(v->w.parked) > JG_PARKED_LOW_WATER)
+            v->caught_up = 0;   /* a slow reader: it reads on when it has taken its bytes */
+        else if ((v->sse && v->caught_up) || v->waiting)
+            all[k++] = all[i];
     }
+    if (k == 0) {
+        free(all);
+        return;
+    }
+    cursor_t from = ((viewer_t *)all[0])->cursor;
+    for (size_t i = 1; i < k; i++)
+        if (cursor_after(from, ((viewer_t *)all[i])->cursor))
+            from = ((viewer_t *)all[i])->cursor;
+    job_state_t st;
+    redisReply *entries =
+        read_log(jg_loop_config(loop), jg_loop_redis(loop), id, from, PAGE, &st);
+    for (size_t i = 0; i < k; i++) {
+        viewer_t *v = (viewer_t *)all[i];
+        if (entries == NULL) {
+            retry_later(v);
+            continue;
+        }
+        v->retry = 0;
+        if (!v->waiting) {
+            if (st.status[0] == '\0' || give(loop, v, entries, PAGE, &st) == 0)
+                pump(loop, v);   /* more than this read: read on (or end, job expired) */
+            continue;
+        }
+        /* a waiting poll: an entry after its cursor, or the job's end, starts its page */
+        int any = 0;
+        for (size_t j = 0; j < entries->elements && !any; j++) {
+            entry_t e;
+            any = entry_of(entries->element[j], &e) == 0 && cursor_after(e.cursor, v->cursor);
+        }
+        if (st.status[0])
+            v->sent = st;
+        if (st.status[0] == '\0') {
+            end_waiting(loop, v);
+        } else if (any || finished(st.status)) {
+            start_page(loop, v);
+            pump(loop, v);
+        }
+    }
+    if (entries)
+        freeReplyObject(entries);
+    free(all);
 }
 
 /* "log <id> <cursor>" and "job <id> <version>" on <prefix>:events */
@@ -332,21 +434,48 @@ static void on_parked(jg_loop_t *loop, jg_parked_t *p)
     viewer_t *v = p->data;
     v->w.parked = p;
     jg_waitlist_add(viewers, &v->w);
-    if (jg_waitlist_missed(viewers, &v->w, jg_loop_message_seq(loop)))
-        refresh(loop, v->w.id);   /* written between the handler's read and now */
+    if (!v->sse && !v->waiting)
+        start_page(loop, v);
+    if (v->waiting || v->caught_up) {   /* the handler read up to the end of the log */
+        if (jg_waitlist_missed(viewers, &v->w, jg_loop_message_seq(loop)))
+            refresh(loop, v->w.id);   /* written between the handler's read and now */
+    } else {
+        pump(loop, v);   /* a stream's backlog, or a page: written from here, a part at a time */
+    }
 }
 
-/* Heartbeats of streams; polls whose wait ran out. */
+/* The client took what was queued: the next part of a backlog or page. */
+static void on_writable(jg_loop_t *loop, jg_parked_t *p)
+{
+    viewer_t *v = p->data;
+    if (!v->waiting && !v->caught_up && !v->retry)
+        pump(loop, v);
+}
+
+/* Heartbeats of streams; polls whose wait ran out; reads to try again. */
 static int64_t on_timers(jg_loop_t *loop, int64_t now)
 {
     jg_waiter_t *w;
     while ((w = jg_waitlist_due(viewers, now)) != NULL) {
         viewer_t *v = (viewer_t *)w;
-        if (v->sse) {
-            jg_waitlist_set_deadline(viewers, w, now + jg_loop_config(loop)->sse_heartbeat * 1000);
-            jg_parked_send(loop, w->parked, ": keepalive\n\n", 13);   /* may free v */
+        if (v->retry) {
+            v->retry = 0;
+            set_deadline(v, normal_deadline(loop, v));
+            if (v->waiting && now >= v->wait_until)
+                end_waiting(loop, v);
+            else if (v->waiting || v->caught_up)
+                refresh(loop, w->id);
+            else
+                pump(loop, v);
+        } else if (v->sse) {
+            set_deadline(v, now + jg_loop_config(loop)->sse_heartbeat * 1000);
+            if (jg_parked_unsent(w->parked) == 0 &&
+                jg_parked_send(loop, w->parked, ": keepalive\n\n", 13) < 0)
+                jg_waitlist_remove(viewers, w);
+        } else if (v->waiting) {
+            end_waiting(loop, v);
         } else {
-            end_poll(loop, v, NULL, 0, &v->sent);
+            set_deadline(v, INT64_MAX);
         }
     }
     return jg_waitlist_next_deadline(viewers);
@@ -366,21 +495,30 @@ static void on_gone(jg_loop_t *loop, jg_parked_t *p)
     free_viewer(p->data);
 }
 
-/* Messages may have been lost while the subscription was down: look at every watched job. */
-static void on_resync(jg_loop_t *loop) { jg_waitlist_each_id(viewers, loop, refresh); }
+/* Messages may have been lost while the subscription was down: look at every watched job.
+ * The resync is recorded too, so that a viewer whose handler read before it and that parks
+ * after it looks again (jg_waitlist_missed). */
+static void on_resync(jg_loop_t *loop)
+{
+    jg_waitlist_note_resync(viewers, jg_loop_message_seq(loop));
+    jg_waitlist_each_id(viewers, loop, refresh);
+}
 
 /* SIGTERM: streams end (EventSource reconnects, with Last-Event-ID, to another process);
- * polls are answered with nothing new. */
+ * waiting polls are answered with nothing new; a page being written ends where it is. */
 static void on_shutdown(jg_loop_t *loop)
 {
     jg_waiter_t *w;
     while ((w = jg_waitlist_any(viewers)) != NULL) {
         viewer_t *v = (viewer_t *)w;
-        if (v->sse) {
-            jg_waitlist_remove(viewers, w);
-            jg_parked_end(loop, w->parked);
+        if (v->waiting) {
+            end_waiting(loop, v);
         } else {
-            end_poll(loop, v, NULL, 0, &v->sent);
+            jg_buf_t b = JG_BUF_INIT;
+            if (!v->sse)
+                page_tail(&b, v, &v->sent, 0);
+            finish(loop, v, &b);
+            jg_buf_free(&b);
         }
     }
 }
@@ -392,7 +530,8 @@ static void init(jg_loop_t *loop)
 }
 
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_viewer,
+    "events",   on_parked, on_message, on_resync,   on_timers,
+    on_gone,    on_shutdown, free_viewer, on_writable,
 };
 
 /* --- the request side --- */
@@ -435,66 +574,65 @@ static int handle(jg_req_t *req)
     jg_loop_t *loop = jg_server_loop();
     uint64_t seq = jg_loop_message_seq(loop);
     job_state_t st;
-    redisReply *entries;
-    int complete;
-    jg_buf_t stream = JG_BUF_INIT;
-    cursor_t sent = c;
-    for (;;) {   /* SSE reads the whole backlog; a poll one page */
-        entries = read_log(req->cfg, req->redis, id, sent, sse ? PAGE : limit + 1, &st);
-        if (entries == NULL) {
-            jg_buf_free(&stream);
-            return jg_fail_unavailable(req);
-        }
-        if (st.status[0] == '\0') {
-            freeReplyObject(entries);
-            jg_buf_free(&stream);
-            return jg_fail(req, 404, "not_found", "no such job");
-        }
-        complete = entries->elements < (size_t)(sse ? PAGE : limit + 1);
-        if (!sse)
-            break;
-        if (stream.len == 0) {
-            jg_buf_puts(&stream, "retry: 2000\n\n");
-            sse_status(&stream, &st);
-        }
-        sse_entries(&stream, entries, &sent);
+    /* One page at most is read here; a longer backlog or page is written by the loop. */
+    long count = sse ? PAGE : (limit < PAGE ? limit : PAGE) + 1;
+    redisReply *entries = read_log(req->cfg, req->redis, id, c, count, &st);
+    if (entries == NULL)
+        return jg_fail_unavailable(req);
+    if (st.status[0] == '\0') {
         freeReplyObject(entries);
-        if (complete)
-            break;
+        return jg_fail(req, 404, "not_found", "no such job");
     }
-
-    viewer_t *v = NULL;
+    viewer_t tmp = {.sse = sse, .cursor = c, .limit = limit};
+    int more, all, at_end, can_park = jg_loop_can_park(loop), waiting = 0;
+    jg_buf_t *b = &req->body;
     if (sse) {
         req->streaming = 1;
         req->content_type = "text/event-stream";
         req->cache_control = "no-cache";
         jg_resp_header(req, "X-Accel-Buffering: no\r\n");
-        jg_buf_append(&req->body, stream.data, stream.len);
-        jg_buf_free(&stream);
-        if (finished(st.status)) {
-            sse_end(&req->body, &st);
-            return JG_OK;
-        }
-        if (!jg_loop_can_park(loop))
-            return JG_OK;   /* the stream ends after its backlog; the client reconnects */
-    } else {
-        int any = entries->elements > 0;
-        if (any || wait <= 0 || finished(st.status) || req->head || !jg_loop_can_park(loop)) {
-            poll_body(&req->body, entries, c, limit, complete, &st);
-            freeReplyObject(entries);
-            return JG_OK;
-        }
+        jg_buf_puts(b, "retry: 2000\n\n");
+        sse_status(b, &st);
+        size_t start = b->len;
+        all = render(&tmp, entries, b, &more);
+        at_end = all && entries->elements < (size_t)count;
         freeReplyObject(entries);
+        if (at_end && finished(st.status)) {
+            sse_end(b, &st);
+            return JG_OK;   /* the whole stream, here */
+        }
+        if (!can_park)
+            return JG_OK;   /* a page of it; the client reconnects with Last-Event-ID */
+        if (!at_end) {      /* a longer backlog: the loop sends it, a part at a time */
+            b->len = start;
+            b->data[start] = '\0';
+            tmp.cursor = c;
+        }                   /* else it all goes before parking: the stream is caught up */
+    } else {
+        waiting = entries->elements == 0 && wait > 0 && !finished(st.status) && !req->head;
+        jg_buf_puts(b, "{\"entries\":[");
+        all = render(&tmp, entries, b, &more);
+        at_end = all && entries->elements < (size_t)count;
+        freeReplyObject(entries);
+        if (!(waiting && can_park) && (more || at_end || !can_park || req->head)) {
+            /* the whole page (or, when no more can be parked, as much as one part holds) */
+            page_tail(b, &tmp, &st, at_end && !more && finished(st.status));
+            return JG_OK;
+        }
+        jg_buf_reset(b);   /* a long page: the loop writes it, a part at a time */
     }
-    v = calloc(1, sizeof *v);
+    viewer_t *v = calloc(1, sizeof *v);
     if (v == NULL)
         abort();
     memcpy(v->w.id, id, JG_ID_LEN + 1);
     v->w.seq = seq;
-    v->w.deadline = jg_monotonic_ms() + (sse ? req->cfg->sse_heartbeat * 1000
-                                             : (int64_t)(wait * 1000));
     v->sse = sse;
-    v->cursor = sent;
+    v->waiting = waiting;
+    v->wait_until = jg_monotonic_ms() + (int64_t)(wait * 1000);
+    v->w.deadline = sse ? jg_monotonic_ms() + req->cfg->sse_heartbeat * 1000
+                        : waiting ? v->wait_until : INT64_MAX;
+    v->cursor = sse ? tmp.cursor : c;   /* SSE: the last entry sent before parking */
+    v->caught_up = sse && at_end;
     v->limit = limit;
     v->sent = st;
     jg_buf_t headers = JG_BUF_INIT;

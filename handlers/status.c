@@ -20,13 +20,17 @@
 typedef struct waiter {
     jg_waiter_t w;            /* id, deadline, seq: see waitlist.h */
     long long version;        /* what the client has */
+    int64_t until;            /* the end of its wait */
+    int retry;                /* the loop's read failed: the deadline is the retry */
     int head;
     char *headers;            /* common headers, copied when parked */
 } waiter_t;
 
 static jg_waitlist_t *waiting;   /* loop thread only */
 
-/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed (by on_gone). */
+#define RETRY_MS 500   /* a failed read of the loop is tried again after this */
+
+/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed later, by on_gone. */
 static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version)
 {
     jg_waitlist_remove(waiting, &w->w);
@@ -35,8 +39,7 @@ static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, l
     jg_buf_puts(&headers, w->headers);
     jg_resp_render_parts(&out, body ? 200 : 304, headers.data, "application/json", "no-store",
                          body, len, w->head ? JG_RENDER_HEAD : 0);
-    jg_parked_send(loop, w->w.parked, out.data, out.len);
-    jg_parked_end(loop, w->w.parked);
+    jg_parked_answer(loop, w->w.parked, out.data, out.len);
     jg_buf_free(&out);
     jg_buf_free(&headers);
 }
@@ -49,7 +52,15 @@ static void wake_job(jg_loop_t *loop, const char *id)
     if (n == 0)
         return;
     redisReply *rep = jg_job_read(jg_loop_config(loop), jg_loop_redis(loop), id);
-    if (rep) {   /* else Redis is away: they time out, or the resync after it wakes them */
+    if (rep == NULL) {   /* Redis is away: each tries again soon (before its wait ends) */
+        int64_t at = jg_monotonic_ms() + RETRY_MS;
+        for (size_t i = 0; i < n; i++) {
+            waiter_t *w = (waiter_t *)due[i];
+            w->retry = 1;
+            if (w->w.deadline > at)
+                jg_waitlist_set_deadline(waiting, &w->w, at);
+        }
+    } else {
         jg_buf_t body = JG_BUF_INIT;
         long long version = jg_job_json_hmget(rep, 0, &body);
         for (size_t i = 0; i < n; i++) {
@@ -86,8 +97,16 @@ static void on_parked(jg_loop_t *loop, jg_parked_t *p)
 static int64_t on_timers(jg_loop_t *loop, int64_t now)
 {
     jg_waiter_t *w;
-    while ((w = jg_waitlist_due(waiting, now)) != NULL)
-        answer(loop, (waiter_t *)w, NULL, 0, ((waiter_t *)w)->version);
+    while ((w = jg_waitlist_due(waiting, now)) != NULL) {
+        waiter_t *x = (waiter_t *)w;
+        if (x->retry && now < x->until) {
+            x->retry = 0;
+            jg_waitlist_set_deadline(waiting, w, x->until);
+            wake_job(loop, w->id);   /* may set the retry again */
+        } else {
+            answer(loop, x, NULL, 0, x->version);
+        }
+    }
     return jg_waitlist_next_deadline(waiting);
 }
 
@@ -105,8 +124,14 @@ static void on_gone(jg_loop_t *loop, jg_parked_t *p)
     free_waiter(p->data);
 }
 
-/* Messages may have been lost while the subscription was down: look at every waited job. */
-static void on_resync(jg_loop_t *loop) { jg_waitlist_each_id(waiting, loop, wake_job); }
+/* Messages may have been lost while the subscription was down: look at every waited job. The
+ * resync is recorded too, so that a waiter whose handler read before it and that parks after
+ * it looks again (jg_waitlist_missed). */
+static void on_resync(jg_loop_t *loop)
+{
+    jg_waitlist_note_resync(waiting, jg_loop_message_seq(loop));
+    jg_waitlist_each_id(waiting, loop, wake_job);
+}
 
 /* SIGTERM: every long poll gets its answer now (304: nothing changed yet). */
 static void on_shutdown(jg_loop_t *loop)
@@ -123,7 +148,7 @@ static void init(jg_loop_t *loop)
 }
 
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter,
+    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter, NULL,
 };
 
 /* --- the request side --- */
@@ -204,7 +229,7 @@ static int handle(jg_req_t *req)
     if (w == NULL)
         abort();
     memcpy(w->w.id, id, JG_ID_LEN + 1);
-    w->w.deadline = jg_monotonic_ms() + (int64_t)(wait * 1000);
+    w->w.deadline = w->until = jg_monotonic_ms() + (int64_t)(wait * 1000);
     w->w.seq = seq;
     w->version = version;
     w->head = req->head;

@@ -243,9 +243,15 @@ int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen)
     v = getenv("JOBGATE_TRUST_PROXY");
     cfg->trust_proxy = v && strcmp(v, "1") == 0;
 
+    /* libfcgi's variable: a comma list of the IPv4/IPv6 addresses a TCP socket accepts */
+    v = getenv("FCGI_WEB_SERVER_ADDRS");
+    if (v && copy_checked(cfg->web_server_addrs, sizeof cfg->web_server_addrs, v))
+        FAIL("FCGI_WEB_SERVER_ADDRS");
+
     cfg->threads = 8;
     cfg->grace = 5;
     cfg->max_streams = 10000;
+    cfg->read_timeout = 10;
     return 0;
 }
 
@@ -270,4 +276,6 @@ void jg_config_print(const jg_config_t *cfg, FILE *out)
     fprintf(out, "JOBGATE_TRUST_PROXY=%d\n", cfg->trust_proxy);
     fprintf(out, "threads=%d\ngrace=%g\nsocket=%s\nmax_streams=%ld\n", cfg->threads, cfg->grace,
             cfg->socket[0] ? cfg->socket : "(fd 0 from spawn-fcgi, or CGI)", cfg->max_streams);
+    fprintf(out, "read_timeout=%g\nFCGI_WEB_SERVER_ADDRS=%s\n", cfg->read_timeout,
+            cfg->web_server_addrs);
 }

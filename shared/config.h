@@ -38,6 +38,8 @@ typedef struct jg_config {
     double grace;              /* --grace S, default 5 (the worker: 30) */
     char   socket[256];        /* --socket PATH|HOST:PORT; empty = fd 0 from spawn-fcgi, or CGI */
     long   max_streams;        /* --max-streams N, default 10000 */
+    double read_timeout;       /* --read-timeout S, default 10: to deliver a whole request */
+    char   web_server_addrs[1024];   /* FCGI_WEB_SERVER_ADDRS: peers a TCP --socket accepts */
 } jg_config_t;
 
 /* Fills cfg with defaults and the environment. Returns 0, or -1 with a message in err naming the

@@ -1,7 +1,10 @@
-/* loop.c — the event loop: parked requests, messages, signals; and the shared epoll set on
- * which request threads wait for the listener and idle kept-alive connections (see loop.h). */
+/* loop.c — the event loop thread and the one owner of parked requests: it takes them from the
+ * request threads, writes their bytes, notices their clients leaving, frees them (and only
+ * it); it also hands pub/sub messages to the program and reads SIGTERM (see loop.h). */
 #include "loop.h"
+#include "conns.h"
 #include "events.h"
+#include "fcgi.h"
 #include "jg.h"
 #include "log.h"
 #include "timefmt.h"
@@ -24,10 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SEND_TIMEOUT_S 10            /* a thread's write that makes no progress fails */
-#define MAX_PENDING_OUT (4u << 20)   /* a client this far behind is dropped */
-#define FCGI_STDOUT 6
-#define FCGI_END_REQUEST 3
+#define SEND_TIMEOUT_S 10            /* a write that makes no progress this long fails */
+#define MAX_PENDING_OUT (4u << 20)   /* a client still this far behind after a write is dropped */
 
 /* What an epoll registration points at: the first member of each registered object. */
 enum kind { K_WAKE, K_SIGNAL, K_PARKED };
@@ -44,10 +45,14 @@ struct jg_parked_io {
     int in_epoll;
     int want_out;
     int ending;                /* END_REQUEST queued: finish once flushed */
+    int retired;               /* done or gone: freed at the end of this loop iteration */
+    int reuse;                 /* retired with the request complete: keep the connection */
+    int64_t progress_at;       /* monotonic ms: last write progress, or when bytes were queued */
     jg_buf_t out;
     size_t out_off;
     jg_parked_t pub;
     struct jg_parked_io *prev, *next;
+    struct jg_parked_io *reap_next;
 };
 typedef struct jg_parked_io parked_io_t;
 
@@ -61,11 +66,6 @@ typedef struct inbox_item {
     char msg[];                /* IN_MESSAGE */
 } inbox_item_t;
 
-/* What request threads find in the shared epoll set: a connection's fd, or one of these. */
-#define EV_LISTEN UINT64_MAX
-#define EV_STOP (UINT64_MAX - 1)
-enum { CONN_NONE, CONN_IDLE, CONN_BUSY };
-
 struct jg_loop {
     const jg_config_t *cfg;
     const jg_park_ops_t *ops;
@@ -73,16 +73,9 @@ struct jg_loop {
     tagged_t wake, sig;
     jg_redis_t redis;
 
-    /* Request threads wait on this set themselves (one wakes per ready fd): the listening
-     * socket and idle kept-alive connections, each EPOLLONESHOT, and a stop eventfd. */
-    int shared_epfd;
-    int listen_fd;
-    int stop_fd;
+    jg_conns_t *conns;         /* the request threads' connections; NULL: plain CGI */
 
-    pthread_mutex_t mu;        /* guards everything below up to the parked list */
-    unsigned char *conn;       /* conn[fd]: CONN_IDLE (armed in the shared set), CONN_BUSY
-                                  (in the set, disarmed: a thread or the loop has it) */
-    size_t conn_cap;
+    pthread_mutex_t mu;        /* guards threads and the inbox */
     int threads;               /* request threads still running */
     inbox_item_t *inbox, *inbox_tail;
 
@@ -93,6 +86,8 @@ struct jg_loop {
     int64_t grace_deadline;
     int drained;
     parked_io_t *parked;       /* loop thread only */
+    parked_io_t *reap;         /* retired, freed at the end of the iteration (loop thread) */
+    int64_t stall_check_at;
     jg_subscriber_t *subscriber;
 };
 
@@ -145,12 +140,6 @@ static int epoll_add(jg_loop_t *loop, tagged_t *t, uint32_t events)
     return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, t->fd, &ev);
 }
 
-static int shared_add(jg_loop_t *loop, int fd, uint64_t data, uint32_t events, int op)
-{
-    struct epoll_event ev = {.events = events, .data.u64 = data};
-    return epoll_ctl(loop->shared_epfd, op, fd, &ev);
-}
-
 /* Every parked request holds a descriptor. A soft fd limit of 1024 (a common default) would
  * stop accepting far below --max-streams: raise it toward the hard limit, and when even that is
  * too low, park no more than it leaves room for (beyond that, a stream ends after its backlog
@@ -191,29 +180,19 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
     pthread_mutex_init(&loop->mu, NULL);
     jg_redis_init(&loop->redis, cfg, 2000);
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop->shared_epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop->listen_fd = listen_fd;
-    loop->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     loop->wake = (tagged_t){K_WAKE, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     loop->sig = (tagged_t){K_SIGNAL, signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)};
-    if (loop->epfd < 0 || loop->shared_epfd < 0 || loop->stop_fd < 0 || loop->wake.fd < 0 ||
-        loop->sig.fd < 0 || epoll_add(loop, &loop->wake, EPOLLIN) ||
-        epoll_add(loop, &loop->sig, EPOLLIN) ||
-        shared_add(loop, loop->stop_fd, EV_STOP, EPOLLIN, EPOLL_CTL_ADD)) {
+    if (loop->epfd < 0 || loop->wake.fd < 0 || loop->sig.fd < 0 ||
+        epoll_add(loop, &loop->wake, EPOLLIN) || epoll_add(loop, &loop->sig, EPOLLIN)) {
         jg_log_error("event loop setup failed", "error", strerror(errno), NULL);
         return NULL;
     }
-    if (listen_fd >= 0) {
-        set_nonblocking(listen_fd, 1);
-        if (shared_add(loop, listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT, EPOLL_CTL_ADD)) {
-            jg_log_error("cannot watch the listening socket", "error", strerror(errno), NULL);
-            return NULL;
-        }
-    }
+    if (listen_fd >= 0 && (loop->conns = jg_conns_new(cfg, listen_fd)) == NULL)
+        return NULL;
     if (ops && ops->channel) {
         char channel[JG_KEY_MAX];
         jg_key_global(cfg, ops->channel, channel);
@@ -222,75 +201,6 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
             return NULL;
     }
     return loop;
-}
-
-/* --- request threads: the shared epoll set --- */
-
-static int out_of_resources(int err)
-{
-    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
-/* accept() failed for want of descriptors (ulimit -n below --max-streams plus the threads'
- * connections) or memory: the pending connection stays in the backlog and the listener stays
- * readable, so re-arming it at once would spin every request thread on it (and log at that
- * rate). Wait a little, until parked streams or connections end; warn once a second. */
-static void accept_backoff(jg_loop_t *loop, int err)
-{
-    static _Atomic int64_t warned_at;
-    int64_t now = jg_monotonic_ms(), last = atomic_load(&warned_at);
-    if (now - last >= 1000 && atomic_compare_exchange_strong(&warned_at, &last, now)) {
-        char parked[32];
-        snprintf(parked, sizeof parked, "%zu", atomic_load(&loop->nparked));
-        jg_log_warn("accept failed: backing off (raise ulimit -n above --max-streams)", "error",
-                    strerror(err), "parked", parked, NULL);
-    }
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
-int jg_loop_next_conn(jg_loop_t *loop)
-{
-    for (;;) {
-        struct epoll_event ev;
-        int n = epoll_wait(loop->shared_epfd, &ev, 1, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || ev.data.u64 == EV_STOP)
-            return -1;
-        if (ev.data.u64 == EV_LISTEN) {
-            int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            int err = errno;
-            if (fd < 0 && out_of_resources(err))
-                accept_backoff(loop, err);   /* the listener stays disarmed meanwhile */
-            /* re-armed at once, so that another thread takes the next connection */
-            pthread_mutex_lock(&loop->mu);
-            if (!atomic_load(&loop->stopping))
-                shared_add(loop, loop->listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT,
-                           EPOLL_CTL_MOD);
-            pthread_mutex_unlock(&loop->mu);
-            if (fd >= 0) {
-                /* A request thread writes answers on this blocking socket (libfcgi): a client
-                 * that stops reading (nginx passes streams on unbuffered) must not hold the
-                 * thread for ever. Parked requests are written non-blocking by the loop. */
-                struct timeval tv = {SEND_TIMEOUT_S, 0};
-                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-                return fd;
-            }
-            if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED &&
-                !out_of_resources(err) && !atomic_load(&loop->stopping))
-                jg_log_warn("accept failed", "error", strerror(err), NULL);
-            continue;
-        }
-        int fd = (int)ev.data.u64, mine;
-        pthread_mutex_lock(&loop->mu);
-        mine = (size_t)fd < loop->conn_cap && loop->conn[fd] == CONN_IDLE;
-        if (mine)
-            loop->conn[fd] = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
-        pthread_mutex_unlock(&loop->mu);
-        if (mine)
-            return fd;   /* the next request, or EOF: FCGX_Accept_r tells, and closes it */
-    }
 }
 
 void jg_loop_thread_started(jg_loop_t *loop)
@@ -306,56 +216,6 @@ void jg_loop_thread_done(jg_loop_t *loop)
     loop->threads--;
     pthread_mutex_unlock(&loop->mu);
     wake_loop(loop);
-}
-
-void jg_loop_idle_conn(jg_loop_t *loop, int fd)
-{
-    pthread_mutex_lock(&loop->mu);
-    if (atomic_load(&loop->stopping)) {
-        pthread_mutex_unlock(&loop->mu);
-        close(fd);
-        return;
-    }
-    if ((size_t)fd >= loop->conn_cap) {
-        size_t cap = loop->conn_cap ? loop->conn_cap : 1024;
-        while (cap <= (size_t)fd)
-            cap *= 2;
-        unsigned char *conn = realloc(loop->conn, cap);
-        if (conn == NULL)
-            abort();
-        memset(conn + loop->conn_cap, CONN_NONE, cap - loop->conn_cap);
-        loop->conn = conn;
-        loop->conn_cap = cap;
-    }
-    /* Re-arm it where it still is (one syscall); a closed fd left the set by itself, so a
-     * BUSY mark may belong to an earlier connection with this number: then add it anew. */
-    uint32_t events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-    int rc = -1;
-    if (loop->conn[fd] == CONN_BUSY)
-        rc = shared_add(loop, fd, (uint64_t)fd, events, EPOLL_CTL_MOD);
-    if (rc != 0)
-        rc = shared_add(loop, fd, (uint64_t)fd, events, EPOLL_CTL_ADD);
-    if (rc == 0) {
-        loop->conn[fd] = CONN_IDLE;
-    } else {
-        loop->conn[fd] = CONN_NONE;
-        close(fd);
-    }
-    pthread_mutex_unlock(&loop->mu);
-}
-
-/* SIGTERM: idle connections are closed (nginx then opens new ones elsewhere). */
-static void close_idle(jg_loop_t *loop)
-{
-    pthread_mutex_lock(&loop->mu);
-    for (size_t fd = 0; fd < loop->conn_cap; fd++) {
-        if (loop->conn[fd] == CONN_IDLE) {
-            loop->conn[fd] = CONN_NONE;
-            epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, (int)fd, NULL);
-            close((int)fd);
-        }
-    }
-    pthread_mutex_unlock(&loop->mu);
 }
 
 int jg_loop_can_park(jg_loop_t *loop)
@@ -383,6 +243,7 @@ uint64_t jg_loop_message_seq(jg_loop_t *loop) { return atomic_load(&loop->msg_se
 jg_redis_t *jg_loop_redis(jg_loop_t *loop) { return &loop->redis; }
 const jg_config_t *jg_loop_config(jg_loop_t *loop) { return loop->cfg; }
 int jg_loop_drained(jg_loop_t *loop) { return loop->drained; }
+jg_conns_t *jg_loop_conns(jg_loop_t *loop) { return loop->conns; }
 
 /* --- parked requests --- */
 
@@ -398,24 +259,44 @@ static void io_unlink(jg_loop_t *loop, parked_io_t *io)
     atomic_fetch_sub(&loop->nparked, 1);
 }
 
-/* Frees io; the connection is closed, or watched for its next request when kept alive. */
-static void io_free(jg_loop_t *loop, parked_io_t *io, int reuse)
+/* Ends io's life: it leaves epoll now (no more events) and is freed by reap() at the end of
+ * the loop iteration, so that a handler still holding p (or its data) never sees freed memory.
+ * reuse: the request completed, the connection may carry the next one. */
+static void io_retire(jg_loop_t *loop, parked_io_t *io, int reuse)
 {
-    if (loop->ops && loop->ops->gone)
-        loop->ops->gone(loop, &io->pub);
-    io_unlink(loop, io);
-    if (io->in_epoll)
+    if (io->retired)
+        return;
+    io->retired = 1;
+    io->reuse = reuse;
+    if (io->in_epoll) {
         epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->tag.fd, NULL);
-    if (reuse && io->keep_conn && !io->raw) {
-        set_nonblocking(io->tag.fd, 0);
-        jg_loop_idle_conn(loop, io->tag.fd);
-    } else if (io->raw) {
-        fsync(io->tag.fd);
-    } else {
-        close(io->tag.fd);
+        io->in_epoll = 0;
     }
-    jg_buf_free(&io->out);
-    free(io);
+    io->reap_next = loop->reap;
+    loop->reap = io;
+}
+
+/* Frees the retired: ops->gone, then the connection is closed, or watched for its next request
+ * when kept alive. Runs at the end of each loop iteration, outside every handler callback. */
+static void reap(jg_loop_t *loop)
+{
+    while (loop->reap) {
+        parked_io_t *io = loop->reap;
+        loop->reap = io->reap_next;
+        if (loop->ops && loop->ops->gone)
+            loop->ops->gone(loop, &io->pub);   /* may retire others: they join the list */
+        io_unlink(loop, io);
+        if (io->reuse && io->keep_conn && !io->raw) {
+            set_nonblocking(io->tag.fd, 0);
+            jg_conns_idle(loop->conns, io->tag.fd);
+        } else if (io->raw) {
+            fsync(io->tag.fd);
+        } else {
+            close(io->tag.fd);
+        }
+        jg_buf_free(&io->out);
+        free(io);
+    }
 }
 
 static void io_update_events(jg_loop_t *loop, parked_io_t *io, int want_out)
@@ -428,7 +309,10 @@ static void io_update_events(jg_loop_t *loop, parked_io_t *io, int want_out)
     epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->tag.fd, &ev);
 }
 
-/* Writes what is queued. Returns 0, or -1 when io was freed (done, or the client is gone). */
+static size_t io_unsent(const parked_io_t *io) { return io->out.len - io->out_off; }
+
+/* Writes what is queued. Returns 0, or -1 when io retired (its request done, or the client
+ * gone). */
 static int io_flush(jg_loop_t *loop, parked_io_t *io)
 {
     while (io->out_off < io->out.len) {
@@ -440,66 +324,93 @@ static int io_flush(jg_loop_t *loop, parked_io_t *io)
             return 0;
         }
         if (n <= 0) {
-            io_free(loop, io, 0);   /* the client (or nginx) went away */
+            io_retire(loop, io, 0);   /* the client (or nginx) went away */
             return -1;
         }
         io->out_off += (size_t)n;
+        io->progress_at = jg_monotonic_ms();
     }
     jg_buf_reset(&io->out);
     io->out_off = 0;
     io_update_events(loop, io, 0);
     if (io->ending) {
-        io_free(loop, io, 1);
+        io_retire(loop, io, 1);
         return -1;
     }
     return 0;
 }
 
-static void put_record(jg_buf_t *b, int type, int request_id, const char *data, size_t len)
-{
-    unsigned char h[8] = {1, (unsigned char)type, (unsigned char)(request_id >> 8),
-                          (unsigned char)request_id, (unsigned char)(len >> 8),
-                          (unsigned char)len, 0, 0};
-    jg_buf_append(b, h, 8);
-    if (len)
-        jg_buf_append(b, data, len);
-}
-
 int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
 {
     parked_io_t *io = p->io;
+    if (io->retired)
+        return -1;
     if (io->ending)
         return 0;
-    if (io->raw) {
-        jg_buf_append(&io->out, bytes, len);
-    } else {
-        while (len) {
-            size_t n = len > 65535 ? 65535 : len;
-            put_record(&io->out, FCGI_STDOUT, io->request_id, bytes, n);
-            bytes += n;
-            len -= n;
-        }
-    }
-    if (io->out.len - io->out_off > MAX_PENDING_OUT) {
+    /* What was queued before is written first; a client still far behind after that does not
+     * read. The new bytes are never refused for their own size: an answer of any size is
+     * delivered to a client that reads it. */
+    if (io_unsent(io) && io_flush(loop, io) < 0)
+        return -1;
+    if (io_unsent(io) > MAX_PENDING_OUT) {
         jg_log_warn("dropping a client that does not read", NULL);
-        io_free(loop, io, 0);
+        io_retire(loop, io, 0);
         return -1;
     }
+    if (io_unsent(io) == 0)
+        io->progress_at = jg_monotonic_ms();
+    if (io->out_off) {   /* drop what was written, so a stream's buffer holds only the unsent */
+        size_t unsent = io_unsent(io);
+        memmove(io->out.data, io->out.data + io->out_off, unsent);
+        io->out.len = unsent;
+        io->out.data[unsent] = '\0';
+        io->out_off = 0;
+    }
+    if (io->raw)
+        jg_buf_append(&io->out, bytes, len);
+    else
+        jg_fcgi_put_stdout(&io->out, io->request_id, bytes, len);
     return io_flush(loop, io);
 }
 
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
 {
     parked_io_t *io = p->io;
-    if (io->ending)
+    if (io->ending || io->retired)
         return;
-    if (!io->raw) {
-        static const char end_body[8] = {0};   /* appStatus 0, FCGI_REQUEST_COMPLETE */
-        put_record(&io->out, FCGI_STDOUT, io->request_id, NULL, 0);
-        put_record(&io->out, FCGI_END_REQUEST, io->request_id, end_body, 8);
-    }
+    if (!io->raw)
+        jg_fcgi_put_end(&io->out, io->request_id);
+    if (io_unsent(io) == 0)
+        io->progress_at = jg_monotonic_ms();
     io->ending = 1;
     io_flush(loop, io);
+}
+
+void jg_parked_answer(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+{
+    if (jg_parked_send(loop, p, bytes, len) == 0)
+        jg_parked_end(loop, p);
+}
+
+int jg_parked_alive(const jg_parked_t *p) { return !p->io->retired && !p->io->ending; }
+
+size_t jg_parked_unsent(const jg_parked_t *p) { return io_unsent(p->io); }
+
+/* Once a second: a client with bytes queued that took none for SEND_TIMEOUT_S is dropped;
+ * and the request threads' connections are watched (jg_conns_watch). */
+static void watch_clients(jg_loop_t *loop, int64_t now)
+{
+    if (now < loop->stall_check_at)
+        return;
+    loop->stall_check_at = now + 1000;
+    if (loop->conns)
+        jg_conns_watch(loop->conns, now);   /* and requests that take too long to arrive */
+    for (parked_io_t *io = loop->parked; io; io = io->next) {
+        if (!io->retired && io_unsent(io) && now - io->progress_at > SEND_TIMEOUT_S * 1000) {
+            jg_log_warn("dropping a client that stopped reading", NULL);
+            io_retire(loop, io, 0);
+        }
+    }
 }
 
 static void take_parked(jg_loop_t *loop, inbox_item_t *it)
@@ -531,12 +442,15 @@ static void take_parked(jg_loop_t *loop, inbox_item_t *it)
  * the browser left, or an FCGI_ABORT_REQUEST. */
 static void parked_event(jg_loop_t *loop, parked_io_t *io, uint32_t events)
 {
+    if (io->retired)
+        return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        io_free(loop, io, 0);
+        io_retire(loop, io, 0);
         return;
     }
-    if (events & EPOLLOUT)
-        io_flush(loop, io);
+    if ((events & EPOLLOUT) && io_flush(loop, io) == 0 && !io->ending &&
+        io_unsent(io) <= JG_PARKED_LOW_WATER && loop->ops && loop->ops->writable)
+        loop->ops->writable(loop, &io->pub);   /* the client took most: produce more */
 }
 
 /* --- the loop --- */
@@ -547,16 +461,8 @@ static void begin_shutdown(jg_loop_t *loop)
         return;
     jg_log_info("stopping: no new connections, finishing requests in flight", NULL);
     loop->grace_deadline = jg_monotonic_ms() + (int64_t)(loop->cfg->grace * 1000);
-    pthread_mutex_lock(&loop->mu);
-    if (loop->listen_fd >= 0) {
-        epoll_ctl(loop->shared_epfd, EPOLL_CTL_DEL, loop->listen_fd, NULL);
-        close(loop->listen_fd);
-    }
-    pthread_mutex_unlock(&loop->mu);
-    close_idle(loop);
-    uint64_t one = 1;   /* never read: every thread waiting on the set sees it and leaves */
-    ssize_t ignored = write(loop->stop_fd, &one, sizeof one);
-    (void)ignored;
+    if (loop->conns)
+        jg_conns_stop(loop->conns);
     if (loop->ops && loop->ops->shutdown)
         loop->ops->shutdown(loop);
 }
@@ -621,7 +527,7 @@ void jg_loop_run(jg_loop_t *loop)
             }
             if (timeout > 20)
                 timeout = 20;
-        } else if (loop->listen_fd < 0 && finished(loop)) {
+        } else if (loop->conns == NULL && finished(loop)) {
             loop->drained = 1;   /* plain CGI: the one parked request has ended */
             return;
         }
@@ -648,6 +554,8 @@ void jg_loop_run(jg_loop_t *loop)
             }
         }
         drain_inbox(loop);
+        watch_clients(loop, jg_monotonic_ms());
+        reap(loop);
     }
 }
 
@@ -660,12 +568,12 @@ void jg_loop_free(jg_loop_t *loop)
         free(it);
         it = next;
     }
-    int fds[] = {loop->epfd, loop->shared_epfd, loop->stop_fd, loop->wake.fd, loop->sig.fd};
+    jg_conns_free(loop->conns);
+    int fds[] = {loop->epfd, loop->wake.fd, loop->sig.fd};
     for (size_t i = 0; i < JG_ARRAY_LEN(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);
     jg_redis_close(&loop->redis);
     pthread_mutex_destroy(&loop->mu);
-    free(loop->conn);
     free(loop);
 }

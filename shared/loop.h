@@ -1,15 +1,14 @@
-/* loop.h — how a web program waits, besides serving requests:
- *   - request threads wait on a shared epoll set (each fd EPOLLONESHOT, so one thread wakes
- *     per ready fd) holding the listening socket and the idle kept-alive FastCGI connections:
- *     an idle connection never pins a thread, and no other thread sits between the socket and
- *     the thread that serves it (jg_loop_next_conn, jg_loop_idle_conn);
- *   - the event loop thread (epoll) holds parked requests: long polls and streams a handler
- *     gave up its thread for. It writes their FastCGI records itself on a non-blocking socket
- *     (libfcgi's writers cannot), notices when the client goes away (EOF on the FastCGI
- *     connection: nginx never sends ABORT), and ends them on SIGTERM;
- *   - it also hands the pub/sub messages of the program's channel (events.h) to the program's
- *     ops, and reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked
- *     requests, let requests in flight finish, exit within --grace.
+/* loop.h — the event loop thread, and the one owner of parked requests: long polls and streams
+ * a handler gave up its thread for. The loop takes them from the request threads (through an
+ * inbox), writes their FastCGI records itself on a non-blocking socket (fcgi.h; libfcgi's
+ * writers cannot), notices when the client goes away (EOF on the FastCGI connection: nginx
+ * never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
+ * hands the pub/sub messages of the program's channel (events.h) to the program's ops, and
+ * reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked requests, let
+ * requests in flight finish, exit within --grace.
+ *
+ * The request threads' own waiting (the listener and idle connections) is conns.h; the loop
+ * owns that set and watches its timeouts once a second.
  * Everything named jg_parked_* and the ops run on the loop thread only. */
 #ifndef JG_LOOP_H
 #define JG_LOOP_H
@@ -18,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conns.h"
 #include "redis.h"
 
 typedef struct jg_loop jg_loop_t;
@@ -46,7 +46,14 @@ typedef struct jg_park_ops {
     /* A handler's park data that was never parked (its client left first): free it.
      * Runs on the request thread. */
     void (*discard)(void *data);
+    /* p's client took what was queued, down to JG_PARKED_LOW_WATER bytes or less: a program
+     * that streams (a log backlog) writes its next part. Optional. */
+    void (*writable)(jg_loop_t *loop, jg_parked_t *p);
 } jg_park_ops_t;
+
+/* A program that streams stops producing while jg_parked_unsent() is above this, and goes on
+ * in ops->writable, so that a stream holds about this much memory whatever its size. */
+#define JG_PARKED_LOW_WATER (64u << 10)
 
 /* Creates the loop. listen_fd < 0: no listener (plain CGI). ops may be NULL. Returns NULL on
  * failure (logged). */
@@ -60,13 +67,9 @@ int jg_loop_drained(jg_loop_t *loop);
 void jg_loop_free(jg_loop_t *loop);
 
 /* --- request threads (thread-safe) --- */
-/* Blocks until a new connection or an idle one has something to read (a request, or EOF);
- * returns its fd (blocking), or -1 when the program is stopping. */
-int jg_loop_next_conn(jg_loop_t *loop);
-/* A request ended on a kept-alive connection: wait for the next one in the shared set
- * (closed instead when stopping). */
-void jg_loop_idle_conn(jg_loop_t *loop, int fd);
-/* A thread leaves (after jg_loop_next_conn returned -1). */
+/* The request threads' connections (conns.h); NULL for plain CGI. */
+jg_conns_t *jg_loop_conns(jg_loop_t *loop);
+/* A thread leaves (after jg_conns_next returned -1). */
 void jg_loop_thread_done(jg_loop_t *loop);
 void jg_loop_thread_started(jg_loop_t *loop);
 /* May a handler park one more request? No when --max-streams are parked, or when stopping. */
@@ -78,11 +81,25 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
 uint64_t jg_loop_message_seq(jg_loop_t *loop);
 
 /* --- loop thread only --- */
+/* Who frees a parked request: the loop, never a handler. When it ends (its last byte written)
+ * or its client goes away (EOF from nginx, a write error, a client that reads nothing for
+ * 10 s or is still 4 MiB behind), the loop retires it: no more events or writes, and at the
+ * end of the loop iteration ops->gone runs and p is freed. So p and p->data stay valid for
+ * the rest of any callback that touched them, whatever jg_parked_* returned. */
+
 /* Queues CGI-style bytes (headers, body, stream chunks) for p's client and writes what the
- * socket takes. Returns 0, or -1 when the client is gone: p was freed (ops->gone ran). */
+ * socket takes; bytes already queued are written first, and a client still more than 4 MiB
+ * behind after that is dropped. One call may queue any size (a whole answer). Returns 0, or
+ * -1 when p is retired (the client is gone; nothing was queued). */
 int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
-/* Ends p after its queued bytes; ops->gone is called and p is freed (now or once sent). */
+/* Ends p after its queued bytes. No-op when p already ended or is gone. */
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p);
+/* The one way to give a parked request its whole answer: send, then end. */
+void jg_parked_answer(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len);
+/* Neither ended nor gone: more bytes may be sent. */
+int jg_parked_alive(const jg_parked_t *p);
+/* Bytes queued for p's client and not yet written. */
+size_t jg_parked_unsent(const jg_parked_t *p);
 jg_redis_t *jg_loop_redis(jg_loop_t *loop);
 const jg_config_t *jg_loop_config(jg_loop_t *loop);
 

@@ -1,7 +1,7 @@
 /* server.c — main() of the web programs: options, signals, FastCGI or CGI, request threads,
  * routing around the program's handler (see server.h).
  *
- * How libfcgi is used. The event loop (loop.c) accepts connections and watches idle kept-alive
+ * How libfcgi is used. The shared set (conns.c) accepts connections and watches idle kept-alive
  * ones; a request thread gets a connection with a request waiting and lets libfcgi read it by
  * presetting FCGX_Request.ipcFd (FCGX_Accept_r then skips its own accept) and keepConnection
  * (so that finishing the previous request does not close it). libfcgi's fields below "Don't
@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: %s [--socket PATH|HOST:PORT] [--threads N] [--grace S] [--max-streams N]\n"
+            "       [--read-timeout S]\n"
             "       %s --check | --help | --version\n"
             "\n"
             "A jobgate FastCGI program. Under spawn-fcgi it serves the listening socket on fd 0;\n"
@@ -44,11 +46,14 @@ static void usage(FILE *out)
             "  --threads N              request threads, each with its own Redis connection (8)\n"
             "  --grace S                on SIGTERM, seconds to finish requests in flight (5)\n"
             "  --max-streams N          parked long polls / streams held at most (10000)\n"
+            "  --read-timeout S         close a connection that has not delivered a whole\n"
+            "                           request in S seconds (10)\n"
             "  --check                  print the configuration (secrets masked), ping Redis,\n"
             "                           exit 0 when usable, 1 otherwise\n"
             "\n"
             "Configuration comes from the environment: REDIS_URL, JOBGATE_KEY_PREFIX,\n"
-            "JOBGATE_PREFIX (mount prefix, /api) and the JOBGATE_* settings of the README.\n",
+            "JOBGATE_PREFIX (mount prefix, /api) and the JOBGATE_* settings of the README;\n"
+            "FCGI_WEB_SERVER_ADDRS (comma list) limits the peers of a TCP --socket.\n",
             program->name, program->name);
 }
 
@@ -75,6 +80,8 @@ static int parse_options(int argc, char **argv)
             config.grace = d, i++;
         } else if (strcmp(a, "--max-streams") == 0 && v && !jg_parse_long(v, 1, 1000000, &n)) {
             config.max_streams = n, i++;
+        } else if (strcmp(a, "--read-timeout") == 0 && v && !jg_parse_double(v, 0.1, 3600, &d)) {
+            config.read_timeout = d, i++;
         } else if (strcmp(a, "--socket") == 0 && v && strlen(v) < sizeof config.socket) {
             snprintf(config.socket, sizeof config.socket, "%s", v), i++;
         } else {
@@ -135,10 +142,15 @@ static int dispatch(jg_req_t *req)
 
 /* --- FastCGI --- */
 
+static _Thread_local int thread_no;   /* this request thread's number (--read-timeout) */
+
+/* A handler's read of the body: under --read-timeout while it blocks. */
 static int fcgi_read(void *io, char *buf, int len)
 {
     FCGX_Stream *in = io;
+    jg_conns_in_read(jg_loop_conns(server_loop), thread_no, 1);
     int n = FCGX_GetStr(buf, len, in);
+    jg_conns_in_read(jg_loop_conns(server_loop), thread_no, 0);
     return n == 0 && FCGX_GetError(in) ? -1 : n;
 }
 
@@ -159,7 +171,9 @@ static int drain_body(FCGX_Stream *in)
 
 static void *request_thread(void *arg)
 {
-    (void)arg;
+    int self = (int)(intptr_t)arg;
+    jg_conns_t *conns = jg_loop_conns(server_loop);
+    thread_no = self;
     jg_redis_t redis;
     jg_redis_init(&redis, &config, 2000);
     FCGX_Request fr;
@@ -168,16 +182,20 @@ static void *request_thread(void *arg)
     memset(&req, 0, sizeof req);
     jg_buf_t out = JG_BUF_INIT;
     int fd;
-    while ((fd = jg_loop_next_conn(server_loop)) >= 0) {
+    while ((fd = jg_conns_next(conns, self)) >= 0) {
         fr.ipcFd = fd;
         fr.keepConnection = 1;
-        if (FCGX_Accept_r(&fr) < 0) {   /* EOF or a protocol error: libfcgi closed it */
+        if (FCGX_Accept_r(&fr) < 0) {   /* EOF, a protocol error or --read-timeout: closed */
+            jg_conns_read_done(conns, self);
             fr.ipcFd = -1;
             continue;
         }
+        jg_conns_in_read(conns, self, 0);   /* the handler's work is not under the timeout */
         jg_req_reset(&req, &config, &redis, fr.envp, fcgi_read, fr.in);
         int rc = dispatch(&req);
+        jg_conns_in_read(conns, self, 1);
         int drained = drain_body(fr.in) == 0;
+        jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
         if (rc == JG_PARKED && req.streaming) {   /* the stream's start, before parking */
             jg_buf_reset(&out);
             jg_resp_render(&req, &out);
@@ -206,7 +224,7 @@ static void *request_thread(void *arg)
         fr.detached = drained;   /* read whole: a plain close, no lingering */
         FCGX_Finish_r(&fr);
         if (fr.ipcFd >= 0) {
-            jg_loop_idle_conn(server_loop, fr.ipcFd);
+            jg_conns_idle(conns, fr.ipcFd);
             fr.ipcFd = -1;
         }
         fr.detached = 0;
@@ -231,7 +249,7 @@ static int serve_fastcgi(int listen_fd)
         return 1;
     for (int i = 0; i < config.threads; i++) {
         jg_loop_thread_started(server_loop);
-        if (pthread_create(&threads[i], NULL, request_thread, NULL) != 0) {
+        if (pthread_create(&threads[i], NULL, request_thread, (void *)(intptr_t)i) != 0) {
             jg_log_error("cannot start request threads", "error", strerror(errno), NULL);
             return 1;
         }

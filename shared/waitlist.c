@@ -16,6 +16,7 @@ struct jg_waitlist {
         uint64_t seq;
         char id[JG_ID_LEN + 1];
     } recent[RECENT];
+    uint64_t resync_seq;      /* the last resync's message number */
 };
 
 jg_waitlist_t *jg_waitlist_new(void)
@@ -176,9 +177,11 @@ void jg_waitlist_note(jg_waitlist_t *wl, uint64_t seq, const char *id)
     memcpy(wl->recent[slot].id, id, JG_ID_LEN + 1);
 }
 
+void jg_waitlist_note_resync(jg_waitlist_t *wl, uint64_t seq) { wl->resync_seq = seq; }
+
 int jg_waitlist_missed(const jg_waitlist_t *wl, const jg_waiter_t *w, uint64_t now_seq)
 {
-    if (now_seq - w->seq >= RECENT)
+    if (now_seq - w->seq >= RECENT || wl->resync_seq > w->seq)
         return 1;
     for (uint64_t s = w->seq + 1; s <= now_seq; s++) {
         size_t slot = s % RECENT;

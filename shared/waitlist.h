@@ -48,7 +48,11 @@ jg_waiter_t *jg_waitlist_any(jg_waitlist_t *wl);
 
 /* Records that message number seq (jg_loop_message_seq) was about job id. */
 void jg_waitlist_note(jg_waitlist_t *wl, uint64_t seq, const char *id);
-/* Was there a message about w->id after w->seq, up to now_seq (or too many to tell)? */
+/* Records that message number seq was a resync (the subscription came back: any job may have
+ * changed unseen). */
+void jg_waitlist_note_resync(jg_waitlist_t *wl, uint64_t seq);
+/* Was there a message about w->id, or a resync, after w->seq, up to now_seq (or too many to
+ * tell)? */
 int jg_waitlist_missed(const jg_waitlist_t *wl, const jg_waiter_t *w, uint64_t now_seq);
 
 /* Parses "<kind> <id> <rest>" messages of <prefix>:events ("job <id> <version>",

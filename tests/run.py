@@ -4,8 +4,14 @@ every top-level test_* function of tests/test_*.py in file order, against real s
 tests/harness.py. Prints `ok - module.test` or `FAIL - module.test: why` per test and ends with
 the line `N passed, N failed`; exits 1 on any failure.
 
+Front ends: every test runs behind nginx; the tests of a module that declares
+`FRONTS = harness.FRONTS` (the HTTP suites) run a second time behind Apache, after all the nginx
+ones, named `apache:module.test`. A test of such a module that is not about the front (straight
+to FastCGI, CGI, flags) says so with @harness.front_independent and runs once.
+
     python3 tests/run.py              # everything
-    python3 tests/run.py status       # only tests whose module.name contains "status"
+    python3 tests/run.py status       # only tests whose [front:]module.name contains "status"
+    python3 tests/run.py apache:      # only the Apache pass
     JOBGATE_BUILD=build-san python3 tests/run.py
 
 JOBGATE_TEST_TIMEOUT (default 120) bounds each test in seconds; JOBGATE_KEEP_TMP=1 keeps the
@@ -96,7 +102,8 @@ def run_unit(filters):
 
 
 def discover(filters):
-    """(module name, function name, function) for every test, in file order."""
+    """(front, module name, function name, function, import error) for every test: every
+    module's tests behind nginx in file order, then those that run behind Apache too."""
     tests = []
     for fn in sorted(os.listdir(HERE)):
         if not (fn.startswith("test_") and fn.endswith(".py")):
@@ -105,17 +112,26 @@ def discover(filters):
         try:
             mod = importlib.import_module(modname)
         except Exception:
-            tests.append((modname, "<import>", None, traceback.format_exc()))
+            tests.append(("nginx", modname, "<import>", None, traceback.format_exc()))
             continue
+        module_fronts = getattr(mod, "FRONTS", ("nginx",))
         funcs = [(n, f) for n, f in vars(mod).items()
                  if n.startswith("test_") and inspect.isfunction(f) and f.__module__ == modname]
         funcs.sort(key=lambda nf: nf[1].__code__.co_firstlineno)
         for n, f in funcs:
-            full = "%s.%s" % (modname[5:], n[5:])
-            if filters and not any(x in full for x in filters):
-                continue
-            tests.append((modname[5:], n[5:], f, None))
+            for front in getattr(f, "fronts", module_fronts):
+                if filters and not any(x in full_name(front, modname[5:], n[5:]) for x in filters):
+                    continue
+                tests.append((front, modname[5:], n[5:], f, None))
+    order = {front: i for i, front in enumerate(harness.FRONTS)}
+    tests.sort(key=lambda t: order[t[0]])    # stable: file order within each front
     return tests
+
+
+def full_name(front, mod, name):
+    """The name a test is reported under: module.test behind nginx, apache:module.test behind
+    Apache."""
+    return ("%s.%s" % (mod, name)) if front == "nginx" else ("%s:%s.%s" % (front, mod, name))
 
 
 def main(argv):
@@ -125,8 +141,13 @@ def main(argv):
     t0 = time.monotonic()
     passed, failed = run_unit(filters)
 
-    for mod, name, func, import_error in discover(filters):
-        full = "%s.%s" % (mod, name)
+    for front, mod, name, func, import_error in discover(filters):
+        full = full_name(front, mod, name)
+        if front != harness.FRONT:
+            previous = harness.FRONT
+            for p in harness.set_front(front):
+                failed += 1
+                print("FAIL - harness.stop (%s pass): %s" % (previous, p), flush=True)
         if func is None:
             failed += 1
             print("FAIL - %s: cannot import:\n%s" % (mod, import_error), flush=True)

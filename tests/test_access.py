@@ -1,4 +1,4 @@
-"""Access and limits (contract section 8, issue 10), through nginx: write and read tokens on every
+"""Access and limits (contract section 8, issue 10), through each front: write and read tokens on every
 route, ?access_token= on the logs route only, the Redis-wide rate limit shared by two processes,
 X-Forwarded-For only when trusted, Idempotency-Keys scoped per caller (and freed again when the
 request that took one died), CORS with tokens, and no secret in any log or --check output."""
@@ -13,6 +13,9 @@ import urllib.parse
 
 import harness
 from harness import check, eq, expect_error
+
+# HTTP suite: runs behind nginx and again behind Apache (run.py)
+FRONTS = harness.FRONTS
 
 P = "jobgate"
 KEY = "ab" * 32   # a valid cache key
@@ -364,21 +367,22 @@ def test_no_token_or_password_in_any_log_check_output_or_job_environment():
             check("***" in out, "jobgate-%s --check shows masked secrets" % prog, out)
             checks.append(out)
         w.stop()
-        time.sleep(0.3)   # nginx writes its log lines after the answers
+        time.sleep(0.3)   # the front writes its log lines after the answers
         programs = "\n".join(p.log() for p in s._all_procs())
-        with open(os.path.join(s.dir, "nginx-access.log")) as f:
+        with open(os.path.join(s.dir, "%s-access.log" % s.front)) as f:
             access = f.read()
-        with open(os.path.join(s.dir, "nginx-error.log")) as f:
+        with open(s.front_error_log) as f:
             errors = f.read()
         check("/logs?..." in access, "the access log holds the logs requests, query hidden",
               access[-500:])
     for text, what, hidden in ((programs, "the programs' and the worker's logs", secrets),
                                ("\n".join(checks), "--check output", secrets),
-                               (access, "nginx's access log (format jobgate)", secrets),
+                               (access, "%s's access log (format jobgate)" % s.front, secrets),
                                # nginx writes the request line, query and all, of a stream a
                                # client left (at level info) or an upstream error: a token sent
                                # as ?access_token= can be there (README, "Access")
-                               (errors, "nginx's error log", [x for x in secrets if x != R2])):
+                               (errors, "%s's error log" % s.front,
+                                [x for x in secrets if x != R2])):
         for sec in hidden:
             i = text.find(sec)
             check(i < 0, "%s hold no secret" % what, text[max(0, i - 300):i + 100])

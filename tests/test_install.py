@@ -99,6 +99,9 @@ def test_install_puts_every_file_where_it_belongs():
             "share/jobgate/examples/jobgate.env": 0o644,
             "share/jobgate/examples/worker.conf": 0o644,
             "share/jobgate/www/index.html": 0o644,
+            "share/jobgate/www/jobgate.js": 0o644,
+            "share/jobgate/www/dashboard/index.html": 0o644,
+            "share/jobgate/www/dashboard/dashboard.js": 0o644,
             "share/man/man7/jobgate.7": 0o644,
         }
         for t in harness.DEMO_TYPES:
@@ -120,7 +123,8 @@ def test_install_puts_every_file_where_it_belongs():
             check("/usr/local/" not in text, "expected no /usr/local/ left in %s (PREFIX=%s)"
                   % (rel, PREFIX), [ln for ln in text.splitlines() if "/usr/local/" in ln][:3])
         for src, rel in (("nginx/jobgate.conf", "share/jobgate/nginx/jobgate.conf"),
-                         ("nginx/jobgate-upstreams.conf", "share/jobgate/nginx/jobgate-upstreams.conf")):
+                         ("nginx/jobgate-upstreams.conf", "share/jobgate/nginx/jobgate-upstreams.conf"),
+                         ("apache/jobgate.conf", "share/jobgate/apache/jobgate.conf")):
             eq(read(path(PREFIX, rel)), read(os.path.join(harness.ROOT, src)).replace(
                 "/usr/local/", PREFIX + "/"), "installed %s vs the shipped one, PREFIX written in" % rel)
         for t in harness.DEMO_TYPES:

@@ -13,6 +13,10 @@ import time
 import harness
 from harness import check, eq, expect_error, stack
 
+# HTTP suite: the tests through the front run behind nginx and again behind Apache (run.py);
+# those straight to the programs are marked front_independent
+FRONTS = harness.FRONTS
+
 PROGRAMS = harness.DEFAULT_PROGRAMS   # every web program the default stack runs
 PASSWORD = "s3cret-Pw-7f3a9c"
 
@@ -43,6 +47,7 @@ def test_unknown_routes_are_404_json():
             expect_error(r, 404, "not_found")
 
 
+@harness.front_independent
 def test_routes_of_other_programs_are_404():
     s = stack()
     job = s.submit(type="echo")
@@ -64,6 +69,7 @@ def test_routes_of_other_programs_are_404():
     eq(s.job(jid)["status"], "queued", "the job after requests to the wrong programs")
 
 
+@harness.front_independent
 def test_paths_outside_the_mount_prefix_are_404():
     s = stack()
     for prog in PROGRAMS:
@@ -71,6 +77,7 @@ def test_paths_outside_the_mount_prefix_are_404():
         expect_error(r, 404, "not_found")
 
 
+@harness.front_independent
 def test_wrong_methods_answer_405_with_allow_from_each_program():
     s = stack()
     jid = s.submit(type="echo")["id"]
@@ -186,15 +193,18 @@ def test_no_cors_headers_by_default():
 
 # ---- Flags -------------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_help_lists_the_flags():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--help")
         eq(rc, 0, "jobgate-%s --help exit code" % prog)
         text = out + err
-        for flag in ("--threads", "--grace", "--socket", "--check", "--version", "--max-streams"):
+        for flag in ("--threads", "--grace", "--socket", "--check", "--version", "--max-streams",
+                     "--read-timeout", "FCGI_WEB_SERVER_ADDRS"):
             check(flag in text, "jobgate-%s --help mentions %s" % (prog, flag), text[:800])
 
 
+@harness.front_independent
 def test_version_prints_name_and_version():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--version")
@@ -203,6 +213,7 @@ def test_version_prints_name_and_version():
               "jobgate-%s --version prints its name and version" % prog, out)
 
 
+@harness.front_independent
 def test_unknown_flag_fails_with_the_program_name():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--no-such-flag")
@@ -210,14 +221,16 @@ def test_unknown_flag_fails_with_the_program_name():
         check(err.startswith("jobgate-%s" % prog), "the error starts with the program's name", err)
 
 
+@harness.front_independent
 def test_bad_flag_values_are_refused():
     for args in (("--threads", "0"), ("--threads", "abc"), ("--grace", "-1"),
-                 ("--max-streams", "x")):
+                 ("--max-streams", "x"), ("--read-timeout", "0"), ("--read-timeout", "x")):
         rc, out, err = _run("status", *args, "--check")
         check(rc != 0, "jobgate-status %s exits non-zero" % " ".join(args), (rc, out, err))
         check(err.startswith("jobgate-status"), "the error starts with the program's name", err)
 
 
+@harness.front_independent
 def test_check_prints_config_and_exits_0_when_redis_answers():
     s = stack()
     for prog in PROGRAMS:
@@ -227,6 +240,7 @@ def test_check_prints_config_and_exits_0_when_redis_answers():
         check(re.search(r"threads\D*8", out), "--check prints the default thread count", out)
 
 
+@harness.front_independent
 def test_check_exits_1_when_redis_is_unreachable():
     port = harness.free_port()
     for prog in PROGRAMS:
@@ -234,6 +248,7 @@ def test_check_exits_1_when_redis_is_unreachable():
         eq(rc, 1, "jobgate-%s --check exit code with nothing on the Redis port" % prog)
 
 
+@harness.front_independent
 def test_check_refuses_a_bad_setting_by_name():
     rc, out, err = _run("submit", "--check", env={"JOBGATE_MAX_BODY": "lots"})
     check(rc != 0, "--check with JOBGATE_MAX_BODY=lots exits non-zero", rc)
@@ -243,6 +258,7 @@ def test_check_refuses_a_bad_setting_by_name():
     check("REDIS_URL" in out + err, "the message names REDIS_URL", out + err)
 
 
+@harness.front_independent
 def test_check_masks_every_secret():
     with harness.Stack(redis_password=PASSWORD, name="secret") as s:
         env = {"REDIS_URL": s.redis_url, "JOBGATE_API_TOKENS": "tokA-Secret-111,tokB-Secret-222",
@@ -256,6 +272,7 @@ def test_check_masks_every_secret():
             check("127.0.0.1:%d" % s.redis_port in out, "--check still shows Redis' address", out)
 
 
+@harness.front_independent
 def test_a_wrong_redis_password_is_refused_without_printing_it():
     with harness.Stack(redis_password=PASSWORD, name="wrongpw") as s:
         wrong = "Wr0ng-Pass-51c3"
@@ -269,6 +286,7 @@ def test_a_wrong_redis_password_is_refused_without_printing_it():
                       "--check still shows where it connects", out)
 
 
+@harness.front_independent
 def test_redis_password_never_appears_in_logs():
     with harness.Stack(redis_password=PASSWORD, redis_db=3, name="pwlogs") as s:
         job = s.submit(type="echo")
@@ -292,6 +310,7 @@ def test_redis_password_never_appears_in_logs():
 
 # ---- Stopping --------------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_sigterm_while_idle_exits_within_grace():
     with harness.Stack(grace=2, name="idle") as s:
         s.submit(type="echo")
@@ -346,6 +365,9 @@ def test_sigterm_under_load_answers_every_request_and_exits_0():
         for i, t in enumerate(ts):
             t.start()
             if i == 10:
+                # on a busy machine the first requests can still be on their way: SIGTERM once
+                # one is answered, while the others are in flight
+                harness.wait_until(lambda: results or errors, 10, "a first answer")
                 p.signal(signal.SIGTERM)
         for t in ts:
             t.join(30)
@@ -360,6 +382,7 @@ def test_sigterm_under_load_answers_every_request_and_exits_0():
 
 # ---- Plain CGI ---------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_cgi_status_answers_a_job():
     s = stack()
     job = s.submit(type="echo")
@@ -371,6 +394,7 @@ def test_cgi_status_answers_a_job():
     eq(r.headers.get("X-Content-Type-Options"), "nosniff", "nosniff over CGI")
 
 
+@harness.front_independent
 def test_cgi_submit_reads_the_body_from_stdin():
     s = stack()
     r, err, rc = harness.cgi("submit", "POST", "/api/jobs", body='{"type":"echo","priority":5}',
@@ -383,6 +407,7 @@ def test_cgi_submit_reads_the_body_from_stdin():
     eq(s.job(job["id"])["priority"], 5, "the job submitted over CGI, seen over HTTP")
 
 
+@harness.front_independent
 def test_cgi_errors_have_the_same_shape():
     s = stack()
     env = {"REDIS_URL": s.redis_url}
@@ -396,6 +421,7 @@ def test_cgi_errors_have_the_same_shape():
         expect_error(r, 405, "method_not_allowed")
 
 
+@harness.front_independent
 def test_cgi_long_poll_waits_then_304():
     s = stack()
     job = s.submit(type="echo")
@@ -408,6 +434,7 @@ def test_cgi_long_poll_waits_then_304():
     check(took >= 0.8, "the CGI long poll waited about 1 s", took)
 
 
+@harness.front_independent
 def test_cgi_with_redis_down_is_503():
     port = harness.free_port()
     r, err, rc = harness.cgi("status", "GET", "/api/jobs/37a8eec1.AAAAAAAAAAAAAAAAAAAAAA",
@@ -418,6 +445,7 @@ def test_cgi_with_redis_down_is_503():
 
 # ---- --socket ------------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_socket_host_port_mode_serves_fastcgi():
     s = stack()
     port = harness.free_port()
@@ -437,6 +465,7 @@ def test_socket_host_port_mode_serves_fastcgi():
     check(not killed and rc == 0, "the --socket program exits 0 on SIGTERM", (rc, took))
 
 
+@harness.front_independent
 def test_socket_unix_path_mode_serves_fastcgi():
     s = stack()
     path = os.path.join(s.dir, "own.sock")
@@ -454,6 +483,7 @@ def test_socket_unix_path_mode_serves_fastcgi():
     check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
 
 
+@harness.front_independent
 def test_fastcgi_keep_conn_serves_several_requests_on_one_connection():
     s = stack()
     job = s.submit(type="echo")
@@ -561,6 +591,7 @@ def test_redis_restart_during_a_long_poll_does_not_lose_the_waiter():
               "the long poll got a real answer (the job's data is gone with the restart)", out["r"])
 
 
+@harness.front_independent
 def test_two_status_instances_give_the_same_answers():
     s = stack()
     s.start_program("status", n=1)
@@ -589,6 +620,7 @@ def test_two_status_instances_give_the_same_answers():
     check(not killed and rc == 0, "second instance exits 0", rc)
 
 
+@harness.front_independent
 def test_two_submit_instances_share_one_state():
     s = stack()
     s.start_program("submit", n=1)
@@ -607,6 +639,7 @@ def test_two_submit_instances_share_one_state():
 
 # ---- Configuration --------------------------------------------------------------------------------
 
+@harness.front_independent
 def test_key_prefix_puts_every_key_under_it():
     with harness.Stack(env={"JOBGATE_KEY_PREFIX": "myapp"}, name="keyprefix") as s:
         job = s.submit(type="echo", delay=5)
@@ -618,6 +651,7 @@ def test_key_prefix_puts_every_key_under_it():
         eq(s.job(job["id"])["id"], job["id"], "GET works with the prefix")
 
 
+@harness.front_independent
 def test_unix_socket_redis_url_selects_its_db():
     with harness.Stack(redis_db=5, name="unixdb") as s:
         check(s.redis_url.startswith("unix://") and s.redis_url.endswith("?db=5"),
@@ -630,6 +664,7 @@ def test_unix_socket_redis_url_selects_its_db():
         other.close()
 
 
+@harness.front_independent
 def test_mount_prefix_moves_the_routes():
     s = stack()
     s.start_program("submit", n=2, env={"JOBGATE_PREFIX": "/jg/v1"})
@@ -651,6 +686,7 @@ def test_mount_prefix_moves_the_routes():
         s.program_procs(p)[-1].stop(signal.SIGTERM, 10)
 
 
+@harness.front_independent
 def test_logs_are_logfmt_lines_naming_the_program():
     s = stack()
     s.submit(type="echo")
@@ -669,6 +705,7 @@ def test_logs_are_logfmt_lines_naming_the_program():
 
 # ---- The shipped nginx config ---------------------------------------------------------------------
 
+@harness.only_front("nginx")
 def test_nginx_config_is_valid_as_shipped():
     s = stack()
     conf = os.path.join(s.dir, "nginx.conf")
@@ -676,6 +713,16 @@ def test_nginx_config_is_valid_as_shipped():
                         os.path.join(s.dir, "nginx-t.log")], capture_output=True, timeout=20)
     eq(p.returncode, 0, "nginx -t of a server including nginx/jobgate.conf (%s)"
        % p.stderr.decode()[-500:])
+
+
+@harness.only_front("apache")
+def test_apache_config_is_valid_as_shipped():
+    s = stack()
+    conf = os.path.join(s.dir, "apache2.conf")
+    p = subprocess.run(harness.apache_front.apache_argv(conf)[:1] + ["-t", "-f", conf],
+                       capture_output=True, timeout=20)
+    eq(p.returncode, 0, "apache2 -t of a VirtualHost including apache/jobgate.conf (%s)"
+       % (p.stdout + p.stderr).decode()[-500:])
 
 
 def test_a_program_that_is_not_running_is_a_json_503():
@@ -698,8 +745,9 @@ def test_bodies_between_the_program_limit_and_nginx_limit_get_the_programs_413()
 def test_make_run_stack_serves_runs_jobs_and_stops_on_ctrl_c():
     import tempfile
     run_dir = tempfile.mkdtemp(prefix="jg-makerun-")
+    os.chmod(run_dir, 0o755)    # Apache's children (www-data, when run as root) reach the sockets
     port = harness.free_port()
-    env = dict(harness._base_env(), PORT=str(port), JOBGATE_RUN_DIR=run_dir,
+    env = dict(harness._base_env(), PORT=str(port), JOBGATE_RUN_DIR=run_dir, FRONT=harness.FRONT,
                JOBGATE_BUILD=os.path.relpath(harness.BUILD, harness.ROOT))
     out_path = os.path.join(run_dir, "stack.out")
     with open(out_path, "wb") as out:
@@ -764,3 +812,97 @@ def test_make_run_stack_serves_runs_jobs_and_stops_on_ctrl_c():
     eq(hits, [], "sanitizer reports in make run's logs")
     import shutil
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---- FastCGI peers and timeouts (issue 9, finding 5) --------------------------------------------
+
+def _own_program(s, name, args, env=None):
+    """Starts program name with its own --socket (args), registered with the stack."""
+    proc = harness.Proc(name + "-own", [harness.binary(name)] + list(args),
+                        s.program_env(env), os.path.join(s.dir, "%s-own-%d.log"
+                                                         % (name, time.monotonic_ns())))
+    s.procs.setdefault(name + "-own", []).append(proc)
+    return proc
+
+
+def _closed_within(conn, seconds):
+    """Waits for the program to close conn; returns the seconds it took, or None."""
+    t0 = time.monotonic()
+    conn.settimeout(seconds)
+    try:
+        while conn.recv(4096):
+            pass
+        return time.monotonic() - t0
+    except socket.timeout:
+        return None
+    except OSError:
+        return time.monotonic() - t0
+
+
+def test_a_peer_that_sends_half_a_record_is_closed_after_read_timeout_and_holds_no_thread():
+    s = stack()
+    job = s.submit(type="echo")
+    path = os.path.join(s.dir, "halfrec.sock")
+    proc = _own_program(s, "status", ["--socket", path, "--threads", "2", "--grace", "2",
+                                      "--read-timeout", "2"])
+    harness.wait_until(lambda: os.path.exists(path), 10, "the program's own socket")
+    begin = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + job["id"]))
+    stuck = []
+    for _ in range(2):   # as many as the program has threads: each sends 4 bytes of a header
+        c = harness.fcgi_connect(path, timeout=10)
+        c.sendall(begin[:4])
+        stuck.append(c)
+    silent = harness.fcgi_connect(path, timeout=10)   # and one that sends nothing at all
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        r = harness.fcgi_request(path, harness.fcgi_params("GET", "/api/jobs/" + job["id"]),
+                                 timeout=15)
+        eq(r.status, 200, "a whole request while two half records are pending")
+        check(time.monotonic() - t0 < 8, "answered once --read-timeout 2 closed them, not never",
+              time.monotonic() - t0)
+        for i, c in enumerate(stuck + [silent]):
+            took = _closed_within(c, 8)
+            check(took is not None, "connection %d closed by the program after --read-timeout"
+                  % i, took)
+        check("did not deliver its request in time" in proc.log(),
+              "the log says why a connection was closed", proc.log()[-500:])
+    finally:
+        for c in stuck + [silent]:
+            c.close()
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
+
+
+def test_a_tcp_socket_refuses_peers_not_in_fcgi_web_server_addrs():
+    s = stack()
+    job = s.submit(type="echo")
+    port = harness.free_port()
+    proc = _own_program(s, "status", ["--socket", "127.0.0.1:%d" % port, "--threads", "2",
+                                      "--grace", "2"],
+                        env={"FCGI_WEB_SERVER_ADDRS": "127.0.0.2"})
+    _wait_port(port)
+    params = harness.fcgi_params("GET", "/api/jobs/" + job["id"])
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)   # from 127.0.0.1
+    try:
+        c.sendall(harness.fcgi_request_bytes(params))
+        data = b""
+        with __import__("contextlib").suppress(OSError):
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+        eq(data, b"", "what a peer not in FCGI_WEB_SERVER_ADDRS gets (nothing: closed)")
+    finally:
+        c.close()
+    c = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0))
+    try:
+        c.sendall(harness.fcgi_request_bytes(params))
+        r = harness.fcgi_read_response(c, "fcgi from 127.0.0.2")
+        eq(r.status, 200, "a request from 127.0.0.2, which FCGI_WEB_SERVER_ADDRS lists")
+    finally:
+        c.close()
+    check("FCGI_WEB_SERVER_ADDRS" in proc.log(), "the refusal is logged", proc.log()[-500:])
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))

@@ -8,6 +8,9 @@ import time
 import harness
 from harness import JOB_FIELDS, RFC3339_MS, check, eq, expect_error, stack
 
+# HTTP suite: runs behind nginx and again behind Apache (run.py)
+FRONTS = harness.FRONTS
+
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -456,7 +459,7 @@ def test_cancel_of_malformed_ids_is_404_and_touches_no_key():
         with s.unchanged("POST " + path), s.monitor() as cmds:
             r = s.request("POST", path)
         check(r.status in (400, 404), "POST %s: 404 (or nginx's own 400)" % path, r)
-        if r.status == 404:
+        if r.status == 404 and not harness.is_apache_nul_refusal(s, r, path):
             expect_error(r, 404, "not_found")
         check(not any(bad in c for c in cmds if len(bad) > 2),
               "POST %s: no Redis command names the id" % path, cmds)

@@ -1,0 +1,50 @@
+/* conns.h — the request threads' connections: one shared epoll set, on which every request
+ * thread waits itself, holding the listening socket and the idle FastCGI connections (fresh
+ * ones that sent nothing yet, and kept-alive ones between requests). Each fd is registered
+ * EPOLLONESHOT, so one thread wakes per ready fd: an idle connection never pins a thread, and
+ * no other thread sits between the socket and the thread that serves it.
+ *
+ * It also enforces the two FastCGI rules of a listening socket:
+ *   - --read-timeout: a connection that has not delivered a whole request (FastCGI records up
+ *     to the end of its body) within that many seconds of being accepted, or of its first byte
+ *     when kept alive, is closed — also while a thread is blocked reading it (the loop calls
+ *     jg_conns_watch once a second, which shuts the socket down under the thread);
+ *   - FCGI_WEB_SERVER_ADDRS: on a TCP socket, a peer not in the list is closed at accept, as
+ *     libfcgi's own accept does (ours replaces it).
+ * Thread-safe, except jg_conns_new/free. */
+#ifndef JG_CONNS_H
+#define JG_CONNS_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct jg_conns jg_conns_t;
+
+/* listen_fd: the listening socket (made non-blocking). Returns NULL on failure (logged). */
+jg_conns_t *jg_conns_new(const jg_config_t *cfg, int listen_fd);
+void jg_conns_free(jg_conns_t *c);
+
+/* Request thread number thread (0 .. --threads - 1) blocks until a connection has something to
+ * read (a request, or EOF) and returns its fd (blocking), or -1 when stopping. The thread is
+ * then reading it, under --read-timeout, until jg_conns_read_done. */
+int jg_conns_next(jg_conns_t *c, int thread);
+/* Between the reads of one request the thread works on it (the handler): the timeout applies
+ * only while it is in a read (on = 1), so a slow handler is not cut off. */
+void jg_conns_in_read(jg_conns_t *c, int thread, int on);
+/* The thread has read its request whole (or given up on it). */
+void jg_conns_read_done(jg_conns_t *c, int thread);
+/* A request ended on a kept-alive connection: wait for the next one in the shared set
+ * (closed instead when stopping). */
+void jg_conns_idle(jg_conns_t *c, int fd);
+/* Closes what waited too long: idle fresh connections and reads past --read-timeout. */
+void jg_conns_watch(jg_conns_t *c, int64_t now);
+/* SIGTERM: closes the listening socket and the idle connections, wakes every waiting thread
+ * (jg_conns_next returns -1 from now on). */
+void jg_conns_stop(jg_conns_t *c);
+
+/* Is addr (textual IPv4 or IPv6, as inet_ntop writes it) in list, a comma (or space)
+ * separated list of addresses as FCGI_WEB_SERVER_ADDRS holds? An empty list allows all. */
+int jg_peer_allowed(const char *list, const char *addr);
+
+#endif

@@ -1,0 +1,20 @@
+/* fcgi.h — the FastCGI records jobgate writes itself. Request threads read and answer through
+ * libfcgi; a parked request's answer is written by the event loop on a non-blocking socket,
+ * which libfcgi's writers cannot do (they treat EAGAIN as fatal), so the loop frames its bytes
+ * here: FCGI_STDOUT records, then the empty FCGI_STDOUT and FCGI_END_REQUEST that end a
+ * request. Pure functions over a jg_buf_t: no I/O. */
+#ifndef JG_FCGI_H
+#define JG_FCGI_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+/* Appends len bytes of a response (CGI-style headers and body) to out as FCGI_STDOUT
+ * records of request request_id, split at 65535 bytes. len 0 appends nothing. */
+void jg_fcgi_put_stdout(jg_buf_t *out, int request_id, const char *bytes, size_t len);
+/* Appends the end of request request_id: an empty FCGI_STDOUT, then FCGI_END_REQUEST with
+ * appStatus 0 and FCGI_REQUEST_COMPLETE. */
+void jg_fcgi_put_end(jg_buf_t *out, int request_id);
+
+#endif
