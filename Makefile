@@ -26,7 +26,7 @@ else
 BUILD   ?= build
 endif
 
-WEB_PROGRAMS = submit status logs cache
+WEB_PROGRAMS = submit status logs cache admin
 PROGRAMS     = $(addprefix $(BUILD)/jobgate-,$(WEB_PROGRAMS) worker)
 
 SHARED_SRC  = $(wildcard shared/*.c)

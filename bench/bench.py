@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """bench.py — `make bench`: throughput and latency of jobgate behind nginx, next to nginx's own
 `return 200` measured in the same run (the ceiling), and a long-poll test: many waiters parked
-on one jobgate-status process, then woken by one change. Prints figures; asserts nothing.
+on one jobgate-status process, then woken by one change; jobgate-admin's /health and /stats (10
+queues, 4 workers) beside the status route, and GET /jobs?limit=50 with BENCH_LIST_JOBS jobs in
+Redis. Prints figures; asserts nothing.
 
 Starts its own stack (tests/harness.py: private Redis, spawn-fcgi'd programs, nginx including
 nginx/jobgate.conf as shipped) on free loopback ports, and stops it at the end.
@@ -12,7 +14,8 @@ over a FastCGI connection per request (a mod_proxy worker without enablereuse).
 
 Environment: FRONT (nginx), BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
 threads, 2), BENCH_WAITERS (long-poll waiters, 1000), BENCH_PROGRAM_THREADS (8),
-BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), JOBGATE_BUILD (build).
+BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), BENCH_LIST_JOBS (jobs in the
+listed queue, 100000; 0 skips it), JOBGATE_BUILD (build).
 """
 
 import asyncio
@@ -33,6 +36,8 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 WRK_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 WAITERS = int(os.environ.get("BENCH_WAITERS", "1000"))
 PROGRAM_THREADS = int(os.environ.get("BENCH_PROGRAM_THREADS", "8"))
+LIST_JOBS = int(os.environ.get("BENCH_LIST_JOBS", "100000"))
+STATS_QUEUES = ["bench-q%d" % i for i in range(10)]
 
 # The bench's own additions to the server block: the ceiling, and GET /jobs/{id} with a new
 # FastCGI connection per request (what nginx/jobgate.conf would do without its kept-alive
@@ -192,6 +197,57 @@ async def long_poll_test(s, job, pid):
 
 
 
+def admin_setup(s):
+    """/stats has something to count: 10 queues with jobs done, and 4 idle workers on them."""
+    for q in STATS_QUEUES:
+        s.submit(type="echo", queue=q)
+    for _ in range(4):
+        s.start_worker(queues=STATS_QUEUES, types=["echo"], concurrency=2)
+    harness.wait_until(lambda: s.redis("ZCARD", "jobgate:workers") == 4, 20, "4 workers")
+
+
+def fill_list_queue(s, queue, n):
+    """n jobs in queue, made by submit.lua itself (EVAL of redis/submit.lua, pipelined): a
+    100,000-job listing without 100,000 HTTP submits."""
+    src = open(os.path.join(os.path.dirname(HERE), "redis", "submit.lua")).read()
+    sha = s.redis("SCRIPT", "LOAD", src)
+    tag = s.submit(type="echo", queue=queue, delay=86400)["id"][:8]
+    k = lambda what: "jobgate:{%s}:q:%s:%s" % (tag, queue, what)
+    for start in range(0, n, 1000):
+        cmds = []
+        for i in range(start, min(n, start + 1000)):
+            jid = "%s.%s" % (tag, ("b%021d" % i))
+            cmds.append(["EVALSHA", sha, "9", "jobgate:{%s}:job:%s" % (tag, jid), k("ready:echo"),
+                         k("delayed"), k("seq"), k("jobs"), k("types"), k("counts"),
+                         "jobgate:{%s}:log:%s" % (tag, jid), k("inflight:x"),
+                         jid, queue, "echo", "{}", "0", "3", "300000", "86400000", "0", "604800",
+                         "0" * 64, "", "10000", "jobgate:wake:" + queue, "0", "", "86400"])
+        s.redis_pipeline(cmds)
+
+
+def list_latency(s, queue, pages=300):
+    """GET /jobs?queue=&limit=50 on one kept-alive connection: the first page `pages` times,
+    then `pages` pages walked with their cursors. Returns (first-page ms list, walk ms list)."""
+    import http.client
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    first, walk = [], []
+    path = "/api/jobs?queue=%s&limit=50" % queue
+    for out, follow in ((first, False), (walk, True)):
+        url = path
+        for _ in range(pages):
+            t = time.monotonic()
+            c.request("GET", url)
+            r = c.getresponse()
+            body = r.read()
+            out.append(1000 * (time.monotonic() - t))
+            nxt = json.loads(body)["next"] if r.status == 200 else None
+            if follow and nxt:
+                url = path + "&cursor=" + nxt
+    c.close()
+    return first, walk
+
+
 def main():
     front_bin = "apache2" if FRONT == "apache" else "nginx"
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin"
@@ -207,6 +263,7 @@ def main():
                        nginx_workers=2, nginx_worker_connections=max(4096, WAITERS + 2048),
                        program_args=("--max-streams", str(max(10000, WAITERS + 100)))) as s:
         job = s.submit(type="echo", queue="bench", payload={"bench": True})
+        admin_setup(s)
         base = "http://127.0.0.1:%d" % s.port
         with open(os.path.join(s.dir, "ceiling.txt"), "w") as f:
             f.write("ok\n")
@@ -219,6 +276,8 @@ def main():
             ("GET /api/jobs/{id}", base + "/api/jobs/" + job["id"], None),
             ("GET, no keep-alive", base + "/bench/nokeepalive/jobs/" + job["id"], None),
             ("POST /api/jobs", base + "/api/jobs", lua),
+            ("GET /api/health", base + "/api/health", None),
+            ("GET /api/stats (10 queues, 4 workers)", base + "/api/stats", None),
         ]
         only = os.environ.get("BENCH_ONLY")   # e.g. "ceiling,keep-alive": a subset of the runs
         if only:
@@ -227,7 +286,7 @@ def main():
               % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
         groups = {FRONT: _children(s.nginx_proc.pid) + [s.nginx_proc.pid],
                   "submit": s.program_pids("submit"), "status": s.program_pids("status"),
-                  "redis": [s.redis_proc.pid]}
+                  "admin": s.program_pids("admin"), "redis": [s.redis_proc.pid]}
         results = []
         for name, url, script in runs:
             print("bench: %s ..." % name, flush=True)
@@ -239,17 +298,17 @@ def main():
             results.append((name, res))
         ceiling = results[0][1]["rps"] or float("nan")
         print()
-        print("%-30s %10s %9s %9s %9s %8s" % ("run", "req/s", "p50 ms", "p99 ms", "ceiling", "errors"))
+        print("%-38s %10s %9s %9s %9s %8s" % ("run", "req/s", "p50 ms", "p99 ms", "ceiling", "errors"))
         for name, r in results:
-            print("%-30s %10.0f %9s %9s %8.0f%% %8d" % (
+            print("%-38s %10.0f %9s %9s %8.0f%% %8d" % (
                 name, r["rps"], "%.2f" % r["p50"] if r["p50"] is not None else "-",
                 "%.2f" % r["p99"] if r["p99"] is not None else "-",
                 100.0 * r["rps"] / ceiling, r["non2xx"] + r["errors"]))
         print("\nCPU time per 1000 requests (ms), by process (wrk itself not counted):")
-        print("%-30s %s" % ("run", " ".join("%9s" % g for g in groups)))
+        print("%-38s %s" % ("run", " ".join("%9s" % g for g in groups)))
         for name, r in results:
             n = max(1.0, r["rps"] * DURATION / 1000.0)
-            print("%-30s %s" % (name, " ".join("%9.1f" % (1000 * r["cpu"][g] / n) for g in groups)))
+            print("%-38s %s" % (name, " ".join("%9.1f" % (1000 * r["cpu"][g] / n) for g in groups)))
         print("\nRedis commands per request (INFO commandstats; scripts' own commands included):")
         for name, r in results[1:]:
             n = max(1.0, r["rps"] * DURATION)
@@ -259,6 +318,16 @@ def main():
         bad = [(n, r) for n, r in results if r["rps"] == 0]
         for n, r in bad:
             print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))
+
+        # ---- the job listing over many jobs
+        if LIST_JOBS > 0:
+            print("\nbench: GET /jobs?limit=50 with %d jobs in one queue ..." % LIST_JOBS, flush=True)
+            fill_list_queue(s, "bench-list", LIST_JOBS)
+            first, walk = (sorted(x) for x in list_latency(s, "bench-list"))
+            print("  Redis keys: %d" % s.redis("DBSIZE"))
+            print("  first page: p50 %.2f ms, p99 %.2f ms; pages walked by cursor: p50 %.2f ms, "
+                  "p99 %.2f ms (aim: p99 < 10 ms)"
+                  % (pct(first, 50), pct(first, 99), pct(walk, 50), pct(walk, 99)))
 
         # ---- long poll
         dead = s.check_alive()

@@ -2,13 +2,13 @@
 # install-deps.sh — installs the Debian 12 packages jobgate needs to build, run and test, when
 # any is missing. Quiet and quick when everything is present (one dpkg-query). Never leaves a
 # system service running that it started: the packages' postinst scripts are kept from starting
-# nginx, redis-server and apache2 (policy-rc.d), and nothing in `make run` / `make test` uses
+# nginx, redis-server, apache2 and prometheus (policy-rc.d), and nothing in `make run` / `make test` uses
 # the system's instances anyway; each starts its own.
 set -eu
 
 PACKAGES="build-essential pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev
 spawn-fcgi nginx redis-server curl wrk python3 valgrind apache2
-clang-14 libclang-rt-14-dev"
+clang-14 libclang-rt-14-dev python3-prometheus-client prometheus"
 
 missing=""
 # the browser tests (tests/test_browser.py): Debian's Chromium, driven by Selenium
@@ -61,7 +61,7 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-reco
 # Belt and braces, for systems where a service was started anyway (no invoke-rc.d, or a policy
 # file that allowed it): stop the ones these packages may have started. Only when we installed
 # the package just now, so that a service someone runs on purpose is left alone.
-for svc in nginx redis-server apache2; do
+for svc in nginx redis-server apache2 prometheus; do
     case " $missing " in
         *" $svc "*)
             if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

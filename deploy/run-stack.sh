@@ -208,6 +208,8 @@ cat <<EOF
     curl -s $URL/api/jobs/<id>
     curl -s -H 'If-None-Match: "1"' '$URL/api/jobs/<id>?wait=30'     # long poll
     curl -s -X POST $URL/api/jobs/<id>/cancel
+    curl -s $URL/api/stats                                          # queues, workers
+    curl -s '$URL/api/jobs?limit=10'                                 # the newest jobs
 
   Attach a worker of your own (any language; docs/redis.md, "Worker protocol"):
     REDIS_URL='$REDIS_URL' JOBGATE_KEY_PREFIX=${JOBGATE_KEY_PREFIX:-jobgate}

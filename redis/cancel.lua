@@ -3,6 +3,7 @@
 -- KEYS[2] log        P:{tag}:log:<id>
 -- ARGV[1] id  [2] retention seconds  [3] log_max  [4] events channel P:events
 -- ARGV[5] key prefix of the job's tag "P:{tag}:"  [6] global prefix "P:"
+-- A cancelled job is put in the queue's expiry index P:{tag}:q:<queue>:expiry (docs/redis.md).
 -- Returns {404} | {200, hash} (was queued: now cancelled)
 --       | {202, hash} (running: cancel requested, its worker told) | {409, hash} (finished)
 local function int(x) return string.format('%.0f', x) end
@@ -36,6 +37,7 @@ if status == 'queued' then
     'ts', int(now), 'stream', 'system', 'line', 'cancelled')
   redis.call('EXPIRE', job, ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('ZADD', qkey .. 'expiry', int(now + tonumber(ARGV[2]) * 1000), ARGV[1])
   code = 200
 elseif status == 'running' then
   if redis.call('HGET', job, 'cancel_requested') ~= '1' then

@@ -16,6 +16,10 @@
 -- ARGV[9]  log_max
 -- ARGV[10] events channel P:events
 -- ARGV[11] wake channel P:wake:<queue>
+-- Also (docs/redis.md, "Retention of the indexes"): a finished job that ends here is put in the
+-- queue's expiry index P:{tag}:q:<queue>:expiry, and up to 200 entries of that index whose time
+-- has come are dropped from it and from P:{tag}:q:<queue>:jobs. A paused queue (the key
+-- P:{tag}:q:<queue>:paused exists) still promotes and takes back, but claims nothing.
 -- Returns {next_run_at, taken_back, now, job, job, ...}: next_run_at = ms of the earliest job
 -- still in delayed (-1 if none); taken_back = expired leases handled; now = Redis' clock (ms) when
 -- the script ran, so that a worker times next_run_at without clock agreement; each job claimed
@@ -41,6 +45,13 @@ local function end_inflight(id, cache, cache_key)
   local mk = P .. 'q:' .. queue .. ':inflight:' .. (cache_key or '')
   if cache == '1' and redis.call('GET', mk) == id then redis.call('DEL', mk) end
 end
+local qprefix = P .. 'q:' .. queue .. ':'
+-- a finished job leaves the queue's indexes when its hash expires (retention)
+local function expires(id)
+  redis.call('EXPIRE', jobkey(id), ARGV[8])
+  redis.call('EXPIRE', logkey(id), ARGV[8])
+  redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[8]) * 1000), id)
+end
 local function bump(id)
   local v = redis.call('HINCRBY', jobkey(id), 'version', 1)
   redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. v)
@@ -53,7 +64,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMI
   local f = redis.call('HMGET', jobkey(id), 'status', 'type', 'score')
   if f[1] == 'queued' then
     redis.call('ZADD', readykey(f[2]), f[3], id)
-    redis.call('HSET', jobkey(id), 'run_at', '')
+    redis.call('HSET', jobkey(id), 'run_at', '', 'ready_at', int(now))
     bump(id)
     woken[f[2]] = true
   end
@@ -76,8 +87,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now)
       redis.call('HINCRBY', KEYS[3], 'cancelled:' .. jtype, 1)
       end_inflight(id, f[6], f[7])
       addlog(id, 'attempt ' .. n .. ' failed: worker lost; cancelled')
-      redis.call('EXPIRE', jk, ARGV[8])
-      redis.call('EXPIRE', logkey(id), ARGV[8])
+      expires(id)
     elseif n < max then
       local delay = tonumber(ARGV[6]) * 2 ^ (n - 1) * tonumber(ARGV[7]) / 1000
       if delay > 3600000 then delay = 3600000 end
@@ -93,14 +103,23 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now)
       redis.call('HINCRBY', KEYS[3], 'failed:' .. jtype, 1)
       end_inflight(id, f[6], f[7])
       addlog(id, 'failed: worker lost')
-      redis.call('EXPIRE', jk, ARGV[8])
-      redis.call('EXPIRE', logkey(id), ARGV[8])
+      expires(id)
     end
     bump(id)
   end
 end
 
--- 3. Claim: each time the lowest score among the heads of the worker's ready sets.
+-- 3. Retention: drop expired jobs from the queue's job index (bounded batch).
+local gone = redis.call('ZRANGEBYSCORE', qprefix .. 'expiry', '-inf', int(now), 'LIMIT', 0, 200)
+if #gone > 0 then
+  redis.call('ZREM', qprefix .. 'jobs', unpack(gone))
+  redis.call('ZREM', qprefix .. 'expiry', unpack(gone))
+end
+
+-- A paused queue claims nothing (promotion and taking back above still happen).
+if redis.call('EXISTS', qprefix .. 'paused') == 1 then want = 0 end
+
+-- 4. Claim: each time the lowest score among the heads of the worker's ready sets.
 local out = {-1, taken, now}
 local claimed = 0
 while claimed < want do

@@ -27,11 +27,19 @@
 -- A failure or requeue of a job whose cancel was requested ends it cancelled. cancelled: the worker stopped
 -- it on request. requeue: the worker is stopping; back in its ready set at its old place, the
 -- attempt not counted.
+-- Each attempt that ends here (not requeue) adds its run time (now - started_at) to the queue's
+-- histogram P:{tag}:q:<queue>:runtime: fields <type>:count, <type>:sum_ms and <type>:le:<bound>
+-- for the first bucket bound (seconds, as in BUCKETS below) at or above it, or <type>:le:+Inf.
+-- A job that ends is put in the queue's expiry index P:{tag}:q:<queue>:expiry (score: the ms
+-- its hash expires), which claim.lua and submit.lua trim from the queue's job index.
 local function int(x) return string.format('%.0f', x) end
+-- the histogram's bucket bounds in seconds; shared/prom.c lists the same ones
+local BUCKETS = {'0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60',
+  '120', '300', '600', '1800', '3600'}
 
 local jk, lk, id, outcome = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 local f = redis.call('HMGET', jk, 'status', 'fence', 'type', 'attempts', 'max_attempts',
-  'cancel_requested', 'score', 'cache', 'cache_key', 'cache_ttl')
+  'cancel_requested', 'score', 'cache', 'cache_key', 'cache_ttl', 'started_at')
 if not f[1] then return {0, 'gone'} end
 if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end
 if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
@@ -42,16 +50,32 @@ local jtype, n, max = f[3], tonumber(f[4]), tonumber(f[5])
 local function addlog(line)
   redis.call('XADD', lk, 'MAXLEN', ARGV[8], '*', 'ts', int(now), 'stream', 'system', 'line', line)
 end
+-- the queue's own keys P:{tag}:q:<queue>: are KEYS[3] (running) without "running"
+local qprefix = string.sub(KEYS[3], 1, #KEYS[3] - #'running')
 local function finish(status)
   if f[8] == '1' then
-    -- the in-flight marker shares the queue's keys: P:{tag}:q:<queue>: as KEYS[3] (running)
-    local mk = string.sub(KEYS[3], 1, #KEYS[3] - #'running') .. 'inflight:' .. f[9]
+    local mk = qprefix .. 'inflight:' .. f[9]
     if redis.call('GET', mk) == id then redis.call('DEL', mk) end
   end
   redis.call('HSET', jk, 'status', status, 'finished_at', int(now), 'lease_until', '')
   redis.call('HINCRBY', KEYS[5], status .. ':' .. jtype, 1)
   redis.call('EXPIRE', jk, ARGV[7])
   redis.call('EXPIRE', lk, ARGV[7])
+  redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[7]) * 1000), id)
+end
+local function record_runtime()
+  local started = tonumber(f[11] or '')
+  if not started then return end
+  local ms = now - started
+  if ms < 0 then ms = 0 end
+  local le = '+Inf'
+  for _, b in ipairs(BUCKETS) do
+    if ms <= tonumber(b) * 1000 then le = b; break end
+  end
+  local h = qprefix .. 'runtime'
+  redis.call('HINCRBY', h, jtype .. ':count', 1)
+  redis.call('HINCRBY', h, jtype .. ':sum_ms', ms)
+  redis.call('HINCRBY', h, jtype .. ':le:' .. le, 1)
 end
 
 if outcome ~= 'done' and outcome ~= 'failed' and outcome ~= 'cancelled' and outcome ~= 'requeue' then
@@ -59,6 +83,7 @@ if outcome ~= 'done' and outcome ~= 'failed' and outcome ~= 'cancelled' and outc
 end
 if outcome ~= 'done' and f[6] == '1' then outcome = 'cancelled' end
 redis.call('ZREM', KEYS[3], id)
+if outcome ~= 'requeue' then record_runtime() end
 local status
 if outcome == 'done' then
   status = 'done'
@@ -72,7 +97,7 @@ elseif outcome == 'cancelled' then
 elseif outcome == 'requeue' then
   status = 'queued'
   redis.call('HINCRBY', jk, 'attempts', -1)
-  redis.call('HSET', jk, 'status', 'queued', 'lease_until', '', 'progress', '')
+  redis.call('HSET', jk, 'status', 'queued', 'lease_until', '', 'progress', '', 'ready_at', int(now))
   redis.call('ZADD', KEYS[6], f[7], id)
   redis.call('PUBLISH', ARGV[10], jtype)
   addlog('attempt ' .. n .. ' stopped: worker shutting down; queued again')

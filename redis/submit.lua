@@ -17,6 +17,9 @@
 -- without its payload), how}, how being
 -- "new", "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache
 -- 1 and a job of the same key is queued or running in the queue: that job, nothing created).
+-- Retention: a job created done (cache hit) is put in the queue's expiry index
+-- P:{tag}:q:<queue>:expiry; each call drops up to 100 entries of that index whose time has come
+-- from it and from the job index KEYS[5] (docs/redis.md, "Retention of the indexes").
 local function int(x) return string.format('%.0f', x) end
 -- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
 local function shown(key)
@@ -45,6 +48,12 @@ if cache and not hit then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
+local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', int(now), 'LIMIT', 0, 100)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[5], unpack(gone))
+  redis.call('ZREM', expiry, unpack(gone))
+end
 local seq = redis.call('INCR', KEYS[4])
 local score = (1000 - tonumber(ARGV[5])) * 1099511627776 + seq
 local delay = tonumber(ARGV[8])
@@ -58,7 +67,7 @@ redis.call('HSET', KEYS[1],
   'finished_at', '', 'run_at', run_at, 'worker', '', 'result', '', 'error', '',
   'cache', ARGV[9], 'cache_ttl', ARGV[10], 'cache_key', ARGV[11], 'cache_version', ARGV[12],
   'cached', '0', 'cancel_requested', '0', 'version', '1', 'seq', int(seq),
-  'score', int(score), 'fence', '0', 'lease_until', '')
+  'score', int(score), 'fence', '0', 'lease_until', '', 'ready_at', int(now + delay))
 
 if cache and hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
@@ -72,6 +81,7 @@ if cache and hit then
     'ts', int(now), 'stream', 'system', 'line', 'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
   redis.call('EXPIRE', KEYS[8], ARGV[17])
+  redis.call('ZADD', expiry, int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
   return {new_type, shown(KEYS[1]), 'cached'}
 end
 if cache then

@@ -83,6 +83,9 @@ static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t 
     return version ? strtoll(version, NULL, 10) : 0;
 }
 
+size_t jg_job_member_count(void) { return NMEMBERS; }
+const char *jg_job_member(size_t i) { return i < NMEMBERS ? members[i].name : NULL; }
+
 long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
 {
     const char *values[NMEMBERS];

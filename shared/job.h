@@ -25,6 +25,11 @@ redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *i
 /* The job object from the reply of jg_job_read(); returns as jg_job_json. */
 long long jg_job_json_hmget(const redisReply *values, int flags, jg_buf_t *out);
 
+/* The hash fields the job object shows, in the order jg_job_json_hmget expects them (for
+ * callers that read them another way, e.g. a script's HMGET): count, and each name. */
+size_t jg_job_member_count(void);
+const char *jg_job_member(size_t i);
+
 /* The value of field name in such an array, or NULL. */
 const char *jg_job_field(const redisReply *fields, const char *name);
 

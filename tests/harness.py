@@ -44,8 +44,8 @@ NGINX_UPSTREAMS = os.path.join(ROOT, "nginx", "jobgate-upstreams.conf")
 SHIPPED_SOCKET_DIR = "/run/jobgate/"
 JOBS_DIR = os.path.join(ROOT, "deploy", "examples", "jobs")
 DEMO_TYPES = ("echo", "sleep", "lines", "fail", "flaky")
-# The web programs the shared stack runs. Later issues add logs, cache, admin here.
-DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache")
+# The web programs the shared stack runs.
+DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache", "admin")
 PREFIX = "/api"
 FRONTS = ("nginx", "apache")
 FRONT = os.environ.get("JOBGATE_FRONT", "nginx")

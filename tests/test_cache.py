@@ -274,6 +274,8 @@ def test_entry_is_the_redis_key_prefix_cache_key():
     put(s, k, [1], ttl=100)
     eq(s.redis("GET", "%s:cache:%s" % (P, k)), "[1]", "value of %s:cache:<key>" % P)
     check(0 < s.redis("TTL", "%s:cache:%s" % (P, k)) <= 100, "TTL of the entry in Redis")
+    # gone now, not 100 s later in the middle of another test's "Redis unchanged" check
+    eq(s.request("DELETE", "/cache/" + k).status, 204, "DELETE of the entry")
 
 
 def test_ttl_is_honoured_and_falls():

@@ -1,0 +1,22 @@
+/* pipeline.h — several Lua scripts in one round trip over the one Redis call path (redis.h):
+ * EVALSHA pipelined, then any script Redis did not know (NOSCRIPT: a restart, SCRIPT FLUSH) run
+ * again on its own by jg_redis_script(), which loads it. Used by jobgate-admin, whose answers
+ * run one or two scripts per queue. */
+#ifndef JG_PIPELINE_H
+#define JG_PIPELINE_H
+
+#include <stddef.h>
+
+#include "redis.h"
+
+typedef struct jg_script_call {
+    const char *name;    /* redis/NAME.lua */
+    int nkeys;           /* the first nkeys of args are KEYS, the rest ARGV */
+    jg_args_t args;
+} jg_script_call_t;
+
+/* Runs calls[0..n) pipelined; replies[i] gets each reply (the caller frees them; NULL where none
+ * was read). Returns 0, or -1 when Redis is unreachable (replies read so far are kept). */
+int jg_scripts_pipelined(jg_redis_t *r, jg_script_call_t *calls, size_t n, redisReply **replies);
+
+#endif
