@@ -3,6 +3,7 @@
 #include "unit.h"
 #include "../../shared/buf.h"
 #include "../../shared/http.h"
+#include "../../shared/keys.h"
 #include "../../shared/timefmt.h"
 
 #include <limits.h>
@@ -56,4 +57,34 @@ UNIT_TEST(rendered_status_and_headers_are_the_cgi_block)
     jg_resp_render_parts(&out, 304, "", "application/json", NULL, NULL, 0, 0);
     EXPECT_STR_EQ("Status: 304 Not Modified\r\n\r\n", out.data);
     jg_buf_free(&out);
+}
+
+UNIT_TEST(keys_built_without_printf_truncate_as_snprintf_does)
+{
+    jg_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    memset(cfg.key_prefix, 'p', sizeof cfg.key_prefix - 1);   /* the longest prefix */
+    char key[JG_KEY_MAX], want[1024];
+    char queue[JG_NAME_MAX + 1], what[200];
+    memset(queue, 'q', JG_NAME_MAX);
+    queue[JG_NAME_MAX] = '\0';
+    memset(what, 'w', sizeof what - 1);
+    what[sizeof what - 1] = '\0';
+    char tag[JG_TAG_LEN + 1];
+    jg_queue_tag(queue, tag);
+    int n = snprintf(want, sizeof want, "%s:{%s}:q:%s:%s", cfg.key_prefix, tag, queue, what);
+    EXPECT_INT_EQ(n, jg_key_queue(&cfg, queue, what, key));
+    want[JG_KEY_MAX - 1] = '\0';
+    EXPECT_STR_EQ(want, key);
+    const char *id = "37a8eec1.AAAAAAAAAAAAAAAAAAAAAA";
+    n = snprintf(want, sizeof want, "%s:{%.8s}:job:%s", cfg.key_prefix, id, id);
+    EXPECT_INT_EQ(n, jg_key_job(&cfg, id, key));
+    EXPECT_STR_EQ(want, key);
+    char hex[65];
+    memset(hex, 'a', 64);
+    hex[64] = '\0';
+    n = snprintf(want, sizeof want, "%s:{%s}:q:%s:inflight:%s", cfg.key_prefix, tag, queue, hex);
+    EXPECT_INT_EQ(n, jg_key_inflight(&cfg, queue, hex, key));
+    want[JG_KEY_MAX - 1] = '\0';
+    EXPECT_STR_EQ(want, key);
 }
