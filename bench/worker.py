@@ -10,7 +10,9 @@ runs until Redis counts N jobs done. Every command Redis ran in that window came
 
     python3 bench/worker.py
 Environment: BENCH_JOBS (3000), BENCH_CONCURRENCY (per worker, 8), BENCH_WORKERS ("1,4"),
-BENCH_WORKER_LIMIT (s a run may take at most, 60), JOBGATE_BUILD (build).
+BENCH_WORKER_LIMIT (s a run may take at most, 60), JOBGATE_BUILD (build), BENCH_WORKER_PREFIX
+(a command put before each worker's, for profiling: "strace -c -f -o /tmp/w.strace"; %i is the
+worker's number; the CPU figures are then the prefix's).
 """
 
 import base64
@@ -28,11 +30,13 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import harness  # noqa: E402
+from measure import cpu_s  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_JOBS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 WORKERS = [int(x) for x in os.environ.get("BENCH_WORKERS", "1,4").split(",") if x]
 RUN_LIMIT = int(os.environ.get("BENCH_WORKER_LIMIT", "60"))   # s per run at most
+PREFIX = os.environ.get("BENCH_WORKER_PREFIX", "").split()
 QUEUE, TYPE, P = "bench", "echo", "jobgate"
 
 
@@ -74,6 +78,25 @@ def commandstats(r):
     return out
 
 
+def keepers(pids):
+    """The workers' keeper processes (their children still named jobgate-worker)."""
+    out = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            try:
+                with open("/proc/%d/comm" % k) as f:
+                    if f.read().strip() == "jobgate-worker":
+                        out.append(k)
+            except OSError:
+                pass
+    return out
+
+
 def run(nworkers):
     d = tempfile.mkdtemp(prefix="jg-bench-worker-")
     sock = os.path.join(d, "redis.sock")
@@ -88,10 +111,11 @@ def run(nworkers):
         harness.wait_until(lambda: r.call("PING") == "PONG", 10, "redis")
         counts = submit_all(r, JOBS)
         r.call("CONFIG", "RESETSTAT")
+        redis_cpu0 = cpu_s(redis.pid)
         wenv = dict(env, REDIS_URL="unix://" + sock)
         t0 = time.monotonic()
         for i in range(nworkers):
-            procs.append(harness.Proc("worker", [
+            procs.append(harness.Proc("worker", [a.replace("%i", str(i)) for a in PREFIX] + [
                 harness.binary("worker"), "--queue", QUEUE, "--type",
                 "echo=" + os.path.join(ROOT, "deploy", "examples", "jobs", "echo.sh"),
                 "--concurrency", str(CONCURRENCY)], wenv, os.path.join(d, "worker-%d.log" % i)))
@@ -105,6 +129,9 @@ def run(nworkers):
                 raise RuntimeError("only %d of %d jobs done after %d s" % (done, JOBS, RUN_LIMIT))
             time.sleep(0.02)
         took = time.monotonic() - t0
+        wpids = [p.pid for p in procs[1:]]
+        cpu = {"worker": cpu_s(wpids + keepers(wpids)), "jobs": cpu_s(wpids, children=True),
+               "redis": cpu_s(redis.pid) - redis_cpu0}
         stats = commandstats(r)
         stats["hget"] = stats.get("hget", 0) - polls
         stats["info"] = stats.get("info", 0) - 1
@@ -114,7 +141,7 @@ def run(nworkers):
         sent = stats.get("evalsha", 0) + stats.get("script|load", 0) + stats.get("subscribe", 0)
         return {"workers": nworkers, "jobs_s": JOBS / took, "took": took, "sent": sent / JOBS,
                 "evalsha": stats.get("evalsha", 0) / JOBS, "inside": sum(stats.values()) / JOBS,
-                "stats": stats}
+                "stats": stats, "cpu": cpu}
     finally:
         for p in reversed(procs):
             p.stop(signal.SIGTERM, 40)
@@ -136,13 +163,18 @@ def main():
             print("  workers=%d: no figure (%s)" % (n, e), flush=True)
     if not results:
         return
-    print("  %-8s %10s %9s %17s %13s %16s" % ("workers", "jobs/s", "seconds", "calls/job (sent)",
-                                              "EVALSHA/job", "cmds/job inside"))
+    print("  %-8s %10s %9s %17s %13s %16s %s" % (
+        "workers", "jobs/s", "seconds", "calls/job (sent)", "EVALSHA/job", "cmds/job inside",
+        "CPU us/job: worker jobs redis"))
     for r in results:
-        print("  %-8d %10.0f %9.2f %17.2f %13.2f %16.2f" % (
-            r["workers"], r["jobs_s"], r["took"], r["sent"], r["evalsha"], r["inside"]))
+        c = r["cpu"]
+        print("  %-8d %10.0f %9.2f %17.2f %13.2f %16.2f %16.0f %5.0f %5.0f" % (
+            r["workers"], r["jobs_s"], r["took"], r["sent"], r["evalsha"], r["inside"],
+            c["worker"] * 1e6 / JOBS, c["jobs"] * 1e6 / JOBS, c["redis"] * 1e6 / JOBS))
     print("  (seconds include the workers' start-up; calls sent = EVALSHA + SCRIPT LOAD + SUBSCRIBE"
-          " by the workers; inside = every command Redis ran, the scripts' own included)")
+          " by the workers; inside = every command Redis ran, the scripts' own included;"
+          " CPU from /proc: the workers themselves with their keepers, the job processes they reaped,"
+          " Redis)")
     for r in results:
         print("  workers=%d, per job inside Redis: %s" % (r["workers"], ", ".join(
             "%s %.2f" % (k, v / JOBS) for k, v in sorted(r["stats"].items()) if v / JOBS >= 0.01)))

@@ -13,23 +13,12 @@
 int jg_token_listed(const char *list, const unsigned char digest[32])
 {
     int found = 0;
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && p[len - 1] == ' ')
-            len--;
-        if (len) {
-            unsigned char md[SHA256_DIGEST_LENGTH];
-            SHA256((const unsigned char *)p, len, md);
-            found |= CRYPTO_memcmp(md, digest, SHA256_DIGEST_LENGTH) == 0;   /* no early exit */
-            OPENSSL_cleanse(md, sizeof md);
-        }
-        p += len;
-        while (*p == ' ')
-            p++;
+    size_t len;
+    for (const char *p = list, *token; (token = jg_list_next(&p, &len)) != NULL;) {
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)token, len, md);
+        found |= CRYPTO_memcmp(md, digest, SHA256_DIGEST_LENGTH) == 0;   /* no early exit */
+        OPENSSL_cleanse(md, sizeof md);
     }
     return found;
 }

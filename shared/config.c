@@ -145,25 +145,33 @@ static int valid_mount_prefix(const char *p)
     return strpbrk(p, "?#% \t") == NULL;
 }
 
+const char *jg_list_next(const char **cursor, size_t *len)
+{
+    const char *p = *cursor;
+    while (*p == ' ' || *p == ',')
+        p++;
+    if (*p == '\0') {
+        *cursor = p;
+        return NULL;
+    }
+    size_t n = strcspn(p, ",");
+    *cursor = p + n;
+    while (p[n - 1] == ' ')   /* p[0] is neither ' ' nor ',': n >= 1 stays */
+        n--;
+    *len = n;
+    return p;
+}
+
 /* A token list: comma-separated tokens of visible ASCII (what an Authorization header can carry),
  * surrounding spaces ignored, at least one token. */
 static int valid_token_list(const char *list)
 {
     int tokens = 0;
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        size_t len = strcspn(p, ",");
-        while (len && p[len - 1] == ' ')
-            len--;
+    size_t len;
+    for (const char *p = list, *item; (item = jg_list_next(&p, &len)) != NULL; tokens++)
         for (size_t i = 0; i < len; i++)
-            if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+            if ((unsigned char)item[i] < 0x21 || (unsigned char)item[i] > 0x7e)
                 return 0;
-        tokens += len > 0;
-        p += len;
-        while (*p == ' ')
-            p++;
-    }
     return tokens > 0;
 }
 

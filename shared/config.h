@@ -50,6 +50,11 @@ int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen);
 int jg_parse_long(const char *s, long min, long max, long *out);
 int jg_parse_double(const char *s, double min, double max, double *out);
 
+/* Walks a comma list such as JOBGATE_API_TOKENS or JOBGATE_CORS_ORIGINS ("a, b,c"): returns the
+ * next item, with the spaces around it dropped, and its length in *len, and moves *cursor past
+ * it; NULL once no item is left. The item is not NUL-terminated: it points into the list. */
+const char *jg_list_next(const char **cursor, size_t *len);
+
 /* Prints the effective configuration, one `name=value` per line, secrets masked. */
 void jg_config_print(const jg_config_t *cfg, FILE *out);
 

@@ -110,19 +110,11 @@ void jg_conns_free(jg_conns_t *c)
 
 int jg_peer_allowed(const char *list, const char *addr)
 {
-    const char *p = list;
     int any = 0;
-    size_t alen = strlen(addr);
-    while (*p) {
-        p += strspn(p, ", \t");
-        size_t n = strcspn(p, ", \t");
-        if (n == 0)
-            break;
-        any = 1;
-        if (n == alen && memcmp(p, addr, n) == 0)
+    size_t alen = strlen(addr), n;
+    for (const char *p = list, *item; (item = jg_list_next(&p, &n)) != NULL; any = 1)
+        if (n == alen && memcmp(item, addr, n) == 0)
             return 1;
-        p += n;
-    }
     return !any;
 }
 

@@ -168,19 +168,10 @@ void jg_resp_header(jg_req_t *req, const char *fmt, ...)
 /* Is origin one of JOBGATE_CORS_ORIGINS (a comma list, or "*")? */
 static int origin_allowed(const char *list, const char *origin)
 {
-    size_t olen = strlen(origin);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && p[len - 1] == ' ')
-            len--;
-        if ((len == 1 && *p == '*') || (len == olen && memcmp(p, origin, len) == 0))
+    size_t olen = strlen(origin), len;
+    for (const char *p = list, *item; (item = jg_list_next(&p, &len)) != NULL;)
+        if ((len == 1 && *item == '*') || (len == olen && memcmp(item, origin, len) == 0))
             return 1;
-        p += len;
-    }
     return 0;
 }
 

@@ -1,21 +1,26 @@
-/* keeper.c — the guard process for jobs of a killed worker (see keeper.h).
- * Protocol on the pipe, one line per message: "+<pgid> <dir>\n", "-<pgid>\n", and "q\n" for a
- * normal stop. */
+/* keeper.c — the guard process for jobs of a killed worker, and the remover of finished jobs'
+ * directories (see keeper.h). Protocol on the pipe, one line per message: "+<pgid> <dir>\n",
+ * "-<pgid>\n", "r<dir>\n" (remove this tree now), and "q\n" for a normal stop. The entry with
+ * pgid 0 is the trash directory: removed at any end, clean stop included. */
 #include "keeper.h"
 #include "jg.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int keeper_fd = -1;
 static pid_t keeper = -1;
+static char trash[PATH_MAX];   /* "<dir>/.jobgate-trash-XXXXXX", "" until the first hand-over */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -33,6 +38,18 @@ int jg_remove_tree(const char *dir)
     if (dir == NULL || dir[0] == '\0')
         return -1;
     return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A finished job's directory, which mostly holds nothing but its result file: two system calls
+ * then, instead of a walk (open, stat, read, unlink, rmdir per entry). */
+static void remove_job_dir(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    int n = snprintf(path, sizeof path, "%s/result.json", dir);
+    if (n > 0 && (size_t)n < sizeof path)
+        unlink(path);
+    if (rmdir(dir) != 0)
+        jg_remove_tree(dir);
 }
 
 typedef struct entry {
@@ -79,6 +96,8 @@ static void keeper_main(int fd)
                         ents[i] = ents[--n];
                         break;
                     }
+            } else if (buf[0] == 'r') {
+                remove_job_dir(buf + 1);
             } else if (buf[0] == 'q') {
                 stop = 1;
             }
@@ -92,7 +111,7 @@ static void keeper_main(int fd)
     for (size_t i = 0; i < n; i++) {
         if (!stop && ents[i].pgid > 1)
             kill(-ents[i].pgid, SIGKILL);
-        if (!stop && ents[i].dir)
+        if ((!stop || ents[i].pgid == 0) && ents[i].dir)
             jg_remove_tree(ents[i].dir);
         free(ents[i].dir);
     }
@@ -140,6 +159,8 @@ pid_t jg_keeper_start(void)
     close(p[0]);
     keeper_fd = p[1];
     keeper = pid;
+    if (trash[0])   /* a keeper started again: it removes the trash too */
+        jg_keeper_add(0, trash);
     return pid;
 }
 
@@ -176,12 +197,54 @@ void jg_keeper_remove(pid_t pgid)
     send_line(line, (size_t)n);
 }
 
+/* Directory removal on ext4 (with discard) blocks for up to a millisecond or more, and a
+ * worker's loop must not: a rename within the same file system is cheap, so the tree moves
+ * into the trash at once and the keeper removes it there, beside the loop. */
+int jg_keeper_trash(const char *dir)
+{
+    if (keeper_fd < 0)
+        return -1;
+    const char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return -1;
+    size_t plen = (size_t)(slash - dir);
+    if (trash[0] == '\0') {
+        if (plen + sizeof "/.jobgate-trash-XXXXXX" > sizeof trash)
+            return -1;
+        memcpy(trash, dir, plen);
+        memcpy(trash + plen, "/.jobgate-trash-XXXXXX", sizeof "/.jobgate-trash-XXXXXX");
+        if (mkdtemp(trash) == NULL) {
+            trash[0] = '\0';
+            return -1;
+        }
+        jg_keeper_add(0, trash);
+    } else if (strncmp(trash, dir, plen) != 0 || trash[plen] != '/' ||
+               strchr(trash + plen + 1, '/') != NULL) {
+        return -1;   /* another parent ($TMPDIR changed): maybe another file system */
+    }
+    char to[PATH_MAX + 2];   /* "r<trash>/<name>\n" */
+    int n = snprintf(to, sizeof to, "r%s%s", trash, slash);
+    if (n < 0 || (size_t)n + 1 >= sizeof to || rename(dir, to + 1) != 0)
+        return -1;
+    to[n] = '\n';
+    send_line(to, (size_t)n + 1);
+    return 0;
+}
+
 void jg_keeper_stop(void)
 {
     send_line("q\n", 2);
     if (keeper_fd >= 0)
         close(keeper_fd);
     keeper_fd = -1;
+    /* it removes the trash, then exits: wait for that (5 s at most) so that nothing of ours is
+     * left in $TMPDIR once the worker has exited */
+    for (int i = 0; keeper > 0 && trash[0] && i < 500; i++) {
+        pid_t got = waitpid(keeper, NULL, WNOHANG);
+        if (got == keeper || (got < 0 && errno != EINTR))
+            break;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
 }
 
 pid_t jg_keeper_pid(void) { return keeper; }

@@ -14,7 +14,12 @@ pid_t jg_keeper_start(void);
 /* A job started / ended. Best effort: a keeper that died is simply not told. */
 void jg_keeper_add(pid_t pgid, const char *dir);
 void jg_keeper_remove(pid_t pgid);
-/* The worker ends normally: the keeper exits without killing anything. */
+/* A finished job's directory: moved at once into a trash directory beside it (same parent, so
+ * the same file system; created on first use, known to the keeper), where the keeper removes
+ * it. Returns 0, or -1 when it was not moved (no keeper, rename failed): the caller removes it. */
+int jg_keeper_trash(const char *dir);
+/* The worker ends normally: the keeper exits without killing anything, once it has removed the
+ * trash (waited for, 5 s at most). */
 void jg_keeper_stop(void);
 /* The keeper's pid, or -1. */
 pid_t jg_keeper_pid(void);

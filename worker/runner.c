@@ -76,8 +76,8 @@ static int payload_fd(const char *payload, size_t len)
     if (fd < 0)
         return -1;
     size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, payload + off, len - off);
+    while (off < len) {   /* pwrite leaves the offset at 0, where the job starts reading */
+        ssize_t w = pwrite(fd, payload + off, len - off, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -85,10 +85,6 @@ static int payload_fd(const char *payload, size_t len)
             return -1;
         }
         off += (size_t)w;
-    }
-    if (lseek(fd, 0, SEEK_SET) != 0) {
-        close(fd);
-        return -1;
     }
     return fd;
 }
@@ -217,14 +213,19 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     }
     env = build_env(spec, c->result_path);
     int direct = plain_path(spec->command);
-    pid_t parent = getpid();
+    static pid_t parent;   /* the worker's pid: it never changes (the keeper runs no jobs) */
+    if (parent == 0)
+        parent = getpid();
     child_args_t ca = {c, spec->command, direct, env, in_fd, out[1], errp[1], parent};
     pid_t pid = spawn(&ca);
     if (pid < 0) {
         snprintf(err, errlen, "cannot fork: %s", strerror(errno));
         goto out;
     }
+#if defined(__SANITIZE_ADDRESS__) || defined(JG_SPAWN_FORK)
     setpgid(pid, pid);   /* both sides set it: no window where a signal misses the group */
+#endif
+    /* (after a CLONE_VFORK clone the child has already set it, and exec'd: nothing to do) */
     c->pid = pid;
     c->out_fd = out[0];
     c->err_fd = errp[0];
@@ -347,7 +348,7 @@ void jg_child_cleanup(jg_child_t *c)
     if (c->err_fd >= 0)
         close(c->err_fd);
     c->out_fd = c->err_fd = -1;
-    if (c->dir[0])
+    if (c->dir[0] && jg_keeper_trash(c->dir) != 0)
         jg_remove_tree(c->dir);
     c->dir[0] = '\0';
 }
