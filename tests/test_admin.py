@@ -14,6 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import harness
 from harness import JOB_FIELDS, check, eq, expect_error, stack, unique_queue
 
+# HTTP suite: runs behind nginx and again behind Apache (run.py)
+FRONTS = harness.FRONTS
+
 P = "jobgate"   # the default JOBGATE_KEY_PREFIX
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
