@@ -213,7 +213,10 @@ static int handle(jg_req_t *req)
     freeReplyObject(rep);
     if (version < 0)
         return jg_fail(req, 404, "not_found", "no such job");
-    jg_resp_header(req, "ETag: \"%lld\"\r\n", version);
+    char num[24];   /* the ETag header without printf: this runs for every read */
+    jg_buf_puts(&req->headers, "ETag: \"");
+    jg_buf_append(&req->headers, num, jg_fmt_int(version, num));
+    jg_buf_puts(&req->headers, "\"\r\n");
     int current = given >= 0 ? given == version
                              : etag_matches(jg_req_param(req, "HTTP_IF_NONE_MATCH"), version);
     if (!current)

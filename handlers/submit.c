@@ -160,6 +160,37 @@ static int idem_answer(jg_req_t *req, const char *idem)
     return jg_fail(req, 409, "conflict", "the job of this Idempotency-Key has expired");
 }
 
+/* The job object of a job submit.lua has just created ("new"): what was submitted, and
+ * created_at from Redis' clock. The same object a status read of it gives (version 1). */
+static long long new_job_json(const submission_t *s, const char *id, const char *cache_key,
+                              long long created_at, jg_buf_t *out)
+{
+    const char *v[32] = {NULL};
+    if (jg_job_member_count() > 32)
+        abort();
+    char prio[24], max[24], created[24], run_at[24];
+    jg_fmt_int(s->priority, prio);
+    jg_fmt_int(s->max_attempts, max);
+    jg_fmt_int(created_at, created);
+    v[jg_job_member_index("id")] = id;
+    v[jg_job_member_index("queue")] = s->queue;
+    v[jg_job_member_index("type")] = s->k.type;
+    v[jg_job_member_index("status")] = "queued";
+    v[jg_job_member_index("priority")] = prio;
+    v[jg_job_member_index("attempts")] = "0";
+    v[jg_job_member_index("max_attempts")] = max;
+    v[jg_job_member_index("created_at")] = created;
+    if (s->delay_ms > 0) {
+        jg_fmt_int(created_at + s->delay_ms, run_at);
+        v[jg_job_member_index("run_at")] = run_at;
+    }
+    v[jg_job_member_index("cached")] = "0";
+    v[jg_job_member_index("cache_key")] = cache_key;
+    v[jg_job_member_index("cancel_requested")] = "0";
+    v[jg_job_member_index("version")] = "1";
+    return jg_job_json_values(v, 0, out);
+}
+
 /* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
 static int submit(jg_req_t *req)
 {
@@ -249,15 +280,15 @@ static int submit(jg_req_t *req)
     jg_args_str(&a, s.queue);
     jg_args_str(&a, s.k.type);
     jg_args_add(&a, s.k.payload, s.k.payload_len);
-    jg_args_printf(&a, "%ld", s.priority);
-    jg_args_printf(&a, "%ld", s.max_attempts);
-    jg_args_printf(&a, "%lld", s.timeout_ms);
-    jg_args_printf(&a, "%lld", s.delay_ms);
+    jg_args_int(&a, s.priority);
+    jg_args_int(&a, s.max_attempts);
+    jg_args_int(&a, s.timeout_ms);
+    jg_args_int(&a, s.delay_ms);
     jg_args_str(&a, s.cache ? "1" : "0");
-    jg_args_printf(&a, "%ld", s.cache_ttl);
+    jg_args_int(&a, s.cache_ttl);
     jg_args_str(&a, cache_key);
     jg_args_str(&a, s.k.cache_version);
-    jg_args_printf(&a, "%ld", req->cfg->log_max);
+    jg_args_int(&a, req->cfg->log_max);
     jg_args_str(&a, wake);
     if (entry && entry->type == REDIS_REPLY_STRING) {
         jg_args_str(&a, "1");
@@ -266,7 +297,7 @@ static int submit(jg_req_t *req)
         jg_args_str(&a, "0");
         jg_args_str(&a, "");
     }
-    jg_args_printf(&a, "%ld", req->cfg->retention);
+    jg_args_int(&a, req->cfg->retention);
     rep = jg_redis_script(req->redis, "submit", (int)JG_ARRAY_LEN(keys), a.argc, a.argv, a.lens);
     if (rep == NULL) {
         jg_fail_unavailable(req);
@@ -277,11 +308,20 @@ static int submit(jg_req_t *req)
                           ? rep->element[2]->str
                           : "";
     int coalesced = strcmp(how, "coalesced") == 0;
-    const char *job_id = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
-                             ? jg_job_field(rep->element[1], "id")
-                             : NULL;
-    if (job_id == NULL || !jg_valid_job_id(job_id) ||
-        jg_job_json(rep->element[1], coalesced ? JG_JOB_COALESCED : 0, &req->body) < 0) {
+    const char *job_id;
+    long long shown;
+    if (strcmp(how, "new") == 0 && rep->element[1]->type == REDIS_REPLY_INTEGER) {
+        job_id = id;   /* the script answered created_at; the rest is what was submitted */
+        shown = new_job_json(&s, id, cache_key, rep->element[1]->integer, &req->body);
+    } else {
+        job_id = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
+                     ? jg_job_field(rep->element[1], "id")
+                     : NULL;
+        shown = job_id && jg_valid_job_id(job_id)
+                    ? jg_job_json(rep->element[1], coalesced ? JG_JOB_COALESCED : 0, &req->body)
+                    : -1;
+    }
+    if (shown < 0) {
         jg_fail_redis(req, rep);
         goto out;
     }

@@ -13,10 +13,14 @@
 -- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
--- Returns {new_type (1 when the type is new to the queue), the job's hash (HGETALL form,
--- without its payload), how}, how being
--- "new", "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache
--- 1 and a job of the same key is queued or running in the queue: that job, nothing created).
+-- Returns {new_type (1 when the type is new to the queue), what the caller does not know, how},
+-- how being "new" (what: created_at, ms since the epoch, an integer: the caller knows the rest
+-- of the new job, run_at being created_at + delay_ms when delay_ms > 0), "cached" (a hit: the
+-- job was created done with the cached result; what: its hash in HGETALL form, without the
+-- payload) or "coalesced" (cache 1 and a job of the same key is queued or running in the queue:
+-- that job, nothing created; what: that job's hash, as for "cached").
+-- A field with no value yet (progress, started_at, finished_at, run_at, worker, result, error,
+-- lease_until, cache_version) is not written: readers take a missing field for an empty one.
 -- Retention: a job created done (cache hit) is put in the queue's expiry index
 -- P:{tag}:q:<queue>:expiry; each call drops up to 100 entries of that index whose time has come
 -- from it and from the job index KEYS[5] (docs/redis.md, "Retention of the indexes").
@@ -60,19 +64,21 @@ local delay = tonumber(ARGV[8])
 local run_at = ''
 if delay > 0 then run_at = int(now + delay) end
 
-redis.call('HSET', KEYS[1],
+local h = {
   'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', 'queued',
   'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
-  'attempts', '0', 'progress', '', 'created_at', int(now), 'started_at', '',
-  'finished_at', '', 'run_at', run_at, 'worker', '', 'result', '', 'error', '',
-  'cache', ARGV[9], 'cache_ttl', ARGV[10], 'cache_key', ARGV[11], 'cache_version', ARGV[12],
+  'attempts', '0', 'created_at', int(now),
+  'cache', ARGV[9], 'cache_ttl', ARGV[10], 'cache_key', ARGV[11],
   'cached', '0', 'cancel_requested', '0', 'version', '1', 'seq', int(seq),
-  'score', int(score), 'fence', '0', 'lease_until', '', 'ready_at', int(now + delay))
+  'score', int(score), 'fence', '0', 'ready_at', int(now + delay)}
+if delay > 0 and not hit then h[#h + 1] = 'run_at'; h[#h + 1] = run_at end
+if ARGV[12] ~= '' then h[#h + 1] = 'cache_version'; h[#h + 1] = ARGV[12] end
+redis.call('HSET', KEYS[1], unpack(h))
 
 if cache and hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
   redis.call('HSET', KEYS[1], 'status', 'done', 'result', ARGV[16], 'cached', '1',
-    'finished_at', int(now), 'run_at', '')
+    'finished_at', int(now))
   redis.call('ZADD', KEYS[5], int(now), ARGV[1])
   local new_type = redis.call('SADD', KEYS[6], ARGV[3])
   redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
@@ -106,4 +112,4 @@ local new_type = redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
   'ts', int(now), 'stream', 'system', 'line', line)
-return {new_type, shown(KEYS[1]), 'new'}
+return {new_type, now, 'new'}

@@ -45,6 +45,23 @@ void jg_buf_vprintf(jg_buf_t *b, const char *fmt, va_list ap)
     b->len += (size_t)n;
 }
 
+size_t jg_fmt_int(long long v, char out[24])
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 void jg_buf_printf(jg_buf_t *b, const char *fmt, ...)
 {
     va_list ap;

@@ -29,6 +29,9 @@ void jg_buf_free(jg_buf_t *b);
  * is malformed, or src holds or decodes to a NUL. Used for query parameters and REDIS_URL
  * credentials. */
 long jg_percent_decode(char *dst, size_t cap, const char *src, size_t n, int plus_space);
+/* Writes v in decimal to out (NUL-terminated, at most 20 digits and a sign); returns its
+ * length. The hot paths' integer formatting, without printf. */
+size_t jg_fmt_int(long long v, char out[24]);
 /* Take ownership of the bytes (NUL-terminated, maybe NULL if empty); b is left empty. */
 char *jg_buf_steal(jg_buf_t *b);
 

@@ -215,13 +215,27 @@ const char *jg_status_text(int status)
 void jg_resp_render_parts(jg_buf_t *out, int status, const char *headers, const char *ctype,
                           const char *cache_control, const char *body, size_t body_len, int flags)
 {
-    jg_buf_printf(out, "Status: %d %s\r\n", status, jg_status_text(status));
-    if (ctype && status != 204 && status != 304)
-        jg_buf_printf(out, "Content-Type: %s\r\n", ctype);
-    if (cache_control)
-        jg_buf_printf(out, "Cache-Control: %s\r\n", cache_control);
-    if (!(flags & JG_RENDER_STREAM) && status != 204 && status != 304)
-        jg_buf_printf(out, "Content-Length: %zu\r\n", body ? body_len : 0);
+    char num[24];   /* no printf on this path: it runs once per answer */
+    jg_buf_puts(out, "Status: ");
+    jg_buf_append(out, num, jg_fmt_int(status, num));
+    jg_buf_putc(out, ' ');
+    jg_buf_puts(out, jg_status_text(status));
+    jg_buf_puts(out, "\r\n");
+    if (ctype && status != 204 && status != 304) {
+        jg_buf_puts(out, "Content-Type: ");
+        jg_buf_puts(out, ctype);
+        jg_buf_puts(out, "\r\n");
+    }
+    if (cache_control) {
+        jg_buf_puts(out, "Cache-Control: ");
+        jg_buf_puts(out, cache_control);
+        jg_buf_puts(out, "\r\n");
+    }
+    if (!(flags & JG_RENDER_STREAM) && status != 204 && status != 304) {
+        jg_buf_puts(out, "Content-Length: ");
+        jg_buf_append(out, num, jg_fmt_int(body ? (long long)body_len : 0, num));
+        jg_buf_puts(out, "\r\n");
+    }
     jg_buf_puts(out, headers);
     jg_buf_puts(out, "\r\n");
     if (body && !(flags & JG_RENDER_HEAD) && status != 204 && status != 304)

@@ -94,6 +94,19 @@ long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
     return format(values, flags, out);
 }
 
+long long jg_job_json_values(const char *const *values, int flags, jg_buf_t *out)
+{
+    return format(values, flags, out);
+}
+
+int jg_job_member_index(const char *name)
+{
+    for (size_t i = 0; i < NMEMBERS; i++)
+        if (strcmp(members[i].name, name) == 0)
+            return (int)i;
+    abort();   /* a programming error: callers name members of the table above */
+}
+
 long long jg_job_json_hmget(const redisReply *reply, int flags, jg_buf_t *out)
 {
     const char *values[NMEMBERS];
@@ -116,5 +129,5 @@ redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *i
         argv[i + 2] = members[i].name;
     for (size_t i = 0; i < NMEMBERS + 2; i++)
         lens[i] = strlen(argv[i]);
-    return jg_redis_cmdargv(redis, (int)(NMEMBERS + 2), argv, lens);
+    return jg_redis_read(redis, (int)(NMEMBERS + 2), argv, lens);
 }

@@ -30,6 +30,11 @@ long long jg_job_json_hmget(const redisReply *values, int flags, jg_buf_t *out);
 size_t jg_job_member_count(void);
 const char *jg_job_member(size_t i);
 
+/* The job object from values[i], member i's stored text (NULL for null), for a caller that
+ * knows the fields without reading them (submit's answer); returns as jg_job_json. */
+long long jg_job_json_values(const char *const *values, int flags, jg_buf_t *out);
+/* The index of member name (one of the table's; anything else aborts). */
+int jg_job_member_index(const char *name);
 /* The value of field name in such an array, or NULL. */
 const char *jg_job_field(const redisReply *fields, const char *name);
 

@@ -62,9 +62,29 @@ int jg_valid_idempotency_key(const char *s)
 void jg_queue_tag(const char *queue, char tag[JG_TAG_LEN + 1])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
+    static const char hex[] = "0123456789abcdef";
     SHA256((const unsigned char *)queue, strlen(queue), md);
-    for (int i = 0; i < JG_TAG_LEN / 2; i++)
-        snprintf(tag + 2 * i, 3, "%02x", md[i]);
+    for (int i = 0; i < JG_TAG_LEN / 2; i++) {
+        tag[2 * i] = hex[md[i] >> 4];
+        tag[2 * i + 1] = hex[md[i] & 15];
+    }
+    tag[JG_TAG_LEN] = '\0';
+}
+
+/* Key text without printf (keys are built several times per request): the n strings of
+ * parts, each cut at lens[i] bytes when lens[i] >= 0, joined into out as snprintf would
+ * (truncated to JG_KEY_MAX - 1, NUL-terminated); returns the untruncated length. */
+static int join(char out[JG_KEY_MAX], int n, const char *const *parts, const int *lens)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = lens && lens[i] >= 0 ? strnlen(parts[i], (size_t)lens[i]) : strlen(parts[i]);
+        if (len < JG_KEY_MAX - 1)
+            memcpy(out + len, parts[i], len + l < JG_KEY_MAX - 1 ? l : JG_KEY_MAX - 1 - len);
+        len += l;
+    }
+    out[len < JG_KEY_MAX - 1 ? len : JG_KEY_MAX - 1] = '\0';
+    return (int)len;
 }
 
 int jg_new_job_id(const char *queue, char id[JG_ID_LEN + 1])
@@ -93,19 +113,24 @@ int jg_new_job_id(const char *queue, char id[JG_ID_LEN + 1])
 
 int jg_key_job(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX])
 {
-    return snprintf(out, JG_KEY_MAX, "%s:{%.8s}:job:%s", cfg->key_prefix, id, id);
+    const char *p[] = {cfg->key_prefix, ":{", id, "}:job:", id};
+    const int l[] = {-1, -1, 8, -1, -1};
+    return join(out, 5, p, l);
 }
 
 int jg_key_log(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX])
 {
-    return snprintf(out, JG_KEY_MAX, "%s:{%.8s}:log:%s", cfg->key_prefix, id, id);
+    const char *p[] = {cfg->key_prefix, ":{", id, "}:log:", id};
+    const int l[] = {-1, -1, 8, -1, -1};
+    return join(out, 5, p, l);
 }
 
 int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, char out[JG_KEY_MAX])
 {
     char tag[JG_TAG_LEN + 1];
     jg_queue_tag(queue, tag);
-    return snprintf(out, JG_KEY_MAX, "%s:{%s}:q:%s:%s", cfg->key_prefix, tag, queue, what);
+    const char *p[] = {cfg->key_prefix, ":{", tag, "}:q:", queue, ":", what};
+    return join(out, 7, p, NULL);
 }
 
 int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX])
@@ -121,8 +146,10 @@ int jg_key_cache(const jg_config_t *cfg, const char *hex, char out[JG_KEY_MAX])
 int jg_key_inflight(const jg_config_t *cfg, const char *queue, const char *hex,
                     char out[JG_KEY_MAX])
 {
-    char what[80];
-    snprintf(what, sizeof what, "inflight:%.64s", hex);
+    char what[80] = "inflight:";
+    const size_t n = strlen(what), h = strnlen(hex, 64);
+    memcpy(what + n, hex, h);
+    what[n + h] = '\0';
     return jg_key_queue(cfg, queue, what, out);
 }
 

@@ -1,9 +1,11 @@
 /* redis.c — the Redis call path with reconnect and scripts (see redis.h). */
 #include "redis.h"
+#include "buf.h"
 #include "log.h"
 #include "scripts.h"
 #include "timefmt.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,11 +91,19 @@ static int closed_by_server(jg_redis_t *r)
     return poll(&pfd, 1, 0) == 1;
 }
 
+static int reconnect(jg_redis_t *r);
+
 int jg_redis_connect(jg_redis_t *r)
 {
-    /* One poll() per command: a Redis restart then costs no request a 503. */
+    /* One poll() before a command that may change something: a Redis restart then costs no
+     * request a 503. Reads skip it (jg_redis_read retries instead). */
     if (r->ctx && r->timeout_ms > 0 && closed_by_server(r))
         jg_redis_drop(r, "closed by the server");
+    return reconnect(r);
+}
+
+static int reconnect(jg_redis_t *r)
+{
     if (r->ctx)
         return 0;
     if (jg_monotonic_ms() < r->retry_at)
@@ -157,6 +167,30 @@ redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const s
     return checked(r, redisCommandArgv(r->ctx, argc, argv, lens));
 }
 
+/* Did the last call fail because the server had closed the connection (EOF, reset), as opposed
+ * to a timeout? Only then is a read worth sending again on a new connection. */
+static int closed_error(const redisContext *c, int err)
+{
+    return c->err == REDIS_ERR_EOF ||
+           (c->err == REDIS_ERR_IO && (err == ECONNRESET || err == EPIPE));
+}
+
+redisReply *jg_redis_read(jg_redis_t *r, int argc, const char **argv, const size_t *lens)
+{
+    int reused = r->ctx != NULL;   /* a connection made just now is not retried */
+    if (reconnect(r))
+        return NULL;
+    errno = 0;
+    void *reply = redisCommandArgv(r->ctx, argc, argv, lens);
+    if (reply == NULL && reused && closed_error(r->ctx, errno)) {
+        jg_redis_drop(r, "closed by the server");
+        if (reconnect(r))
+            return NULL;
+        reply = redisCommandArgv(r->ctx, argc, argv, lens);
+    }
+    return checked(r, reply);
+}
+
 int jg_redis_append(jg_redis_t *r, const char *fmt, ...)
 {
     if (jg_redis_connect(r))
@@ -191,10 +225,10 @@ redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int ar
     const jg_script_t *s = jg_script(name);
     const char *argv[JG_ARGS_MAX + 3];
     size_t argl[JG_ARGS_MAX + 3];
-    char nk[16];
+    char nk[24];
     if (argc > JG_ARGS_MAX)
         abort();
-    snprintf(nk, sizeof nk, "%d", numkeys);
+    jg_fmt_int(numkeys, nk);
     argv[0] = "EVALSHA"; argl[0] = 7;
     argv[1] = s->sha1;   argl[1] = strlen(s->sha1);
     argv[2] = nk;        argl[2] = strlen(nk);
@@ -214,7 +248,8 @@ redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int ar
     return rep;
 }
 
-void jg_args_init(jg_args_t *a) { memset(a, 0, sizeof *a); }
+/* Only the counts: the arrays are written before they are read (a list is ~20 KB). */
+void jg_args_init(jg_args_t *a) { a->argc = a->nowned = a->nints = 0; }
 
 void jg_args_add(jg_args_t *a, const char *s, size_t len)
 {
@@ -245,10 +280,19 @@ void jg_args_printf(jg_args_t *a, const char *fmt, ...)
     jg_args_add(a, s, (size_t)n);
 }
 
+void jg_args_int(jg_args_t *a, long long v)
+{
+    if (a->nints >= (int)(sizeof a->ints / sizeof a->ints[0]))
+        abort();
+    char *s = a->ints[a->nints++];
+    jg_args_add(a, s, jg_fmt_int(v, s));
+}
+
 void jg_args_free(jg_args_t *a)
 {
     for (int i = 0; i < a->nowned; i++)
         free(a->owned[i]);
     a->nowned = 0;
+    a->nints = 0;
     a->argc = 0;
 }

@@ -33,6 +33,10 @@ int jg_redis_connect(jg_redis_t *r);
 /* A command, printf-style as redisCommand(). */
 redisReply *jg_redis_cmd(jg_redis_t *r, const char *fmt, ...);
 redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
+/* A read that changes nothing (HMGET, GET, ...): no idle-connection check before it (the
+ * poll() jg_redis_connect makes); if the server had closed a reused connection (a Redis
+ * restart), it is sent once more on a new one. Returns as jg_redis_cmdargv. */
+redisReply *jg_redis_read(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
 
 /* Runs the script named name (redis/NAME.lua) with numkeys KEYS then ARGV in args. */
 redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,
@@ -56,12 +60,15 @@ typedef struct jg_args {
     size_t lens[JG_ARGS_MAX];
     char *owned[JG_ARGS_MAX];
     int nowned;
+    char ints[16][24];          /* the text of jg_args_int's arguments */
+    int nints;
 } jg_args_t;
 
 void jg_args_init(jg_args_t *a);
 void jg_args_add(jg_args_t *a, const char *s, size_t len);
 void jg_args_str(jg_args_t *a, const char *s);   /* NUL-terminated; NULL adds "" */
 void jg_args_printf(jg_args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void jg_args_int(jg_args_t *a, long long v);   /* decimal text, kept in the list (16 at most) */
 void jg_args_free(jg_args_t *a);
 
 #endif

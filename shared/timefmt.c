@@ -18,13 +18,48 @@ int64_t jg_monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static char *digits(char *p, long long v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
+/* The civil date of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+ * days_from_civil inverse): no gmtime_r (it takes glibc's time zone lock) and no printf, as
+ * every job object shown formats up to four times. */
 void jg_time_format(int64_t ms, char out[32])
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char tmp[96];   /* wider than needed: keeps the compiler's truncation check quiet */
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    snprintf(out, 32, "%.31s", tmp);
+    int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    int64_t msec = ms - secs * 1000;
+    int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+    int64_t sod = secs - days * 86400;
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = yoe + era * 400 + (m <= 2);
+    if (y < 0 || y > 9999) {   /* outside what 4 digits hold: clamp, as no job time is */
+        y = y < 0 ? 0 : 9999;
+    }
+    char *p = out;
+    p = digits(p, y, 4);
+    *p++ = '-';
+    p = digits(p, m, 2);
+    *p++ = '-';
+    p = digits(p, d, 2);
+    *p++ = 'T';
+    p = digits(p, sod / 3600, 2);
+    *p++ = ':';
+    p = digits(p, sod / 60 % 60, 2);
+    *p++ = ':';
+    p = digits(p, sod % 60, 2);
+    *p++ = '.';
+    p = digits(p, msec, 3);
+    *p++ = 'Z';
+    *p = '\0';
 }
