@@ -45,30 +45,38 @@ echo $$ > "$RUN/stack.pid"
 PIDS=""          # every process we started, in start order
 STOPPING=0
 
-# Stops everything: SIGTERM in reverse start order, a bounded wait, then SIGKILL.
-cleanup() {
-    [ "$STOPPING" -eq 1 ] && return
-    STOPPING=1
-    trap '' INT TERM HUP
-    say "stopping"
-    rev=""
-    for p in $PIDS; do rev="$p $rev"; done
-    for p in $rev; do kill -TERM "$p" 2>/dev/null || true; done
+# stop_pids PID...: SIGTERM to each, up to 10 s for all to exit, then SIGKILL to those left.
+stop_pids() {
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
     i=0
-    while [ $i -lt 100 ]; do             # at most 10 s
+    while [ $i -lt 100 ]; do
         alive=""
-        for p in $rev; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
         [ -z "$alive" ] && break
         sleep 0.1
         i=$((i + 1))
     done
-    for p in $rev; do
+    for p in "$@"; do
         if kill -0 "$p" 2>/dev/null; then
             say "pid $p did not stop in 10 s: killing it"
             kill -KILL "$p" 2>/dev/null || true
         fi
         wait "$p" 2>/dev/null || true
     done
+}
+
+# Stops everything: the programs, the worker and the front in reverse start order, then Redis.
+cleanup() {
+    [ "$STOPPING" -eq 1 ] && return
+    STOPPING=1
+    trap '' INT TERM HUP
+    say "stopping"
+    # everything but Redis first, newest first, so that the programs and the worker finish
+    # their last requests and reports with Redis still there; then Redis
+    rev=""
+    for p in $PIDS; do [ "$p" = "${PID_redis:-}" ] || rev="$p $rev"; done
+    stop_pids $rev
+    [ -n "${PID_redis:-}" ] && stop_pids "$PID_redis"
     rm -f "$RUN"/*.sock "$RUN/stack.pid" "$RUN/nginx.pid" "$RUN/apache.pid"
     say "stopped"
 }
@@ -101,7 +109,9 @@ wait_for() {
 
 # ---- Redis -----------------------------------------------------------------------------------
 rm -f "$RUN"/*.sock
-start redis "$RUN/redis.log" redis-server --port 0 --unixsocket "$RUN/redis.sock" \
+# in a session of its own, so that Ctrl-C (sent to the terminal's whole process group) reaches
+# only this script, which stops Redis after the programs and the worker have finished with it
+start redis "$RUN/redis.log" setsid redis-server --port 0 --unixsocket "$RUN/redis.sock" \
     --unixsocketperm 700 --save "" --appendonly no --dir "$RUN" --daemonize no
 wait_for "redis-server" redis-cli -s "$RUN/redis.sock" ping
 REDIS_URL="unix://$RUN/redis.sock?db=0"
