@@ -617,7 +617,7 @@ class Stack:
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
                  nginx_worker_connections=4096, start=True, instances=None, front=None,
-                 apache_workers=256, apache_extra=""):
+                 apache_workers=256, apache_extra="", www=(), api_at=()):
         self.name = name
         self.instances = dict(instances or {})
         self.env = dict(env or {})
@@ -637,6 +637,14 @@ class Stack:
             raise HarnessError("unknown front %r (one of %s)" % (self.front, ", ".join(FRONTS)))
         self.apache_workers = apache_workers
         self.apache_extra = apache_extra     # more for the <VirtualHost>; @DIR@: the stack's dir
+        # Front-neutral static pages: www is (URL prefix, directory) pairs served by either front
+        # (index.html for a directory); api_at is URL prefixes ("/ops/api/") proxied to the
+        # front's own /api/ with the prefix replaced, as a site mounting the API elsewhere does.
+        self.www = tuple(www)
+        self.api_at = tuple(api_at)
+        for prefix in [p for p, _ in self.www] + list(self.api_at):
+            if not prefix.startswith("/") or not prefix.endswith("/"):
+                raise HarnessError("www/api_at prefix %r must start and end with /" % prefix)
         self.dir = tempfile.mkdtemp(prefix="jg-%s-" % re.sub(r"[^a-z0-9]", "", name.lower())[:12])
         os.chmod(self.dir, 0o755)
         self.redis_port = free_port()
@@ -789,7 +797,7 @@ class Stack:
         with open(conf, "w") as f:
             f.write(apache_front.apache_conf(self.dir, self.port, self.dir, self.apache_workers,
                                              self.apache_extra.replace("@DIR@", self.dir),
-                                             self.instances))
+                                             self.instances, self.www, self.api_at, WWW_TYPES))
         self.nginx_proc = Proc("apache", apache_front.apache_argv(conf), _base_env(),
                                os.path.join(self.dir, "apache.log"))
 
@@ -799,7 +807,9 @@ class Stack:
             os.makedirs(os.path.join(self.dir, "nginx-tmp", d), exist_ok=True)
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(nginx_conf(self.dir, self.port, self.dir, self.nginx_extra.replace("@DIR@", self.dir),
+            f.write(nginx_conf(self.dir, self.port, self.dir,
+                               self.nginx_extra.replace("@DIR@", self.dir)
+                               + nginx_www(self.port, self.www, self.api_at),
                                self.nginx_http_extra.replace("@DIR@", self.dir),
                                self.nginx_worker_connections, self.nginx_workers, self.instances))
         self.nginx_proc = Proc("nginx", ["nginx", "-p", self.dir + "/", "-c", conf,
@@ -1149,6 +1159,25 @@ def upstreams_conf(sockets_dir, instances=None):
                        for n in range(1, count))
         text = text.replace(line, line + more)
     return text.replace(SHIPPED_SOCKET_DIR, sockets_dir.rstrip("/") + "/")
+
+
+# The page types the static mounts (Stack's www) are served with, by either front.
+WWW_TYPES = (("text/html", "html"), ("text/css", "css"), ("text/javascript", "js"),
+             ("image/png", "png"), ("image/svg+xml", "svg"))
+
+
+def nginx_www(port, www=(), api_at=()):
+    """nginx locations for Stack's www mounts and api_at prefixes (the proxy goes back to this
+    same server's /api/); apache_front.www_conf() is Apache's."""
+    types = "types { %s }" % " ".join("%s %s;" % t for t in WWW_TYPES)
+    out = []
+    for prefix, directory in www:
+        out.append("location %s { alias %s/; index index.html; %s }" % (prefix, directory.rstrip("/"), types))
+    for prefix in api_at:
+        out.append("location %s { proxy_pass http://127.0.0.1:%d/api/; proxy_buffering off; "
+                   "proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_read_timeout 75s; }"
+                   % (prefix, port))
+    return "\n        " + "\n        ".join(out) if out else ""
 
 
 def nginx_conf(run_dir, port, sockets_dir, server_extra="", http_extra="", worker_connections=4096,

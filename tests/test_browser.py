@@ -1,7 +1,8 @@
 """The browser side (contract section 10, issue 14): deploy/www/jobgate.js, the demo page and the
 dashboard, driven in a real headless Chromium (Debian's chromium + chromium-driver +
 python3-selenium) against a real stack: redis, the web programs under spawn-fcgi, a worker for
-the demo types, and nginx serving deploy/www/ at / beside the shipped nginx/jobgate.conf.
+the demo types, and the front (nginx or Apache, each with its shipped config) serving deploy/www/
+at / and /ops/ (the harness's www mounts).
 
 Every test collects the browser's console log; any error in it fails the test, except network
 errors a test names as expected (a 401 it provokes, a 503 while it has jobgate-logs stopped).
@@ -22,46 +23,35 @@ WWW = os.path.join(harness.ROOT, "deploy", "www")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
-# ---- the stack: nginx serves deploy/www at / (as make run does) ------------------------------
+# ---- the stack: the front (nginx or Apache) serves deploy/www at / (as make run does) ---------
 
-_stacks = {}
+# The HTTP suites' front parameter: run.py runs these tests behind nginx, then behind Apache.
+FRONTS = harness.FRONTS
 
+# www also at /ops/, with the API at /ops/api/ behind a proxy that strips "/ops": the pages
+# served under a prefix, finding the API next to them by default.
+WWW_MOUNTS = (("/", WWW), ("/ops/", WWW))
+API_AT = ("/ops/api/",)
 
-def www_location():
-    # the harness's nginx.conf has no mime.types: name the page types here (run-stack.sh
-    # includes Debian's /etc/nginx/mime.types, which has the same)
-    return ("location / { root %s; index index.html; types { text/html html; text/css css; "
-            "text/javascript js; image/png png; image/svg+xml svg; } }" % WWW)
-
-
-def prefix_locations():
-    """www also at /ops/, with the API at /ops/api/ behind a proxy that strips "/ops" (to a
-    second server on a unix socket that includes the shipped nginx/jobgate.conf): the pages
-    served under a prefix, finding the API next to them by default."""
-    types = "types { text/html html; text/css css; text/javascript js; }"
-    server = ("location /ops/ { alias %s/; index index.html; %s }\n"
-              "location /ops/api/ { proxy_pass http://unix:@DIR@/inner.sock:/api/; "
-              "proxy_buffering off; proxy_http_version 1.1; proxy_set_header Connection \"\"; "
-              "proxy_read_timeout 75s; }" % (WWW, types))
-    http = "server { listen unix:@DIR@/inner.sock; include %s; }" % harness.NGINX_CONF
-    return server, http
+_stacks = {}   # (name, front) -> Stack
 
 
 def web_stack(name="browser", env=None):
-    """A stack with every built web program (admin too, once built), nginx serving deploy/www
-    at /, and a worker for the demo types on queue "default". One per name, kept for the module."""
-    s = _stacks.get(name)
+    """A stack with every built web program (admin too, once built), its front serving
+    deploy/www at / and /ops/ (the API also at /ops/api/), and a worker for the demo types on
+    queue "default". One per name and front, kept for the module's pass behind that front."""
+    for key in [k for k in _stacks if k[1] != harness.FRONT]:   # run.py switched fronts
+        _stacks.pop(key).stop(check=False)
+    s = _stacks.get((name, harness.FRONT))
     if s is not None and not s.stopped and not s.broken and not s.check_alive():
         return s
     if s is not None:
         s.stop(check=False)
     programs = [p for p in ("submit", "status", "logs", "cache", "admin")
                 if p in harness.DEFAULT_PROGRAMS or os.access(harness.binary(p), os.X_OK)]
-    server, http = prefix_locations()
-    s = harness.Stack(name=name, env=env, programs=programs, nginx_extra=www_location() + "\n" + server,
-                      nginx_http_extra=http)
+    s = harness.Stack(name=name, env=env, programs=programs, www=WWW_MOUNTS, api_at=API_AT)
     s.start_worker(queues=("default",), concurrency=4, grace=2)
-    _stacks[name] = s
+    _stacks[(name, harness.FRONT)] = s
     return s
 
 
@@ -314,7 +304,7 @@ def test_demo_page_retry_runs_a_failed_job_again_and_its_log_goes_on_without_rep
 def test_follow_resumes_without_gaps_or_duplicates_when_jobgate_logs_is_restarted_mid_stream():
     s = web_stack(name="browser-restart")   # its own stack: this test stops a program
     steps = 30
-    # while jobgate-logs is down, nginx answers the stream's reconnects 503 (expected here)
+    # while jobgate-logs is down, the front answers the stream's reconnects 503 (expected here)
     allowed = [r"/api/jobs/[^ ]+/logs.* 503", r"EventSource's response has a MIME type"]
     with browser(s, allowed_errors=allowed) as b:
         b.open("/")
@@ -360,7 +350,7 @@ def test_follow_without_EventSource_falls_back_to_polling_and_sees_every_line():
         time.sleep(0.5)
         eq(stdout_lines(b, job_id), ["step %d/%d" % (i, steps) for i in range(1, steps + 1)],
            "stdout lines shown")
-        with open(os.path.join(s.dir, "nginx-access.log")) as f:
+        with open(os.path.join(s.dir, "%s-access.log" % s.front)) as f:
             mine = [ln for ln in f if "/jobs/%s/logs" % job_id in ln]
         check(mine and all("wait=" in ln and "stream=1" not in ln for ln in mine),
               "the log was read by long polls only (wait=, no stream=1)", mine[:5])
@@ -423,7 +413,7 @@ def test_pages_served_under_a_prefix_reach_the_api_next_to_them():
                    "document.querySelectorAll('article.job .ln.stdout').length === 4", 20,
                 "the job done with its 4 log lines, under /ops/")
         eq(stdout_lines(b, job_id), ["step %d/4" % i for i in range(1, 5)], "lines shown")
-        with open(os.path.join(s.dir, "nginx-access.log")) as f:
+        with open(os.path.join(s.dir, "%s-access.log" % s.front)) as f:
             paths = [ln.split('"')[1].split(" ")[1] for ln in f if '"' in ln and job_id in ln]
         check(any(p.startswith("/ops/api/jobs/%s/logs" % job_id) for p in paths),
               "the page read the log through /ops/api/", paths[:6])
