@@ -404,7 +404,10 @@ def test_listing_filters_combine_and_show_only_matching_jobs():
     s = stack()
     q = unique_queue()
     s.start_worker(queues=[q])
+    # "newest first" is by created_at (ms): jobs made in one millisecond may list in either
+    # order, so these are made a few ms apart
     done = s.submit(type="echo", queue=q)["id"]
+    time.sleep(0.01)
     failed = s.submit(type="fail", queue=q, max_attempts=1)["id"]
     s.wait_status(done, "done")
     s.wait_status(failed, "failed")
