@@ -5,7 +5,6 @@
 #include "keys.h"
 
 #include <locale.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,22 +13,11 @@
  * locale lock for writing, which 8 threads submitting at once contend on. Our programs never
  * call setlocale(), so the global locale is "C": giving each thread glibc's own "C" locale
  * object instead changes no behaviour and lets duplocale/newlocale return at once. */
-static locale_t c_locale;
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-
-static void c_locale_init(void)
-{
-    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    if (c_locale == (locale_t)0)
-        abort();
-}
-
 static void thread_c_locale(void)
 {
     if (uselocale((locale_t)0) != LC_GLOBAL_LOCALE)
         return;
-    pthread_once(&c_locale_once, c_locale_init);
-    uselocale(c_locale);
+    uselocale(jg_c_locale());
 }
 
 json_object *jg_body_object(jg_req_t *req, const jg_buf_t *body)

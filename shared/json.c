@@ -673,11 +673,16 @@ static void c_locale_init(void)
         abort();
 }
 
+locale_t jg_c_locale(void)
+{
+    pthread_once(&c_locale_once, c_locale_init);
+    return c_locale;
+}
+
 /* strtod in the "C" locale, whatever setlocale() the program did. */
 static double strtod_c(const char *s, char **end)
 {
-    pthread_once(&c_locale_once, c_locale_init);
-    return strtod_l(s, end, c_locale);
+    return strtod_l(s, end, jg_c_locale());
 }
 
 /* Does s × 10^e read back as exactly a? */

@@ -6,6 +6,7 @@
 #ifndef JG_JSON_H
 #define JG_JSON_H
 
+#include <locale.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -55,6 +56,9 @@ size_t jg_utf8_scrub(char *s);
  * NaN or infinite. Independent of the C locale. */
 #define JG_NUMBER_MAX 32
 int jg_json_number(double v, char out[JG_NUMBER_MAX]);
+
+/* glibc's "C" locale object, made once per process (for strtod_l and uselocale). */
+locale_t jg_c_locale(void);
 
 /* The cache key of section 6 of the contract: lowercase hex SHA-256 of the JCS form of
  * {"payload": P, "type": T} plus "version": V when version is not NULL. payload is JSON text
