@@ -99,12 +99,6 @@ static int list(jg_req_t *req)
     return JG_OK;
 }
 
-/* The tag prefix "P:{tag}:" of a job id or a queue's tag. */
-static void tag_prefix(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX])
-{
-    snprintf(out, JG_KEY_MAX, "%s:{%.8s}:", cfg->key_prefix, tag);
-}
-
 /* POST /jobs/{id}/retry -> 200 job | 404 | 409 */
 static int retry(jg_req_t *req)
 {
@@ -113,7 +107,7 @@ static int retry(jg_req_t *req)
         return jg_fail(req, 404, "not_found", "no such job");
     char k_job[JG_KEY_MAX], tagged[JG_KEY_MAX];
     jg_key_job(req->cfg, id, k_job);
-    tag_prefix(req->cfg, id, tagged);
+    jg_key_tagged(req->cfg, id, tagged);
     jg_args_t a;
     jg_args_init(&a);
     jg_args_str(&a, k_job);
@@ -160,7 +154,7 @@ static int delete_job(jg_req_t *req)
     char k_job[JG_KEY_MAX], k_log[JG_KEY_MAX], tagged[JG_KEY_MAX];
     jg_key_job(req->cfg, id, k_job);
     jg_key_log(req->cfg, id, k_log);
-    tag_prefix(req->cfg, id, tagged);
+    jg_key_tagged(req->cfg, id, tagged);
     const char *argv[] = {k_job, k_log, id, tagged};
     size_t lens[4];
     for (int i = 0; i < 4; i++)
@@ -212,7 +206,7 @@ static int queue_op(jg_req_t *req)
     jg_key_queue(req->cfg, queue, "types", k_types);
     jg_key_queue(req->cfg, queue, "jobs", k_jobs);
     jg_queue_tag(queue, tag);
-    tag_prefix(req->cfg, tag, tagged);
+    jg_key_tagged(req->cfg, tag, tagged);
     redisReply *rep = NULL;
 
     if (req->route->id == JG_ROUTE_PAUSE) {

@@ -374,7 +374,7 @@ static int cancel(jg_req_t *req)
     jg_key_job(req->cfg, id, k_job);
     jg_key_log(req->cfg, id, k_log);
     jg_key_global(req->cfg, "events", events);
-    snprintf(tagged, sizeof tagged, "%s:{%.8s}:", req->cfg->key_prefix, id);
+    jg_key_tagged(req->cfg, id, tagged);
     jg_key_global(req->cfg, "", global);
     jg_args_t a;
     jg_args_init(&a);

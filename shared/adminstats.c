@@ -122,7 +122,8 @@ static void claim_args(const jg_config_t *cfg, const char *queue, jg_args_t *a)
     jg_key_queue(cfg, queue, "counts", k);
     jg_args_printf(a, "%s", k);   /* k is reused: a copy */
     jg_queue_tag(queue, tag);
-    jg_args_printf(a, "%s:{%s}:", cfg->key_prefix, tag);
+    jg_key_tagged(cfg, tag, k);
+    jg_args_printf(a, "%s", k);   /* k is reused: a copy */
     jg_args_str(a, queue);
     jg_args_str(a, "jobgate-admin");            /* worker id: unused when claiming nothing */
     jg_args_str(a, "0");
@@ -146,7 +147,8 @@ static void qstats_args(const jg_config_t *cfg, const char *queue, jg_args_t *a)
     jg_key_queue(cfg, queue, "", k);
     jg_args_printf(a, "%s", k);   /* k is reused: a copy */
     jg_queue_tag(queue, tag);
-    jg_args_printf(a, "%s:{%s}:", cfg->key_prefix, tag);
+    jg_key_tagged(cfg, tag, k);
+    jg_args_printf(a, "%s", k);   /* k is reused: a copy */
 }
 
 /* Runs claim (N = 0) and qstats for queues[0..n), pipelined, into qs[0..n). */

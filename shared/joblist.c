@@ -100,7 +100,8 @@ static void list_args(const jg_config_t *cfg, const char *queue, const jg_list_q
     jg_key_queue(cfg, queue, "jobs", k);
     jg_args_printf(a, "%s", k);   /* k is reused: a copy */
     jg_queue_tag(queue, tag);
-    jg_args_printf(a, "%s:{%s}:", cfg->key_prefix, tag);
+    jg_key_tagged(cfg, tag, k);
+    jg_args_printf(a, "%s", k);   /* k is reused: a copy */
     if (q->has_cursor)
         jg_args_printf(a, "%lld", q->cursor_ms);
     else

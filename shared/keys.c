@@ -133,6 +133,13 @@ int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, ch
     return join(out, 7, p, NULL);
 }
 
+int jg_key_tagged(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX])
+{
+    const char *p[] = {cfg->key_prefix, ":{", tag, "}:"};
+    const int l[] = {-1, -1, JG_TAG_LEN, -1};
+    return join(out, 4, p, l);
+}
+
 int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX])
 {
     return snprintf(out, JG_KEY_MAX, "%s:%s", cfg->key_prefix, what);

@@ -74,7 +74,9 @@ int jg_proto_noscript(jg_proto_t *p, const redisReply *rep)
 /* "P:{tag}:" of a queue (or of a job id, whose first 8 characters are its queue's tag). */
 static void tag_prefix(jg_proto_t *p, jg_args_t *a, const char *tag)
 {
-    jg_args_printf(a, "%s:{%.8s}:", p->cfg->key_prefix, tag);
+    char key[JG_KEY_MAX];
+    jg_key_tagged(p->cfg, tag, key);
+    jg_args_printf(a, "%s", key);
 }
 
 static void queue_key(jg_proto_t *p, jg_args_t *a, const char *queue, const char *what)

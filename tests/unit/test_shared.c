@@ -180,6 +180,11 @@ UNIT_TEST(keys_layout_shares_the_queue_tag)
     EXPECT_STR_EQ("jobgate:{cedbe818}:q:emails:delayed", key);
     jg_key_global(&cfg, "events", key);
     EXPECT_STR_EQ("jobgate:events", key);
+    /* the slot's prefix, of a job id or of a queue's tag */
+    jg_key_tagged(&cfg, id, key);
+    EXPECT_STR_EQ("jobgate:{37a8eec1}:", key);
+    jg_key_tagged(&cfg, "cedbe818", key);
+    EXPECT_STR_EQ("jobgate:{cedbe818}:", key);
     /* a job id minted for a queue names keys in that queue's slot */
     char minted[JG_ID_LEN + 1], qkey[JG_KEY_MAX];
     ASSERT_INT_EQ(0, jg_new_job_id("emails", minted));
