@@ -12,16 +12,67 @@
 -- (PERSIST) and it leaves the queue's expiry index; back in its type's ready set with its kept
 -- score; log "queued again (retry of a <failed|cancelled> job)"; version bumped, published, and
 -- its type published on P:wake:<queue>.
--- Returns mode job: {200, hash} | {409, hash} | {404}; mode queue: {retried, next rank or -1}.
+-- Returns mode job: {200, job object (its `json` field)} | {409, status} | {404}; mode queue:
+-- {retried, next rank or -1}.
 local function int(x) return string.format('%.0f', x) end
--- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
-local function shown(key)
-  local all, out = redis.call('HGETALL', key), {}
-  for i = 1, #all, 2 do
-    if all[i] ~= 'payload' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
-  end
-  return out
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: strings
+-- escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where there are some, else
+-- \u00xx; "/" and non-ASCII bytes as they are), times RFC 3339 UTC with ms, the result spliced
+-- raw, an absent or empty value null; the members in the contract's order.
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_KIND = {'s', 's', 's', 's', 'n', 'n', 'n', 'n', 't', 't', 't', 't', 's', 'n', 's', 'b',
+  's', 'b', 'n'}
+local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f'}
+local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local function j_time(v)
+  local fl = math.floor
+  local ms = tonumber(v) or 0
+  local secs = fl(ms / 1000)
+  local days = fl(secs / 86400)
+  local sod = secs - days * 86400
+  local z = days + 719468
+  local era = fl(z / 146097)
+  local doe = z - era * 146097
+  local yoe = fl((doe - fl(doe / 1460) + fl(doe / 36524) - fl(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + fl(yoe / 4) - fl(yoe / 100))
+  local mp = fl((5 * doy + 2) / 153)
+  local d = doy - fl((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, fl(sod / 3600),
+    fl(sod / 60) % 60, sod % 60, ms - secs * 1000)
 end
+-- The text of the job object from v, its stored values in J_NAMES order (nil or '' for none).
+local function j_text(v)
+  local out = {}
+  for i = 1, #J_NAMES do
+    local x, k = v[i], J_KIND[i]
+    if k == 'b' then x = x == '1' and 'true' or 'false'
+    elseif not x or x == '' then x = 'null'
+    elseif k == 's' then x = '"' .. string.gsub(x, '[%z\1-\31"\\]', j_esc) .. '"'
+    elseif k == 't' then x = j_time(x) end
+    out[i] = '"' .. J_NAMES[i] .. '":' .. x
+  end
+  return '{' .. table.concat(out, ',') .. '}'
+end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
 local P = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,7 +81,7 @@ local function retry(id, only_failed)
   local jk, lk = P .. 'job:' .. id, P .. 'log:' .. id
   local f = redis.call('HMGET', jk, 'status', 'queue', 'type', 'score', 'created_at')
   if not f[1] then return 404 end
-  if f[1] ~= 'failed' and (only_failed or f[1] ~= 'cancelled') then return 409 end
+  if f[1] ~= 'failed' and (only_failed or f[1] ~= 'cancelled') then return 409, f[1] end
   local q = P .. 'q:' .. f[2] .. ':'
   redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'error', '', 'result', '',
     'started_at', '', 'finished_at', '', 'run_at', '', 'worker', '', 'progress', '',
@@ -43,15 +94,17 @@ local function retry(id, only_failed)
   redis.call('XADD', lk, 'MAXLEN', ARGV[6], '*', 'ts', int(now), 'stream', 'system',
     'line', 'queued again (retry of a ' .. f[1] .. ' job)')
   local v = redis.call('HINCRBY', jk, 'version', 1)
+  render(jk)
   redis.call('PUBLISH', ARGV[7], 'job ' .. id .. ' ' .. v)
   redis.call('PUBLISH', ARGV[8] .. 'wake:' .. f[2], f[3])
   return 200
 end
 
 if ARGV[2] == 'job' then
-  local code = retry(ARGV[3], false)
+  local code, status = retry(ARGV[3], false)
   if code == 404 then return {404} end
-  return {code, shown(KEYS[1])}
+  if code == 409 then return {409, status} end
+  return {200, shown(KEYS[1])}
 end
 local start, n = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ids = redis.call('ZREVRANGE', KEYS[1], start, start + n - 1)
