@@ -35,50 +35,64 @@
 local function int(x) return string.format('%.0f', x) end
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
--- The job object of contract section 4, as the `json` field of the job hash keeps it: strings
--- escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where there are some, else
--- \u00xx; "/" and non-ASCII bytes as they are), times RFC 3339 UTC with ms, the result spliced
--- raw, an absent or empty value null; the members in the contract's order.
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
 local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
   'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
   'cached', 'cache_key', 'cancel_requested', 'version'}
-local J_KIND = {'s', 's', 's', 's', 'n', 'n', 'n', 'n', 't', 't', 't', 't', 's', 'n', 's', 'b',
-  's', 'b', 'n'}
 local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
   ['\b'] = '\\b', ['\f'] = '\\f'}
 local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
-local function j_time(v)
-  local fl = math.floor
-  local ms = tonumber(v) or 0
-  local secs = fl(ms / 1000)
-  local days = fl(secs / 86400)
-  local sod = secs - days * 86400
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
+end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
   local z = days + 719468
-  local era = fl(z / 146097)
-  local doe = z - era * 146097
-  local yoe = fl((doe - fl(doe / 1460) + fl(doe / 36524) - fl(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + fl(yoe / 4) - fl(yoe / 100))
-  local mp = fl((5 * doy + 2) / 153)
-  local d = doy - fl((153 * mp + 2) / 5) + 1
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
   local m = mp < 10 and mp + 3 or mp - 9
   local y = yoe + era * 400
   if m <= 2 then y = y + 1 end
   if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
-  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, fl(sod / 3600),
-    fl(sod / 60) % 60, sod % 60, ms - secs * 1000)
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
+    mi, s, msec)
 end
--- The text of the job object from v, its stored values in J_NAMES order (nil or '' for none).
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
 local function j_text(v)
-  local out = {}
-  for i = 1, #J_NAMES do
-    local x, k = v[i], J_KIND[i]
-    if k == 'b' then x = x == '1' and 'true' or 'false'
-    elseif not x or x == '' then x = 'null'
-    elseif k == 's' then x = '"' .. string.gsub(x, '[%z\1-\31"\\]', j_esc) .. '"'
-    elseif k == 't' then x = j_time(x) end
-    out[i] = '"' .. J_NAMES[i] .. '":' .. x
-  end
-  return '{' .. table.concat(out, ',') .. '}'
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
 end
 -- Renders job key from its hash into its `json` field; returns the text.
 local function render(key)

@@ -73,20 +73,29 @@ static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t 
     return version ? strtoll(version, NULL, 10) : 0;
 }
 
-/* Appends the stored job object text (len bytes), with the members flags adds; returns the version
- * its last member holds, or -1 (out unchanged) when it does not end in "version":N}. */
-static long long copy_text(const char *text, size_t len, int flags, jg_buf_t *out)
+/* The version a stored job object text holds in its last member, or -1 when it does not end
+ * in "version":N}. */
+static long long text_version(const char *text, size_t len)
 {
     static const char tail[] = "\"version\":";
-    if (len < sizeof tail + 2 || text[0] != '{' || text[len - 1] != '}')
+    size_t tl = sizeof tail - 1;
+    if (len < tl + 3 || text[0] != '{' || text[len - 1] != '}')
         return -1;
     const char *p = text + len - 1;   /* back over the digits of the version */
     while (p > text && p[-1] >= '0' && p[-1] <= '9')
         p--;
-    size_t tl = sizeof tail - 1;
     if (p == text + len - 1 || (size_t)(p - text) < tl || memcmp(p - tl, tail, tl) != 0)
         return -1;
-    long long version = strtoll(p, NULL, 10);
+    return strtoll(p, NULL, 10);
+}
+
+/* Appends the stored job object text (len bytes), with the members flags adds; returns its
+ * version, or -1 (out unchanged) when it is not a job object. */
+static long long copy_text(const char *text, size_t len, int flags, jg_buf_t *out)
+{
+    long long version = text_version(text, len);
+    if (version < 0)
+        return -1;
     jg_buf_append(out, text, len - 1);
     if (flags & JG_JOB_COALESCED)
         jg_buf_puts(out, ",\"coalesced\":true");
@@ -133,13 +142,18 @@ redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *i
 {
     char key[JG_KEY_MAX];
     jg_key_job(cfg, id, key);
-    const char *argv[] = {"HMGET", key, "json", "id"};
-    size_t lens[] = {5, strlen(key), 4, 2};
+    const char *argv[] = {"HMGET", key, "json", "version"};
+    size_t lens[] = {5, strlen(key), 4, 7};
     redisReply *rep = jg_redis_read(redis, 4, argv, lens);
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_NIL && rep->element[1]->type == REDIS_REPLY_STRING) {
-        freeReplyObject(rep);   /* a job stored before `json`: its fields */
-        rep = read_members(redis, key);
-    }
-    return rep;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[1]->type != REDIS_REPLY_STRING)
+        return rep;   /* no job (no version), or an error */
+    /* the object stored is shown when it is of the hash's version; a job stored before `json`
+     * existed, or changed by a writer that did not render it, is read field by field */
+    const redisReply *text = rep->element[0];
+    if (text->type == REDIS_REPLY_STRING &&
+        text_version(text->str, text->len) == strtoll(rep->element[1]->str, NULL, 10))
+        return rep;
+    freeReplyObject(rep);
+    return read_members(redis, key);
 }

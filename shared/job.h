@@ -13,10 +13,11 @@
 #define JG_JOB_COALESCED 1   /* "coalesced": true */
 
 /* Reads job id in one round trip: HMGET of its `json` field (the job object, rendered by the
- * script that last changed the job: docs/redis.md, "The job object") and `id`. A job stored
- * before `json` existed costs a second HMGET, of the fields the object shows. id must have passed
- * jg_valid_job_id. Returns the reply (the caller frees it; format it with jg_job_json_hmget), or
- * NULL when Redis is unreachable. */
+ * script that last changed the job: docs/redis.md, "The job object") and its `version`. A job
+ * whose stored object is missing (stored before `json` existed) or not of the hash's version
+ * (changed by a writer that did not render it) costs a second HMGET, of the fields the object
+ * shows. id must have passed jg_valid_job_id. Returns the reply (the caller frees it; format it
+ * with jg_job_json_hmget), or NULL when Redis is unreachable. */
 redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id);
 
 /* Appends the job object of a reply of jg_job_read() (or any array whose first element is a

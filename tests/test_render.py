@@ -250,9 +250,10 @@ def test_cached_and_coalesced_submits_answer_the_one_rendering():
        "the cached job")
 
 
-def test_a_job_stored_before_the_json_field_is_shown_the_same():
-    # jobs written by scripts older than the `json` field (an upgrade with jobs in Redis) are
-    # read field by field and formatted by the programs with the same rules
+def test_a_job_stored_before_the_json_field_or_changed_without_it_is_shown_the_same():
+    # jobs written by scripts older than the `json` field (an upgrade with jobs in Redis), or
+    # whose object is older than their version, are read field by field and formatted by the
+    # programs with the same rules
     s = stack()
     q = unique_queue("rold")
     w = _Worker(s, q)
@@ -265,6 +266,12 @@ def test_a_job_stored_before_the_json_field_is_shown_the_same():
     eq((r.status, r.body), (200, want), "GET of a job without `json`")
     r = s.request("GET", "/jobs?queue=" + q)
     eq(r.json()["jobs"], [json.loads(want)], "the listing of a job without `json`")
+    # a job changed by a writer that did not render it: the stored object is of an older
+    # version, so the fields are shown
+    s.redis("HSET", _key(jid), "json", want)
+    s.redis("HINCRBY", _key(jid), "version", 1)
+    r = s.request("GET", "/jobs/" + jid)
+    eq((r.status, r.body), (200, expected(_fields(s, jid))), "GET of a job whose object is stale")
     r = s.request("POST", "/jobs/%s/cancel" % jid)
     eq(r.status, 200, "cancel of a job without `json`")
     same(s, jid, "cancelled: rendered again", r.body)
