@@ -87,6 +87,24 @@ local function j_text(v)
     ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
     ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
 end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
 -- Renders job key from its hash into its `json` field; returns the text.
 local function render(key)
   local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
@@ -124,23 +142,32 @@ local function expires(id)
   redis.call('EXPIRE', logkey(id), ARGV[8])
   redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[8]) * 1000), id)
 end
--- a change of the job object: version + 1, the object rendered again, the change published
-local function bump(id)
-  local v = redis.call('HINCRBY', jobkey(id), 'version', 1)
-  render(jobkey(id))
-  redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. v)
+-- the job's fields that the steps below read: those the job object shows (J_NAMES), then these
+local READ = {unpack(J_NAMES)}
+for _, name in ipairs({'score', 'cache', 'timeout_ms', 'payload', 'fence'}) do
+  READ[#READ + 1] = name
+end
+local SCORE, CACHE, TIMEOUT, PAYLOAD, FENCE = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3,
+  #J_NAMES + 4, #J_NAMES + 5
+-- a change of the job object: the fields of ch and version + 1 set, the object rendered, in one
+-- HSET (change); the change published
+local function bump(id, f, ch)
+  local v = tonumber(f[J_AT.version]) + 1
+  ch[#ch + 1] = 'version'
+  ch[#ch + 1] = int(v)
+  change(jobkey(id), f, ch)
+  redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. int(v))
 end
 
 -- 1. Promote due delayed jobs to their type's ready set (at most 1000 per call).
 local woken = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jobkey(id), 'status', 'type', 'score')
-  if f[1] == 'queued' then
-    redis.call('ZADD', readykey(f[2]), f[3], id)
-    redis.call('HSET', jobkey(id), 'run_at', '', 'ready_at', int(now))
-    bump(id)
-    woken[f[2]] = true
+  local f = redis.call('HMGET', jobkey(id), unpack(READ))
+  if f[J_AT.status] == 'queued' then
+    redis.call('ZADD', readykey(f[J_AT.type]), f[SCORE], id)
+    bump(id, f, {'run_at', '', 'ready_at', int(now)})
+    woken[f[J_AT.type]] = true
   end
 end
 for jtype in pairs(woken) do redis.call('PUBLISH', ARGV[11], jtype) end
@@ -150,36 +177,33 @@ local taken = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now), 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[2], id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'status', 'type', 'attempts', 'max_attempts', 'cancel_requested',
-    'cache', 'cache_key')
-  if f[1] == 'running' then
+  local f = redis.call('HMGET', jk, unpack(READ))
+  if f[J_AT.status] == 'running' then
     taken = taken + 1
-    local jtype, n, max = f[2], tonumber(f[3]), tonumber(f[4])
-    if f[5] == '1' then
-      redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', int(now), 'lease_until', '',
-        'error', 'worker lost')
+    local jtype = f[J_AT.type]
+    local n, max = tonumber(f[J_AT.attempts]), tonumber(f[J_AT.max_attempts])
+    local ch
+    if f[J_AT.cancel_requested] == '1' then
+      ch = {'status', 'cancelled', 'finished_at', int(now), 'lease_until', '', 'error', 'worker lost'}
       redis.call('HINCRBY', KEYS[3], 'cancelled:' .. jtype, 1)
-      end_inflight(id, f[6], f[7])
+      end_inflight(id, f[CACHE], f[J_AT.cache_key])
       addlog(id, 'attempt ' .. n .. ' failed: worker lost; cancelled')
-      expires(id)
     elseif n < max then
       local delay = tonumber(ARGV[6]) * 2 ^ (n - 1) * tonumber(ARGV[7]) / 1000
       if delay > 3600000 then delay = 3600000 end
       local run_at = now + math.floor(delay)
-      redis.call('HSET', jk, 'status', 'queued', 'run_at', int(run_at), 'lease_until', '',
-        'error', 'worker lost')
+      ch = {'status', 'queued', 'run_at', int(run_at), 'lease_until', '', 'error', 'worker lost'}
       redis.call('ZADD', KEYS[1], int(run_at), id)
       addlog(id, 'attempt ' .. n .. ' failed: worker lost; retry in ' ..
         string.format('%.1f', delay / 1000) .. ' s')
     else
-      redis.call('HSET', jk, 'status', 'failed', 'finished_at', int(now), 'lease_until', '',
-        'error', 'worker lost')
+      ch = {'status', 'failed', 'finished_at', int(now), 'lease_until', '', 'error', 'worker lost'}
       redis.call('HINCRBY', KEYS[3], 'failed:' .. jtype, 1)
-      end_inflight(id, f[6], f[7])
+      end_inflight(id, f[CACHE], f[J_AT.cache_key])
       addlog(id, 'failed: worker lost')
-      expires(id)
     end
-    bump(id)
+    bump(id, f, ch)
+    if ch[2] ~= 'queued' then expires(id) end
   end
 end
 
@@ -208,17 +232,17 @@ while claimed < want do
   local id = redis.call('ZRANGE', KEYS[best], 0, 0)[1]
   redis.call('ZREM', KEYS[best], id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'status', 'type', 'timeout_ms', 'payload')
-  if f[1] == 'queued' then
-    local n = redis.call('HINCRBY', jk, 'attempts', 1)
-    local fence = redis.call('HINCRBY', jk, 'fence', 1)
+  local f = redis.call('HMGET', jk, unpack(READ))
+  if f[J_AT.status] == 'queued' then
+    local n = (tonumber(f[J_AT.attempts]) or 0) + 1
+    local fence = (tonumber(f[FENCE]) or 0) + 1
     local lease_until = int(now + lease)
-    redis.call('HSET', jk, 'status', 'running', 'started_at', int(now), 'worker', wid,
-      'lease_until', lease_until, 'run_at', '', 'progress', '')
+    bump(id, f, {'status', 'running', 'attempts', int(n), 'fence', int(fence),
+      'started_at', int(now), 'worker', wid, 'lease_until', lease_until, 'run_at', '',
+      'progress', ''})
     redis.call('ZADD', KEYS[2], lease_until, id)
     addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
-    bump(id)
-    out[#out + 1] = {id, f[2], n, fence, tonumber(f[3]), now + lease, f[4]}
+    out[#out + 1] = {id, f[J_AT.type], n, fence, tonumber(f[TIMEOUT]), now + lease, f[PAYLOAD]}
     claimed = claimed + 1
   end
 end

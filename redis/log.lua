@@ -6,7 +6,7 @@
 -- ARGV[2]  fence of the attempt
 -- ARGV[3]  log_max
 -- ARGV[4]  events channel P:events
--- ARGV[5]  progress 0..100, or "" for no change
+-- ARGV[5]  progress 0..100 (decimal, no sign or leading zero), or "" for no change
 -- ARGV[6], ARGV[7], ...  stream ("stdout" | "stderr"), line; 0..1000 pairs (more, or an odd
 --                        count, is an error reply and changes nothing)
 -- Returns {1, cancel_requested (0|1)} when accepted, or {0, why} when refused (as complete.lua).
@@ -74,6 +74,24 @@ local function j_text(v)
     ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
     ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
 end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
 -- Renders job key from its hash into its `json` field; returns the text.
 local function render(key)
   local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
@@ -88,6 +106,11 @@ end
 
 if #ARGV % 2 == 0 or (#ARGV - 5) / 2 > 1000 then
   return redis.error_reply('ERR log.lua takes at most 1000 stream, line pairs')
+end
+-- the progress goes into the job object as it is: a decimal integer 0..100 with no sign or
+-- leading zero, or nothing
+if ARGV[5] ~= '' and not (string.find(ARGV[5], '^[1-9]?%d$') or ARGV[5] == '100') then
+  return redis.error_reply('ERR log.lua: progress must be 0..100 or ""')
 end
 local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'progress', 'cancel_requested')
 if not f[1] then return {0, 'gone'} end
@@ -105,9 +128,10 @@ if last then
   redis.call('PUBLISH', ARGV[4], 'log ' .. ARGV[1] .. ' ' .. last)
 end
 if ARGV[5] ~= '' and ARGV[5] ~= f[3] then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[5])
-  local v = redis.call('HINCRBY', KEYS[1], 'version', 1)
-  render(KEYS[1])
+  -- a change of the job object: progress and version + 1 set, the object rendered (one HSET)
+  local g = redis.call('HMGET', KEYS[1], unpack(J_NAMES))
+  local v = int(tonumber(g[J_AT.version]) + 1)
+  change(KEYS[1], g, {'progress', ARGV[5], 'version', v})
   redis.call('PUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
 end
 return {1, tonumber(f[4] or '0') or 0}

@@ -86,6 +86,24 @@ local function j_text(v)
     ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
     ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
 end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
 -- Renders job key from its hash into its `json` field; returns the text.
 local function render(key)
   local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
@@ -98,9 +116,7 @@ local function shown(key)
 end
 -- <<< render
 
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.error_reply('ERR job id exists')
-end
+-- (the id has 128 random bits: it is not checked for being new)
 local cache, hit = ARGV[9] == '1', ARGV[15] == '1'
 if cache and not hit then
   -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
@@ -116,13 +132,16 @@ if cache and not hit then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
-local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', int(now), 'LIMIT', 0, 100)
-if #gone > 0 then
-  redis.call('ZREM', KEYS[5], unpack(gone))
-  redis.call('ZREM', expiry, unpack(gone))
-end
+local nows = int(now)
 local seq = redis.call('INCR', KEYS[4])
+local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
+if seq % 16 == 0 then   -- every 16th submit of the queue
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', nows, 'LIMIT', 0, 100)
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[5], unpack(gone))
+    redis.call('ZREM', expiry, unpack(gone))
+  end
+end
 local score = (1000 - tonumber(ARGV[5])) * 1099511627776 + seq
 local delay = tonumber(ARGV[8])
 local run_at = false
@@ -130,16 +149,20 @@ if delay > 0 and not hit then run_at = int(now + delay) end
 
 -- the job object's values (J_NAMES order); a cache hit is created done with the cached result
 local status, result, finished, cached = 'queued', false, false, false
-if hit then status, result, finished, cached = 'done', ARGV[16], int(now), '1' end
-local text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, int(now),
+if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
+local text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
   false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
 local h = {
   'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
   'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
-  'attempts', '0', 'created_at', int(now), 'cache_ttl', ARGV[10], 'cache_key', ARGV[11],
-  'version', '1', 'score', int(score), 'ready_at', int(now + delay), 'json', text}
-if cache then h[#h + 1] = 'cache'; h[#h + 1] = '1' end
-if run_at then h[#h + 1] = 'run_at'; h[#h + 1] = run_at end
+  'attempts', '0', 'created_at', nows, 'cache_key', ARGV[11], 'version', '1',
+  'score', int(score), 'json', text}
+if cache then
+  h[#h + 1] = 'cache'; h[#h + 1] = '1'; h[#h + 1] = 'cache_ttl'; h[#h + 1] = ARGV[10]
+end
+if run_at then
+  h[#h + 1] = 'run_at'; h[#h + 1] = run_at; h[#h + 1] = 'ready_at'; h[#h + 1] = run_at
+end
 if ARGV[12] ~= '' then h[#h + 1] = 'cache_version'; h[#h + 1] = ARGV[12] end
 if hit then
   h[#h + 1] = 'result'; h[#h + 1] = result; h[#h + 1] = 'finished_at'; h[#h + 1] = finished
@@ -149,12 +172,12 @@ redis.call('HSET', KEYS[1], unpack(h))
 
 if hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
-  redis.call('ZADD', KEYS[5], int(now), ARGV[1])
+  redis.call('ZADD', KEYS[5], nows, ARGV[1])
   local new_type = redis.call('SADD', KEYS[6], ARGV[3])
   redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
   redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], 1)
   redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
-    'ts', int(now), 'stream', 'system', 'line', 'done: result from the cache')
+    'ts', nows, 'stream', 'system', 'line', 'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
   redis.call('EXPIRE', KEYS[8], ARGV[17])
   redis.call('ZADD', expiry, int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
@@ -177,9 +200,9 @@ else
   redis.call('ZADD', KEYS[2], int(score), ARGV[1])
   redis.call('PUBLISH', ARGV[14], ARGV[3])
 end
-redis.call('ZADD', KEYS[5], int(now), ARGV[1])
+redis.call('ZADD', KEYS[5], nows, ARGV[1])
 local new_type = redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
-  'ts', int(now), 'stream', 'system', 'line', line)
+  'ts', nows, 'stream', 'system', 'line', line)
 return {new_type, text, 'new'}
