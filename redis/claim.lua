@@ -142,13 +142,14 @@ local function expires(id)
   redis.call('EXPIRE', logkey(id), ARGV[8])
   redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[8]) * 1000), id)
 end
--- the job's fields that the steps below read: those the job object shows (J_NAMES), then these
+-- the job's fields that the steps below read: those the job object shows (J_NAMES), then these;
+-- the payload (it can be large) only by the claim (CLAIM_READ)
 local READ = {unpack(J_NAMES)}
-for _, name in ipairs({'score', 'cache', 'timeout_ms', 'payload', 'fence'}) do
-  READ[#READ + 1] = name
-end
-local SCORE, CACHE, TIMEOUT, PAYLOAD, FENCE = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3,
-  #J_NAMES + 4, #J_NAMES + 5
+for _, name in ipairs({'score', 'cache', 'timeout_ms', 'fence'}) do READ[#READ + 1] = name end
+local SCORE, CACHE, TIMEOUT, FENCE = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3, #J_NAMES + 4
+local CLAIM_READ = {unpack(READ)}
+CLAIM_READ[#CLAIM_READ + 1] = 'payload'
+local PAYLOAD = #CLAIM_READ
 -- a change of the job object: the fields of ch and version + 1 set, the object rendered, in one
 -- HSET (change); the change published
 local function bump(id, f, ch)
@@ -232,7 +233,7 @@ while claimed < want do
   local id = redis.call('ZRANGE', KEYS[best], 0, 0)[1]
   redis.call('ZREM', KEYS[best], id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, unpack(READ))
+  local f = redis.call('HMGET', jk, unpack(CLAIM_READ))
   if f[J_AT.status] == 'queued' then
     local n = (tonumber(f[J_AT.attempts]) or 0) + 1
     local fence = (tonumber(f[FENCE]) or 0) + 1
