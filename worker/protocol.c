@@ -16,6 +16,8 @@ void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,
     p->r = r;
     p->cfg = cfg;
     p->opts = opts;
+    for (int i = 0; i < opts->nqueues; i++)
+        jg_queue_tag(opts->queues[i], p->tags[i]);
 }
 
 int jg_proto_ready(jg_proto_t *p)
@@ -79,10 +81,21 @@ static void tag_prefix(jg_proto_t *p, jg_args_t *a, const char *tag)
     jg_args_printf(a, "%s", key);
 }
 
+/* The tag of one of the worker's queues, kept since the start: a SHA-256 per key was a sixth
+ * of the worker's own instructions per job (callgrind). */
+static const char *queue_tag(jg_proto_t *p, const char *queue, char tmp[JG_TAG_LEN + 1])
+{
+    for (int i = 0; i < p->opts->nqueues; i++)
+        if (strcmp(p->opts->queues[i], queue) == 0)
+            return p->tags[i];
+    jg_queue_tag(queue, tmp);   /* not one of ours: cannot happen, but stays right */
+    return tmp;
+}
+
 static void queue_key(jg_proto_t *p, jg_args_t *a, const char *queue, const char *what)
 {
-    char key[JG_KEY_MAX];
-    jg_key_queue(p->cfg, queue, what, key);
+    char key[JG_KEY_MAX], tmp[JG_TAG_LEN + 1];
+    jg_key_queue_tag(p->cfg, queue_tag(p, queue, tmp), queue, what, key);
     jg_args_printf(a, "%s", key);
 }
 
@@ -132,8 +145,7 @@ int jg_proto_claim_args(jg_proto_t *p, jg_args_t *a, int qi, int want)
         queue_key(p, a, queue, what);
     }
     int nkeys = a->argc;
-    jg_queue_tag(queue, tag);
-    tag_prefix(p, a, tag);
+    tag_prefix(p, a, queue_tag(p, queue, tag));
     jg_args_str(a, queue);
     jg_args_str(a, o->id);
     jg_args_printf(a, "%d", want);

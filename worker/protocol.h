@@ -16,6 +16,7 @@ typedef struct jg_proto {
     const jg_config_t *cfg;
     const jg_worker_opts_t *opts;
     redisContext *loaded;      /* the connection the scripts were last loaded on */
+    char tags[JG_WORKER_MAX_QUEUES][JG_TAG_LEN + 1];   /* of opts->queues, computed once */
 } jg_proto_t;
 
 void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,
