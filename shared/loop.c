@@ -340,13 +340,11 @@ static int io_flush(jg_loop_t *loop, parked_io_t *io)
     return 0;
 }
 
-int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+/* Queues bytes (as FastCGI stdout records, or raw) behind what io still has unsent, without
+ * writing them yet. Returns 0, or -1 when io retired (or is dropped now: a client that does not
+ * read). */
+static int io_queue(jg_loop_t *loop, parked_io_t *io, const char *bytes, size_t len)
 {
-    parked_io_t *io = p->io;
-    if (io->retired)
-        return -1;
-    if (io->ending)
-        return 0;
     /* What was queued before is written first; a client still far behind after that does not
      * read. The new bytes are never refused for their own size: an answer of any size is
      * delivered to a client that reads it. */
@@ -370,7 +368,30 @@ int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t le
         jg_buf_append(&io->out, bytes, len);
     else
         jg_fcgi_put_stdout(&io->out, io->request_id, bytes, len);
+    return 0;
+}
+
+int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+{
+    parked_io_t *io = p->io;
+    if (io->retired)
+        return -1;
+    if (io->ending)
+        return 0;
+    if (io_queue(loop, io, bytes, len) < 0)
+        return -1;
     return io_flush(loop, io);
+}
+
+/* Queues the request's end (FastCGI: an empty stdout record and END_REQUEST); io retires
+ * once it is written. */
+static void io_queue_end(parked_io_t *io)
+{
+    if (!io->raw)
+        jg_fcgi_put_end(&io->out, io->request_id);
+    if (io_unsent(io) == 0)
+        io->progress_at = jg_monotonic_ms();
+    io->ending = 1;
 }
 
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
@@ -378,18 +399,20 @@ void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
     parked_io_t *io = p->io;
     if (io->ending || io->retired)
         return;
-    if (!io->raw)
-        jg_fcgi_put_end(&io->out, io->request_id);
-    if (io_unsent(io) == 0)
-        io->progress_at = jg_monotonic_ms();
-    io->ending = 1;
+    io_queue_end(io);
     io_flush(loop, io);
 }
 
+/* The answer and the end go out in one write: one wake-up of nginx, not two. */
 void jg_parked_answer(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
 {
-    if (jg_parked_send(loop, p, bytes, len) == 0)
-        jg_parked_end(loop, p);
+    parked_io_t *io = p->io;
+    if (io->ending || io->retired)
+        return;
+    if (io_queue(loop, io, bytes, len) < 0)
+        return;
+    io_queue_end(io);
+    io_flush(loop, io);
 }
 
 int jg_parked_alive(const jg_parked_t *p) { return !p->io->retired && !p->io->ending; }
