@@ -111,6 +111,7 @@ class Client:
         self.measuring = False
         self.lat = []               # ms
         self.ticks_seen = 0
+        self.window_lines = 0       # lines read on every stream this process reads, in the window
         self.backlog_ticks = 0
 
     def connect(self, job_id, sampled):
@@ -169,6 +170,8 @@ class Client:
             if st.sampled:   # the backlog sent at open is not live: not timed
                 self.backlog_ticks += len(TICK.findall(data))
                 data = b""
+        if self.measuring:
+            self.window_lines += data.count(b"event: log")
         if st.sampled and data and self.measuring:
             for _, ns in TICK.findall(data):
                 self.lat.append((now_ns - int(ns)) / 1e6)
@@ -378,6 +381,8 @@ def run(s, nginx_workers, wc):
     cpu_logs = cpu_s(pid) - cpu_logs0
     cpu_me = time.process_time() - cpu_me0
     held_after = len([x for x in c.streams.values() if x.state == "open"])
+    timed_here = len(c.streams)
+    delivered = c.window_lines + (other[0] if other else 0)
     if split:
         held_after += c.untimed - (other[1] if other else 0)
     rss2 = rss_kb(pid)
@@ -412,12 +417,15 @@ def run(s, nginx_workers, wc):
     if split:
         print("  client: the %d timed streams read here; the %d others by a second process at "
               "nice 19: %s"
-              % (len(c.streams), c.untimed,
+              % (timed_here, c.untimed,
                  "%d lines read in the window (%.0f/s), %d closed" % (other[0], other[0] / win,
                                                                       other[1])
                  if other else "no answer from it"))
     else:
         print("  client: every stream read by this one process (BENCH_SSE_SPLIT=0)")
+    print("  lines read by the clients in the window: %d (%.0f/s); jobgate-logs CPU per 1,000 "
+          "of them: %.1f ms" % (delivered, delivered / win,
+                                1e6 * cpu_logs / max(1, delivered)))
     ok = [ms for st, ms in plain if st == 200]
     print("  plain GET /api/jobs/{id}/logs?limit=5 meanwhile (same jobgate-logs): %d of %d "
           "answered 200%s"
