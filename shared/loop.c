@@ -287,8 +287,7 @@ static void reap(jg_loop_t *loop)
             loop->ops->gone(loop, &io->pub);   /* may retire others: they join the list */
         io_unlink(loop, io);
         if (io->reuse && io->keep_conn && !io->raw) {
-            set_nonblocking(io->tag.fd, 0);
-            jg_conns_idle(loop->conns, io->tag.fd);
+            jg_conns_idle(loop->conns, io->tag.fd);   /* still blocking: see io_flush */
         } else if (io->raw) {
             fsync(io->tag.fd);
         } else {
@@ -316,7 +315,13 @@ static size_t io_unsent(const parked_io_t *io) { return io->out.len - io->out_of
 static int io_flush(jg_loop_t *loop, parked_io_t *io)
 {
     while (io->out_off < io->out.len) {
-        ssize_t n = write(io->tag.fd, io->out.data + io->out_off, io->out.len - io->out_off);
+        /* A parked connection stays a blocking socket (the request threads' libfcgi reads
+         * and writes it when it is kept alive); the loop's own writes do not block
+         * (MSG_DONTWAIT): no fcntl() to switch it at parking and back at the end. */
+        const char *at = io->out.data + io->out_off;
+        size_t len = io->out.len - io->out_off;
+        ssize_t n = io->raw ? write(io->tag.fd, at, len)
+                            : send(io->tag.fd, at, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -455,7 +460,8 @@ static void take_parked(jg_loop_t *loop, inbox_item_t *it)
     /* A CGI stdout that epoll cannot watch (a regular file) is written blocking. */
     if (epoll_add(loop, &io->tag, io->raw ? 0 : EPOLLIN | EPOLLRDHUP) == 0) {
         io->in_epoll = 1;
-        set_nonblocking(io->tag.fd, 1);
+        if (io->raw)
+            set_nonblocking(io->tag.fd, 1);
     }
     if (loop->ops && loop->ops->parked)
         loop->ops->parked(loop, &io->pub);
