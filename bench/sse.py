@@ -424,8 +424,8 @@ def run(s, nginx_workers, wc):
     else:
         print("  client: every stream read by this one process (BENCH_SSE_SPLIT=0)")
     print("  lines read by the clients in the window: %d (%.0f/s); jobgate-logs CPU per 1,000 "
-          "of them: %.1f ms" % (delivered, delivered / win,
-                                1e6 * cpu_logs / max(1, delivered)))
+          "of them: %s" % (delivered, delivered / win,
+                           "%.1f ms" % (1e6 * cpu_logs / delivered) if delivered else "-"))
     ok = [ms for st, ms in plain if st == 200]
     print("  plain GET /api/jobs/{id}/logs?limit=5 meanwhile (same jobgate-logs): %d of %d "
           "answered 200%s"
