@@ -1,3 +1,4 @@
+#!lua
 -- cancel.lua — cancel a job (docs/redis.md, "cancel.lua").
 -- KEYS[1] job hash   P:{tag}:job:<id>
 -- KEYS[2] log        P:{tag}:log:<id>

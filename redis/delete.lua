@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- delete.lua — remove a finished job and its log (docs/redis.md, "delete.lua").
 -- KEYS[1] job hash  P:{tag}:job:<id>
 -- KEYS[2] log       P:{tag}:log:<id>

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- list.lua — one page of a queue's jobs, newest first (docs/redis.md, "list.lua"). Read only.
 -- KEYS[1] jobs      P:{tag}:q:<queue>:jobs (score = created_at ms)
 -- ARGV[1] key prefix of the tag "P:{tag}:" (job hashes)

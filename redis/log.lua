@@ -1,3 +1,4 @@
+#!lua
 -- log.lua — a batch of a running attempt's output lines, and its progress (docs/redis.md,
 -- "log.lua"). Fenced: refused unless the job is running with this fence.
 -- KEYS[1]  job hash            P:{tag}:job:<id>

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- qstats.lua — one queue's figures for /stats, /queues and /metrics (docs/redis.md, "qstats.lua").
 -- Read only. Run it after claim.lua with N = 0 (promotion and taking back), so that the counts
 -- do not show jobs whose worker died as running.

@@ -1,3 +1,4 @@
+#!lua
 -- ratelimit.lua — count one submit of one client in a sliding window (JOBGATE_RATE_LIMIT=N/S).
 -- KEYS[1]  P:rl:<SHA-256 hex of the client address>: a sorted set, one member per counted
 --          submit, score = its time in ms. A key of its own (its own slot); it expires S

@@ -1,3 +1,4 @@
+#!lua
 -- renew.lua — extend the lease of a running attempt (docs/redis.md, "renew.lua").
 -- Fenced: refused unless the job is running with this fence; a worker whose renewal is refused
 -- has lost the job and must stop its process at once.

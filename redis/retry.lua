@@ -1,3 +1,4 @@
+#!lua
 -- retry.lua — queue finished jobs again (docs/redis.md, "retry.lua"): one failed or cancelled
 -- job (POST /jobs/{id}/retry), or the failed jobs of one batch of a queue's job index
 -- (POST /queues/{queue}/retry-failed, called batch after batch).

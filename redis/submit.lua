@@ -1,3 +1,4 @@
+#!lua
 -- submit.lua — create a job (docs/redis.md, "submit.lua").
 -- KEYS[1] job hash            P:{tag}:job:<id>
 -- KEYS[2] ready set of type   P:{tag}:q:<queue>:ready:<type>

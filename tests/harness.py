@@ -613,6 +613,8 @@ class Stack:
     sock(name, 0), sock(name, 1), ...).
     """
 
+    redis_args = ()   # more redis-server flags, for a subclass (tests/test_cluster_keys.py)
+
     def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
@@ -740,6 +742,7 @@ class Stack:
                 "--logfile", ""]
         if self.redis_password:
             args += ["--requirepass", self.redis_password]
+        args += list(self.redis_args)
         env = {k: v for k, v in os.environ.items() if not _SCRUB.match(k)}
         env["JOBGATE_HARNESS_TOKEN"] = _RUN_TOKEN
         self.redis_proc = Proc("redis", args, env, os.path.join(self.dir, "redis.log"))
