@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- cancel.lua — cancel a job (docs/redis.md, "cancel.lua").
 -- KEYS[1] job hash   P:{tag}:job:<id>
 -- KEYS[2] log        P:{tag}:log:<id>

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- claim.lua — the worker's claim in one queue (docs/redis.md, "claim.lua"): promote due delayed
 -- jobs, take back running jobs whose lease ran out (a failed attempt "worker lost"), then claim
 -- up to N ready jobs of the worker's types, lowest score first across those types.

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- complete.lua — the end of one attempt, as its worker reports it (docs/redis.md, "complete.lua").
 -- Fenced: refused unless the job is running with this fence (the worker may have lost its lease).
 -- KEYS[1]  job hash            P:{tag}:job:<id>

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- resume.lua — resume a paused queue (docs/redis.md, "Pausing a queue").
 -- KEYS[1] paused    P:{tag}:q:<queue>:paused
 -- KEYS[2] types     P:{tag}:q:<queue>:types

@@ -112,3 +112,39 @@ def test_every_script_runs_within_its_slot_on_a_cluster_node():
             eq(s.redis("SCRIPT", "EXISTS", sha), [1],
                "%s ran on the cluster node" % os.path.basename(path))
         eq(s.check_alive(), [], "no program died")
+
+
+@harness.front_independent
+def test_over_maxmemory_submit_is_refused_whole_while_workers_listing_stats_cancel_and_delete_work():
+    with harness.Stack(name="oom", programs=("submit", "status", "admin")) as s:
+        q = unique_queue("oom")
+        ids = []
+        for _ in range(3):
+            r = s.request("POST", "/jobs", json={"type": "t", "queue": q})
+            eq(r.status, 202, "submit")
+            ids.append(r.json()["id"])
+        gone, run, waiting = ids
+        eq(s.request("POST", "/jobs/%s/cancel" % gone).status, 200, "cancel of a queued job")
+        w = test_render._Worker(s, q)
+        s.redis("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        s.redis("CONFIG", "SET", "maxmemory", "1")
+        try:
+            before = s.snapshot()
+            r = s.request("POST", "/jobs", json={"type": "t", "queue": q})
+            check(r.status >= 500, "submit over maxmemory refused", (r.status, r.body))
+            eq(s.snapshot(), before, "Redis after a refused submit")
+            r = s.request("GET", "/jobs?queue=%s" % q)
+            eq((r.status, sorted(j["id"] for j in r.json()["jobs"])), (200, sorted(ids)),
+               "listing (list.lua, no-writes) over maxmemory")
+            eq(s.request("GET", "/stats").status, 200,
+               "stats (claim.lua allow-oom, qstats.lua no-writes) over maxmemory")
+            fence = test_render._claim_one(w, run[:8], run)
+            eq(w.complete(run, fence, "done", "1"), [1, "done"], "complete over maxmemory")
+            eq(s.request("POST", "/jobs/%s/cancel" % waiting).status, 200,
+               "cancel (cancel.lua, allow-oom) over maxmemory")
+            eq(s.request("DELETE", "/jobs/" + gone).status, 204,
+               "delete (delete.lua, allow-oom) over maxmemory")
+        finally:
+            s.redis("CONFIG", "SET", "maxmemory", "0")
+        eq(s.request("GET", "/jobs/" + gone).status, 404, "the deleted job")
+        eq(s.request("GET", "/jobs/" + run).json()["status"], "done", "the job run over maxmemory")
