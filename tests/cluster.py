@@ -1,0 +1,199 @@
+"""cluster.py — a private Redis Cluster for the tests: 3 masters + 3 replicas
+(redis-server --cluster-enabled yes on free loopback ports, no persistence, all files under a
+temp dir), built with `redis-cli --cluster create ... --cluster-replicas 1`, stopped by pid.
+
+    with Cluster() as c:
+        c.url                        # redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...
+        c.master_of_key("k")         # the Node holding k's slot now
+        c.kill(node)                 # SIGKILL; c.wait_promoted(node) waits for its replica
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import harness
+
+
+class Node:
+    def __init__(self, cluster, port):
+        self.cluster = cluster
+        self.port = port
+        self.dir = os.path.join(cluster.dir, str(port))
+        os.makedirs(self.dir)
+        self.proc = None
+        self.client = harness.Redis(host="127.0.0.1", port=port, timeout=5)
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
+                "--dir", self.dir, "--daemonize", "no", "--protected-mode", "no",
+                "--logfile", ""]
+        env = dict(os.environ)
+        env["JOBGATE_HARNESS_TOKEN"] = harness._RUN_TOKEN
+        self.proc = harness.Proc("redis-%d" % self.port, args, env,
+                                 os.path.join(self.dir, "redis.log"))
+
+    def call(self, *args):
+        return self.client.call(*args)
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def role(self):
+        return self.call("ROLE")[0]
+
+    def __repr__(self):
+        return "node %d" % self.port
+
+
+class Cluster:
+    def __init__(self, masters=3, replicas=1):
+        self.dir = tempfile.mkdtemp(prefix="jg-cluster-")
+        self.nodes = []
+        try:
+            for _ in range(masters * (1 + replicas)):
+                self._add_node()
+            self._create(replicas)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _add_node(self):
+        for _ in range(4):   # a port taken between the probe and the bind: another one
+            n = Node(self, harness.free_port())
+            n.start()
+            try:
+                harness.wait_until(lambda: n.call("PING") == "PONG", 10,
+                                   "redis %d PING" % n.port)
+                self.nodes.append(n)
+                return n
+            except AssertionError:
+                n.proc.stop(signal.SIGKILL, 5)
+        raise harness.HarnessError("cannot start a cluster node")
+
+    def _create(self, replicas):
+        argv = ["redis-cli", "--cluster", "create"] + [n.addr for n in self.nodes] + \
+               ["--cluster-replicas", str(replicas), "--cluster-yes"]
+        p = subprocess.run(argv, capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise harness.HarnessError("redis-cli --cluster create failed: %s"
+                                       % p.stdout.decode()[-800:] + p.stderr.decode()[-400:])
+        self.wait_ok()
+
+    def wait_ok(self, timeout=20):
+        """Waits until every live node says cluster_state:ok and agrees on 3 masters."""
+        def ok():
+            for n in self.live():
+                info = n.call("CLUSTER", "INFO")
+                if "cluster_state:ok" not in info:
+                    return False
+            return True
+        harness.wait_until(ok, timeout, "cluster_state:ok on every node", interval=0.1)
+
+    def stop(self):
+        for n in self.nodes:
+            if n.proc:
+                n.proc.stop(signal.SIGKILL, 5)
+            with contextlib.suppress(Exception):
+                n.client.close()
+        if not os.environ.get("JOBGATE_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        self.stop()
+        return False
+
+    @property
+    def url(self):
+        return "redis+cluster://" + ",".join(n.addr for n in self.nodes)
+
+    def live(self):
+        return [n for n in self.nodes if n.proc.alive()]
+
+    def masters(self):
+        return [n for n in self.live() if n.role() == "master"]
+
+    def node_at(self, port):
+        return next(n for n in self.nodes if n.port == port)
+
+    def slot_of(self, key):
+        return int(self.live()[0].call("CLUSTER", "KEYSLOT", key))
+
+    def master_of_slot(self, slot):
+        for lo, hi, master, *_ in self.live()[0].call("CLUSTER", "SLOTS"):
+            if lo <= slot <= hi:
+                return self.node_at(int(master[1]))
+        raise AssertionError("slot %d has no master" % slot)
+
+    def master_of_key(self, key):
+        return self.master_of_slot(self.slot_of(key))
+
+    def node_id(self, node):
+        return node.call("CLUSTER", "MYID")
+
+    def kill(self, node):
+        node.proc.stop(signal.SIGKILL, 5)
+
+    def wait_promoted(self, dead, timeout=30):
+        """Waits until no slot is served by the dead node any more (its replica took over)."""
+        def promoted():
+            for lo, hi, master, *_ in self.live()[0].call("CLUSTER", "SLOTS"):
+                if int(master[1]) == dead.port:
+                    return False
+            return all("cluster_state:ok" in n.call("CLUSTER", "INFO") for n in self.live())
+        harness.wait_until(promoted, timeout, "a replica of %r promoted" % dead, interval=0.1)
+
+    def move_slot(self, slot, dst, keys_per_batch=100):
+        """Migrates one slot, with its keys, to dst by hand (CLUSTER SETSLOT + MIGRATE)."""
+        src = self.master_of_slot(slot)
+        if src is dst:
+            return
+        src_id, dst_id = self.node_id(src), self.node_id(dst)
+        dst.call("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.call("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        self.migrate_keys(slot, src, dst, keys_per_batch)
+        self.finish_move(slot, src, dst)
+
+    def begin_move(self, slot, dst):
+        """The first half of a migration: slot IMPORTING on dst, MIGRATING on its master."""
+        src = self.master_of_slot(slot)
+        dst.call("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(src))
+        src.call("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(dst))
+        return src
+
+    def migrate_keys(self, slot, src, dst, batch=100):
+        while True:
+            keys = src.call("CLUSTER", "GETKEYSINSLOT", slot, batch)
+            if not keys:
+                return
+            src.call("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys)
+
+    def finish_move(self, slot, src, dst):
+        dst_id = self.node_id(dst)
+        for n in (dst, src):
+            n.call("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        for n in self.masters():
+            if n not in (src, dst):
+                with contextlib.suppress(harness.RedisError):
+                    n.call("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+
+def keys_per_master(cluster):
+    """{node: DBSIZE} of every live master."""
+    return {n: int(n.call("DBSIZE")) for n in cluster.masters()}
+
+
+def redis_cli_available():
+    return shutil.which("redis-cli") is not None and shutil.which("redis-server") is not None
+
+
