@@ -10,13 +10,33 @@ temp dir), built with `redis-cli --cluster create ... --cluster-replicas 1`, sto
 
 import contextlib
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 
 import harness
+
+
+def _bindable(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_cluster_port():
+    """A free port P whose cluster bus port P+10000 is free too (so P <= 55535): the kernel's
+    ephemeral ports (harness.free_port) are often above that."""
+    while True:
+        port = random.randint(12000, 32000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
 
 
 class Node:
@@ -58,25 +78,29 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix="jg-cluster-")
         self.nodes = []
         try:
-            for _ in range(masters * (1 + replicas)):
-                self._add_node()
+            self._start_nodes(masters * (1 + replicas))
             self._create(replicas)
         except BaseException:
             self.stop()
             raise
 
-    def _add_node(self):
-        for _ in range(4):   # a port taken between the probe and the bind: another one
-            n = Node(self, harness.free_port())
-            n.start()
-            try:
-                harness.wait_until(lambda: n.call("PING") == "PONG", 10,
-                                   "redis %d PING" % n.port)
-                self.nodes.append(n)
-                return n
-            except AssertionError:
-                n.proc.stop(signal.SIGKILL, 5)
-        raise harness.HarnessError("cannot start a cluster node")
+    def _start_nodes(self, count):
+        """Starts count nodes at once, then waits for each; a port taken between the probe and
+        the bind (another test run) gets another one, a few times."""
+        for _ in range(4):
+            new = [Node(self, free_cluster_port()) for _ in range(count - len(self.nodes))]
+            for n in new:
+                n.start()
+            for n in new:
+                try:
+                    harness.wait_until(lambda: n.call("PING") == "PONG", 10,
+                                       "redis %d PING" % n.port)
+                    self.nodes.append(n)
+                except AssertionError:
+                    n.proc.stop(signal.SIGKILL, 5)
+            if len(self.nodes) == count:
+                return
+        raise harness.HarnessError("cannot start %d cluster nodes" % count)
 
     def _create(self, replicas):
         argv = ["redis-cli", "--cluster", "create"] + [n.addr for n in self.nodes] + \

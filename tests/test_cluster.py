@@ -1,0 +1,181 @@
+"""jobgate on a Redis Cluster (issue 16): REDIS_URL=redis+cluster://... with a real cluster of 3
+masters and 3 replicas started per test (tests/cluster.py), the real programs behind nginx and a
+real worker. What a user sees: jobs of many queues land on the master of their queue's slot, and
+the programs keep answering right when a slot moves (MOVED), while it moves (ASK) and when a
+master dies and its replica takes over, with no restart."""
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+
+import harness
+from cluster import Cluster, keys_per_master
+from harness import check, eq
+
+PROGRAMS = ("submit", "status", "logs", "admin")
+
+
+@contextlib.contextmanager
+def _cluster_stack(**kw):
+    with Cluster() as c:
+        s = harness.Stack(env={"REDIS_URL": c.url}, programs=PROGRAMS, name="cluster", **kw)
+        try:
+            yield c, s
+        finally:
+            s.stop()
+
+
+def _slot_of_job(c, job_id):
+    return c.slot_of("{%s}" % job_id.split(".")[0])
+
+
+def _run(s, queue, payload, timeout=20):
+    job = s.submit(type="echo", queue=queue, payload=payload)
+    return s.wait_status(job["id"], "done", timeout)
+
+
+def _get_ok_or_503(s, path, seen):
+    r = s.request("GET", path)
+    seen.append(r.status)
+    if r.status not in (200, 503):
+        raise AssertionError("GET %s: expected 200 or 503, got %r" % (path, r))
+    return r if r.status == 200 else None
+
+
+def test_check_shows_the_cluster_seeds_without_the_password():
+    with Cluster() as c:
+        url = c.url.replace("redis+cluster://", "redis+cluster://app:s3cret-pw@")
+        env = dict(os.environ, REDIS_URL=url)
+        p = subprocess.run([harness.binary("status"), "--check"], env=env, capture_output=True,
+                           timeout=30)
+        out = p.stdout.decode() + p.stderr.decode()
+        # the cluster has no user "app": AUTH fails, so --check says Redis is not usable
+        check("s3cret-pw" not in out, "expected the password never printed", out)
+        seeds = ",".join(n.addr for n in c.nodes)
+        check("REDIS_URL=redis+cluster://app:***@%s\n" % seeds in out,
+              "expected the seeds with the password masked", out)
+        eq(p.returncode, 1, "--check exit code with a wrong password")
+        p = subprocess.run([harness.binary("status"), "--check"],
+                           env=dict(os.environ, REDIS_URL=c.url), capture_output=True, timeout=30)
+        eq(p.returncode, 0, "--check exit code on the cluster: " + p.stdout.decode()[-300:]
+           + p.stderr.decode()[-300:])
+
+
+def test_jobs_of_20_queues_spread_over_all_three_masters():
+    with _cluster_stack() as (c, s):
+        queues = ["spread-%d" % i for i in range(20)]
+        w = s.start_worker(queues=queues, concurrency=4)
+        jobs = [s.submit(type="echo", queue=q, payload={"q": q}) for q in queues]
+        for q, j in zip(queues, jobs):
+            done = s.wait_status(j["id"], "done")
+            eq(done["result"], {"q": q}, "result of the job of " + q)
+        masters = c.masters()
+        eq(len(masters), 3, "masters")
+        owners = set()
+        for j in jobs:
+            slot = _slot_of_job(c, j["id"])
+            owner = c.master_of_slot(slot)
+            owners.add(owner)
+            n = int(owner.call("CLUSTER", "COUNTKEYSINSLOT", slot))
+            check(n > 0, "expected the keys of %s on %r, the master of slot %d"
+                  % (j["queue"], owner, slot), n)
+        eq(len(owners), 3, "masters holding the 20 queues")
+        sizes = keys_per_master(c)
+        check(all(v > 0 for v in sizes.values()), "expected keys on every master", sizes)
+        # the admin routes read every queue, wherever it lives
+        stats = s.request("GET", "/stats").json()
+        names = {q["name"] for q in stats["queues"]}
+        check(set(queues) <= names, "expected every queue in /stats", sorted(names))
+        check("level=error" not in w.log(), "expected no error in the worker's log",
+              w.log()[-1500:])
+
+
+def test_a_queue_whose_slot_moved_keeps_working():
+    with _cluster_stack() as (c, s):
+        q = "moving"
+        w = s.start_worker(queues=[q])
+        before = _run(s, q, {"n": 1})   # the programs now know the slot's master
+        slot = _slot_of_job(c, before["id"])
+        src = c.master_of_slot(slot)
+        dst = next(m for m in c.masters() if m is not src)
+        c.move_slot(slot, dst)
+        eq(c.master_of_slot(slot), dst, "master of the slot after the move")
+        eq(int(src.call("CLUSTER", "COUNTKEYSINSLOT", slot)), 0, "keys left on the old master")
+        # each program's old map sends the next command to the old master: MOVED is followed
+        for _ in range(3):   # every thread of status, whichever answers
+            eq(s.job(before["id"])["result"], {"n": 1}, "the job read after the move")
+        after = _run(s, q, {"n": 2})
+        eq(after["result"], {"n": 2}, "a job submitted and run after the move")
+        check(int(dst.call("CLUSTER", "COUNTKEYSINSLOT", slot)) > 0,
+              "expected the queue's keys on the new master")
+        check("level=error" not in w.log(), "expected no error in the worker's log",
+              w.log()[-1500:])
+
+
+def test_a_job_is_read_while_its_slot_is_migrating():
+    with _cluster_stack() as (c, s):
+        q = "migrating"
+        w = s.start_worker(queues=[q])
+        job = _run(s, q, {"n": 1})
+        slot = _slot_of_job(c, job["id"])
+        dst = next(m for m in c.masters() if m is not c.master_of_slot(slot))
+        src = c.begin_move(slot, dst)
+        c.migrate_keys(slot, src, dst)
+        # the slot is still the old master's, its keys are on the new one: the old one answers
+        # ASK, the programs ask the new one (after ASKING)
+        eq(int(src.call("CLUSTER", "COUNTKEYSINSLOT", slot)), 0, "keys left on the old master")
+        eq(c.master_of_slot(slot), src, "master of the slot during the migration")
+        for _ in range(3):
+            eq(s.job(job["id"])["result"], {"n": 1}, "the job read during the migration")
+        r = s.request("GET", "/jobs/%s/logs" % job["id"])
+        eq(r.status, 200, "GET logs during the migration: %r" % r)
+        c.finish_move(slot, src, dst)
+        eq(_run(s, q, {"n": 2})["result"], {"n": 2}, "a job run after the migration")
+        check("level=error" not in w.log(), "expected no error in the worker's log",
+              w.log()[-1500:])
+
+
+def test_a_master_killed_is_replaced_by_its_replica_with_no_restart():
+    with _cluster_stack() as (c, s):
+        q = "failover"
+        w = s.start_worker(queues=[q])
+        job = _run(s, q, {"n": 1})
+        slot = _slot_of_job(c, job["id"])
+        master = c.master_of_slot(slot)
+        master.call("WAIT", 1, 5000)   # the replica has the job before its master dies
+        pids = {p: [x.pid for x in procs] for p, procs in s.procs.items()}
+        c.kill(master)
+        seen = []
+        stop = threading.Event()
+
+        def poll():   # what a client sees during the failover: 200 or 503, nothing else
+            while not stop.is_set():
+                with contextlib.suppress(AssertionError):
+                    _get_ok_or_503(s, "/jobs/" + job["id"], seen)
+                time.sleep(0.05)
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        try:
+            c.wait_promoted(master)
+            harness.wait_until(lambda: _get_ok_or_503(s, "/jobs/" + job["id"], seen), 20,
+                               "the job readable again")
+        finally:
+            stop.set()
+            t.join(10)
+        bad = [x for x in seen if x not in (200, 503)]
+        eq(bad, [], "answers other than 200 and 503 during the failover")
+        eq(s.job(job["id"])["result"], {"n": 1}, "the job read from the promoted replica")
+        # the same processes (no restart) submit, run and read a new job of that queue
+        deadline = time.monotonic() + 20
+        while True:
+            r = s.request("POST", "/jobs", json={"type": "echo", "queue": q, "payload": {"n": 2}})
+            if r.status == 202 or time.monotonic() > deadline:
+                break
+            eq(r.status, 503, "submit during the failover: %r" % r)
+            time.sleep(0.1)
+        eq(r.status, 202, "submit after the failover: %r" % r)
+        eq(s.wait_status(r.json()["id"], "done")["result"], {"n": 2}, "job run after failover")
+        eq({p: [x.pid for x in procs] for p, procs in s.procs.items()}, pids, "program pids")
+        check(w.alive(), "expected the worker still running")
