@@ -36,6 +36,14 @@ def _run(s, queue, payload, timeout=20):
     return s.wait_status(job["id"], "done", timeout)
 
 
+def _stat(node, section, name):
+    """A counter of INFO section (errorstat_MOVED:count=3 -> 3; cmdstat_asking:calls=2 -> 2)."""
+    for line in node.call("INFO", section).splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split(":", 1)[1].split(",")[0].split("=")[1])
+    return 0
+
+
 def _get_ok_or_503(s, path, seen):
     r = s.request("GET", path)
     seen.append(r.status)
@@ -103,9 +111,12 @@ def test_a_queue_whose_slot_moved_keeps_working():
         c.move_slot(slot, dst)
         eq(c.master_of_slot(slot), dst, "master of the slot after the move")
         eq(int(src.call("CLUSTER", "COUNTKEYSINSLOT", slot)), 0, "keys left on the old master")
+        src.call("CONFIG", "RESETSTAT")
         # each program's old map sends the next command to the old master: MOVED is followed
         for _ in range(3):   # every thread of status, whichever answers
             eq(s.job(before["id"])["result"], {"n": 1}, "the job read after the move")
+        check(_stat(src, "errorstats", "errorstat_MOVED") > 0,
+              "expected the old master to have answered MOVED", src.call("INFO", "errorstats"))
         after = _run(s, q, {"n": 2})
         eq(after["result"], {"n": 2}, "a job submitted and run after the move")
         check(int(dst.call("CLUSTER", "COUNTKEYSINSLOT", slot)) > 0,
@@ -127,10 +138,13 @@ def test_a_job_is_read_while_its_slot_is_migrating():
         # ASK, the programs ask the new one (after ASKING)
         eq(int(src.call("CLUSTER", "COUNTKEYSINSLOT", slot)), 0, "keys left on the old master")
         eq(c.master_of_slot(slot), src, "master of the slot during the migration")
+        dst.call("CONFIG", "RESETSTAT")
         for _ in range(3):
             eq(s.job(job["id"])["result"], {"n": 1}, "the job read during the migration")
         r = s.request("GET", "/jobs/%s/logs" % job["id"])
         eq(r.status, 200, "GET logs during the migration: %r" % r)
+        check(_stat(dst, "commandstats", "cmdstat_asking") > 0,
+              "expected ASKING sent to the importing master", dst.call("INFO", "commandstats"))
         c.finish_move(slot, src, dst)
         eq(_run(s, q, {"n": 2})["result"], {"n": 2}, "a job run after the migration")
         check("level=error" not in w.log(), "expected no error in the worker's log",
