@@ -72,10 +72,12 @@ static int parse_seed(const char *s, size_t len, char *host, size_t cap, int *po
         h++;
         hlen -= 2;
     }
-    if (hlen == 0 || hlen >= cap || memchr(h, '[', hlen) || memchr(h, ']', hlen) ||
-        memchr(h, '/', hlen) || memchr(h, '@', hlen) || memchr(h, ' ', hlen) ||
-        (h == s && memchr(h, ':', hlen)))   /* a bare v6 address needs its brackets */
-        return -1;
+    if (hlen == 0 || hlen >= cap || (h == s && memchr(h, ':', hlen)))
+        return -1;   /* a bare v6 address needs its brackets */
+    for (size_t i = 0; i < hlen; i++)   /* a host name, IPv4 or IPv6 (with a %zone) */
+        if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
+              (h[i] >= '0' && h[i] <= '9') || strchr("-._:%", h[i])))
+            return -1;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     return 0;
