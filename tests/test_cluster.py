@@ -193,3 +193,112 @@ def test_a_master_killed_is_replaced_by_its_replica_with_no_restart():
         eq(s.wait_status(r.json()["id"], "done")["result"], {"n": 2}, "job run after failover")
         eq({p: [x.pid for x in procs] for p, procs in s.procs.items()}, pids, "program pids")
         check(w.alive(), "expected the worker still running")
+
+
+def _http(port, method, path, body=None):
+    import http.client
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, "/api" + path, body=None if body is None else json.dumps(body), headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data[:1] in (b"{", b"[") else data)
+    finally:
+        c.close()
+
+
+def test_make_run_with_redis_cluster_3_serves_the_readme_examples_and_stops_everything():
+    import shutil
+    import signal
+    import tempfile
+    from cluster import free_cluster_ports, port_in_use
+    run_dir = tempfile.mkdtemp(prefix="jg-makerun-cluster-")
+    os.chmod(run_dir, 0o755)
+    port, base = harness.free_port(), free_cluster_ports(6)
+    env = dict(harness._base_env(), PORT=str(port), JOBGATE_RUN_DIR=run_dir, REDIS_CLUSTER="3",
+               REDIS_CLUSTER_PORT=str(base),
+               JOBGATE_BUILD=os.path.relpath(harness.BUILD, harness.ROOT))
+    out_path = os.path.join(run_dir, "stack.out")
+    with open(out_path, "wb") as out:
+        p = subprocess.Popen(["sh", os.path.join(harness.ROOT, "deploy", "run-stack.sh")],
+                             env=env, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=harness._child_setup)
+
+    def text():
+        with open(out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    ports = list(range(base, base + 6))
+
+    def leftovers():   # the stack's processes: the nodes run in run_dir/cluster/<port>
+        left = []
+        for d in os.listdir("/proc"):
+            if d.isdigit() and int(d) != os.getpid():
+                with contextlib.suppress(OSError):
+                    with open("/proc/%s/cmdline" % d, "rb") as f:
+                        cmd = f.read()
+                    if run_dir.encode() in cmd or \
+                            os.readlink("/proc/%s/cwd" % d).startswith(run_dir):
+                        left.append(int(d))
+        return left
+    try:
+        harness.wait_until(lambda: "jobgate is running" in text() or p.poll() is not None, 60,
+                           "run-stack.sh to print its URL")
+        check(p.poll() is None, "run-stack.sh is running", text()[-2000:])
+        seeds = ",".join("127.0.0.1:%d" % x for x in ports)
+        check("REDIS_URL='redis+cluster://%s'" % seeds in text(),
+              "expected the cluster's URL printed for a worker of one's own", text()[-1500:])
+        nodes = [harness.Redis(host="127.0.0.1", port=x, timeout=5) for x in ports]
+        roles = sorted(n.call("ROLE")[0] for n in nodes)
+        eq(roles, ["master"] * 3 + ["slave"] * 3, "roles of the cluster's nodes")
+        # the README's examples
+        st, job = _http(port, "POST", "/jobs", {"type": "echo", "payload": {"hi": 1}})
+        eq(st, 202, "POST /jobs")
+        harness.wait_until(lambda: _http(port, "GET", "/jobs/" + job["id"])[1]["status"] == "done",
+                           30, "the demo worker to run the echo job")
+        eq(_http(port, "GET", "/jobs/" + job["id"])[1]["result"], {"hi": 1}, "result")
+        st, logs = _http(port, "GET", "/jobs/%s/logs" % job["id"])
+        eq(st, 200, "GET logs")
+        st, sleeper = _http(port, "POST", "/jobs", {"type": "sleep", "payload": {"ms": 20000}})
+        harness.wait_until(lambda: _http(port, "GET", "/jobs/" + sleeper["id"])[1]["status"]
+                           == "running", 30, "the sleep job to run")
+        eq(_http(port, "POST", "/jobs/%s/cancel" % sleeper["id"])[0], 202, "cancel of a running job")
+        harness.wait_until(lambda: _http(port, "GET", "/jobs/" + sleeper["id"])[1]["status"]
+                           == "cancelled", 30, "the running job cancelled")
+        st, k = _http(port, "POST", "/cache/key", {"type": "echo", "payload": {"x": 1}})
+        eq(st, 200, "POST /cache/key")
+        eq(_http(port, "PUT", "/cache/%s?ttl=3600" % k["key"], [1, 2])[0], 204, "PUT cache")
+        eq(_http(port, "GET", "/cache/" + k["key"]), (200, [1, 2]), "GET cache")
+        st, stats = _http(port, "GET", "/stats")
+        eq(st, 200, "GET /stats")
+        d = next(q for q in stats["queues"] if q["name"] == "default")
+        eq((d["done"], d["cancelled"]), (1, 1), "done and cancelled in /stats")
+        eq(_http(port, "GET", "/health")[1]["status"], "ok", "health")
+        for n in nodes:
+            n.close()
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(30)
+        harness.wait_until(lambda: not any(port_in_use(x) for x in ports), 15,
+                           "every cluster node stopped")
+        harness.wait_until(lambda: not leftovers(), 5, "every process of the stack to be gone")
+        check("run-stack: stopped" in text(), "expected the stack stopped", text()[-1000:])
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(20)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        for pid in leftovers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    logs = ""
+    for root, _, files in os.walk(run_dir):
+        for f in files:
+            if f.endswith(".log"):
+                logs += open(os.path.join(root, f), errors="replace").read()
+    hits = [x for x in harness.SAN_PATTERNS if x in logs]
+    eq(hits, [], "sanitizer reports in make run's logs")
+    shutil.rmtree(run_dir, ignore_errors=True)
