@@ -151,6 +151,37 @@ def test_a_job_is_read_while_its_slot_is_migrating():
               w.log()[-1500:])
 
 
+def test_a_script_over_keys_split_by_a_migration_is_503_then_works_once_it_ends():
+    with _cluster_stack() as (c, s):
+        q = "halfmoved"
+        w = s.start_worker(queues=[q])
+        job = _run(s, q, {"n": 1})
+        cancel = "/jobs/%s/cancel" % job["id"]
+        before = s.request("POST", cancel)   # a finished job: the script refuses it
+        slot = _slot_of_job(c, job["id"])
+        dst = next(m for m in c.masters() if m is not c.master_of_slot(slot))
+        src = c.begin_move(slot, dst)
+        tag = job["id"].split(".")[0]
+        log_key = "jobgate:{%s}:log:%s" % (tag, job["id"])
+        eq(src.call("EXISTS", log_key), 1, "the job's log on its master")
+        src.call("MIGRATE", "127.0.0.1", dst.port, log_key, 0, 5000)
+        src.call("CONFIG", "RESETSTAT")
+        # cancel.lua's KEYS (the job hash, its log) are now on two nodes: Redis answers TRYAGAIN
+        # until the migration ends; the client sees 503 unavailable, not an internal error
+        r = s.request("POST", cancel)
+        eq(r.status, 503, "cancel while the job's keys are split: %r" % r)
+        eq(r.header("Retry-After"), "1", "Retry-After")
+        check(_stat(src, "errorstats", "errorstat_TRYAGAIN") > 1,
+              "expected TRYAGAIN answered (and the call tried again)", src.call("INFO", "errorstats"))
+        c.migrate_keys(slot, src, dst)
+        c.finish_move(slot, src, dst)
+        after = s.request("POST", cancel)
+        eq((after.status, after.json()), (before.status, before.json()),
+           "cancel once the migration is over")
+        check("level=error" not in w.log(), "expected no error in the worker's log",
+              w.log()[-1500:])
+
+
 def test_a_master_killed_is_replaced_by_its_replica_with_no_restart():
     with _cluster_stack() as (c, s):
         q = "failover"
