@@ -49,6 +49,9 @@ DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache", "admin")
 PREFIX = "/api"
 FRONTS = ("nginx", "apache")
 FRONT = os.environ.get("JOBGATE_FRONT", "nginx")
+# The Redis the stacks run on: "single" (one redis-server, the default) or "cluster"
+# (JOBGATE_REDIS=cluster: a 3+3 Redis Cluster per stack, tests/cluster.py).
+REDIS_KIND = os.environ.get("JOBGATE_REDIS", "single")
 
 # Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).
 SAN_ENV = {
@@ -658,6 +661,7 @@ class Stack:
         self.broken = False      # a process died unexpectedly: the shared stack is replaced
         self.problems = []       # unexpected deaths, found while checking
         self._redis = None
+        self.cluster = None      # a tests/cluster.py Cluster when REDIS_KIND is "cluster"
         _STACKS.append(self)
         if start:
             try:
@@ -677,6 +681,8 @@ class Stack:
     # -- configuration
     @property
     def redis_url(self):
+        if self.cluster:
+            return self.cluster.url
         if self.redis_via == "tcp" or self.redis_password:
             auth = ":%s@" % self.redis_password if self.redis_password else ""
             return "redis://%s127.0.0.1:%d/%d" % (auth, self.redis_port, self.redis_db)
@@ -701,6 +707,11 @@ class Stack:
         # free_port() races with every other process on the machine (other test runs): a port
         # taken between the probe and the bind gets a new one, a few times
         for attempt in range(4):
+            if REDIS_KIND == "cluster":
+                import cluster as _cluster
+                self.cluster = _cluster.Cluster()
+                self._redis = _cluster.ClusterClient(self.cluster)
+                break
             try:
                 self.start_redis()
                 break
@@ -753,6 +764,8 @@ class Stack:
 
     def stop_redis(self):
         """Stops Redis (the programs keep running). Its data is gone (no persistence)."""
+        if self.cluster:
+            raise HarnessError("stop_redis: not on a cluster (JOBGATE_REDIS=cluster)")
         if self.redis_proc:
             self.redis_proc.stop(signal.SIGKILL, 5)
         if self._redis:
@@ -1097,6 +1110,8 @@ class Stack:
             self.redis_proc.stop(signal.SIGTERM, wait or 5)
         if self._redis:
             self._redis.close()
+        if self.cluster:
+            self.cluster.stop()
         san = scan_sanitizer_reports(self._all_procs())
         problems += san
         if not _other_live_stacks(self):   # job scripts left in their own process groups
