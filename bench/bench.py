@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench.py — `make bench`: throughput and latency of jobgate behind nginx, next to nginx's own
-`return 200` measured in the same run (the ceiling), and a long-poll test: many waiters parked
-on one jobgate-status process, then woken by one change; jobgate-admin's /health and /stats (10
+`return 200` measured in the same run (the ceiling), and the long-poll tests of longpoll.py (one
+waiter among 1,000 idle ones; 1,000 waiters of one job woken by one change); jobgate-admin's /health and /stats (10
 queues, 4 workers) beside the status route, and GET /jobs?limit=50 with BENCH_LIST_JOBS jobs in
 Redis. Prints figures; asserts nothing.
 
@@ -13,12 +13,12 @@ shipped, tests/apache_front.py), next to Apache's own answer of a small static f
 over a FastCGI connection per request (a mod_proxy worker without enablereuse).
 
 Environment: FRONT (nginx), BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
-threads, 2), BENCH_WAITERS (long-poll waiters, 1000), BENCH_PROGRAM_THREADS (8),
+threads, 2), BENCH_WAITERS, BENCH_LP_IDLE, BENCH_LP_CHANGES, BENCH_LP_ROUNDS (longpoll.py;
+BENCH_WAITERS=0 skips the long polls), BENCH_PROGRAM_THREADS (8),
 BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), BENCH_LIST_JOBS (jobs in the
 listed queue, 100000; 0 skips it), JOBGATE_BUILD (build).
 """
 
-import asyncio
 import os
 import re
 import subprocess
@@ -29,12 +29,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import harness  # noqa: E402
-from measure import cpu_s, fd_count, pct, rss_kb  # noqa: E402
+import longpoll  # noqa: E402
+from measure import cpu_s, pct  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 WRK_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
-WAITERS = int(os.environ.get("BENCH_WAITERS", "1000"))
+WAITERS = longpoll.WAITERS
+IDLE = longpoll.IDLE
 PROGRAM_THREADS = int(os.environ.get("BENCH_PROGRAM_THREADS", "8"))
 LIST_JOBS = int(os.environ.get("BENCH_LIST_JOBS", "100000"))
 STATS_QUEUES = ["bench-q%d" % i for i in range(10)]
@@ -142,61 +144,6 @@ def commandstats(s):
 
 
 
-async def _waiter(port, path, etag, results, started):
-    """One long poll over its own connection; records (status, monotonic time of answer)."""
-    try:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-    except OSError as e:
-        results.append(("connect failed: %s" % e, time.monotonic()))
-        return
-    w.write(("GET %s HTTP/1.1\r\nHost: bench\r\nIf-None-Match: %s\r\nConnection: close\r\n\r\n"
-             % (path, etag)).encode())
-    await w.drain()
-    started.append(1)
-    try:
-        line = await asyncio.wait_for(r.readline(), 90)
-        status = int(line.split()[1]) if line else "closed"
-    except (asyncio.TimeoutError, OSError, ValueError, IndexError) as e:
-        status = "error: %r" % e
-    results.append((status, time.monotonic()))
-    w.close()
-
-
-async def long_poll_test(s, job, pid):
-    path = "/api/jobs/%s?wait=60" % job["id"]
-    etag = '"%d"' % job["version"]
-    results, started = [], []
-    rss0, fds0 = rss_kb(pid), fd_count(pid)
-    tasks = []
-    for i in range(WAITERS):
-        tasks.append(asyncio.ensure_future(_waiter(s.port, path, etag, results, started)))
-        if i % 100 == 99:
-            await asyncio.sleep(0.05)
-    deadline = time.monotonic() + 20
-    while len(started) < WAITERS and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(2.0)    # let nginx pass them all on and the program park them
-    held = WAITERS - len(results)
-    rss1, fds1 = rss_kb(pid), fd_count(pid)
-    # a plain request while they wait: are the request threads free?
-    loop = asyncio.get_running_loop()
-    t0 = time.monotonic()
-    r = await loop.run_in_executor(None, lambda: s.request("GET", "/jobs/" + job["id"]))
-    plain_ms = (time.monotonic() - t0) * 1000
-    # the change
-    t_change = time.monotonic()
-    c = await loop.run_in_executor(None, lambda: s.request("POST", "/jobs/%s/cancel" % job["id"]))
-    await asyncio.wait_for(asyncio.gather(*tasks), 90)
-    lat = sorted((t - t_change) * 1000 for st, t in results if st == 200)
-    statuses = {}
-    for st, _ in results:
-        statuses[st] = statuses.get(st, 0) + 1
-    return {"held": held, "rss0": rss0, "rss1": rss1, "fds0": fds0, "fds1": fds1,
-            "plain_status": r.status, "plain_ms": plain_ms, "cancel_status": c.status,
-            "statuses": statuses, "lat": lat}
-
-
-
 def admin_setup(s):
     """/stats has something to count: 10 queues with jobs done, and 4 idle workers on them."""
     for q in STATS_QUEUES:
@@ -258,10 +205,11 @@ def main():
     print("bench: starting a stack behind %s (threads %d per program) ..." % (FRONT, PROGRAM_THREADS),
           flush=True)
     with harness.Stack(name="bench", threads=PROGRAM_THREADS, nginx_extra=SERVER_EXTRA,
-                       front=FRONT, apache_extra=APACHE_EXTRA, apache_workers=WAITERS + 256,
+                       front=FRONT, apache_extra=APACHE_EXTRA, apache_workers=WAITERS + IDLE + 256,
                        nginx_http_extra=HTTP_EXTRA, grace=5,
-                       nginx_workers=2, nginx_worker_connections=max(4096, WAITERS + 2048),
-                       program_args=("--max-streams", str(max(10000, WAITERS + 100)))) as s:
+                       nginx_workers=2,
+                       nginx_worker_connections=max(4096, 2 * (WAITERS + IDLE) + 1024),
+                       program_args=("--max-streams", str(max(10000, WAITERS + IDLE + 100)))) as s:
         job = s.submit(type="echo", queue="bench", payload={"bench": True})
         admin_setup(s)
         base = "http://127.0.0.1:%d" % s.port
@@ -336,21 +284,8 @@ def main():
             return
         if WAITERS <= 0:
             return
-        pid = s.program_pids("status")[0]
-        job2 = s.submit(type="echo", queue="bench")
-        print("\nbench: long poll: %d waiters on one jobgate-status (pid %d) ..." % (WAITERS, pid),
-              flush=True)
-        lp = asyncio.run(long_poll_test(s, job2, pid))
-        print("  parked and still waiting after 2 s: %d of %d" % (lp["held"], WAITERS))
-        print("  status process RSS: %.1f MiB idle -> %.1f MiB with them parked (%+.1f KiB per waiter)"
-              % (lp["rss0"] / 1024, lp["rss1"] / 1024,
-                 (lp["rss1"] - lp["rss0"]) / max(1, lp["held"])))
-        print("  status process fds: %d -> %d" % (lp["fds0"], lp["fds1"]))
-        print("  a plain GET meanwhile: %d in %.1f ms" % (lp["plain_status"], lp["plain_ms"]))
-        print("  after the cancel (%d): answers %s" % (lp["cancel_status"], lp["statuses"]))
-        if lp["lat"]:
-            print("  wake-up latency from the cancel: p50 %.1f ms, p99 %.1f ms, last %.1f ms"
-                  % (pct(lp["lat"], 50), pct(lp["lat"], 99), lp["lat"][-1]))
+        print()
+        longpoll.run(s, s.program_pids("status")[0])
     print("\nbench: stack stopped")
 
 

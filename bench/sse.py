@@ -19,11 +19,19 @@ the jobs, and then, for BENCH_SSE_WINDOW s:
 RSS and fds of the logs process are read from /proc idle (jobs running, no streams) and with the
 streams held. Everything is stopped at the end.
 
+The client must not be what is timed: on a 2-core machine one Python process reading 10,000
+streams wakes for each of the 10,000 lines a second and would delay the timed reads behind the
+untimed ones. So, once the streams are open, the untimed streams are handed to a second client
+process at nice 19 (standing in for browsers on other machines: it reads every line, and counts
+them, at the lowest CPU priority), and this process reads only the timed ones.
+BENCH_SSE_SPLIT=0 reads every stream in this one process instead (how it was measured before).
+
 FRONT=apache (`make bench FRONT=apache`): the same through Apache (apache/jobgate.conf as
 shipped), whose event MPM is given a thread per stream (every open stream holds one there).
 
 Environment: FRONT (nginx), BENCH_SSE_STREAMS (10000), BENCH_SSE_JOBS (100), BENCH_SSE_INTERVAL_MS (1000),
-BENCH_SSE_WINDOW (20 s), BENCH_SSE_SAMPLE (10: every 10th stream is timed), JOBGATE_BUILD.
+BENCH_SSE_WINDOW (20 s), BENCH_SSE_SAMPLE (10: every 10th stream is timed), BENCH_SSE_SPLIT (1),
+JOBGATE_BUILD.
 """
 
 import errno
@@ -47,6 +55,7 @@ JOBS = int(os.environ.get("BENCH_SSE_JOBS", "100"))
 INTERVAL_MS = int(os.environ.get("BENCH_SSE_INTERVAL_MS", "1000"))
 WINDOW = float(os.environ.get("BENCH_SSE_WINDOW", "20"))
 SAMPLE = max(1, int(os.environ.get("BENCH_SSE_SAMPLE", "10")))
+SPLIT = os.environ.get("BENCH_SSE_SPLIT", "1") != "0"
 QUEUE = "ssebench"
 OPEN_BATCH = 250            # connects in flight at once while opening
 OPEN_TIMEOUT = 60.0         # s for all streams to be opened
@@ -102,6 +111,7 @@ class Client:
         self.measuring = False
         self.lat = []               # ms
         self.ticks_seen = 0
+        self.window_lines = 0       # lines read on every stream this process reads, in the window
         self.backlog_ticks = 0
 
     def connect(self, job_id, sampled):
@@ -160,6 +170,8 @@ class Client:
             if st.sampled:   # the backlog sent at open is not live: not timed
                 self.backlog_ticks += len(TICK.findall(data))
                 data = b""
+        if self.measuring:
+            self.window_lines += data.count(b"event: log")
         if st.sampled and data and self.measuring:
             for _, ns in TICK.findall(data):
                 self.lat.append((now_ns - int(ns)) / 1e6)
@@ -199,6 +211,59 @@ class Client:
                 r = self._data(st, data, now_ns)
                 if r is not True:
                     self._close(fd, st, r)
+
+    def split_off(self):
+        """Hands the untimed open streams to a child process at nice 19 that reads them until
+        told to stop; returns (pid, stop fd, result fd). Its answer: "<lines> <closed>"."""
+        untimed = [(fd, st) for fd, st in self.streams.items()
+                   if st.state == "open" and not st.sampled]
+        for fd, _ in untimed:
+            self.ep.unregister(fd)   # the epoll instance would be shared with the child
+        stop_r, stop_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.nice(19)
+                os.close(stop_w)
+                os.close(res_r)
+                ep = select.epoll()
+                socks = {fd: st.sock for fd, st in untimed}
+                for fd in socks:
+                    ep.register(fd, select.EPOLLIN)
+                ep.register(stop_r, select.EPOLLIN)
+                lines = closed = 0
+                stop = False
+                while not stop:
+                    for fd, _ in ep.poll(1.0):
+                        if fd == stop_r:
+                            stop = True
+                            continue
+                        sk = socks.get(fd)
+                        if sk is None:
+                            continue
+                        try:
+                            data = sk.recv(65536)
+                        except BlockingIOError:
+                            continue
+                        except OSError:
+                            data = b""
+                        if not data:
+                            ep.unregister(fd)
+                            del socks[fd]
+                            closed += 1
+                            continue
+                        lines += data.count(b"event: log")
+                os.write(res_w, b"%d %d" % (lines, closed))
+            finally:
+                os._exit(0)
+        os.close(stop_r)
+        os.close(res_w)
+        for fd, st in untimed:
+            st.sock.close()
+            del self.streams[fd]
+        self.untimed = len(untimed)
+        return pid, stop_w, res_r
 
     def close_all(self):
         for fd, st in list(self.streams.items()):
@@ -292,6 +357,7 @@ def run(s, nginx_workers, wc):
     rss1, fds1 = rss_kb(pid), fd_count(pid)
     cpu_logs0, cpu_me0 = cpu_s(pid), time.process_time()
 
+    split = c.split_off() if SPLIT else None
     plain = []
     t_win = time.monotonic()
     until = t_win + WINDOW
@@ -303,10 +369,22 @@ def run(s, nginx_workers, wc):
         c.poll(0.05)
     c.measuring = False
     win = time.monotonic() - t_win
+    other = None
+    if split:
+        cpid, stop_w, res_r = split
+        os.close(stop_w)
+        got = os.read(res_r, 64).split()
+        os.close(res_r)
+        os.waitpid(cpid, 0)
+        other = (int(got[0]), int(got[1])) if len(got) == 2 else None
     th.join(15)
     cpu_logs = cpu_s(pid) - cpu_logs0
     cpu_me = time.process_time() - cpu_me0
     held_after = len([x for x in c.streams.values() if x.state == "open"])
+    timed_here = len(c.streams)
+    delivered = c.window_lines + (other[0] if other else 0)
+    if split:
+        held_after += c.untimed - (other[1] if other else 0)
     rss2 = rss_kb(pid)
     alive = s.procs["logs"][0].alive()
     nginx_err = open(s.front_error_log, errors="replace").read()
@@ -320,7 +398,7 @@ def run(s, nginx_workers, wc):
         "" if not c.refused else "; not opened: " + ", ".join(
             "%s x%d" % kv for kv in sorted(c.refused.items(), key=lambda kv: -kv[1]))))
     print("  held: %d after 2 s, %d at the end of the %.0f s window (%d lost meanwhile)"
-          % (held_before, held_after, win, c.lost))
+          % (held_before, held_after, win, c.lost + (other[1] if other else 0)))
     print("  jobgate-logs (pid %d) RSS: %.1f MiB idle -> %.1f MiB with the streams held "
           "(%+.2f KiB per stream), %.1f MiB at the end; fds %d -> %d"
           % (pid, rss0 / 1024, rss1 / 1024, (rss1 - rss0) / max(1, held_before),
@@ -336,6 +414,18 @@ def run(s, nginx_workers, wc):
           "viewers each); CPU in the window: jobgate-logs %.0f%%, this client %.0f%%"
           % (JOBS * 1000.0 / INTERVAL_MS * STREAMS / JOBS, JOBS, 1000.0 / INTERVAL_MS,
              STREAMS // JOBS, 100 * cpu_logs / win, 100 * cpu_me / win))
+    if split:
+        print("  client: the %d timed streams read here; the %d others by a second process at "
+              "nice 19: %s"
+              % (timed_here, c.untimed,
+                 "%d lines read in the window (%.0f/s), %d closed" % (other[0], other[0] / win,
+                                                                      other[1])
+                 if other else "no answer from it"))
+    else:
+        print("  client: every stream read by this one process (BENCH_SSE_SPLIT=0)")
+    print("  lines read by the clients in the window: %d (%.0f/s); jobgate-logs CPU per 1,000 "
+          "of them: %s" % (delivered, delivered / win,
+                           "%.1f ms" % (1e6 * cpu_logs / delivered) if delivered else "-"))
     ok = [ms for st, ms in plain if st == 200]
     print("  plain GET /api/jobs/{id}/logs?limit=5 meanwhile (same jobgate-logs): %d of %d "
           "answered 200%s"

@@ -132,10 +132,10 @@ static int retry(jg_req_t *req)
     } else if (rep->elements != 2) {
         jg_fail_redis(req, rep);
     } else if (rep->element[0]->integer == 409) {
-        const char *st = jg_job_field(rep->element[1], "status");
+        const char *st = rep->element[1]->type == REDIS_REPLY_STRING ? rep->element[1]->str : NULL;
         jg_fail(req, 409, "conflict", "only a failed or cancelled job can be retried; this one is %s",
                 st ? st : "not");
-    } else if (jg_job_json(rep->element[1], 0, &req->body) >= 0) {
+    } else if (jg_job_json_text(rep->element[1], 0, &req->body) >= 0) {
         jg_log_info("job queued again (retry)", "job", id, NULL);
         rc = JG_OK;
     } else {

@@ -47,6 +47,8 @@ typedef struct viewer {
     int sse;
     cursor_t cursor;          /* the last entry sent (SSE, page) or asked after (waiting poll) */
     int caught_up;            /* SSE: the backlog is sent; new entries come with messages */
+    int64_t active_at;        /* SSE: when it last got what was new (the heartbeat counts from
+                                 here; its deadline is moved lazily, when it comes) */
     int waiting;              /* poll: parked until an entry comes or the wait runs out */
     int retry;                /* a read failed (Redis away): the deadline is the retry */
     int64_t wait_until;       /* poll: end of its wait */
@@ -260,10 +262,42 @@ static void end_waiting(jg_loop_t *loop, viewer_t *v)
     jg_buf_free(&out);
 }
 
+/* The SSE bytes of one read, rendered once for every stream at the same cursor: a line fanned
+ * out to N caught-up viewers is formatted once, not N times. Valid for one read (refresh). */
+typedef struct shared_sse {
+    int valid;
+    cursor_t from, to;        /* the viewers' cursor, and where the rendered bytes end */
+    int all;                  /* every entry after from was rendered */
+    jg_buf_t bytes;
+} shared_sse_t;
+
 /* Renders into b what v has not seen of entries, until b holds CHUNK bytes (SSE) or the page
  * is full (poll); advances v's cursor. Returns 1 when every entry of the reply after v's
- * cursor was rendered; *more: a poll's page is full and an entry is left. */
-static int render(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more)
+ * cursor was rendered; *more: a poll's page is full and an entry is left. A stream whose
+ * cursor is shared->from (and whose b is empty) gets shared's copy instead, rendered by the
+ * first such stream. */
+static int render_one(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more);
+static int render(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more,
+                  shared_sse_t *shared)
+{
+    if (shared == NULL || !v->sse || b->len)
+        return render_one(v, entries, b, more);
+    *more = 0;
+    if (!shared->valid || v->cursor.ms != shared->from.ms || v->cursor.seq != shared->from.seq) {
+        if (shared->valid)
+            return render_one(v, entries, b, more);
+        shared->from = v->cursor;
+        jg_buf_reset(&shared->bytes);
+        shared->all = render_one(v, entries, &shared->bytes, more);
+        shared->to = v->cursor;
+        shared->valid = 1;
+    }
+    v->cursor = shared->to;
+    jg_buf_append(b, shared->bytes.data ? shared->bytes.data : "", shared->bytes.len);
+    return shared->all;
+}
+
+static int render_one(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more)
 {
     *more = 0;
     for (size_t i = 0; i < entries->elements; i++) {
@@ -292,10 +326,10 @@ static int render(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more
  * the status st. Returns 1 when v has everything up to the end of the log (caught up), 0
  * when it must read on by itself (pump), -1 when v ended or its client left. */
 static int give(jg_loop_t *loop, viewer_t *v, const redisReply *entries, long count,
-                const job_state_t *st)
+                const job_state_t *st, shared_sse_t *shared)
 {
     jg_buf_t b = JG_BUF_INIT;
-    int more, all = render(v, entries, &b, &more);
+    int more, all = render(v, entries, &b, &more, shared);
     int at_end = all && entries->elements < (size_t)count;
     int rc = at_end ? 1 : 0;
     if (v->sse) {
@@ -322,9 +356,16 @@ static int give(jg_loop_t *loop, viewer_t *v, const redisReply *entries, long co
     }
     jg_buf_free(&b);
     if (v->sse && rc >= 0) {
+        int was = v->caught_up;
         v->caught_up = rc;
-        if (rc)
-            set_deadline(v, heartbeat_at(loop));
+        if (rc) {
+            /* The next heartbeat is due a heartbeat after this; a stream that was caught up
+             * already has its deadline at or before that, and on_timers moves it then: no
+             * heap update per line and viewer. */
+            v->active_at = jg_monotonic_ms();
+            if (!was)
+                set_deadline(v, heartbeat_at(loop));
+        }
     }
     return rc;
 }
@@ -354,7 +395,7 @@ static void pump(jg_loop_t *loop, viewer_t *v)
             jg_buf_free(&b);
             rc = -1;
         } else {
-            rc = give(loop, v, entries, count, &st);
+            rc = give(loop, v, entries, count, &st, NULL);
         }
         freeReplyObject(entries);
         if (rc != 0)
@@ -386,6 +427,7 @@ static void refresh(jg_loop_t *loop, const char *id)
     job_state_t st;
     redisReply *entries =
         read_log(jg_loop_config(loop), jg_loop_redis(loop), id, from, PAGE, &st);
+    shared_sse_t shared = {0};
     for (size_t i = 0; i < k; i++) {
         viewer_t *v = (viewer_t *)all[i];
         if (entries == NULL) {
@@ -394,7 +436,7 @@ static void refresh(jg_loop_t *loop, const char *id)
         }
         v->retry = 0;
         if (!v->waiting) {
-            if (st.status[0] == '\0' || give(loop, v, entries, PAGE, &st) == 0)
+            if (st.status[0] == '\0' || give(loop, v, entries, PAGE, &st, &shared) == 0)
                 pump(loop, v);   /* more than this read: read on (or end, job expired) */
             continue;
         }
@@ -415,6 +457,7 @@ static void refresh(jg_loop_t *loop, const char *id)
     }
     if (entries)
         freeReplyObject(entries);
+    jg_buf_free(&shared.bytes);
     free(all);
 }
 
@@ -467,6 +510,10 @@ static int64_t on_timers(jg_loop_t *loop, int64_t now)
                 refresh(loop, w->id);
             else
                 pump(loop, v);
+        } else if (v->sse && v->caught_up &&
+                   v->active_at + jg_loop_config(loop)->sse_heartbeat * 1000 > now) {
+            /* it got lines since: the heartbeat is due a heartbeat after the last of them */
+            set_deadline(v, v->active_at + jg_loop_config(loop)->sse_heartbeat * 1000);
         } else if (v->sse) {
             set_deadline(v, now + jg_loop_config(loop)->sse_heartbeat * 1000);
             if (jg_parked_unsent(w->parked) == 0 &&
@@ -594,7 +641,7 @@ static int handle(jg_req_t *req)
         jg_buf_puts(b, "retry: 2000\n\n");
         sse_status(b, &st);
         size_t start = b->len;
-        all = render(&tmp, entries, b, &more);
+        all = render(&tmp, entries, b, &more, NULL);
         at_end = all && entries->elements < (size_t)count;
         freeReplyObject(entries);
         if (at_end && finished(st.status)) {
@@ -611,7 +658,7 @@ static int handle(jg_req_t *req)
     } else {
         waiting = entries->elements == 0 && wait > 0 && !finished(st.status) && !req->head;
         jg_buf_puts(b, "{\"entries\":[");
-        all = render(&tmp, entries, b, &more);
+        all = render(&tmp, entries, b, &more, NULL);
         at_end = all && entries->elements < (size_t)count;
         freeReplyObject(entries);
         if (!(waiting && can_park) && (more || at_end || !can_park || req->head)) {

@@ -30,18 +30,41 @@ static jg_waitlist_t *waiting;   /* loop thread only */
 
 #define RETRY_MS 500   /* a failed read of the loop is tried again after this */
 
-/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed later, by on_gone. */
-static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version)
+/* One rendered answer, kept while a job's waiters are answered: waiters with the same common
+ * headers (the same CORS origin, or none) and method get the same bytes, rendered once. */
+typedef struct rendered {
+    char *headers;            /* a copy of the waiters' headers it was rendered with; NULL: none */
+    int head;
+    jg_buf_t out;
+} rendered_t;
+
+/* Answers w and ends it: 200 with body, or 304 (body NULL). w is freed later, by on_gone.
+ * cache (may be NULL) holds the answer of the previous waiter of the same change. */
+static void answer(jg_loop_t *loop, waiter_t *w, const char *body, size_t len, long long version,
+                   rendered_t *cache)
 {
     jg_waitlist_remove(waiting, &w->w);
-    jg_buf_t out = JG_BUF_INIT, headers = JG_BUF_INIT;
-    jg_buf_printf(&headers, "ETag: \"%lld\"\r\n", version);
-    jg_buf_puts(&headers, w->headers);
-    jg_resp_render_parts(&out, body ? 200 : 304, headers.data, "application/json", "no-store",
-                         body, len, w->head ? JG_RENDER_HEAD : 0);
-    jg_parked_answer(loop, w->w.parked, out.data, out.len);
-    jg_buf_free(&out);
-    jg_buf_free(&headers);
+    rendered_t own = {0};
+    rendered_t *r = cache ? cache : &own;
+    if (r->headers == NULL || r->head != w->head || strcmp(r->headers, w->headers) != 0) {
+        jg_buf_t headers = JG_BUF_INIT;
+        jg_buf_printf(&headers, "ETag: \"%lld\"\r\n", version);
+        jg_buf_puts(&headers, w->headers);
+        jg_buf_reset(&r->out);
+        jg_resp_render_parts(&r->out, body ? 200 : 304, headers.data, "application/json",
+                             "no-store", body, len, w->head ? JG_RENDER_HEAD : 0);
+        jg_buf_free(&headers);
+        free(r->headers);
+        r->headers = strdup(w->headers);
+        if (r->headers == NULL)
+            abort();
+        r->head = w->head;
+    }
+    jg_parked_answer(loop, w->w.parked, r->out.data, r->out.len);
+    if (r == &own) {
+        free(own.headers);
+        jg_buf_free(&own.out);
+    }
 }
 
 /* Reads job id once and answers every waiter of it whose version differs. */
@@ -63,11 +86,14 @@ static void wake_job(jg_loop_t *loop, const char *id)
     } else {
         jg_buf_t body = JG_BUF_INIT;
         long long version = jg_job_json_hmget(rep, 0, &body);
+        rendered_t cache = {0};
         for (size_t i = 0; i < n; i++) {
             waiter_t *w = (waiter_t *)due[i];
             if (version >= 0 && version != w->version)
-                answer(loop, w, body.data, body.len, version);
+                answer(loop, w, body.data, body.len, version, &cache);
         }
+        free(cache.headers);
+        jg_buf_free(&cache.out);
         jg_buf_free(&body);
         freeReplyObject(rep);
     }
@@ -104,7 +130,7 @@ static int64_t on_timers(jg_loop_t *loop, int64_t now)
             jg_waitlist_set_deadline(waiting, w, x->until);
             wake_job(loop, w->id);   /* may set the retry again */
         } else {
-            answer(loop, x, NULL, 0, x->version);
+            answer(loop, x, NULL, 0, x->version, NULL);
         }
     }
     return jg_waitlist_next_deadline(waiting);
@@ -138,7 +164,7 @@ static void on_shutdown(jg_loop_t *loop)
 {
     jg_waiter_t *w;
     while ((w = jg_waitlist_any(waiting)) != NULL)
-        answer(loop, (waiter_t *)w, NULL, 0, ((waiter_t *)w)->version);
+        answer(loop, (waiter_t *)w, NULL, 0, ((waiter_t *)w)->version, NULL);
 }
 
 static void init(jg_loop_t *loop)

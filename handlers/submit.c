@@ -160,37 +160,6 @@ static int idem_answer(jg_req_t *req, const char *idem)
     return jg_fail(req, 409, "conflict", "the job of this Idempotency-Key has expired");
 }
 
-/* The job object of a job submit.lua has just created ("new"): what was submitted, and
- * created_at from Redis' clock. The same object a status read of it gives (version 1). */
-static long long new_job_json(const submission_t *s, const char *id, const char *cache_key,
-                              long long created_at, jg_buf_t *out)
-{
-    const char *v[32] = {NULL};
-    if (jg_job_member_count() > 32)
-        abort();
-    char prio[24], max[24], created[24], run_at[24];
-    jg_fmt_int(s->priority, prio);
-    jg_fmt_int(s->max_attempts, max);
-    jg_fmt_int(created_at, created);
-    v[jg_job_member_index("id")] = id;
-    v[jg_job_member_index("queue")] = s->queue;
-    v[jg_job_member_index("type")] = s->k.type;
-    v[jg_job_member_index("status")] = "queued";
-    v[jg_job_member_index("priority")] = prio;
-    v[jg_job_member_index("attempts")] = "0";
-    v[jg_job_member_index("max_attempts")] = max;
-    v[jg_job_member_index("created_at")] = created;
-    if (s->delay_ms > 0) {
-        jg_fmt_int(created_at + s->delay_ms, run_at);
-        v[jg_job_member_index("run_at")] = run_at;
-    }
-    v[jg_job_member_index("cached")] = "0";
-    v[jg_job_member_index("cache_key")] = cache_key;
-    v[jg_job_member_index("cancel_requested")] = "0";
-    v[jg_job_member_index("version")] = "1";
-    return jg_job_json_values(v, 0, out);
-}
-
 /* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
 static int submit(jg_req_t *req)
 {
@@ -303,24 +272,20 @@ static int submit(jg_req_t *req)
         jg_fail_unavailable(req);
         goto out;
     }
-    const char *how = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-                              rep->element[2]->type == REDIS_REPLY_STRING
-                          ? rep->element[2]->str
-                          : "";
+    /* {new_type, job object, how[, id of the coalesced job]} */
+    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
+             rep->element[2]->type == REDIS_REPLY_STRING;
+    const char *how = ok ? rep->element[2]->str : "";
     int coalesced = strcmp(how, "coalesced") == 0;
-    const char *job_id;
-    long long shown;
-    if (strcmp(how, "new") == 0 && rep->element[1]->type == REDIS_REPLY_INTEGER) {
-        job_id = id;   /* the script answered created_at; the rest is what was submitted */
-        shown = new_job_json(&s, id, cache_key, rep->element[1]->integer, &req->body);
-    } else {
-        job_id = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
-                     ? jg_job_field(rep->element[1], "id")
+    const char *job_id = id;
+    if (coalesced)
+        job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
+                         jg_valid_job_id(rep->element[3]->str)
+                     ? rep->element[3]->str
                      : NULL;
-        shown = job_id && jg_valid_job_id(job_id)
-                    ? jg_job_json(rep->element[1], coalesced ? JG_JOB_COALESCED : 0, &req->body)
-                    : -1;
-    }
+    long long shown = ok && job_id ? jg_job_json_text(rep->element[1],
+                                                      coalesced ? JG_JOB_COALESCED : 0, &req->body)
+                                   : -1;
     if (shown < 0) {
         jg_fail_redis(req, rep);
         goto out;
@@ -400,9 +365,11 @@ static int cancel(jg_req_t *req)
     if (code == 404) {
         jg_fail(req, 404, "not_found", "no such job");
     } else if (code == 409) {
-        const char *st = rep->elements > 1 ? jg_job_field(rep->element[1], "status") : NULL;
+        const char *st = rep->elements > 1 && rep->element[1]->type == REDIS_REPLY_STRING
+                             ? rep->element[1]->str
+                             : NULL;
         jg_fail(req, 409, "conflict", "the job is already %s", st ? st : "finished");
-    } else if (rep->elements == 2 && jg_job_json(rep->element[1], 0, &req->body) >= 0) {
+    } else if (rep->elements == 2 && jg_job_json_text(rep->element[1], 0, &req->body) >= 0) {
         req->status = (int)code;
         jg_log_info(code == 200 ? "job cancelled" : "job cancel requested", "job", id, NULL);
         rc = JG_OK;

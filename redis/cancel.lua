@@ -4,17 +4,100 @@
 -- ARGV[1] id  [2] retention seconds  [3] log_max  [4] events channel P:events
 -- ARGV[5] key prefix of the job's tag "P:{tag}:"  [6] global prefix "P:"
 -- A cancelled job is put in the queue's expiry index P:{tag}:q:<queue>:expiry (docs/redis.md).
--- Returns {404} | {200, hash} (was queued: now cancelled)
---       | {202, hash} (running: cancel requested, its worker told) | {409, hash} (finished)
+-- Returns {404} | {200, job} (was queued: now cancelled)
+--       | {202, job} (running: cancel requested, its worker told) | {409, status} (finished);
+-- job is the job object, as its `json` field holds it (docs/redis.md, "The job object").
 local function int(x) return string.format('%.0f', x) end
--- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
-local function shown(key)
-  local all, out = redis.call('HGETALL', key), {}
-  for i = 1, #all, 2 do
-    if all[i] ~= 'payload' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
-  end
-  return out
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f'}
+local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
 end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
+  local z = days + 719468
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
+    mi, s, msec)
+end
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+local function j_text(v)
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
 
 local job = KEYS[1]
 local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker', 'cache', 'cache_key')
@@ -28,7 +111,8 @@ local code
 if status == 'queued' then
   redis.call('ZREM', qkey .. 'ready:' .. jtype, ARGV[1])
   redis.call('ZREM', qkey .. 'delayed', ARGV[1])
-  redis.call('HSET', job, 'status', 'cancelled', 'finished_at', int(now), 'run_at', '')
+  redis.call('HSET', job, 'status', 'cancelled', 'finished_at', int(now))
+  redis.call('HDEL', job, 'run_at')
   if f[5] == '1' and redis.call('GET', qkey .. 'inflight:' .. f[6]) == ARGV[1] then
     redis.call('DEL', qkey .. 'inflight:' .. f[6])   -- the result cache's in-flight marker
   end
@@ -50,8 +134,9 @@ elseif status == 'running' then
   end
   code = 202
 else
-  return {409, shown(job)}
+  return {409, status}
 end
 local v = redis.call('HINCRBY', job, 'version', 1)
+local text = render(job)
 redis.call('PUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
-return {code, shown(job)}
+return {code, text}

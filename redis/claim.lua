@@ -26,6 +26,96 @@
 -- is {id, type, attempt, fence, timeout_ms, lease_until, payload}. Every number is an integer
 -- reply; id, type and payload are bulk strings.
 local function int(x) return string.format('%.0f', x) end
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f'}
+local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
+end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
+  local z = days + 719468
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
+    mi, s, msec)
+end
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+local function j_text(v)
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,21 +142,33 @@ local function expires(id)
   redis.call('EXPIRE', logkey(id), ARGV[8])
   redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[8]) * 1000), id)
 end
-local function bump(id)
-  local v = redis.call('HINCRBY', jobkey(id), 'version', 1)
-  redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. v)
+-- the job's fields that the steps below read: those the job object shows (J_NAMES), then these;
+-- the payload (it can be large) only by the claim (CLAIM_READ)
+local READ = {unpack(J_NAMES)}
+for _, name in ipairs({'score', 'cache', 'timeout_ms', 'fence'}) do READ[#READ + 1] = name end
+local SCORE, CACHE, TIMEOUT, FENCE = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3, #J_NAMES + 4
+local CLAIM_READ = {unpack(READ)}
+CLAIM_READ[#CLAIM_READ + 1] = 'payload'
+local PAYLOAD = #CLAIM_READ
+-- a change of the job object: the fields of ch and version + 1 set, the object rendered, in one
+-- HSET (change); the change published
+local function bump(id, f, ch)
+  local v = tonumber(f[J_AT.version]) + 1
+  ch[#ch + 1] = 'version'
+  ch[#ch + 1] = int(v)
+  change(jobkey(id), f, ch)
+  redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. int(v))
 end
 
 -- 1. Promote due delayed jobs to their type's ready set (at most 1000 per call).
 local woken = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jobkey(id), 'status', 'type', 'score')
-  if f[1] == 'queued' then
-    redis.call('ZADD', readykey(f[2]), f[3], id)
-    redis.call('HSET', jobkey(id), 'run_at', '', 'ready_at', int(now))
-    bump(id)
-    woken[f[2]] = true
+  local f = redis.call('HMGET', jobkey(id), unpack(READ))
+  if f[J_AT.status] == 'queued' then
+    redis.call('ZADD', readykey(f[J_AT.type]), f[SCORE], id)
+    bump(id, f, {'run_at', '', 'ready_at', int(now)})
+    woken[f[J_AT.type]] = true
   end
 end
 for jtype in pairs(woken) do redis.call('PUBLISH', ARGV[11], jtype) end
@@ -76,36 +178,33 @@ local taken = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now), 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[2], id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'status', 'type', 'attempts', 'max_attempts', 'cancel_requested',
-    'cache', 'cache_key')
-  if f[1] == 'running' then
+  local f = redis.call('HMGET', jk, unpack(READ))
+  if f[J_AT.status] == 'running' then
     taken = taken + 1
-    local jtype, n, max = f[2], tonumber(f[3]), tonumber(f[4])
-    if f[5] == '1' then
-      redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', int(now), 'lease_until', '',
-        'error', 'worker lost')
+    local jtype = f[J_AT.type]
+    local n, max = tonumber(f[J_AT.attempts]), tonumber(f[J_AT.max_attempts])
+    local ch
+    if f[J_AT.cancel_requested] == '1' then
+      ch = {'status', 'cancelled', 'finished_at', int(now), 'lease_until', '', 'error', 'worker lost'}
       redis.call('HINCRBY', KEYS[3], 'cancelled:' .. jtype, 1)
-      end_inflight(id, f[6], f[7])
+      end_inflight(id, f[CACHE], f[J_AT.cache_key])
       addlog(id, 'attempt ' .. n .. ' failed: worker lost; cancelled')
-      expires(id)
     elseif n < max then
       local delay = tonumber(ARGV[6]) * 2 ^ (n - 1) * tonumber(ARGV[7]) / 1000
       if delay > 3600000 then delay = 3600000 end
       local run_at = now + math.floor(delay)
-      redis.call('HSET', jk, 'status', 'queued', 'run_at', int(run_at), 'lease_until', '',
-        'error', 'worker lost')
+      ch = {'status', 'queued', 'run_at', int(run_at), 'lease_until', '', 'error', 'worker lost'}
       redis.call('ZADD', KEYS[1], int(run_at), id)
       addlog(id, 'attempt ' .. n .. ' failed: worker lost; retry in ' ..
         string.format('%.1f', delay / 1000) .. ' s')
     else
-      redis.call('HSET', jk, 'status', 'failed', 'finished_at', int(now), 'lease_until', '',
-        'error', 'worker lost')
+      ch = {'status', 'failed', 'finished_at', int(now), 'lease_until', '', 'error', 'worker lost'}
       redis.call('HINCRBY', KEYS[3], 'failed:' .. jtype, 1)
-      end_inflight(id, f[6], f[7])
+      end_inflight(id, f[CACHE], f[J_AT.cache_key])
       addlog(id, 'failed: worker lost')
-      expires(id)
     end
-    bump(id)
+    bump(id, f, ch)
+    if ch[2] ~= 'queued' then expires(id) end
   end
 end
 
@@ -134,17 +233,17 @@ while claimed < want do
   local id = redis.call('ZRANGE', KEYS[best], 0, 0)[1]
   redis.call('ZREM', KEYS[best], id)
   local jk = jobkey(id)
-  local f = redis.call('HMGET', jk, 'status', 'type', 'timeout_ms', 'payload')
-  if f[1] == 'queued' then
-    local n = redis.call('HINCRBY', jk, 'attempts', 1)
-    local fence = redis.call('HINCRBY', jk, 'fence', 1)
+  local f = redis.call('HMGET', jk, unpack(CLAIM_READ))
+  if f[J_AT.status] == 'queued' then
+    local n = (tonumber(f[J_AT.attempts]) or 0) + 1
+    local fence = (tonumber(f[FENCE]) or 0) + 1
     local lease_until = int(now + lease)
-    redis.call('HSET', jk, 'status', 'running', 'started_at', int(now), 'worker', wid,
-      'lease_until', lease_until, 'run_at', '', 'progress', '')
+    bump(id, f, {'status', 'running', 'attempts', int(n), 'fence', int(fence),
+      'started_at', int(now), 'worker', wid, 'lease_until', lease_until, 'run_at', '',
+      'progress', ''})
     redis.call('ZADD', KEYS[2], lease_until, id)
     addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
-    bump(id)
-    out[#out + 1] = {id, f[2], n, fence, tonumber(f[3]), now + lease, f[4]}
+    out[#out + 1] = {id, f[J_AT.type], n, fence, tonumber(f[TIMEOUT]), now + lease, f[PAYLOAD]}
     claimed = claimed + 1
   end
 end

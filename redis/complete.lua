@@ -33,38 +33,137 @@
 -- A job that ends is put in the queue's expiry index P:{tag}:q:<queue>:expiry (score: the ms
 -- its hash expires), which claim.lua and submit.lua trim from the queue's job index.
 local function int(x) return string.format('%.0f', x) end
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f'}
+local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
+end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
+  local z = days + 719468
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
+    mi, s, msec)
+end
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+local function j_text(v)
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
 -- the histogram's bucket bounds in seconds; shared/prom.c lists the same ones
 local BUCKETS = {'0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60',
   '120', '300', '600', '1800', '3600'}
 
 local jk, lk, id, outcome = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
-local f = redis.call('HMGET', jk, 'status', 'fence', 'type', 'attempts', 'max_attempts',
-  'cancel_requested', 'score', 'cache', 'cache_key', 'cache_ttl', 'started_at')
-if not f[1] then return {0, 'gone'} end
-if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end
-if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
+-- the fields the job object shows (J_NAMES), then these
+local READ = {unpack(J_NAMES)}
+for _, name in ipairs({'fence', 'score', 'cache', 'cache_ttl'}) do READ[#READ + 1] = name end
+local FENCE, SCORE, CACHE, CACHE_TTL = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3, #J_NAMES + 4
+local f = redis.call('HMGET', jk, unpack(READ))
+local st = f[J_AT.status]
+if not st then return {0, 'gone'} end
+if st ~= 'running' then return {0, 'not running (' .. st .. ')'} end
+if f[FENCE] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[FENCE] .. ')'} end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local jtype, n, max = f[3], tonumber(f[4]), tonumber(f[5])
+local jtype, n, max = f[J_AT.type], tonumber(f[J_AT.attempts]), tonumber(f[J_AT.max_attempts])
 local function addlog(line)
   redis.call('XADD', lk, 'MAXLEN', ARGV[8], '*', 'ts', int(now), 'stream', 'system', 'line', line)
+end
+-- the job's changed fields, set with its object in one HSET at the end (change)
+local ch = {}
+local function set(...)
+  for _, x in ipairs({...}) do ch[#ch + 1] = x end
 end
 -- the queue's own keys P:{tag}:q:<queue>: are KEYS[3] (running) without "running"
 local qprefix = string.sub(KEYS[3], 1, #KEYS[3] - #'running')
 local function finish(status)
-  if f[8] == '1' then
-    local mk = qprefix .. 'inflight:' .. f[9]
+  if f[CACHE] == '1' then
+    local mk = qprefix .. 'inflight:' .. f[J_AT.cache_key]
     if redis.call('GET', mk) == id then redis.call('DEL', mk) end
   end
-  redis.call('HSET', jk, 'status', status, 'finished_at', int(now), 'lease_until', '')
+  set('status', status, 'finished_at', int(now), 'lease_until', '')
   redis.call('HINCRBY', KEYS[5], status .. ':' .. jtype, 1)
   redis.call('EXPIRE', jk, ARGV[7])
   redis.call('EXPIRE', lk, ARGV[7])
   redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[7]) * 1000), id)
 end
 local function record_runtime()
-  local started = tonumber(f[11] or '')
+  local started = tonumber(f[J_AT.started_at] or '')
   if not started then return end
   local ms = now - started
   if ms < 0 then ms = 0 end
@@ -81,13 +180,13 @@ end
 if outcome ~= 'done' and outcome ~= 'failed' and outcome ~= 'cancelled' and outcome ~= 'requeue' then
   return redis.error_reply('ERR unknown outcome ' .. outcome)
 end
-if outcome ~= 'done' and f[6] == '1' then outcome = 'cancelled' end
+if outcome ~= 'done' and f[J_AT.cancel_requested] == '1' then outcome = 'cancelled' end
 redis.call('ZREM', KEYS[3], id)
 if outcome ~= 'requeue' then record_runtime() end
 local status
 if outcome == 'done' then
   status = 'done'
-  redis.call('HSET', jk, 'result', ARGV[4], 'error', '')
+  set('result', ARGV[4], 'error', '')
   finish(status)
   addlog('done')
 elseif outcome == 'cancelled' then
@@ -96,19 +195,19 @@ elseif outcome == 'cancelled' then
   addlog('cancelled')
 elseif outcome == 'requeue' then
   status = 'queued'
-  redis.call('HINCRBY', jk, 'attempts', -1)
-  redis.call('HSET', jk, 'status', 'queued', 'lease_until', '', 'progress', '', 'ready_at', int(now))
-  redis.call('ZADD', KEYS[6], f[7], id)
+  set('attempts', int(n - 1), 'status', 'queued', 'lease_until', '', 'progress', '',
+    'ready_at', int(now))
+  redis.call('ZADD', KEYS[6], f[SCORE], id)
   redis.call('PUBLISH', ARGV[10], jtype)
   addlog('attempt ' .. n .. ' stopped: worker shutting down; queued again')
 elseif outcome == 'failed' then
-  redis.call('HSET', jk, 'error', ARGV[4])
+  set('error', ARGV[4])
   if n < max then
     status = 'queued'
     local delay = tonumber(ARGV[5]) * 2 ^ (n - 1) * tonumber(ARGV[6]) / 1000
     if delay > 3600000 then delay = 3600000 end
     local run_at = now + math.floor(delay)
-    redis.call('HSET', jk, 'status', 'queued', 'run_at', int(run_at), 'lease_until', '')
+    set('status', 'queued', 'run_at', int(run_at), 'lease_until', '')
     redis.call('ZADD', KEYS[4], int(run_at), id)
     addlog('attempt ' .. n .. ' failed: ' .. ARGV[4] .. '; retry in ' ..
       string.format('%.1f', delay / 1000) .. ' s')
@@ -118,7 +217,12 @@ elseif outcome == 'failed' then
     addlog('failed: ' .. ARGV[4])
   end
 end
-local v = redis.call('HINCRBY', jk, 'version', 1)
+-- a change of the job object: version + 1 and the object, with the fields above (one HSET)
+local v = int(tonumber(f[J_AT.version]) + 1)
+set('version', v)
+change(jk, f, ch)
 redis.call('PUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
-if status == 'done' and f[8] == '1' then return {1, status, f[9], tonumber(f[10])} end
+if status == 'done' and f[CACHE] == '1' then
+  return {1, status, f[J_AT.cache_key], tonumber(f[CACHE_TTL])}
+end
 return {1, status}

@@ -7,7 +7,8 @@
 -- ARGV[4] limit: matches wanted, 1..500
 -- ARGV[5] type filter ("" = any)   ARGV[6] status filter ("" = any)
 -- ARGV[7] scan budget: at most this many index entries are looked at in one call
--- ARGV[8..] the job hash fields to return, in order; must include "type" and "status"
+-- ARGV[8..] the job hash fields to return, in order; must include "type" and "status", and the
+--         first must be one every job has (an entry whose first field is absent is skipped)
 -- Returns {exhausted (1 when the index has no entry after the last one looked at), last score,
 -- last id (of the last entry looked at; "" if none), then score, id, {values} per match}.
 -- Entries whose hash is gone (expired, not yet trimmed from the index) are skipped.

@@ -12,16 +12,99 @@
 -- (PERSIST) and it leaves the queue's expiry index; back in its type's ready set with its kept
 -- score; log "queued again (retry of a <failed|cancelled> job)"; version bumped, published, and
 -- its type published on P:wake:<queue>.
--- Returns mode job: {200, hash} | {409, hash} | {404}; mode queue: {retried, next rank or -1}.
+-- Returns mode job: {200, job object (its `json` field)} | {409, status} | {404}; mode queue:
+-- {retried, next rank or -1}.
 local function int(x) return string.format('%.0f', x) end
--- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
-local function shown(key)
-  local all, out = redis.call('HGETALL', key), {}
-  for i = 1, #all, 2 do
-    if all[i] ~= 'payload' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
-  end
-  return out
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f'}
+local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
 end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
+  local z = days + 719468
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
+    mi, s, msec)
+end
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+local function j_text(v)
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
 local P = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,7 +113,7 @@ local function retry(id, only_failed)
   local jk, lk = P .. 'job:' .. id, P .. 'log:' .. id
   local f = redis.call('HMGET', jk, 'status', 'queue', 'type', 'score', 'created_at')
   if not f[1] then return 404 end
-  if f[1] ~= 'failed' and (only_failed or f[1] ~= 'cancelled') then return 409 end
+  if f[1] ~= 'failed' and (only_failed or f[1] ~= 'cancelled') then return 409, f[1] end
   local q = P .. 'q:' .. f[2] .. ':'
   redis.call('HSET', jk, 'status', 'queued', 'attempts', '0', 'error', '', 'result', '',
     'started_at', '', 'finished_at', '', 'run_at', '', 'worker', '', 'progress', '',
@@ -43,15 +126,17 @@ local function retry(id, only_failed)
   redis.call('XADD', lk, 'MAXLEN', ARGV[6], '*', 'ts', int(now), 'stream', 'system',
     'line', 'queued again (retry of a ' .. f[1] .. ' job)')
   local v = redis.call('HINCRBY', jk, 'version', 1)
+  render(jk)
   redis.call('PUBLISH', ARGV[7], 'job ' .. id .. ' ' .. v)
   redis.call('PUBLISH', ARGV[8] .. 'wake:' .. f[2], f[3])
   return 200
 end
 
 if ARGV[2] == 'job' then
-  local code = retry(ARGV[3], false)
+  local code, status = retry(ARGV[3], false)
   if code == 404 then return {404} end
-  return {code, shown(KEYS[1])}
+  if code == 409 then return {409, status} end
+  return {200, shown(KEYS[1])}
 end
 local start, n = tonumber(ARGV[4]), tonumber(ARGV[5])
 local ids = redis.call('ZREVRANGE', KEYS[1], start, start + n - 1)

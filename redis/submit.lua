@@ -13,30 +13,110 @@
 -- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
--- Returns {new_type (1 when the type is new to the queue), what the caller does not know, how},
--- how being "new" (what: created_at, ms since the epoch, an integer: the caller knows the rest
--- of the new job, run_at being created_at + delay_ms when delay_ms > 0), "cached" (a hit: the
--- job was created done with the cached result; what: its hash in HGETALL form, without the
--- payload) or "coalesced" (cache 1 and a job of the same key is queued or running in the queue:
--- that job, nothing created; what: that job's hash, as for "cached").
--- A field with no value yet (progress, started_at, finished_at, run_at, worker, result, error,
--- lease_until, cache_version) is not written: readers take a missing field for an empty one.
+-- Returns {new_type (1 when the type is new to the queue), job object, how[, id]}: the job object
+-- is the text the job's `json` field holds (docs/redis.md, "The job object"); how is "new",
+-- "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache 1 and a
+-- job of the same key is queued or running in the queue: nothing created; the object and the
+-- id, 4th, are that job's).
+-- A field with no value (progress, started_at, finished_at, run_at, worker, result, error,
+-- lease_until, cache_version, and cache, cached, cancel_requested, fence while not 1) is not
+-- written: readers take a missing field for an empty one (a flag: for 0).
 -- Retention: a job created done (cache hit) is put in the queue's expiry index
 -- P:{tag}:q:<queue>:expiry; each call drops up to 100 entries of that index whose time has come
 -- from it and from the job index KEYS[5] (docs/redis.md, "Retention of the indexes").
 local function int(x) return string.format('%.0f', x) end
--- The job's hash as HGETALL gives it, without the payload (which can be large, and is not shown).
-local function shown(key)
-  local all, out = redis.call('HGETALL', key), {}
-  for i = 1, #all, 2 do
-    if all[i] ~= 'payload' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+  ['\b'] = '\\b', ['\f'] = '\\f'}
+local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
+end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
+  local z = days + 719468
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
+    mi, s, msec)
+end
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+local function j_text(v)
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
   end
-  return out
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
 end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
 
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.error_reply('ERR job id exists')
-end
+-- (the id has 128 random bits: it is not checked for being new)
 local cache, hit = ARGV[9] == '1', ARGV[15] == '1'
 if cache and not hit then
   -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
@@ -46,49 +126,62 @@ if cache and not hit then
     local ok = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1]) .. other
     local f = redis.call('HMGET', ok, 'status', 'cancel_requested')
     if f[1] == 'queued' or (f[1] == 'running' and f[2] ~= '1') then
-      return {0, shown(ok), 'coalesced'}
+      return {0, shown(ok), 'coalesced', other}
     end
   end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
-local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', int(now), 'LIMIT', 0, 100)
-if #gone > 0 then
-  redis.call('ZREM', KEYS[5], unpack(gone))
-  redis.call('ZREM', expiry, unpack(gone))
-end
+local nows = int(now)
 local seq = redis.call('INCR', KEYS[4])
+local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
+if seq % 16 == 0 then   -- every 16th submit of the queue
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', nows, 'LIMIT', 0, 100)
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[5], unpack(gone))
+    redis.call('ZREM', expiry, unpack(gone))
+  end
+end
 local score = (1000 - tonumber(ARGV[5])) * 1099511627776 + seq
 local delay = tonumber(ARGV[8])
-local run_at = ''
-if delay > 0 then run_at = int(now + delay) end
+local run_at = false
+if delay > 0 and not hit then run_at = int(now + delay) end
 
+-- the job object's values (J_NAMES order); a cache hit is created done with the cached result
+local status, result, finished, cached = 'queued', false, false, false
+if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
+local text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
+  false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
 local h = {
-  'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', 'queued',
+  'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
   'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
-  'attempts', '0', 'created_at', int(now),
-  'cache', ARGV[9], 'cache_ttl', ARGV[10], 'cache_key', ARGV[11],
-  'cached', '0', 'cancel_requested', '0', 'version', '1', 'seq', int(seq),
-  'score', int(score), 'fence', '0', 'ready_at', int(now + delay)}
-if delay > 0 and not hit then h[#h + 1] = 'run_at'; h[#h + 1] = run_at end
+  'attempts', '0', 'created_at', nows, 'cache_key', ARGV[11], 'version', '1',
+  'score', int(score), 'json', text}
+if cache then
+  h[#h + 1] = 'cache'; h[#h + 1] = '1'; h[#h + 1] = 'cache_ttl'; h[#h + 1] = ARGV[10]
+end
+if run_at then
+  h[#h + 1] = 'run_at'; h[#h + 1] = run_at; h[#h + 1] = 'ready_at'; h[#h + 1] = run_at
+end
 if ARGV[12] ~= '' then h[#h + 1] = 'cache_version'; h[#h + 1] = ARGV[12] end
+if hit then
+  h[#h + 1] = 'result'; h[#h + 1] = result; h[#h + 1] = 'finished_at'; h[#h + 1] = finished
+  h[#h + 1] = 'cached'; h[#h + 1] = '1'
+end
 redis.call('HSET', KEYS[1], unpack(h))
 
-if cache and hit then
+if hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
-  redis.call('HSET', KEYS[1], 'status', 'done', 'result', ARGV[16], 'cached', '1',
-    'finished_at', int(now))
-  redis.call('ZADD', KEYS[5], int(now), ARGV[1])
+  redis.call('ZADD', KEYS[5], nows, ARGV[1])
   local new_type = redis.call('SADD', KEYS[6], ARGV[3])
   redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
   redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], 1)
   redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
-    'ts', int(now), 'stream', 'system', 'line', 'done: result from the cache')
+    'ts', nows, 'stream', 'system', 'line', 'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
   redis.call('EXPIRE', KEYS[8], ARGV[17])
   redis.call('ZADD', expiry, int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
-  return {new_type, shown(KEYS[1]), 'cached'}
+  return {new_type, text, 'cached'}
 end
 if cache then
   -- the marker outlives any attempt of the job (docs/redis.md, "The result cache"): its delay,
@@ -100,16 +193,16 @@ if cache then
 end
 
 local line = 'queued'
-if delay > 0 then
+if run_at then
   redis.call('ZADD', KEYS[3], run_at, ARGV[1])
   line = 'queued, delayed until ' .. run_at .. ' ms'
 else
   redis.call('ZADD', KEYS[2], int(score), ARGV[1])
   redis.call('PUBLISH', ARGV[14], ARGV[3])
 end
-redis.call('ZADD', KEYS[5], int(now), ARGV[1])
+redis.call('ZADD', KEYS[5], nows, ARGV[1])
 local new_type = redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
-  'ts', int(now), 'stream', 'system', 'line', line)
-return {new_type, now, 'new'}
+  'ts', nows, 'stream', 'system', 'line', line)
+return {new_type, text, 'new'}

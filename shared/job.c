@@ -1,4 +1,5 @@
-/* job.c — the job object, formatted from the job hash (see job.h). */
+/* job.c — the job object as jobgate's readers show it (see job.h): the text the scripts keep in
+ * the job hash's `json` field, copied; and the formatter of jobs stored before that field. */
 #include "job.h"
 #include "keys.h"
 #include "redis.h"
@@ -6,19 +7,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-const char *jg_job_field(const redisReply *fields, const char *name)
-{
-    if (fields == NULL || fields->type != REDIS_REPLY_ARRAY)
-        return NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
-            strcmp(k->str, name) == 0)
-            return v->str;
-    }
-    return NULL;
-}
 
 /* Field kinds, formatted each their own way; an empty stored value is JSON null. */
 enum kind { STR, INT, TIME, JSON, BOOL };
@@ -33,7 +21,9 @@ static const struct { const char *name; enum kind kind; } members[] = {
 
 #define NMEMBERS (sizeof members / sizeof members[0])
 
-/* The one formatter: values[i] is member i's stored text (NULL or "" for null). */
+/* The formatter of a job whose hash has no `json` field (stored by scripts older than it):
+ * values[i] is member i's stored text (NULL or "" for null). The same rules as the scripts'
+ * renderer (docs/redis.md, "The job object"); tests/test_render.py compares the two. */
 static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t *out)
 {
     if (values[0] == NULL || values[0][0] == '\0')
@@ -83,44 +73,60 @@ static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t 
     return version ? strtoll(version, NULL, 10) : 0;
 }
 
-size_t jg_job_member_count(void) { return NMEMBERS; }
-const char *jg_job_member(size_t i) { return i < NMEMBERS ? members[i].name : NULL; }
-
-long long jg_job_json(const redisReply *fields, int flags, jg_buf_t *out)
+/* The version a stored job object text holds in its last member, or -1 when it does not end
+ * in "version":N}. */
+static long long text_version(const char *text, size_t len)
 {
-    const char *values[NMEMBERS];
-    for (size_t i = 0; i < NMEMBERS; i++)
-        values[i] = jg_job_field(fields, members[i].name);
-    return format(values, flags, out);
+    static const char tail[] = "\"version\":";
+    size_t tl = sizeof tail - 1;
+    if (len < tl + 3 || text[0] != '{' || text[len - 1] != '}')
+        return -1;
+    const char *p = text + len - 1;   /* back over the digits of the version */
+    while (p > text && p[-1] >= '0' && p[-1] <= '9')
+        p--;
+    if (p == text + len - 1 || (size_t)(p - text) < tl || memcmp(p - tl, tail, tl) != 0)
+        return -1;
+    return strtoll(p, NULL, 10);
 }
 
-long long jg_job_json_values(const char *const *values, int flags, jg_buf_t *out)
+/* Appends the stored job object text (len bytes), with the members flags adds; returns its
+ * version, or -1 (out unchanged) when it is not a job object. */
+static long long copy_text(const char *text, size_t len, int flags, jg_buf_t *out)
 {
-    return format(values, flags, out);
+    long long version = text_version(text, len);
+    if (version < 0)
+        return -1;
+    jg_buf_append(out, text, len - 1);
+    if (flags & JG_JOB_COALESCED)
+        jg_buf_puts(out, ",\"coalesced\":true");
+    jg_buf_putc(out, '}');
+    return version;
 }
 
-int jg_job_member_index(const char *name)
+long long jg_job_json_text(const redisReply *text, int flags, jg_buf_t *out)
 {
-    for (size_t i = 0; i < NMEMBERS; i++)
-        if (strcmp(members[i].name, name) == 0)
-            return (int)i;
-    abort();   /* a programming error: callers name members of the table above */
+    if (text == NULL || text->type != REDIS_REPLY_STRING)
+        return -1;
+    return copy_text(text->str, text->len, flags, out);
 }
 
 long long jg_job_json_hmget(const redisReply *reply, int flags, jg_buf_t *out)
 {
-    const char *values[NMEMBERS];
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != NMEMBERS)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
         return -1;
-    for (size_t i = 0; i < NMEMBERS; i++)
-        values[i] = reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str : NULL;
-    return format(values, flags, out);
+    if (reply->elements == NMEMBERS) {   /* a job without `json` (jg_job_read) */
+        const char *values[NMEMBERS];
+        for (size_t i = 0; i < NMEMBERS; i++)
+            values[i] = reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str
+                                                                      : NULL;
+        return format(values, flags, out);
+    }
+    return reply->elements >= 1 ? jg_job_json_text(reply->element[0], flags, out) : -1;
 }
 
-redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
+/* HMGET of the fields each member shows: a job stored before `json` existed. */
+static redisReply *read_members(jg_redis_t *redis, const char *key)
 {
-    char key[JG_KEY_MAX];
-    jg_key_job(cfg, id, key);
     const char *argv[NMEMBERS + 2];
     size_t lens[NMEMBERS + 2];
     argv[0] = "HMGET";
@@ -130,4 +136,24 @@ redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *i
     for (size_t i = 0; i < NMEMBERS + 2; i++)
         lens[i] = strlen(argv[i]);
     return jg_redis_read(redis, (int)(NMEMBERS + 2), argv, lens);
+}
+
+redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
+{
+    char key[JG_KEY_MAX];
+    jg_key_job(cfg, id, key);
+    const char *argv[] = {"HMGET", key, "json", "version"};
+    size_t lens[] = {5, strlen(key), 4, 7};
+    redisReply *rep = jg_redis_read(redis, 4, argv, lens);
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[1]->type != REDIS_REPLY_STRING)
+        return rep;   /* no job (no version), or an error */
+    /* the object stored is shown when it is of the hash's version; a job stored before `json`
+     * existed, or changed by a writer that did not render it, is read field by field */
+    const redisReply *text = rep->element[0];
+    if (text->type == REDIS_REPLY_STRING &&
+        text_version(text->str, text->len) == strtoll(rep->element[1]->str, NULL, 10))
+        return rep;
+    freeReplyObject(rep);
+    return read_members(redis, key);
 }

@@ -111,8 +111,10 @@ static void list_args(const jg_config_t *cfg, const char *queue, const jg_list_q
     jg_args_str(a, q->type);
     jg_args_str(a, q->status);
     jg_args_printf(a, "%d", JG_LIST_SCAN_BUDGET);
-    for (size_t i = 0; i < jg_job_member_count(); i++)
-        jg_args_str(a, jg_job_member(i));
+    /* what is filtered on, and the job object as its `json` field keeps it (jg_job_json_text) */
+    jg_args_str(a, "type");   /* the first must be set in every job: list.lua's test of one */
+    jg_args_str(a, "status");
+    jg_args_str(a, "json");
 }
 
 int jg_list_jobs(const jg_config_t *cfg, jg_redis_t *redis, const jg_list_query_t *q,
@@ -204,7 +206,17 @@ int jg_list_jobs(const jg_config_t *cfg, jg_redis_t *redis, const jg_list_query_
         size_t before = out->len;
         if (taken)
             jg_buf_putc(out, ',');
-        if (jg_job_json_hmget(entries[i].values, 0, out) < 0) {
+        const redisReply *v = entries[i].values;
+        long long shown = v->elements == 3 ? jg_job_json_text(v->element[2], 0, out) : -1;
+        if (shown < 0) {   /* a job stored before `json` existed: its fields, in a read of its own */
+            redisReply *old = jg_valid_job_id(entries[i].pos.id)
+                                  ? jg_job_read(cfg, redis, entries[i].pos.id)
+                                  : NULL;
+            shown = old ? jg_job_json_hmget(old, 0, out) : -1;
+            if (old)
+                freeReplyObject(old);
+        }
+        if (shown < 0) {
             out->len = before;   /* cannot happen: list.lua skips jobs without a hash */
             out->data[before] = '\0';
             continue;

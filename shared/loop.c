@@ -287,8 +287,7 @@ static void reap(jg_loop_t *loop)
             loop->ops->gone(loop, &io->pub);   /* may retire others: they join the list */
         io_unlink(loop, io);
         if (io->reuse && io->keep_conn && !io->raw) {
-            set_nonblocking(io->tag.fd, 0);
-            jg_conns_idle(loop->conns, io->tag.fd);
+            jg_conns_idle(loop->conns, io->tag.fd);   /* still blocking: see io_flush */
         } else if (io->raw) {
             fsync(io->tag.fd);
         } else {
@@ -316,7 +315,13 @@ static size_t io_unsent(const parked_io_t *io) { return io->out.len - io->out_of
 static int io_flush(jg_loop_t *loop, parked_io_t *io)
 {
     while (io->out_off < io->out.len) {
-        ssize_t n = write(io->tag.fd, io->out.data + io->out_off, io->out.len - io->out_off);
+        /* A parked connection stays a blocking socket (the request threads' libfcgi reads
+         * and writes it when it is kept alive); the loop's own writes do not block
+         * (MSG_DONTWAIT): no fcntl() to switch it at parking and back at the end. */
+        const char *at = io->out.data + io->out_off;
+        size_t len = io->out.len - io->out_off;
+        ssize_t n = io->raw ? write(io->tag.fd, at, len)
+                            : send(io->tag.fd, at, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -340,13 +345,11 @@ static int io_flush(jg_loop_t *loop, parked_io_t *io)
     return 0;
 }
 
-int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+/* Queues bytes (as FastCGI stdout records, or raw) behind what io still has unsent, without
+ * writing them yet. Returns 0, or -1 when io retired (or is dropped now: a client that does not
+ * read). */
+static int io_queue(jg_loop_t *loop, parked_io_t *io, const char *bytes, size_t len)
 {
-    parked_io_t *io = p->io;
-    if (io->retired)
-        return -1;
-    if (io->ending)
-        return 0;
     /* What was queued before is written first; a client still far behind after that does not
      * read. The new bytes are never refused for their own size: an answer of any size is
      * delivered to a client that reads it. */
@@ -370,7 +373,30 @@ int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t le
         jg_buf_append(&io->out, bytes, len);
     else
         jg_fcgi_put_stdout(&io->out, io->request_id, bytes, len);
+    return 0;
+}
+
+int jg_parked_send(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
+{
+    parked_io_t *io = p->io;
+    if (io->retired)
+        return -1;
+    if (io->ending)
+        return 0;
+    if (io_queue(loop, io, bytes, len) < 0)
+        return -1;
     return io_flush(loop, io);
+}
+
+/* Queues the request's end (FastCGI: an empty stdout record and END_REQUEST); io retires
+ * once it is written. */
+static void io_queue_end(parked_io_t *io)
+{
+    if (!io->raw)
+        jg_fcgi_put_end(&io->out, io->request_id);
+    if (io_unsent(io) == 0)
+        io->progress_at = jg_monotonic_ms();
+    io->ending = 1;
 }
 
 void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
@@ -378,18 +404,20 @@ void jg_parked_end(jg_loop_t *loop, jg_parked_t *p)
     parked_io_t *io = p->io;
     if (io->ending || io->retired)
         return;
-    if (!io->raw)
-        jg_fcgi_put_end(&io->out, io->request_id);
-    if (io_unsent(io) == 0)
-        io->progress_at = jg_monotonic_ms();
-    io->ending = 1;
+    io_queue_end(io);
     io_flush(loop, io);
 }
 
+/* The answer and the end go out in one write: one wake-up of nginx, not two. */
 void jg_parked_answer(jg_loop_t *loop, jg_parked_t *p, const char *bytes, size_t len)
 {
-    if (jg_parked_send(loop, p, bytes, len) == 0)
-        jg_parked_end(loop, p);
+    parked_io_t *io = p->io;
+    if (io->ending || io->retired)
+        return;
+    if (io_queue(loop, io, bytes, len) < 0)
+        return;
+    io_queue_end(io);
+    io_flush(loop, io);
 }
 
 int jg_parked_alive(const jg_parked_t *p) { return !p->io->retired && !p->io->ending; }
@@ -432,7 +460,8 @@ static void take_parked(jg_loop_t *loop, inbox_item_t *it)
     /* A CGI stdout that epoll cannot watch (a regular file) is written blocking. */
     if (epoll_add(loop, &io->tag, io->raw ? 0 : EPOLLIN | EPOLLRDHUP) == 0) {
         io->in_epoll = 1;
-        set_nonblocking(io->tag.fd, 1);
+        if (io->raw)
+            set_nonblocking(io->tag.fd, 1);
     }
     if (loop->ops && loop->ops->parked)
         loop->ops->parked(loop, &io->pub);

@@ -27,12 +27,12 @@ jg_waitlist_t *jg_waitlist_new(void)
     return wl;
 }
 
-static size_t bucket_of(const char *id)
+static size_t hash_of(const char *id)
 {
     size_t h = 5381;
     for (; *id; id++)
         h = h * 33 + (unsigned char)*id;
-    return h % BUCKETS;
+    return h;
 }
 
 static void heap_swap(jg_waitlist_t *wl, size_t a, size_t b)
@@ -69,7 +69,8 @@ static void heap_down(jg_waitlist_t *wl, size_t i)
 
 void jg_waitlist_add(jg_waitlist_t *wl, jg_waiter_t *w)
 {
-    size_t b = bucket_of(w->id);
+    w->hash = hash_of(w->id);
+    size_t b = w->hash % BUCKETS;
     w->prev = NULL;
     w->next = wl->buckets[b];
     if (wl->buckets[b])
@@ -94,7 +95,7 @@ void jg_waitlist_remove(jg_waitlist_t *wl, jg_waiter_t *w)
     if (w->prev)
         w->prev->next = w->next;
     else
-        wl->buckets[bucket_of(w->id)] = w->next;
+        wl->buckets[w->hash % BUCKETS] = w->next;
     if (w->next)
         w->next->prev = w->prev;
     size_t i = w->heap_at;
@@ -122,8 +123,9 @@ size_t jg_waitlist_of(jg_waitlist_t *wl, const char *id, jg_waiter_t ***out)
 {
     size_t n = 0, cap = 0;
     jg_waiter_t **all = NULL;
-    for (jg_waiter_t *w = wl->buckets[bucket_of(id)]; w; w = w->next) {
-        if (strcmp(w->id, id) != 0)
+    size_t h = hash_of(id);
+    for (jg_waiter_t *w = wl->buckets[h % BUCKETS]; w; w = w->next) {
+        if (w->hash != h || strcmp(w->id, id) != 0)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;

@@ -20,6 +20,7 @@ typedef struct jg_waiter {
     jg_parked_t *parked;
     /* the list's own */
     int linked;
+    size_t hash;              /* of id: compared before the id itself */
     size_t heap_at;
     struct jg_waiter *prev, *next;
 } jg_waiter_t;

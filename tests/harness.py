@@ -926,8 +926,15 @@ class Stack:
         keys = sorted(self.redis("KEYS", "*"))
         if not keys:
             return {}
-        dumps = self.redis_pipeline([("DUMP", k) for k in keys], raw=True)
-        return {k: d for k, d in zip(keys, dumps) if d is not None}   # None: expired meanwhile
+        # a hash by its sorted fields: DUMP of a hash in Redis' hashtable encoding (a job hash,
+        # whose `json` field is longer than hash-max-listpack-value) follows the order of its
+        # dict, which a read may change (incremental rehashing) without changing any field
+        types = self.redis_pipeline([("TYPE", k) for k in keys])
+        dumps = self.redis_pipeline([("HGETALL", k) if t == "hash" else ("DUMP", k)
+                                     for k, t in zip(keys, types)], raw=True)
+        dumps = [sorted(zip(d[::2], d[1::2])) if t == "hash" and d else d
+                 for d, t in zip(dumps, types)]
+        return {k: d for k, d in zip(keys, dumps) if d}   # None, []: expired meanwhile
 
     def _ttls(self, keys):
         """PTTL of each key (ms; -1 without a TTL, -2 gone)."""

@@ -198,6 +198,46 @@ def test_several_viewers_of_one_job_each_see_everything():
            ["line %d" % n for n in range(1, 501)], "viewer %d's lines" % i)
 
 
+def test_streams_of_one_job_at_different_cursors_each_get_exactly_their_rest():
+    # A live line is rendered once for the caught-up streams at the same cursor and copied;
+    # a stream that resumed elsewhere must still get exactly the entries after its own cursor.
+    s = stack()
+    q = unique_queue("cursors")
+    job = submit(s, {"type": "sleep", "queue": q, "payload": {"ms": 3000, "steps": 30}})
+    s.start_worker(queues=[q], types=["sleep"])
+    first = SSE(s, "/jobs/%s/logs" % job)
+    eq(first.status, 200, "the first stream's status")
+    seen = []   # (cursor, entry) of the first stream, until it has 5 steps
+    events = first.events()
+    for event, eid, data in events:
+        if event == "log":
+            seen.append((eid, json.loads(data)))
+            if sum(1 for _, e in seen if e["stream"] == "stdout") == 5:
+                break
+    after = seen[2][0]
+    results = {}
+
+    def view(name, headers):
+        results[name] = read_stream(s, "/jobs/%s/logs" % job, headers)[0]
+
+    threads = [threading.Thread(target=view, args=("all", None)),
+               threading.Thread(target=view, args=("resumed", {"Last-Event-ID": after}))]
+    for t in threads:
+        t.start()
+    rest = [(eid, json.loads(data)) for event, eid, data in events if event == "log"]
+    first.close()
+    for t in threads:
+        t.join(60)
+    everything = seen + rest
+    eq([e["line"] for _, e in everything if e["stream"] == "stdout"],
+       ["step %d/30" % i for i in range(1, 31)], "the first stream's steps, read live")
+    eq([c for c, _ in results.get("all") or []], [c for c, _ in everything],
+       "a second stream from the start: every cursor, in order")
+    eq([c for c, _ in results.get("resumed") or []], [c for c, _ in everything[3:]],
+       "a stream resumed after the third entry: exactly the entries after it")
+    eq(results["resumed"], everything[3:], "the resumed stream's entries, byte for byte")
+
+
 def test_a_client_that_disconnects_is_freed():
     if harness.FRONT == "apache":
         # Apache notices a client that left only when it next writes to it (the next

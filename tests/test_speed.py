@@ -1,6 +1,5 @@
-"""What the speed work of issue 15 changed, as a user sees it: submit answers with a job object
-rendered from what it was sent (submit.lua answers only created_at), byte for byte what a status
-read renders from the hash; a new job's hash holds no empty fields; a status read sends no
+"""What the speed work of issue 15 changed, as a user sees it: submit answers with the job object
+submit.lua rendered into the job hash, byte for byte what a status read then shows; a new job's hash holds no empty fields; a status read sends no
 poll() before its HMGET and instead retries once on a connection the server closed, so a Redis
 restart still costs no read a 503."""
 
@@ -19,8 +18,8 @@ def _post_raw(s, body):
 
 
 def test_submit_answer_is_byte_for_byte_the_status_read_of_the_new_job():
-    # submit renders a new job from what it was sent plus created_at (submit.lua answers only
-    # that); a status read renders it from the hash: the two texts must be the same bytes
+    # submit answers the object submit.lua rendered; a status read copies the one stored in the
+    # hash: the two texts must be the same bytes
     s = stack()
     bodies = [{"type": "echo"},
               {"type": "sleep", "queue": "q-1.x_y", "priority": -7, "max_attempts": 9,

@@ -221,6 +221,36 @@ def test_long_poll_is_woken_by_a_change():
     check(took < 15, "answered at the change, long before wait=30 ran out", took)
 
 
+def test_long_polls_of_one_job_from_other_origins_and_methods_each_get_their_own_answer():
+    # One change answers every waiter of the job from one rendering per set of headers and
+    # method: each must still get its own CORS origin, and a HEAD no body.
+    a, b = "https://a.example", "https://b.example"
+    with harness.Stack(env={"JOBGATE_CORS_ORIGINS": "%s,%s" % (a, b)},
+                       programs=("submit", "status"), name="lporigins") as s:
+        job = s.submit(type="echo", queue=harness.unique_queue("lpo"))
+        inm = {"If-None-Match": _etag(job)}
+        path = "/jobs/%s?wait=30" % job["id"]
+        waiters = [("GET", None), ("GET", a), ("GET", b), ("HEAD", a), ("GET", a), ("HEAD", None)]
+        bgs = [_Bg(s, m, path, headers=dict(inm, **({"Origin": o} if o else {})))
+               for m, o in waiters]
+        time.sleep(1.0)
+        check(not any(bg.done() for bg in bgs), "every long poll waits before the change")
+        c = s.request("POST", "/jobs/%s/cancel" % job["id"])
+        eq(c.status, 200, "cancel")
+        version = c.json()["version"]
+        for (method, origin), bg in zip(waiters, bgs):
+            r, _ = bg.result()
+            what = "%s from %s" % (method, origin or "no origin")
+            eq(r.status, 200, "status of the long poll " + what)
+            eq(r.headers.get("ETag"), '"%d"' % version, "ETag of " + what)
+            eq(r.headers.get("Access-Control-Allow-Origin"), origin, "Allow-Origin of " + what)
+            if method == "HEAD":
+                eq(r.body, b"", "body of " + what)
+            else:
+                eq((r.json()["status"], r.json()["version"]), ("cancelled", version),
+                   "status and version in the answer of " + what)
+
+
 def test_long_poll_with_version_is_woken_by_a_change():
     s = stack()
     job = s.submit(type="echo")

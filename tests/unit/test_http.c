@@ -161,26 +161,25 @@ UNIT_TEST(cors_headers_only_for_listed_origins)
     jg_req_free(&req);
 }
 
-UNIT_TEST(job_object_has_every_member_and_nulls)
+UNIT_TEST(job_object_of_a_job_stored_before_json_has_every_member_and_nulls)
 {
-    /* An HGETALL-style reply built by hand. */
-    const char *kv[] = {"id", "37a8eec1.AAAAAAAAAAAAAAAAAAAAAA", "queue", "default", "type", "echo",
-                        "status", "done", "priority", "-5", "attempts", "1", "max_attempts", "3",
-                        "progress", "", "created_at", "1795000000123", "started_at", "",
-                        "finished_at", "", "run_at", "", "worker", "", "result", "{\"a\":1}",
-                        "error", "", "cached", "0", "cache_key", "ab", "cancel_requested", "1",
-                        "version", "4", "payload", "{\"big\":true}"};
-    size_t n = sizeof kv / sizeof kv[0];
+    /* The HMGET reply of the fields a job stored before the `json` field shows (jg_job_read's
+     * second read), in the members' order, built by hand: nil and "" are both null. */
+    const char *v[] = {"37a8eec1.AAAAAAAAAAAAAAAAAAAAAA", "default", "echo", "done", "-5", "1",
+                       "3", "", "1795000000123", NULL, "", NULL, "", "{\"a\":1}", NULL, "0",
+                       "ab", "1", "4"};
+    size_t n = sizeof v / sizeof v[0];
     redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = n};
     redisReply *elems[64], items[64];
     for (size_t i = 0; i < n; i++) {
-        items[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)kv[i],
-                                .len = strlen(kv[i])};
+        items[i] = v[i] ? (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)v[i],
+                                       .len = strlen(v[i])}
+                        : (redisReply){.type = REDIS_REPLY_NIL};
         elems[i] = &items[i];
     }
     arr.element = elems;
     jg_buf_t out = JG_BUF_INIT;
-    EXPECT_INT_EQ(4, jg_job_json(&arr, 0, &out));
+    EXPECT_INT_EQ(4, jg_job_json_hmget(&arr, 0, &out));
     EXPECT_STR_EQ("{\"id\":\"37a8eec1.AAAAAAAAAAAAAAAAAAAAAA\",\"queue\":\"default\",\"type\":"
                   "\"echo\",\"status\":\"done\",\"priority\":-5,\"attempts\":1,\"max_attempts\":3,"
                   "\"progress\":null,\"created_at\":\"2026-11-18T11:06:40.123Z\",\"started_at\":"
@@ -189,6 +188,31 @@ UNIT_TEST(job_object_has_every_member_and_nulls)
                   "\"version\":4}",
                   out.data);
     jg_buf_free(&out);
-    redisReply empty = {.type = REDIS_REPLY_ARRAY, .elements = 0};
-    EXPECT_INT_EQ(-1, jg_job_json(&empty, 0, &out));
+    items[0] = (redisReply){.type = REDIS_REPLY_NIL};   /* no id: no job */
+    EXPECT_INT_EQ(-1, jg_job_json_hmget(&arr, 0, &out));
+}
+
+UNIT_TEST(stored_job_object_is_copied_with_its_version_and_coalesced_added)
+{
+    char text[] = "{\"id\":\"x\",\"version\":12}";
+    redisReply json = {.type = REDIS_REPLY_STRING, .str = text, .len = strlen(text)};
+    redisReply *el[] = {&json};
+    redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = 1, .element = el};
+    jg_buf_t out = JG_BUF_INIT;
+    EXPECT_INT_EQ(12, jg_job_json_hmget(&arr, 0, &out));
+    EXPECT_STR_EQ(text, out.data);
+    jg_buf_reset(&out);
+    EXPECT_INT_EQ(12, jg_job_json_text(&json, JG_JOB_COALESCED, &out));
+    EXPECT_STR_EQ("{\"id\":\"x\",\"version\":12,\"coalesced\":true}", out.data);
+    jg_buf_reset(&out);
+    /* not a job object: nothing appended */
+    const char *bad[] = {"", "{}", "{\"version\":}", "{\"id\":\"x\",\"version\":1", "x\"version\":1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        redisReply b = {.type = REDIS_REPLY_STRING, .str = (char *)bad[i], .len = strlen(bad[i])};
+        EXPECT_INT_EQ(-1, jg_job_json_text(&b, 0, &out));
+        EXPECT_INT_EQ(0, (long long)out.len);
+    }
+    redisReply nil = {.type = REDIS_REPLY_NIL};
+    EXPECT_INT_EQ(-1, jg_job_json_text(&nil, 0, &out));
+    jg_buf_free(&out);
 }

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""scriptcost.py — what the job scripts cost inside Redis, per call, from INFO commandstats.
+
+Starts a private redis-server (unix socket in a temporary directory), loads redis/*.lua as they
+are in the work tree (or, with --rev REV, as they are in git revision REV), and runs N jobs
+through submit.lua, claim.lua (one job a call), log.lua (a progress) and complete.lua (done),
+then N status reads as jobgate-status makes them (HMGET json version, or the shown fields for a
+revision without `json`). Prints each script's usec_per_call (Redis' own CPU time, no network)
+and the commands run inside the scripts. Figures of one quiet run; compare revisions run the
+same way, one after the other. With --callgrind, Redis runs under valgrind's callgrind and each
+phase is also given in instructions per call (repeatable, unlike time on a shared machine).
+
+    /usr/bin/python3 bench/scriptcost.py [--n 5000] [--rev main] [--callgrind]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import harness  # noqa: E402  (the RESP client)
+
+SHOWN = ["id", "queue", "type", "status", "priority", "attempts", "max_attempts", "progress",
+         "created_at", "started_at", "finished_at", "run_at", "worker", "result", "error",
+         "cached", "cache_key", "cancel_requested", "version"]
+
+
+def script(rev, name):
+    if rev is None:
+        with open(os.path.join(ROOT, "redis", name + ".lua"), "rb") as f:
+            return f.read()
+    return subprocess.run(["git", "-C", ROOT, "show", "%s:redis/%s.lua" % (rev, name)],
+                          check=True, capture_output=True).stdout
+
+
+def stats(r):
+    out = {}
+    for line in r.call("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            kv = dict(p.split("=") for p in rest.split(","))
+            out[name] = (int(kv["calls"]), float(kv["usec"]))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--rev", default=None, help="git revision of redis/*.lua (default: work tree)")
+    ap.add_argument("--callgrind", action="store_true", help="count instructions (slow: use --n 500)")
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="scriptcost.", dir=os.path.join(ROOT, "run")
+                         if os.path.isdir(os.path.join(ROOT, "run")) else None)
+    sock = os.path.join(d, "redis.sock")
+    grind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(d, "cg.%p"),
+             "--log-file=" + os.path.join(d, "valgrind.log")] if a.callgrind else []
+    instr, seen = {}, set()
+
+    def phase(name):   # instructions since the last phase (callgrind: zero, then dump)
+        if a.callgrind:
+            subprocess.run(["callgrind_control", "-d", name, str(p.pid)], check=True,
+                           capture_output=True)
+            total = 0
+            for f in sorted(os.listdir(d)):
+                if f.startswith("cg.") and f not in seen:
+                    seen.add(f)
+                    for line in open(os.path.join(d, f)):
+                        if line.startswith(("summary:", "totals:")):
+                            total = int(line.split()[1])
+            instr[name] = total
+            subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True,
+                           capture_output=True)
+    p = subprocess.Popen(grind + ["redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+                          "--appendonly", "no", "--dir", d], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(3000 if a.callgrind else 200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.02)
+        r = harness.Redis(unix=sock, timeout=120)
+        sha = {n: r.call("SCRIPT", "LOAD", script(a.rev, n))
+               for n in ("submit", "claim", "log", "complete")}
+        q, tag = "default", "37a8eec1"
+        P = "jobgate:{%s}:" % tag
+        Q = P + "q:%s:" % q
+        ids = ["%s.%022d" % (tag, i) for i in range(a.n)]
+        r.call("CONFIG", "RESETSTAT")
+        phase("setup")
+        for i, jid in enumerate(ids):
+            r.call("EVALSHA", sha["submit"], 9, P + "job:" + jid, Q + "ready:echo", Q + "delayed",
+                   Q + "seq", Q + "jobs", Q + "types", Q + "counts", P + "log:" + jid,
+                   Q + "inflight:" + "0" * 64, jid, q, "echo", '{"n":%d}' % i, 0, 3, 300000, 0, 0,
+                   604800, "0" * 64, "", 10000, "jobgate:wake:" + q, 0, "", 86400)
+        phase("submit")
+        s1 = stats(r)
+        fences = []
+        for jid in ids:
+            rep = r.call("EVALSHA", sha["claim"], 4, Q + "delayed", Q + "running", Q + "counts",
+                         Q + "ready:echo", P, q, "w1", 1, 30000, 1000, 1000, 86400, 10000,
+                         "jobgate:events", "jobgate:wake:" + q)
+            fences.append(rep[3][3])
+        phase("claim")
+        for jid, fence in zip(ids, fences):
+            r.call("EVALSHA", sha["log"], 2, P + "job:" + jid, P + "log:" + jid, jid, fence, 10000,
+                   "jobgate:events", "50", "stdout", "a line")
+        phase("log")
+        for jid, fence in zip(ids, fences):
+            r.call("EVALSHA", sha["complete"], 6, P + "job:" + jid, P + "log:" + jid,
+                   Q + "running", Q + "delayed", Q + "counts", Q + "ready:echo", jid, fence, "done",
+                   '{"n":1}', 1000, 1000, 86400, 10000, "jobgate:events", "jobgate:wake:" + q)
+        phase("worker")
+        s2 = stats(r)
+        has_json = r.call("HEXISTS", P + "job:" + ids[0], "json") == 1
+        for jid in ids:
+            if has_json:
+                r.call("HMGET", P + "job:" + jid, "json", "version")
+            else:
+                r.call("HMGET", P + "job:" + jid, *SHOWN)
+        phase("read")
+        s3 = stats(r)
+    finally:
+        p.terminate()
+        p.wait()
+        if os.environ.get("SCRIPTCOST_KEEP"):
+            print("kept", d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+    n = a.n
+    print("scripts of %s, %d jobs (usec per call: Redis' own CPU, from INFO commandstats)"
+          % (a.rev or "the work tree", n))
+    evalsha = s1.get("evalsha", (0, 0))
+    print("  submit.lua   %6.1f us" % (evalsha[1] / n))
+    inner = {k: v for k, v in s1.items() if k not in ("evalsha", "script|load", "config|resetstat")}
+    print("    inside: " + ", ".join("%s %.1f/job (%.2f us each)" % (k, v[0] / n, v[1] / v[0])
+                                      for k, v in sorted(inner.items(), key=lambda x: -x[1][1])))
+    e2 = s2["evalsha"][1] - evalsha[1]
+    print("  claim + log + complete  %6.1f us per job" % (e2 / n))
+    hm = s3.get("hmget", (0, 0))
+    hm0 = s2.get("hmget", (0, 0))
+    print("  status read (%s) %5.2f us" % ("HMGET json version" if has_json else
+                                           "HMGET of 19 fields", (hm[1] - hm0[1]) / n))
+
+    if a.callgrind:
+        print("  instructions per call (callgrind, whole redis-server): submit %d, claim %d, "
+              "log (a line and a progress) %d, complete %d, status read %d"
+              % tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read")))
+
+
+if __name__ == "__main__":
+    main()
