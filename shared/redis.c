@@ -46,9 +46,10 @@ void jg_redis_close(jg_redis_t *r)
 
 void jg_redis_drop(jg_redis_t *r, const char *why)
 {
-    if (r->ctx == NULL)
+    if (r->ctx == NULL && r->cluster == NULL)
         return;
-    jg_log_warn("redis connection lost", "error", why, NULL);
+    if (r->ctx)   /* a cluster's other nodes may hold pipelined replies even without a home */
+        jg_log_warn("redis connection lost", "error", why, NULL);
     close_conns(r);
     r->retry_at = 0;   /* the first reconnect is immediate: Redis may simply have restarted */
 }

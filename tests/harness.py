@@ -1021,36 +1021,48 @@ class Stack:
 
     @contextlib.contextmanager
     def monitor(self):
-        """Collects every command Redis runs during the block (MONITOR): yields a list that
-        holds the commands' text lines once the block ends."""
+        """Collects every command Redis runs during the block (MONITOR; on a cluster, on every
+        master): yields a list that holds the commands' text lines once the block ends."""
         lines = []
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        s.connect(self.redis_sock)
+        socks = []
+        if self.cluster:
+            targets = [(n, ("127.0.0.1", n.port)) for n in self.cluster.masters()]
+        else:
+            targets = [(None, self.redis_sock)]
         try:
-            if self.redis_password:
-                s.sendall(Redis._encode(("AUTH", self.redis_password)))
-            s.sendall(Redis._encode(("MONITOR",)))
-            buf = b""
-            want = 2 if self.redis_password else 1
-            while buf.count(b"\r\n") < want:
-                buf += s.recv(4096)
+            for node, addr in targets:
+                s = socket.socket(socket.AF_INET if node else socket.AF_UNIX, socket.SOCK_STREAM)
+                socks.append((node, s))
+                s.settimeout(5)
+                s.connect(addr)
+                if self.redis_password:
+                    s.sendall(Redis._encode(("AUTH", self.redis_password)))
+                s.sendall(Redis._encode(("MONITOR",)))
+                buf = b""
+                want = 2 if self.redis_password else 1
+                while buf.count(b"\r\n") < want:
+                    buf += s.recv(4096)
             # a marker command, so that we know when everything before the block's end was seen
             yield lines
             marker = "jobgate-monitor-end-%d" % time.monotonic_ns()
-            self.redis("ECHO", marker)
-            data = b""
-            deadline = time.monotonic() + 5
-            while marker.encode() not in data and time.monotonic() < deadline:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            for ln in data.decode("utf-8", "replace").split("\r\n"):
-                if ln.startswith("+") and marker not in ln and '"ECHO"' not in ln[:80]:
-                    lines.append(ln[1:])
+            for node, s in socks:
+                if node:
+                    node.call("ECHO", marker)
+                else:
+                    self.redis("ECHO", marker)
+                data = b""
+                deadline = time.monotonic() + 5
+                while marker.encode() not in data and time.monotonic() < deadline:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                for ln in data.decode("utf-8", "replace").split("\r\n"):
+                    if ln.startswith("+") and marker not in ln and '"ECHO"' not in ln[:80]:
+                        lines.append(ln[1:])
         finally:
-            s.close()
+            for _, s in socks:
+                s.close()
 
     # -- HTTP
     def request(self, method, path, body=None, headers=None, json=None, timeout=30,
