@@ -150,6 +150,13 @@ def test_a_job_submitted_on_host_a_is_long_polled_and_streamed_on_host_b():
     h = hosts()
     a, b = h.a, h.b
     eq(a.request("POST", "/queues/on-a/pause").status, 200, "pause on-a on host A")
+    try:
+        _long_polled_and_streamed_on_b(h, a, b)
+    finally:        # the later tests want on-a served, whatever happened here
+        a.request("POST", "/queues/on-a/resume")
+
+
+def _long_polled_and_streamed_on_b(h, a, b):
     job = a.submit(type="sleep", queue="on-a", payload={"ms": 1500, "steps": 3})
     seen = b.job(job["id"])
     eq((seen["status"], seen["version"]), ("queued", job["version"]),
@@ -255,6 +262,11 @@ def test_both_hosts_admin_routes_report_the_same_figures():
 
     ids = sorted(w["id"] for w in stats_a["workers"])
     eq(ids, sorted(h.worker_ids.values()), "the live workers both hosts list")
+    ra, rb = a.request("GET", "/metrics"), b.request("GET", "/metrics")
+    eq((ra.status, rb.status), (200, 200), "GET /metrics on host A and host B")
+    check(b"jobgate_jobs_finished_total{" in ra.body, "finished jobs counted in /metrics",
+          ra.body[:2000])
+    eq(rb.body.decode(), ra.body.decode(), "GET /metrics: host B's text (expected: host A's)")
     listed = {j["id"] for j in _figures(b, "/jobs?limit=500")["jobs"]}
     check({j["id"] for j in jobs} <= listed, "every job of this test in host B's listing",
           sorted(listed))
