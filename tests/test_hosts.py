@@ -12,6 +12,7 @@ The hosts are made once, by the first test that needs them, and taken down by th
 import json
 import os
 import threading
+import time
 
 import harness
 import netns
@@ -85,11 +86,11 @@ def _links_here():
 
 
 class Bg(threading.Thread):
-    """fn() in a thread; result() re-raises its exception."""
+    """fn() in a thread; result() re-raises its exception; ended: time.monotonic() at its end."""
 
     def __init__(self, fn):
         super().__init__(daemon=True)
-        self.fn, self.value, self.error = fn, None, None
+        self.fn, self.value, self.error, self.ended = fn, None, None, None
         self.start()
 
     def run(self):
@@ -97,6 +98,7 @@ class Bg(threading.Thread):
             self.value = self.fn()
         except BaseException as e:   # noqa: B902 - handed to the test's thread
             self.error = e
+        self.ended = time.monotonic()
 
     def result(self, timeout=60):
         self.join(timeout)
@@ -179,9 +181,13 @@ def _long_polled_and_streamed_on_b(h, a, b):
           poll.value)
 
     # resumed from host B: host A's worker takes the job, host B's waiters hear of it
+    resumed = time.monotonic()
     eq(b.request("POST", "/queues/on-a/resume").status, 200, "resume on-a on host B")
     r = poll.result()
     eq(r.status, 200, "host B's long poll answer once host A's worker took the job")
+    # a wake-up, not the end of wait=30 (the change was published through the cluster)
+    check(poll.ended - resumed < 15, "host B's long poll answered at the change, long before "
+          "wait=30 ran out (s after the resume)", round(poll.ended - resumed, 2))
     got = r.json()
     check(got["version"] > seen["version"] and got["status"] in ("running", "done"),
           "a newer version, running or done, in the long poll's answer", got)
@@ -195,6 +201,8 @@ def _long_polled_and_streamed_on_b(h, a, b):
     eq(statuses[0], "queued", "first status event on host B")
     check("running" in statuses, "a status event `running` on host B", statuses)
     eq(ends, [{"status": "done"}], "end event on host B")
+    check(stream.ended - resumed < 15, "host B's stream ended as the 1.5 s job did, not "
+          "at a later re-check (s after the resume)", round(stream.ended - resumed, 2))
 
     done_b, done_a = b.job(job["id"]), a.job(job["id"])
     eq(done_b["worker"], h.worker_ids["a"], "the worker that ran it (host A's)")
