@@ -105,10 +105,10 @@ class Network:
             _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
             _ip("-n", self.hub, "addr", "add", self.hub_ip + "/24", "dev", "br0")
             _ip("-n", self.hub, "link", "set", "br0", "up")
-            for i, h in enumerate(self.hosts):
+            for h in self.hosts:
                 ns = self.ns(h)
                 self._make(ns)
-                # both ends made inside namespaces: no link ever exists in the machine's own
+                # both ends made inside namespaces: no link ever exists in the machine's own one
                 peer = "v-" + h
                 _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", peer,
                     "netns", self.hub)
