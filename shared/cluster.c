@@ -37,6 +37,7 @@ struct jg_cluster {
     uint16_t slot[JG_CLUSTER_SLOTS];   /* slot -> index in nodes, NO_NODE when unknown */
     node_t nodes[MAX_NODES];           /* seeds first, then the nodes the map names; kept */
     int nnodes;
+    int nseeds;                        /* nodes[0..nseeds) are REDIS_URL's seeds */
     int home;                          /* the node of r->ctx, -1 when none */
     int stale;                         /* read the map before the next command with a key */
     pending_t *q;                      /* the pipeline: appended, not yet returned */
@@ -303,6 +304,7 @@ jg_cluster_t *jg_cluster_new(const jg_config_t *cfg)
         if (*p == ',')
             p++;
     }
+    cl->nseeds = cl->nnodes;
     return cl;
 }
 
@@ -457,7 +459,16 @@ static int refresh(jg_redis_t *r)
         redisReply *rep = send_on(r, home, slots_cmd, sizeof slots_cmd - 1, 0, &sent);
         if (rep == NULL)
             continue;   /* home dropped: the next node is asked */
-        int n = jg_cluster_load_map(cl, rep, cl->nodes[home].host);
+        char asked[HOST_MAX];
+        snprintf(asked, sizeof asked, "%s", cl->nodes[home].host);
+        int n = jg_cluster_load_map(cl, rep, asked);
+        if (n < 0 && cl->nnodes == MAX_NODES) {
+            /* the table is full of nodes seen over time (replaced hosts): start again from the
+             * seeds; the connections, and any reply still pending, are dropped */
+            jg_cluster_close_all(r);
+            cl->nnodes = cl->nseeds;
+            n = jg_cluster_load_map(cl, rep, asked);
+        }
         if (n < 0 || n == 0) {
             jg_log_warn("redis cluster: no usable slot map", "error",
                         rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed CLUSTER SLOTS",

@@ -177,6 +177,33 @@ UNIT_TEST(cluster_slot_map_is_read_from_cluster_slots)
     jg_cluster_free(cl);
 }
 
+UNIT_TEST(cluster_node_table_is_bounded)
+{
+    /* a map naming a new node each time (hosts replaced over months): the table holds at most
+     * 256 nodes; past that a map is refused (cluster.c then starts again from the seeds) */
+    jg_cluster_t *cl = new_cluster("127.0.0.1:7000");
+    int refused = 0;
+    for (int i = 0; i < 300 && !refused; i++) {
+        char host[32], resp[128];
+        snprintf(host, sizeof host, "10.1.%d.%d", i / 250, i % 250);
+        snprintf(resp, sizeof resp, "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$%zu\r\n%s\r\n:7000\r\n",
+                 strlen(host), host);
+        redisReply *rep = reply_of(resp);
+        if (rep == NULL) {
+            FAIL("reply %d not read", i);
+            break;
+        }
+        refused = jg_cluster_load_map(cl, rep, "x") < 0 ? i : 0;
+        freeReplyObject(rep);
+    }
+    EXPECT_INT_EQ(255, refused);   /* the seed and 255 others */
+    const char *host;
+    int port;
+    EXPECT_INT_EQ(0, jg_cluster_slot_owner(cl, 0, &host, &port));
+    EXPECT_STR_EQ("10.1.1.4", host);   /* the last map taken, i = 254 */
+    jg_cluster_free(cl);
+}
+
 static int load_url(jg_config_t *cfg, const char *url, char *err, size_t errlen)
 {
     setenv("REDIS_URL", url, 1);
