@@ -10,7 +10,8 @@ runs until Redis counts N jobs done. Every command Redis ran in that window came
 
     python3 bench/worker.py
 Environment: BENCH_JOBS (3000), BENCH_CONCURRENCY (per worker, 8), BENCH_WORKERS ("1,4"),
-BENCH_WORKER_LIMIT (s a run may take at most, 60), JOBGATE_BUILD (build), BENCH_WORKER_PREFIX
+BENCH_WORKER_LIMIT (s a run may take at most, 60), JOBGATE_BUILD (build), TMPDIR (where the
+workers make the jobs' directories, as in production; its file system is printed), BENCH_WORKER_PREFIX
 (a command put before each worker's, for profiling: "strace -c -f -o /tmp/w.strace"; %i is the
 worker's number; the CPU figures are then the prefix's).
 """
@@ -97,6 +98,22 @@ def keepers(pids):
     return out
 
 
+def fs_type(path):
+    """The file system type of path (ext4, tmpfs...), from /proc/mounts: the job directories'
+    file system weighs on the worker's CPU per job (docs/worker.md, Performance)."""
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mnt = parts[1].replace("\\040", " ")
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, kind = mnt, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
 def run(nworkers):
     d = tempfile.mkdtemp(prefix="jg-bench-worker-")
     sock = os.path.join(d, "redis.sock")
@@ -152,9 +169,11 @@ def main():
     if not os.access(harness.binary("worker"), os.X_OK):
         sys.exit("bench/worker.py: %s is not built (run make)" % harness.binary("worker"))
     harness.install_signal_handlers()
-    print("# jobgate-worker: %d echo jobs per run, concurrency %d per worker, %d CPUs, load %s"
+    print("# jobgate-worker: %d echo jobs per run, concurrency %d per worker, %d CPUs, load %s;"
+          " job directories in %s (%s)"
           % (JOBS, CONCURRENCY, os.cpu_count() or 0,
-             " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
+             " ".join("%.2f" % x for x in os.getloadavg()), tempfile.gettempdir(),
+             fs_type(tempfile.gettempdir())), flush=True)
     results = []
     for n in WORKERS:
         try:

@@ -129,8 +129,15 @@ int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, ch
 {
     char tag[JG_TAG_LEN + 1];
     jg_queue_tag(queue, tag);
+    return jg_key_queue_tag(cfg, tag, queue, what, out);
+}
+
+int jg_key_queue_tag(const jg_config_t *cfg, const char *tag, const char *queue, const char *what,
+                     char out[JG_KEY_MAX])
+{
     const char *p[] = {cfg->key_prefix, ":{", tag, "}:q:", queue, ":", what};
-    return join(out, 7, p, NULL);
+    const int l[] = {-1, -1, JG_TAG_LEN, -1, -1, -1, -1};
+    return join(out, 7, p, l);
 }
 
 int jg_key_tagged(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX])

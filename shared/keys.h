@@ -32,6 +32,9 @@ int jg_key_job(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX]);
 int jg_key_log(const jg_config_t *cfg, const char *id, char out[JG_KEY_MAX]);
 /* "<prefix>:{<tag>}:q:<queue>:<what>" for the queue's own keys (ready:<type>, delayed, ...). */
 int jg_key_queue(const jg_config_t *cfg, const char *queue, const char *what, char out[JG_KEY_MAX]);
+/* The same with the queue's tag (jg_queue_tag) given, for a caller that keeps it. */
+int jg_key_queue_tag(const jg_config_t *cfg, const char *tag, const char *queue, const char *what,
+                     char out[JG_KEY_MAX]);
 /* "<prefix>:{<tag>}:", the prefix of every key of one slot, which the scripts are given to name
  * the keys they find through ids; tag is a queue's tag or a job id (its first 8 characters). */
 int jg_key_tagged(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX]);

@@ -72,6 +72,28 @@ def test_echo_of_a_scalar_payload():
     eq(job["result"], "just a string", "result")
 
 
+def test_echo_result_is_the_payload_text_byte_for_byte():
+    """echo.sh copies stdin with the shell's builtins: lines, blanks, backslashes, a CR, a
+    payload without a final newline and a large one all come back exactly as submitted."""
+    s = stack()
+    q = unique_queue()
+    s.start_worker(queues=[q])
+    payloads = ['{\n  "a" : "x\\\\y\\n\\t",\n\t"b": [1,  2] \r\n, "c":"-n \\\\"}',
+                '"\\\\"', '[%s]' % ",\n".join('"%s"' % ("\u00e9" * 50 + str(i)) for i in range(2000))]
+    ids = []
+    for p in payloads:
+        body = '{"queue":"%s","type":"echo","payload":%s}' % (q, p)
+        r = s.request("POST", "/jobs", body=body.encode(), headers={"Content-Type": "application/json"})
+        eq(r.status, 202, "submit")
+        ids.append(r.json()["id"])
+    for jid, p in zip(ids, payloads):
+        eq(s.wait_status(jid, ("done", "failed"))["status"], "done", "status of echo")
+        raw = s.request("GET", "/jobs/" + jid).body.decode()
+        check(any('"result":' + p + end in raw for end in ",}"),
+              "expected the payload's text byte for byte as the result (%d bytes)" % len(p),
+              raw[:600])
+
+
 def test_system_log_records_the_life_of_a_job():
     s = stack()
     _, job = run_one(s, unique_queue(), {"type": "echo", "payload": {}})

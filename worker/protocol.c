@@ -16,6 +16,23 @@ void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,
     p->r = r;
     p->cfg = cfg;
     p->opts = opts;
+    char what[JG_KEY_MAX];
+    for (int i = 0; i < opts->nqueues; i++) {
+        jg_proto_queue_t *q = &p->q[i];
+        const char *name = opts->queues[i];
+        jg_queue_tag(name, q->tag);
+        jg_key_tagged(cfg, q->tag, q->prefix);
+        jg_key_queue_tag(cfg, q->tag, name, "delayed", q->delayed);
+        jg_key_queue_tag(cfg, q->tag, name, "running", q->running);
+        jg_key_queue_tag(cfg, q->tag, name, "counts", q->counts);
+        snprintf(what, sizeof what, "wake:%s", name);
+        jg_key_global(cfg, what, q->wake);
+    }
+    jg_key_global(cfg, "events", p->events);
+    snprintf(p->lease_ms, sizeof p->lease_ms, "%ld", cfg->lease * 1000);
+    snprintf(p->retry_base_ms, sizeof p->retry_base_ms, "%.0f", cfg->retry_base * 1000);
+    snprintf(p->retention, sizeof p->retention, "%ld", cfg->retention);
+    snprintf(p->log_max, sizeof p->log_max, "%ld", cfg->log_max);
 }
 
 int jg_proto_ready(jg_proto_t *p)
@@ -71,19 +88,13 @@ int jg_proto_noscript(jg_proto_t *p, const redisReply *rep)
     return 0;
 }
 
-/* "P:{tag}:" of a queue (or of a job id, whose first 8 characters are its queue's tag). */
-static void tag_prefix(jg_proto_t *p, jg_args_t *a, const char *tag)
+/* One of the worker's queues, by name (the callers pass opts->queues[i] itself). */
+static const jg_proto_queue_t *queue_of(const jg_proto_t *p, const char *queue)
 {
-    char key[JG_KEY_MAX];
-    jg_key_tagged(p->cfg, tag, key);
-    jg_args_printf(a, "%s", key);
-}
-
-static void queue_key(jg_proto_t *p, jg_args_t *a, const char *queue, const char *what)
-{
-    char key[JG_KEY_MAX];
-    jg_key_queue(p->cfg, queue, what, key);
-    jg_args_printf(a, "%s", key);
+    for (int i = 0; i < p->opts->nqueues; i++)
+        if (p->opts->queues[i] == queue || strcmp(p->opts->queues[i], queue) == 0)
+            return &p->q[i];
+    abort();   /* a job is only ever claimed from, and completed in, one of our queues */
 }
 
 static void job_keys(jg_proto_t *p, jg_args_t *a, const char *id)
@@ -95,50 +106,42 @@ static void job_keys(jg_proto_t *p, jg_args_t *a, const char *id)
     jg_args_printf(a, "%s", key);
 }
 
-static void global_name(jg_proto_t *p, jg_args_t *a, const char *fmt, const char *arg)
-{
-    char what[JG_KEY_MAX], key[JG_KEY_MAX];
-    snprintf(what, sizeof what, fmt, arg);
-    jg_key_global(p->cfg, what, key);
-    jg_args_printf(a, "%s", key);
-}
-
 /* 800..1200: the ±20 % jitter of a retry delay */
 static int jitter_permille(void) { return 800 + (int)(random() % 401); }
 
 /* The ARGV tail that claim.lua (taking back lost leases) and complete.lua share, since both
  * may fail an attempt: retry base (ms), jitter, retention, log_max, the events channel and
  * the queue's wake channel. */
-static void retry_args(jg_proto_t *p, jg_args_t *a, const char *queue)
+static void retry_args(jg_proto_t *p, jg_args_t *a, const jg_proto_queue_t *q)
 {
-    jg_args_printf(a, "%.0f", p->cfg->retry_base * 1000);
-    jg_args_printf(a, "%d", jitter_permille());
-    jg_args_printf(a, "%ld", p->cfg->retention);
-    jg_args_printf(a, "%ld", p->cfg->log_max);
-    global_name(p, a, "%s", "events");
-    global_name(p, a, "wake:%s", queue);
+    jg_args_str(a, p->retry_base_ms);
+    jg_args_int(a, jitter_permille());
+    jg_args_str(a, p->retention);
+    jg_args_str(a, p->log_max);
+    jg_args_str(a, p->events);
+    jg_args_str(a, q->wake);
 }
 
 int jg_proto_claim_args(jg_proto_t *p, jg_args_t *a, int qi, int want)
 {
     const jg_worker_opts_t *o = p->opts;
-    const char *queue = o->queues[qi];
-    char tag[JG_TAG_LEN + 1], what[JG_KEY_MAX];
-    queue_key(p, a, queue, "delayed");
-    queue_key(p, a, queue, "running");
-    queue_key(p, a, queue, "counts");
+    const jg_proto_queue_t *q = &p->q[qi];
+    char what[JG_KEY_MAX], key[JG_KEY_MAX];
+    jg_args_str(a, q->delayed);
+    jg_args_str(a, q->running);
+    jg_args_str(a, q->counts);
     for (int i = 0; i < o->ntypes; i++) {
         snprintf(what, sizeof what, "ready:%s", o->types[i].name);
-        queue_key(p, a, queue, what);
+        jg_key_queue_tag(p->cfg, q->tag, o->queues[qi], what, key);
+        jg_args_printf(a, "%s", key);
     }
     int nkeys = a->argc;
-    jg_queue_tag(queue, tag);
-    tag_prefix(p, a, tag);
-    jg_args_str(a, queue);
+    jg_args_str(a, q->prefix);
+    jg_args_str(a, o->queues[qi]);
     jg_args_str(a, o->id);
-    jg_args_printf(a, "%d", want);
-    jg_args_printf(a, "%ld", p->cfg->lease * 1000);
-    retry_args(p, a, queue);
+    jg_args_int(a, want);
+    jg_args_str(a, p->lease_ms);
+    retry_args(p, a, q);
     return nkeys;
 }
 
@@ -148,10 +151,10 @@ int jg_proto_renew_args(jg_proto_t *p, jg_args_t *a, const char *queue, const ch
     char key[JG_KEY_MAX];
     jg_key_job(p->cfg, id, key);
     jg_args_printf(a, "%s", key);
-    queue_key(p, a, queue, "running");
+    jg_args_str(a, queue_of(p, queue)->running);
     jg_args_str(a, id);
-    jg_args_printf(a, "%lld", fence);
-    jg_args_printf(a, "%ld", p->cfg->lease * 1000);
+    jg_args_int(a, fence);
+    jg_args_str(a, p->lease_ms);
     return 2;
 }
 
@@ -159,11 +162,11 @@ int jg_proto_log_args(jg_proto_t *p, jg_args_t *a, const char *id, long long fen
 {
     job_keys(p, a, id);
     jg_args_str(a, id);
-    jg_args_printf(a, "%lld", fence);
-    jg_args_printf(a, "%ld", p->cfg->log_max);
-    global_name(p, a, "%s", "events");
+    jg_args_int(a, fence);
+    jg_args_str(a, p->log_max);
+    jg_args_str(a, p->events);
     if (progress >= 0)
-        jg_args_printf(a, "%d", progress);
+        jg_args_int(a, progress);
     else
         jg_args_str(a, "");
     return 2;
@@ -173,18 +176,20 @@ int jg_proto_complete_args(jg_proto_t *p, jg_args_t *a, const char *queue, const
                            const char *id, long long fence, const char *outcome,
                            const char *text, size_t text_len)
 {
-    char what[JG_KEY_MAX];
+    const jg_proto_queue_t *q = queue_of(p, queue);
+    char what[JG_KEY_MAX], key[JG_KEY_MAX];
     job_keys(p, a, id);
-    queue_key(p, a, queue, "running");
-    queue_key(p, a, queue, "delayed");
-    queue_key(p, a, queue, "counts");
+    jg_args_str(a, q->running);
+    jg_args_str(a, q->delayed);
+    jg_args_str(a, q->counts);
     snprintf(what, sizeof what, "ready:%s", type);
-    queue_key(p, a, queue, what);
+    jg_key_queue_tag(p->cfg, q->tag, queue, what, key);
+    jg_args_printf(a, "%s", key);
     jg_args_str(a, id);
-    jg_args_printf(a, "%lld", fence);
+    jg_args_int(a, fence);
     jg_args_str(a, outcome);
     jg_args_add(a, text ? text : "", text ? text_len : 0);
-    retry_args(p, a, queue);
+    retry_args(p, a, q);
     return 6;
 }
 

@@ -8,14 +8,27 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "keys.h"
 #include "options.h"
 #include "redis.h"
+
+/* The arguments that never change while the worker runs, made once (jg_proto_init) and passed
+ * by reference: formatting them for every call was most of the worker's own work per job. */
+typedef struct jg_proto_queue {
+    char tag[JG_TAG_LEN + 1];
+    char prefix[JG_KEY_MAX];                   /* "P:{tag}:" */
+    char delayed[JG_KEY_MAX], running[JG_KEY_MAX], counts[JG_KEY_MAX];
+    char wake[JG_KEY_MAX];                     /* "P:wake:<queue>" */
+} jg_proto_queue_t;
 
 typedef struct jg_proto {
     jg_redis_t *r;
     const jg_config_t *cfg;
     const jg_worker_opts_t *opts;
     redisContext *loaded;      /* the connection the scripts were last loaded on */
+    jg_proto_queue_t q[JG_WORKER_MAX_QUEUES];   /* of opts->queues, in their order */
+    char events[JG_KEY_MAX];   /* "P:events" */
+    char lease_ms[24], retry_base_ms[24], retention[24], log_max[24];
 } jg_proto_t;
 
 void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,

@@ -33,30 +33,42 @@ static int dropped_var(const char *kv)
     return 0;
 }
 
-/* The environment for the job: built before fork, freed by the caller. */
-static char **build_env(const jg_child_spec_t *s, const char *result_path)
+/* The worker's environment minus the dropped variables, gathered once: the strings are
+ * environ's own (the worker never changes its environment after it starts). */
+static char **base_env;
+static size_t base_n;
+
+static void gather_base_env(void)
 {
     size_t n = 0;
     for (char **e = environ; *e; e++)
         n++;
-    char **env = calloc(n + 8, sizeof *env);
-    if (env == NULL)
+    base_env = calloc(n + 1, sizeof *base_env);
+    if (base_env == NULL)
         abort();
-    size_t o = 0;
     for (char **e = environ; *e; e++)
         if (!dropped_var(*e))
-            env[o++] = strdup(*e);
-    if (asprintf(&env[o++], "JOBGATE_JOB_ID=%s", s->id) < 0 ||
-        asprintf(&env[o++], "JOBGATE_JOB_TYPE=%s", s->type) < 0 ||
-        asprintf(&env[o++], "JOBGATE_QUEUE=%s", s->queue) < 0 ||
-        asprintf(&env[o++], "JOBGATE_ATTEMPT=%ld", s->attempt) < 0 ||
-        asprintf(&env[o++], "JOBGATE_FENCE=%lld", s->fence) < 0 ||
-        asprintf(&env[o++], "JOBGATE_RESULT_FILE=%s", result_path) < 0)
+            base_env[base_n++] = *e;
+}
+
+/* The environment for the job: built before the clone, freed by the caller (free_env frees
+ * only the six JOBGATE_* strings it made; the rest belong to environ). */
+static char **build_env(const jg_child_spec_t *s, const char *result_path)
+{
+    if (base_env == NULL)
+        gather_base_env();
+    char **env = calloc(base_n + 7, sizeof *env);
+    if (env == NULL)
         abort();
-    for (size_t i = 0; i < o; i++)
-        if (env[i] == NULL)
-            abort();
-    env[o] = NULL;
+    if (asprintf(&env[0], "JOBGATE_JOB_ID=%s", s->id) < 0 ||
+        asprintf(&env[1], "JOBGATE_JOB_TYPE=%s", s->type) < 0 ||
+        asprintf(&env[2], "JOBGATE_QUEUE=%s", s->queue) < 0 ||
+        asprintf(&env[3], "JOBGATE_ATTEMPT=%ld", s->attempt) < 0 ||
+        asprintf(&env[4], "JOBGATE_FENCE=%lld", s->fence) < 0 ||
+        asprintf(&env[5], "JOBGATE_RESULT_FILE=%s", result_path) < 0)
+        abort();
+    memcpy(env + 6, base_env, base_n * sizeof *env);
+    env[6 + base_n] = NULL;
     return env;
 }
 
@@ -64,8 +76,8 @@ static void free_env(char **env)
 {
     if (env == NULL)
         return;
-    for (char **e = env; *e; e++)
-        free(*e);
+    for (int i = 0; i < 6; i++)
+        free(env[i]);
     free(env);
 }
 
@@ -188,8 +200,11 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     int rc = JG_ERR;
     int in_fd = -1, out[2] = {-1, -1}, errp[2] = {-1, -1};
     char **env = NULL;
-    memset(c, 0, sizeof *c);
+    /* (not a memset of the whole struct: its two PATH_MAX buffers are written before read) */
+    c->pid = 0;
+    c->reaped = 0;
     c->out_fd = c->err_fd = -1;
+    c->dir[0] = c->result_path[0] = '\0';
 
     const char *tmp = getenv("TMPDIR");
     if (tmp == NULL || tmp[0] != '/')

@@ -178,6 +178,10 @@ UNIT_TEST(keys_layout_shares_the_queue_tag)
     EXPECT_STR_EQ("jobgate:{37a8eec1}:q:default:ready:echo", key);
     jg_key_queue(&cfg, "emails", "delayed", key);
     EXPECT_STR_EQ("jobgate:{cedbe818}:q:emails:delayed", key);
+    /* the same key from a tag kept by the caller (the worker keeps its queues' tags) */
+    EXPECT_INT_EQ(strlen("jobgate:{cedbe818}:q:emails:delayed"),
+                  jg_key_queue_tag(&cfg, "cedbe818", "emails", "delayed", key));
+    EXPECT_STR_EQ("jobgate:{cedbe818}:q:emails:delayed", key);
     jg_key_global(&cfg, "events", key);
     EXPECT_STR_EQ("jobgate:events", key);
     /* the slot's prefix, of a job id or of a queue's tag */
