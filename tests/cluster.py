@@ -268,6 +268,29 @@ class ClusterClient:
 
     def __init__(self, cluster):
         self.cluster = cluster
+        self.ranges = None     # [(first slot, last slot, master Node)], from CLUSTER SLOTS
+
+    def _refresh(self):
+        node = self.cluster.live()[0]
+        self.ranges = [(lo, hi, self.cluster.node_at(int(m[1])))
+                       for lo, hi, m, *_ in node.call("CLUSTER", "SLOTS")]
+
+    def _masters(self):
+        if self.ranges is None:
+            self._refresh()
+        seen = []
+        for _, _, n in self.ranges:
+            if n not in seen:
+                seen.append(n)
+        return seen
+
+    def _master_of(self, slot):
+        if self.ranges is None:
+            self._refresh()
+        for lo, hi, n in self.ranges:
+            if lo <= slot <= hi:
+                return n
+        raise harness.RedisError("slot %d has no master" % slot)
 
     @staticmethod
     def _key(args):
@@ -275,13 +298,23 @@ class ClusterClient:
         if name in ("EVALSHA", "EVAL"):
             return args[3] if len(args) > 3 and int(args[2]) > 0 else None
         if name in ("PING", "TIME", "INFO", "PUBLISH", "SCRIPT", "CONFIG", "ROLE", "CLUSTER",
-                    "SUBSCRIBE") or len(args) < 2:
+                    "SUBSCRIBE", "ECHO") or len(args) < 2:
             return None
         return args[1]
 
     def call(self, *args, raw=False):
+        for attempt in range(5):
+            try:
+                return self._call(args, raw)
+            except (OSError, ConnectionError):   # a node killed by the test: the map again
+                self.ranges = None
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    def _call(self, args, raw):
         name = str(args[0]).upper()
-        masters = self.cluster.masters()
+        masters = self._masters()
         if name == "KEYS":
             return [k for m in masters for k in m.client.call(*args, raw=raw)]
         if name == "DBSIZE":
@@ -290,7 +323,7 @@ class ClusterClient:
                 (name == "SCRIPT" and str(args[1]).upper() in ("LOAD", "FLUSH")):
             return [m.client.call(*args, raw=raw) for m in masters][0]
         key = self._key(args)
-        node = masters[0] if key is None else self.cluster.master_of_slot(key_slot(key))
+        node = masters[0] if key is None else self._master_of(key_slot(key))
         for _ in range(5):
             try:
                 return node.client.call(*args, raw=raw)
@@ -298,6 +331,7 @@ class ClusterClient:
                 msg = str(e)
                 if not msg.startswith("MOVED "):
                     raise
+                self.ranges = None
                 node = self.cluster.node_at(int(msg.rsplit(":", 1)[1]))
         raise harness.RedisError("too many redirections for %r" % (args,))
 
