@@ -6,6 +6,9 @@ temp dir), built with `redis-cli --cluster create ... --cluster-replicas 1`, sto
         c.url                        # redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...
         c.master_of_key("k")         # the Node holding k's slot now
         c.kill(node)                 # SIGKILL; c.wait_promoted(node) waits for its replica
+
+Cluster(ip=..., netns=...) runs the nodes inside a network namespace (tests/netns.py), bound to
+and announcing (cluster-announce-ip) that address, for programs of other namespaces to reach.
 """
 
 import contextlib
@@ -58,17 +61,19 @@ class Node:
         self.dir = os.path.join(cluster.dir, str(port))
         os.makedirs(self.dir)
         self.proc = None
-        self.client = harness.Redis(host="127.0.0.1", port=port, timeout=5)
+        self.client = harness.Redis(host=cluster.ip, port=port, timeout=5, netns=cluster.netns)
 
     def start(self):
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        args = ["redis-server", "--port", str(self.port), "--bind", self.cluster.ip,
+                "--cluster-announce-ip", self.cluster.ip,
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
                 "--dir", self.dir, "--daemonize", "no", "--protected-mode", "no",
                 "--logfile", ""]
         env = dict(os.environ)
         env["JOBGATE_HARNESS_TOKEN"] = harness._RUN_TOKEN
-        self.proc = harness.Proc("redis-%d" % self.port, args, env,
+        self.proc = harness.Proc("redis-%d" % self.port,
+                                 harness.netns_argv(self.cluster.netns, args), env,
                                  os.path.join(self.dir, "redis.log"))
 
     def call(self, *args):
@@ -76,7 +81,7 @@ class Node:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.cluster.ip, self.port)
 
     def role(self):
         return self.call("ROLE")[0]
@@ -86,7 +91,8 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, masters=3, replicas=1):
+    def __init__(self, masters=3, replicas=1, ip="127.0.0.1", netns=None):
+        self.ip, self.netns = ip, netns
         self.dir = tempfile.mkdtemp(prefix="jg-cluster-")
         self.nodes = []
         try:
@@ -117,7 +123,7 @@ class Cluster:
     def _create(self, replicas):
         argv = ["redis-cli", "--cluster", "create"] + [n.addr for n in self.nodes] + \
                ["--cluster-replicas", str(replicas), "--cluster-yes"]
-        p = subprocess.run(argv, capture_output=True, timeout=60)
+        p = subprocess.run(harness.netns_argv(self.netns, argv), capture_output=True, timeout=60)
         if p.returncode != 0:
             raise harness.HarnessError("redis-cli --cluster create failed: %s"
                                        % p.stdout.decode()[-800:] + p.stderr.decode()[-400:])
@@ -212,7 +218,7 @@ class Cluster:
             keys = src.call("CLUSTER", "GETKEYSINSLOT", slot, batch)
             if not keys:
                 return
-            src.call("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys)
+            src.call("MIGRATE", self.ip, dst.port, "", 0, 5000, "KEYS", *keys)
 
     def finish_move(self, slot, src, dst):
         dst_id = self.node_id(dst)

@@ -239,6 +239,15 @@ def _sweep_token(token):
                 os.kill(int(d), signal.SIGKILL)
 
 
+_CLEANUPS = []
+
+
+def at_cleanup(fn):
+    """fn() runs at the end of kill_everything (atexit, SIGTERM/SIGINT), after every process
+    is gone: for what a test made outside the processes (tests/netns.py's namespaces)."""
+    _CLEANUPS.append(fn)
+
+
 def kill_everything():
     """Last resort (atexit, signal): every process the harness started, at once."""
     for s in list(_STACKS):
@@ -248,6 +257,45 @@ def kill_everything():
         p.kill_group()
     with contextlib.suppress(Exception):
         _sweep_token(_RUN_TOKEN)
+    while _CLEANUPS:
+        with contextlib.suppress(Exception):
+            _CLEANUPS.pop()()
+
+
+# ---- Network namespaces (tests/netns.py makes them) ---------------------------------------------
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(name):
+    """Sockets made in the block (by this thread) belong to the network namespace `name`
+    (as `ip netns` names it); None: no change. setns() is per thread, so other threads keep
+    theirs; a socket keeps its namespace after the block."""
+    if not name:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open("/run/netns/" + name, os.O_RDONLY)
+        try:
+            if _libc.setns(target, _CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, "setns(%s): %s" % (name, os.strerror(e)))
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if _libc.setns(own, _CLONE_NEWNET) != 0:   # pragma: no cover
+                os._exit(99)     # a thread left in another namespace would test the wrong host
+    finally:
+        os.close(own)
+
+
+def netns_argv(name, argv):
+    """argv run inside network namespace name (`ip netns exec` execs it: same pid); None: argv."""
+    return ["ip", "netns", "exec", name] + list(argv) if name else list(argv)
 
 
 atexit.register(kill_everything)
@@ -310,8 +358,10 @@ class Redis:
     (bulk strings decoded as UTF-8 with replacement unless raw=True); error replies raise
     RedisError."""
 
-    def __init__(self, unix=None, host="127.0.0.1", port=None, password=None, db=0, timeout=10):
+    def __init__(self, unix=None, host="127.0.0.1", port=None, password=None, db=0, timeout=10,
+                 netns=None):
         self.unix, self.host, self.port = unix, host, port
+        self.netns = netns     # TCP connections made inside this network namespace
         self.password, self.db, self.timeout = password, db, timeout
         self.sock = None
         self.buf = b""
@@ -322,7 +372,8 @@ class Redis:
             s.settimeout(self.timeout)
             s.connect(self.unix)
         else:
-            s = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            with in_netns(self.netns):
+                s = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock, self.buf = s, b""
         if self.password:
             self._send([("AUTH", self.password)])
@@ -614,14 +665,20 @@ class Stack:
     instances: program name -> how many processes of it to start (default 1), all listed as
     `server` lines of its nginx upstream, or members of its Apache balancer (sockets
     sock(name, 0), sock(name, 1), ...).
+    netns: run every process of the stack (programs, front, workers) in that network namespace
+    (tests/netns.py), and make the test's own connections to the front there too. cluster: a
+    tests/cluster.py Cluster the stack runs on, owned (stopped) by the caller, not by the stack.
     """
 
     def __init__(self, env=None, programs=DEFAULT_PROGRAMS, threads=4, name="stack",
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
                  nginx_worker_connections=4096, start=True, instances=None, front=None,
-                 apache_workers=256, apache_extra="", www=(), api_at=()):
+                 apache_workers=256, apache_extra="", www=(), api_at=(), netns=None,
+                 cluster=None):
         self.name = name
+        self.netns = netns
+        self.given_cluster = cluster
         self.instances = dict(instances or {})
         self.env = dict(env or {})
         self.programs = tuple(programs)
@@ -707,9 +764,9 @@ class Stack:
         # free_port() races with every other process on the machine (other test runs): a port
         # taken between the probe and the bind gets a new one, a few times
         for attempt in range(4):
-            if REDIS_KIND == "cluster":
+            if REDIS_KIND == "cluster" or self.given_cluster:
                 import cluster as _cluster
-                self.cluster = _cluster.Cluster()
+                self.cluster = self.given_cluster or _cluster.Cluster()
                 self._redis = _cluster.ClusterClient(self.cluster)
                 break
             try:
@@ -789,7 +846,7 @@ class Stack:
                 "--threads", str(threads or self.threads), "--grace", str(self.grace)]
         argv += list(self.program_args) + list(args)
         log = os.path.join(self.dir, "%s.log" % name if n == 0 else "%s-%d.log" % (name, n))
-        proc = Proc(name, argv, self.program_env(env), log)
+        proc = Proc(name, netns_argv(self.netns, argv), self.program_env(env), log)
         self.procs.setdefault(name, []).append(proc)
         return proc
 
@@ -811,7 +868,8 @@ class Stack:
             f.write(apache_front.apache_conf(self.dir, self.port, self.dir, self.apache_workers,
                                              self.apache_extra.replace("@DIR@", self.dir),
                                              self.instances, self.www, self.api_at, WWW_TYPES))
-        self.nginx_proc = Proc("apache", apache_front.apache_argv(conf), _base_env(),
+        self.nginx_proc = Proc("apache", netns_argv(self.netns, apache_front.apache_argv(conf)),
+                               _base_env(),
                                os.path.join(self.dir, "apache.log"))
 
     def start_nginx(self):
@@ -825,8 +883,9 @@ class Stack:
                                + nginx_www(self.port, self.www, self.api_at),
                                self.nginx_http_extra.replace("@DIR@", self.dir),
                                self.nginx_worker_connections, self.nginx_workers, self.instances))
-        self.nginx_proc = Proc("nginx", ["nginx", "-p", self.dir + "/", "-c", conf,
-                                         "-e", os.path.join(self.dir, "nginx-error.log")],
+        self.nginx_proc = Proc("nginx", netns_argv(self.netns, [
+                                   "nginx", "-p", self.dir + "/", "-c", conf,
+                                   "-e", os.path.join(self.dir, "nginx-error.log")]),
                                _base_env(), os.path.join(self.dir, "nginx.log"))
 
     def _nginx_ready(self):
@@ -835,6 +894,8 @@ class Stack:
                                + _tail(self.front_error_log))
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
+            with in_netns(self.netns):
+                c.connect()
             c.request("GET", "/__jobgate_ready")
             return c.getresponse().status == 204
         finally:
@@ -860,7 +921,8 @@ class Stack:
             argv += ["--grace", str(grace)]
         argv += list(args)
         n = len(self.workers)
-        proc = Proc("worker", argv, self.program_env(env), os.path.join(self.dir, "worker-%d.log" % n))
+        proc = Proc("worker", netns_argv(self.netns, argv), self.program_env(env),
+                    os.path.join(self.dir, "worker-%d.log" % n))
         w = Worker(proc, grace if grace is not None else 30)
         self.workers.append(w)
         return w
@@ -1024,6 +1086,8 @@ class Stack:
             body = body.encode()
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
+            with in_netns(self.netns):
+                c.connect()
             c.request(method, url, body=body, headers=h)
             r = c.getresponse()
             data = r.read()
@@ -1034,7 +1098,9 @@ class Stack:
     def raw_request(self, data, timeout=10):
         """Sends exactly these bytes to the front end and returns everything it answers until it closes
         (send Connection: close). Parse with parse_http_response()."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with in_netns(self.netns):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        with s:
             s.sendall(data)
             chunks = []
             with contextlib.suppress(socket.timeout):
@@ -1129,7 +1195,7 @@ class Stack:
             self.redis_proc.stop(signal.SIGTERM, wait or 5)
         if self._redis:
             self._redis.close()
-        if self.cluster:
+        if self.cluster and self.cluster is not self.given_cluster:
             self.cluster.stop()
         san = scan_sanitizer_reports(self._all_procs())
         problems += san
