@@ -13,6 +13,8 @@ clang-14 libclang-rt-14-dev python3-prometheus-client prometheus"
 missing=""
 # the browser tests (tests/test_browser.py): Debian's Chromium, driven by Selenium
 PACKAGES="$PACKAGES chromium chromium-driver python3-selenium"
+# the two-host test (tests/test_hosts.py): `ip netns`, veth pairs and a bridge
+PACKAGES="$PACKAGES iproute2"
 for p in $PACKAGES; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$status" in

@@ -7,6 +7,9 @@
 #   nginx/jobgate.conf unchanged and serves deploy/www/ at / (FRONT=apache: Apache instead, with
 #   ./run/apache2.conf from deploy/apache-conf.sh including the shipped apache/jobgate.conf).
 # Logs go to ./run/*.log. Ctrl-C (or SIGTERM to this script) stops everything.
+# REDIS_CLUSTER=3: a private Redis Cluster instead of the one Redis, 3 masters + 3 replicas on
+# 127.0.0.1:${REDIS_CLUSTER_PORT:-7000}..+5 (and their bus ports +10000), files under
+# ./run/cluster/, no persistence. REDIS_URL=...: an existing Redis or cluster, none started.
 #
 # Environment: PORT (8080), FRONT (nginx or apache), JOBGATE_BUILD (build), JOBGATE_RUN_DIR (./run), THREADS (8),
 # CONCURRENCY (4), and any JOBGATE_* setting, which the programs and the worker see.
@@ -43,6 +46,7 @@ fi
 echo $$ > "$RUN/stack.pid"
 
 PIDS=""          # every process we started, in start order
+CLUSTER_PIDS=""  # the cluster's nodes (REDIS_CLUSTER=3), stopped last
 STOPPING=0
 
 # stop_pids PID...: SIGTERM to each, up to 10 s for all to exit, then SIGKILL to those left.
@@ -74,9 +78,12 @@ cleanup() {
     # everything but Redis first, newest first, so that the programs and the worker finish
     # their last requests and reports with Redis still there; then Redis
     rev=""
-    for p in $PIDS; do [ "$p" = "${PID_redis:-}" ] || rev="$p $rev"; done
+    for p in $PIDS; do
+        case " ${PID_redis:-} $CLUSTER_PIDS " in *" $p "*) ;; *) rev="$p $rev" ;; esac
+    done
     stop_pids $rev
     [ -n "${PID_redis:-}" ] && stop_pids "$PID_redis"
+    [ -n "$CLUSTER_PIDS" ] && stop_pids $CLUSTER_PIDS
     rm -f "$RUN"/*.sock "$RUN/stack.pid" "$RUN/nginx.pid" "$RUN/apache.pid"
     say "stopped"
 }
@@ -109,12 +116,46 @@ wait_for() {
 
 # ---- Redis -----------------------------------------------------------------------------------
 rm -f "$RUN"/*.sock
-# in a session of its own, so that Ctrl-C (sent to the terminal's whole process group) reaches
-# only this script, which stops Redis after the programs and the worker have finished with it
-start redis "$RUN/redis.log" setsid redis-server --port 0 --unixsocket "$RUN/redis.sock" \
-    --unixsocketperm 700 --save "" --appendonly no --dir "$RUN" --daemonize no
-wait_for "redis-server" redis-cli -s "$RUN/redis.sock" ping
-REDIS_URL="unix://$RUN/redis.sock?db=0"
+if [ -n "${REDIS_URL:-}" ]; then
+    say "using the Redis of REDIS_URL (none started)"
+elif [ -n "${REDIS_CLUSTER:-}" ]; then
+    [ "$REDIS_CLUSTER" = 3 ] || die "REDIS_CLUSTER must be 3 (3 masters, 3 replicas), not $REDIS_CLUSTER"
+    base="${REDIS_CLUSTER_PORT:-7000}"
+    rm -rf "$RUN/cluster"   # no persistence: a new cluster each time
+    seeds=""
+    for i in 0 1 2 3 4 5; do
+        port=$((base + i))
+        mkdir -p "$RUN/cluster/$port"
+        start "redis$i" "$RUN/cluster/$port/redis.log" setsid redis-server --port "$port" \
+            --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout 2000 --save "" --appendonly no --dir "$RUN/cluster/$port" \
+            --daemonize no
+        eval "CLUSTER_PIDS=\"\$CLUSTER_PIDS \$PID_redis$i\""
+        seeds="$seeds${seeds:+,}127.0.0.1:$port"
+    done
+    for i in 0 1 2 3 4 5; do
+        wait_for "redis-server on port $((base + i))" redis-cli -p $((base + i)) ping
+    done
+    # shellcheck disable=SC2046
+    redis-cli --cluster create $(echo "$seeds" | tr ',' ' ') --cluster-replicas 1 \
+        --cluster-yes >> "$RUN/cluster/create.log" 2>&1 ||
+        die "redis-cli --cluster create failed (see $RUN/cluster/create.log)"
+    cluster_ok() {
+        for i in 0 1 2 3 4 5; do
+            redis-cli -p $((base + i)) cluster info | grep -q 'cluster_state:ok' || return 1
+        done
+    }
+    wait_for "the cluster" cluster_ok
+    REDIS_URL="redis+cluster://$seeds"
+else
+    # in a session of its own, so that Ctrl-C (sent to the terminal's whole process group)
+    # reaches only this script, which stops Redis after the programs and the worker have
+    # finished with it
+    start redis "$RUN/redis.log" setsid redis-server --port 0 --unixsocket "$RUN/redis.sock" \
+        --unixsocketperm 700 --save "" --appendonly no --dir "$RUN" --daemonize no
+    wait_for "redis-server" redis-cli -s "$RUN/redis.sock" ping
+    REDIS_URL="unix://$RUN/redis.sock?db=0"
+fi
 export REDIS_URL
 
 # ---- The web programs ------------------------------------------------------------------------

@@ -43,11 +43,88 @@ static int copy_checked(char *dst, size_t cap, const char *src)
     return 0;
 }
 
+/* host:port of one cluster seed ([v6]:port), the port required: 0, or -1 if malformed. */
+static int parse_seed(const char *s, size_t len, char *host, size_t cap, int *port)
+{
+    long n;
+    const char *colon = NULL;
+    for (size_t i = len; i-- > 0;)
+        if (s[i] == ':') {
+            colon = s + i;
+            break;
+        }
+    if (colon == NULL || colon == s)
+        return -1;
+    char num[8];
+    size_t nlen = len - (size_t)(colon + 1 - s);
+    if (nlen == 0 || nlen >= sizeof num)
+        return -1;
+    memcpy(num, colon + 1, nlen);
+    num[nlen] = '\0';
+    if (jg_parse_long(num, 1, 65535, &n))
+        return -1;
+    *port = (int)n;
+    const char *h = s;
+    size_t hlen = (size_t)(colon - s);
+    if (h[0] == '[') {                    /* [::1]:7000 */
+        if (hlen < 3 || h[hlen - 1] != ']')
+            return -1;
+        h++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= cap || (h == s && memchr(h, ':', hlen)))
+        return -1;   /* a bare v6 address needs its brackets */
+    for (size_t i = 0; i < hlen; i++)   /* a host name, IPv4 or IPv6 (with a %zone) */
+        if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
+              (h[i] >= '0' && h[i] <= '9') || strchr("-._:%", h[i])))
+            return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    return 0;
+}
+
+/* The seeds of redis+cluster://: a comma list of host:port. A cluster has database 0 alone, so
+ * the URL takes no /db. The first seed also fills redis_host and redis_port. */
+static int parse_cluster_seeds(jg_config_t *cfg, const char *list)
+{
+    size_t used = 0;
+    int nseeds = 0;
+    const char *p = list;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char host[256];
+        int port;
+        if (parse_seed(p, len, host, sizeof host, &port))
+            return -1;
+        int v6 = strchr(host, ':') != NULL;
+        int n = snprintf(cfg->redis_seeds + used, sizeof cfg->redis_seeds - used, "%s%s%s%s:%d",
+                         nseeds ? "," : "", v6 ? "[" : "", host, v6 ? "]" : "", port);
+        if (n < 0 || (size_t)n >= sizeof cfg->redis_seeds - used)
+            return -1;
+        used += (size_t)n;
+        if (nseeds++ == 0) {
+            memcpy(cfg->redis_host, host, strlen(host) + 1);
+            cfg->redis_port = port;
+        }
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
+    }
+    cfg->redis_cluster = 1;
+    /* the printable form: the password is never shown */
+    int n = snprintf(cfg->redis_url_masked, sizeof cfg->redis_url_masked,
+                     "redis+cluster://%s%s%s%s", cfg->redis_user,
+                     cfg->redis_password[0] ? ":***" : "",
+                     (cfg->redis_user[0] || cfg->redis_password[0]) ? "@" : "", cfg->redis_seeds);
+    return n < 0 || (size_t)n >= sizeof cfg->redis_url_masked ? -1 : 0;
+}
+
 static int parse_redis_url(jg_config_t *cfg, const char *url)
 {
     long n;
     cfg->redis_unix[0] = cfg->redis_user[0] = cfg->redis_password[0] = '\0';
-    cfg->redis_db = 0;
+    cfg->redis_seeds[0] = '\0';
+    cfg->redis_db = cfg->redis_cluster = 0;
     cfg->redis_port = 6379;
     snprintf(cfg->redis_host, sizeof cfg->redis_host, "127.0.0.1");
 
@@ -67,9 +144,10 @@ static int parse_redis_url(jg_config_t *cfg, const char *url)
         snprintf(cfg->redis_url_masked, sizeof cfg->redis_url_masked, "%s", url);
         return 0;
     }
-    if (strncmp(url, "redis://", 8) != 0)
+    int cluster = strncmp(url, "redis+cluster://", 16) == 0;
+    if (!cluster && strncmp(url, "redis://", 8) != 0)
         return -1;
-    const char *rest = url + 8;
+    const char *rest = url + (cluster ? 16 : 8);
     const char *at = strrchr(rest, '@');
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
@@ -85,6 +163,8 @@ static int parse_redis_url(jg_config_t *cfg, const char *url)
         }
         rest = at + 1;
     }
+    if (cluster)
+        return parse_cluster_seeds(cfg, rest);
     const char *slash = strchr(rest, '/');
     size_t hostport_len = slash ? (size_t)(slash - rest) : strlen(rest);
     char hostport[300];

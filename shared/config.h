@@ -8,8 +8,9 @@
 #include <stdio.h>
 
 typedef struct jg_config {
-    /* Redis, parsed from REDIS_URL (redis://[user:password@]host[:port][/db] or
-     * unix:///path.sock[?db=N]). redis_password is a secret. */
+    /* Redis, parsed from REDIS_URL (redis://[user:password@]host[:port][/db],
+     * unix:///path.sock[?db=N], or redis+cluster://[user:password@]host:port[,host:port...]).
+     * redis_password is a secret. */
     char redis_url_masked[512];
     char redis_host[256];
     int  redis_port;
@@ -17,6 +18,8 @@ typedef struct jg_config {
     char redis_user[128];
     char redis_password[256];
     int  redis_db;
+    int  redis_cluster;        /* redis+cluster://: a Redis Cluster (db 0 only; see cluster.h) */
+    char redis_seeds[512];     /* its seed nodes, "host:port,[v6]:port" (host/port: the first) */
 
     char key_prefix[64];       /* JOBGATE_KEY_PREFIX, default "jobgate" */
     char mount_prefix[128];    /* JOBGATE_PREFIX, default "/api": routes live under it */

@@ -1,6 +1,7 @@
 /* redis.c — the Redis call path with reconnect and scripts (see redis.h). */
 #include "redis.h"
 #include "buf.h"
+#include "cluster.h"
 #include "log.h"
 #include "scripts.h"
 #include "timefmt.h"
@@ -22,21 +23,34 @@ void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms)
     r->cfg = cfg;
     r->timeout_ms = timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
+    if (cfg->redis_cluster)
+        r->cluster = jg_cluster_new(cfg);
 }
 
-void jg_redis_close(jg_redis_t *r)
+/* Closes the connection(s); r stays usable. */
+static void close_conns(jg_redis_t *r)
 {
-    if (r->ctx)
+    if (r->cluster)
+        jg_cluster_close_all(r);
+    else if (r->ctx)
         redisFree(r->ctx);
     r->ctx = NULL;
 }
 
+void jg_redis_close(jg_redis_t *r)
+{
+    close_conns(r);
+    jg_cluster_free(r->cluster);
+    r->cluster = NULL;
+}
+
 void jg_redis_drop(jg_redis_t *r, const char *why)
 {
-    if (r->ctx == NULL)
+    if (r->ctx == NULL && r->cluster == NULL)
         return;
-    jg_log_warn("redis connection lost", "error", why, NULL);
-    jg_redis_close(r);
+    if (r->ctx)   /* a cluster's other nodes may hold pipelined replies even without a home */
+        jg_log_warn("redis connection lost", "error", why, NULL);
+    close_conns(r);
     r->retry_at = 0;   /* the first reconnect is immediate: Redis may simply have restarted */
 }
 
@@ -44,21 +58,21 @@ static void connect_failed(jg_redis_t *r, const char *why)
 {
     if (r->failures++ == 0)
         jg_log_warn("redis unreachable, retrying with backoff", "error", why, NULL);
-    jg_redis_close(r);
+    close_conns(r);
     r->retry_at = jg_monotonic_ms() + r->backoff_ms;
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
 /* AUTH and SELECT: redone by hand on every connect, as hiredis does not. */
-static int handshake(jg_redis_t *r, char *why, size_t whylen)
+static int handshake(const jg_redis_t *r, redisContext *c, char *why, size_t whylen)
 {
     const jg_config_t *cfg = r->cfg;
     redisReply *rep = NULL;
     if (cfg->redis_password[0]) {
         if (cfg->redis_user[0])
-            rep = redisCommand(r->ctx, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+            rep = redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
         else
-            rep = redisCommand(r->ctx, "AUTH %s", cfg->redis_password);
+            rep = redisCommand(c, "AUTH %s", cfg->redis_password);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             /* the server's message never contains the password; ours neither */
             snprintf(why, whylen, "AUTH failed%s%s", rep ? ": " : "", rep ? rep->str : "");
@@ -67,7 +81,7 @@ static int handshake(jg_redis_t *r, char *why, size_t whylen)
         freeReplyObject(rep);
     }
     if (cfg->redis_db) {
-        rep = redisCommand(r->ctx, "SELECT %d", cfg->redis_db);
+        rep = redisCommand(c, "SELECT %d", cfg->redis_db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             snprintf(why, whylen, "SELECT failed%s%s", rep ? ": " : "", rep ? rep->str : "");
             goto fail;
@@ -83,11 +97,11 @@ fail:
 
 /* Has the server closed this idle connection (a Redis restart)? A readable socket with no
  * request outstanding means EOF: better found now than by failing the next command. */
-static int closed_by_server(jg_redis_t *r)
+int jg_redis_idle_closed(const redisContext *c)
 {
-    if (r->ctx->reader->len > r->ctx->reader->pos || r->ctx->obuf[0] != '\0')
+    if (c->reader->len > c->reader->pos || c->obuf[0] != '\0')
         return 0;   /* replies or commands in flight (pipelining, pub/sub) */
-    struct pollfd pfd = {r->ctx->fd, POLLIN, 0};
+    struct pollfd pfd = {c->fd, POLLIN, 0};
     return poll(&pfd, 1, 0) == 1;
 }
 
@@ -97,9 +111,42 @@ int jg_redis_connect(jg_redis_t *r)
 {
     /* One poll() before a command that may change something: a Redis restart then costs no
      * request a 503. Reads skip it (jg_redis_read retries instead). */
-    if (r->ctx && r->timeout_ms > 0 && closed_by_server(r))
+    if (r->ctx && r->timeout_ms > 0 && jg_redis_idle_closed(r->ctx))
         jg_redis_drop(r, "closed by the server");
     return reconnect(r);
+}
+
+redisContext *jg_redis_open(const jg_redis_t *r, const char *host, int port, char *why,
+                            size_t whylen)
+{
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    redisContext *c;
+    if (host == NULL && r->cfg->redis_unix[0])
+        c = redisConnectUnixWithTimeout(r->cfg->redis_unix, tv);
+    else if (host == NULL)
+        c = redisConnectWithTimeout(r->cfg->redis_host, r->cfg->redis_port, tv);
+    else
+        c = redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err) {
+        snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
+        goto fail;
+    }
+    if (handshake(r, c, why, whylen))
+        goto fail;
+    struct timeval cmd_tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+    if (r->timeout_ms > 0)
+        redisSetTimeout(c, cmd_tv);
+    else {
+        struct timeval forever = {0, 0};
+        redisSetTimeout(c, forever);
+    }
+    if (c->connection_type == REDIS_CONN_TCP)
+        redisEnableKeepAlive(c);   /* notice a lost host on idle connections */
+    return c;
+fail:
+    if (c)
+        redisFree(c);
+    return NULL;
 }
 
 static int reconnect(jg_redis_t *r)
@@ -108,30 +155,12 @@ static int reconnect(jg_redis_t *r)
         return 0;
     if (jg_monotonic_ms() < r->retry_at)
         return -1;
-    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    if (r->cfg->redis_unix[0])
-        r->ctx = redisConnectUnixWithTimeout(r->cfg->redis_unix, tv);
-    else
-        r->ctx = redisConnectWithTimeout(r->cfg->redis_host, r->cfg->redis_port, tv);
     char why[256];
-    if (r->ctx == NULL || r->ctx->err) {
-        snprintf(why, sizeof why, "%s", r->ctx ? r->ctx->errstr : "out of memory");
+    if (r->cluster ? jg_cluster_open_home(r, why, sizeof why)
+                   : (r->ctx = jg_redis_open(r, NULL, 0, why, sizeof why)) == NULL) {
         connect_failed(r, why);
         return -1;
     }
-    if (handshake(r, why, sizeof why)) {
-        connect_failed(r, why);
-        return -1;
-    }
-    struct timeval cmd_tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-    if (r->timeout_ms > 0)
-        redisSetTimeout(r->ctx, cmd_tv);
-    else {
-        struct timeval forever = {0, 0};
-        redisSetTimeout(r->ctx, forever);
-    }
-    if (r->cfg->redis_unix[0] == '\0')
-        redisEnableKeepAlive(r->ctx);   /* notice a lost host on idle connections */
     if (r->failures)
         jg_log_info("redis reachable again", NULL);
     r->failures = 0;
@@ -149,21 +178,52 @@ static redisReply *checked(jg_redis_t *r, void *reply)
     return reply;
 }
 
+/* With a cluster, a command goes out in the wire format through cluster.c. */
+static redisReply *cluster_vcmd(jg_redis_t *r, const char *fmt, va_list ap)
+{
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (len < 0)
+        abort();   /* a bad format string or no memory: a programming error */
+    redisReply *reply = jg_cluster_call(r, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return reply;
+}
+
+/* append 0: the reply of the call; append 1: 0 or -1 as jg_redis_append_argv. */
+static void *cluster_argv(jg_redis_t *r, int append, int *rc, int argc, const char **argv,
+                          const size_t *lens)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0)
+        abort();
+    void *reply = NULL;
+    if (append)
+        *rc = jg_cluster_append(r, cmd, (size_t)len);
+    else
+        reply = jg_cluster_call(r, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return reply;
+}
+
 redisReply *jg_redis_cmd(jg_redis_t *r, const char *fmt, ...)
 {
     if (jg_redis_connect(r))
         return NULL;
     va_list ap;
     va_start(ap, fmt);
-    void *reply = redisvCommand(r->ctx, fmt, ap);
+    void *reply = r->cluster ? cluster_vcmd(r, fmt, ap) : redisvCommand(r->ctx, fmt, ap);
     va_end(ap);
-    return checked(r, reply);
+    return r->cluster ? reply : checked(r, reply);
 }
 
 redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const size_t *lens)
 {
     if (jg_redis_connect(r))
         return NULL;
+    if (r->cluster)
+        return cluster_argv(r, 0, NULL, argc, argv, lens);
     return checked(r, redisCommandArgv(r->ctx, argc, argv, lens));
 }
 
@@ -180,6 +240,8 @@ redisReply *jg_redis_read(jg_redis_t *r, int argc, const char **argv, const size
     int reused = r->ctx != NULL;   /* a connection made just now is not retried */
     if (reconnect(r))
         return NULL;
+    if (r->cluster)
+        return cluster_argv(r, 0, NULL, argc, argv, lens);
     errno = 0;
     void *reply = redisCommandArgv(r->ctx, argc, argv, lens);
     if (reply == NULL && reused && closed_error(r->ctx, errno)) {
@@ -197,7 +259,17 @@ int jg_redis_append(jg_redis_t *r, const char *fmt, ...)
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    int rc = redisvAppendCommand(r->ctx, fmt, ap);
+    int rc;
+    if (r->cluster) {
+        char *cmd = NULL;
+        int len = redisvFormatCommand(&cmd, fmt, ap);
+        if (len < 0)
+            abort();
+        rc = jg_cluster_append(r, cmd, (size_t)len) ? REDIS_ERR : REDIS_OK;
+        redisFreeCommand(cmd);
+    } else {
+        rc = redisvAppendCommand(r->ctx, fmt, ap);
+    }
     va_end(ap);
     return rc == REDIS_OK ? 0 : -1;
 }
@@ -206,11 +278,18 @@ int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_
 {
     if (jg_redis_connect(r))
         return -1;
+    if (r->cluster) {
+        int rc = -1;
+        cluster_argv(r, 1, &rc, argc, argv, lens);
+        return rc;
+    }
     return redisAppendCommandArgv(r->ctx, argc, argv, lens) == REDIS_OK ? 0 : -1;
 }
 
 redisReply *jg_redis_get_reply(jg_redis_t *r)
 {
+    if (r->cluster)
+        return jg_cluster_get_reply(r);
     if (r->ctx == NULL)
         return NULL;
     void *reply = NULL;

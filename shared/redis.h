@@ -22,6 +22,7 @@ typedef struct jg_redis {
     int64_t retry_at;           /* monotonic ms before which no connect is tried */
     int failures;               /* connects that failed in a row (for logging once) */
     int64_t connected_at;       /* monotonic ms of the last successful connect */
+    struct jg_cluster *cluster; /* redis+cluster://: the nodes, ctx is the home node's (cluster.h) */
 } jg_redis_t;
 
 void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms);
@@ -47,6 +48,14 @@ redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int ar
 int jg_redis_append(jg_redis_t *r, const char *fmt, ...);
 int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
 redisReply *jg_redis_get_reply(jg_redis_t *r);
+
+/* A new connection to host:port (host NULL: REDIS_URL's own host, port or unix socket), AUTH
+ * and SELECT done, r's command timeout set. Returns NULL with the reason in why (no secret).
+ * cluster.c opens its node connections with it. */
+redisContext *jg_redis_open(const jg_redis_t *r, const char *host, int port, char *why,
+                            size_t whylen);
+/* Has the server closed this idle connection (a Redis restart)? See redis.c. */
+int jg_redis_idle_closed(const redisContext *c);
 
 /* Marks the connection broken (after a protocol surprise); the next call reconnects. */
 void jg_redis_drop(jg_redis_t *r, const char *why);

@@ -49,6 +49,9 @@ DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache", "admin")
 PREFIX = "/api"
 FRONTS = ("nginx", "apache")
 FRONT = os.environ.get("JOBGATE_FRONT", "nginx")
+# The Redis the stacks run on: "single" (one redis-server, the default) or "cluster"
+# (JOBGATE_REDIS=cluster: a 3+3 Redis Cluster per stack, tests/cluster.py).
+REDIS_KIND = os.environ.get("JOBGATE_REDIS", "single")
 
 # Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).
 SAN_ENV = {
@@ -236,6 +239,15 @@ def _sweep_token(token):
                 os.kill(int(d), signal.SIGKILL)
 
 
+_CLEANUPS = []
+
+
+def at_cleanup(fn):
+    """fn() runs at the end of kill_everything (atexit, SIGTERM/SIGINT), after every process
+    is gone: for what a test made outside the processes (tests/netns.py's namespaces)."""
+    _CLEANUPS.append(fn)
+
+
 def kill_everything():
     """Last resort (atexit, signal): every process the harness started, at once."""
     for s in list(_STACKS):
@@ -245,6 +257,45 @@ def kill_everything():
         p.kill_group()
     with contextlib.suppress(Exception):
         _sweep_token(_RUN_TOKEN)
+    while _CLEANUPS:
+        with contextlib.suppress(Exception):
+            _CLEANUPS.pop()()
+
+
+# ---- Network namespaces (tests/netns.py makes them) ---------------------------------------------
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(name):
+    """Sockets made in the block (by this thread) belong to the network namespace `name`
+    (as `ip netns` names it); None: no change. setns() is per thread, so other threads keep
+    theirs; a socket keeps its namespace after the block."""
+    if not name:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open("/run/netns/" + name, os.O_RDONLY)
+        try:
+            if _libc.setns(target, _CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, "setns(%s): %s" % (name, os.strerror(e)))
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if _libc.setns(own, _CLONE_NEWNET) != 0:   # pragma: no cover
+                os._exit(99)     # a thread left in another namespace would test the wrong host
+    finally:
+        os.close(own)
+
+
+def netns_argv(name, argv):
+    """argv run inside network namespace name (`ip netns exec` execs it: same pid); None: argv."""
+    return ["ip", "netns", "exec", name] + list(argv) if name else list(argv)
 
 
 atexit.register(kill_everything)
@@ -307,8 +358,10 @@ class Redis:
     (bulk strings decoded as UTF-8 with replacement unless raw=True); error replies raise
     RedisError."""
 
-    def __init__(self, unix=None, host="127.0.0.1", port=None, password=None, db=0, timeout=10):
+    def __init__(self, unix=None, host="127.0.0.1", port=None, password=None, db=0, timeout=10,
+                 netns=None):
         self.unix, self.host, self.port = unix, host, port
+        self.netns = netns     # TCP connections made inside this network namespace
         self.password, self.db, self.timeout = password, db, timeout
         self.sock = None
         self.buf = b""
@@ -319,7 +372,8 @@ class Redis:
             s.settimeout(self.timeout)
             s.connect(self.unix)
         else:
-            s = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            with in_netns(self.netns):
+                s = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock, self.buf = s, b""
         if self.password:
             self._send([("AUTH", self.password)])
@@ -611,6 +665,9 @@ class Stack:
     instances: program name -> how many processes of it to start (default 1), all listed as
     `server` lines of its nginx upstream, or members of its Apache balancer (sockets
     sock(name, 0), sock(name, 1), ...).
+    netns: run every process of the stack (programs, front, workers) in that network namespace
+    (tests/netns.py), and make the test's own connections to the front there too. cluster: a
+    tests/cluster.py Cluster the stack runs on, owned (stopped) by the caller, not by the stack.
     """
 
     redis_args = ()   # more redis-server flags, for a subclass (tests/test_cluster_keys.py)
@@ -619,8 +676,11 @@ class Stack:
                  redis_password=None, redis_via="unix", program_args=(), grace=2,
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
                  nginx_worker_connections=4096, start=True, instances=None, front=None,
-                 apache_workers=256, apache_extra="", www=(), api_at=()):
+                 apache_workers=256, apache_extra="", www=(), api_at=(), netns=None,
+                 cluster=None):
         self.name = name
+        self.netns = netns
+        self.given_cluster = cluster
         self.instances = dict(instances or {})
         self.env = dict(env or {})
         self.programs = tuple(programs)
@@ -660,6 +720,7 @@ class Stack:
         self.broken = False      # a process died unexpectedly: the shared stack is replaced
         self.problems = []       # unexpected deaths, found while checking
         self._redis = None
+        self.cluster = None      # a tests/cluster.py Cluster when REDIS_KIND is "cluster"
         _STACKS.append(self)
         if start:
             try:
@@ -679,6 +740,8 @@ class Stack:
     # -- configuration
     @property
     def redis_url(self):
+        if self.cluster:
+            return self.cluster.url
         if self.redis_via == "tcp" or self.redis_password:
             auth = ":%s@" % self.redis_password if self.redis_password else ""
             return "redis://%s127.0.0.1:%d/%d" % (auth, self.redis_port, self.redis_db)
@@ -703,6 +766,11 @@ class Stack:
         # free_port() races with every other process on the machine (other test runs): a port
         # taken between the probe and the bind gets a new one, a few times
         for attempt in range(4):
+            if REDIS_KIND == "cluster" or self.given_cluster:
+                import cluster as _cluster
+                self.cluster = self.given_cluster or _cluster.Cluster()
+                self._redis = _cluster.ClusterClient(self.cluster)
+                break
             try:
                 self.start_redis()
                 break
@@ -756,6 +824,8 @@ class Stack:
 
     def stop_redis(self):
         """Stops Redis (the programs keep running). Its data is gone (no persistence)."""
+        if self.cluster:
+            raise HarnessError("stop_redis: not on a cluster (JOBGATE_REDIS=cluster)")
         if self.redis_proc:
             self.redis_proc.stop(signal.SIGKILL, 5)
         if self._redis:
@@ -779,7 +849,7 @@ class Stack:
                 "--threads", str(threads or self.threads), "--grace", str(self.grace)]
         argv += list(self.program_args) + list(args)
         log = os.path.join(self.dir, "%s.log" % name if n == 0 else "%s-%d.log" % (name, n))
-        proc = Proc(name, argv, self.program_env(env), log)
+        proc = Proc(name, netns_argv(self.netns, argv), self.program_env(env), log)
         self.procs.setdefault(name, []).append(proc)
         return proc
 
@@ -801,7 +871,8 @@ class Stack:
             f.write(apache_front.apache_conf(self.dir, self.port, self.dir, self.apache_workers,
                                              self.apache_extra.replace("@DIR@", self.dir),
                                              self.instances, self.www, self.api_at, WWW_TYPES))
-        self.nginx_proc = Proc("apache", apache_front.apache_argv(conf), _base_env(),
+        self.nginx_proc = Proc("apache", netns_argv(self.netns, apache_front.apache_argv(conf)),
+                               _base_env(),
                                os.path.join(self.dir, "apache.log"))
 
     def start_nginx(self):
@@ -815,8 +886,9 @@ class Stack:
                                + nginx_www(self.port, self.www, self.api_at),
                                self.nginx_http_extra.replace("@DIR@", self.dir),
                                self.nginx_worker_connections, self.nginx_workers, self.instances))
-        self.nginx_proc = Proc("nginx", ["nginx", "-p", self.dir + "/", "-c", conf,
-                                         "-e", os.path.join(self.dir, "nginx-error.log")],
+        self.nginx_proc = Proc("nginx", netns_argv(self.netns, [
+                                   "nginx", "-p", self.dir + "/", "-c", conf,
+                                   "-e", os.path.join(self.dir, "nginx-error.log")]),
                                _base_env(), os.path.join(self.dir, "nginx.log"))
 
     def _nginx_ready(self):
@@ -825,6 +897,8 @@ class Stack:
                                + _tail(self.front_error_log))
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
+            with in_netns(self.netns):
+                c.connect()
             c.request("GET", "/__jobgate_ready")
             return c.getresponse().status == 204
         finally:
@@ -850,7 +924,8 @@ class Stack:
             argv += ["--grace", str(grace)]
         argv += list(args)
         n = len(self.workers)
-        proc = Proc("worker", argv, self.program_env(env), os.path.join(self.dir, "worker-%d.log" % n))
+        proc = Proc("worker", netns_argv(self.netns, argv), self.program_env(env),
+                    os.path.join(self.dir, "worker-%d.log" % n))
         w = Worker(proc, grace if grace is not None else 30)
         self.workers.append(w)
         return w
@@ -956,36 +1031,48 @@ class Stack:
 
     @contextlib.contextmanager
     def monitor(self):
-        """Collects every command Redis runs during the block (MONITOR): yields a list that
-        holds the commands' text lines once the block ends."""
+        """Collects every command Redis runs during the block (MONITOR; on a cluster, on every
+        master): yields a list that holds the commands' text lines once the block ends."""
         lines = []
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        s.connect(self.redis_sock)
+        socks = []
+        if self.cluster:
+            targets = [(n, ("127.0.0.1", n.port)) for n in self.cluster.masters()]
+        else:
+            targets = [(None, self.redis_sock)]
         try:
-            if self.redis_password:
-                s.sendall(Redis._encode(("AUTH", self.redis_password)))
-            s.sendall(Redis._encode(("MONITOR",)))
-            buf = b""
-            want = 2 if self.redis_password else 1
-            while buf.count(b"\r\n") < want:
-                buf += s.recv(4096)
+            for node, addr in targets:
+                s = socket.socket(socket.AF_INET if node else socket.AF_UNIX, socket.SOCK_STREAM)
+                socks.append((node, s))
+                s.settimeout(5)
+                s.connect(addr)
+                if self.redis_password:
+                    s.sendall(Redis._encode(("AUTH", self.redis_password)))
+                s.sendall(Redis._encode(("MONITOR",)))
+                buf = b""
+                want = 2 if self.redis_password else 1
+                while buf.count(b"\r\n") < want:
+                    buf += s.recv(4096)
             # a marker command, so that we know when everything before the block's end was seen
             yield lines
             marker = "jobgate-monitor-end-%d" % time.monotonic_ns()
-            self.redis("ECHO", marker)
-            data = b""
-            deadline = time.monotonic() + 5
-            while marker.encode() not in data and time.monotonic() < deadline:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            for ln in data.decode("utf-8", "replace").split("\r\n"):
-                if ln.startswith("+") and marker not in ln and '"ECHO"' not in ln[:80]:
-                    lines.append(ln[1:])
+            for node, s in socks:
+                if node:
+                    node.call("ECHO", marker)
+                else:
+                    self.redis("ECHO", marker)
+                data = b""
+                deadline = time.monotonic() + 5
+                while marker.encode() not in data and time.monotonic() < deadline:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                for ln in data.decode("utf-8", "replace").split("\r\n"):
+                    if ln.startswith("+") and marker not in ln and '"ECHO"' not in ln[:80]:
+                        lines.append(ln[1:])
         finally:
-            s.close()
+            for _, s in socks:
+                s.close()
 
     # -- HTTP
     def request(self, method, path, body=None, headers=None, json=None, timeout=30,
@@ -1002,6 +1089,8 @@ class Stack:
             body = body.encode()
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
+            with in_netns(self.netns):
+                c.connect()
             c.request(method, url, body=body, headers=h)
             r = c.getresponse()
             data = r.read()
@@ -1012,7 +1101,9 @@ class Stack:
     def raw_request(self, data, timeout=10):
         """Sends exactly these bytes to the front end and returns everything it answers until it closes
         (send Connection: close). Parse with parse_http_response()."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        with in_netns(self.netns):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        with s:
             s.sendall(data)
             chunks = []
             with contextlib.suppress(socket.timeout):
@@ -1107,6 +1198,8 @@ class Stack:
             self.redis_proc.stop(signal.SIGTERM, wait or 5)
         if self._redis:
             self._redis.close()
+        if self.cluster and self.cluster is not self.given_cluster:
+            self.cluster.stop()
         san = scan_sanitizer_reports(self._all_procs())
         problems += san
         if not _other_live_stacks(self):   # job scripts left in their own process groups

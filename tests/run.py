@@ -14,6 +14,10 @@ to FastCGI, CGI, flags) says so with @harness.front_independent and runs once.
     python3 tests/run.py apache:      # only the Apache pass
     JOBGATE_BUILD=build-san python3 tests/run.py
 
+JOBGATE_REDIS=cluster runs every stack on a private Redis Cluster (3 masters, 3 replicas,
+tests/cluster.py) instead of one redis-server, as JOBGATE_FRONT picks the front end; a test that
+stops or restarts Redis fails there (the harness says so).
+
 JOBGATE_TEST_TIMEOUT (default 120) bounds each test in seconds; JOBGATE_KEEP_TMP=1 keeps the
 stacks' temp dirs (logs) even when all is well.
 """

@@ -73,3 +73,7 @@ def test_worker_output_lines_stay_utf8_and_under_16_kib_on_every_input():
 
 def test_authorization_and_forwarded_for_headers_are_read_safely_on_every_input():
     _replay("access_headers")
+
+
+def test_cluster_redirections_slot_maps_and_command_keys_are_read_safely_on_every_input():
+    _replay("cluster_replies")
