@@ -263,8 +263,8 @@ def key_slot(key):
 class ClusterClient:
     """What a test's direct Redis calls need on a cluster (Stack.redis when the harness runs on a
     cluster): a command with a key goes to its slot's master (MOVED followed), KEYS and DBSIZE
-    gather every master's answer, FLUSHALL and SCRIPT LOAD/FLUSH go to every master, anything
-    else to one master."""
+    gather every master's answer, FLUSHALL, CLIENT (PAUSE, KILL: the whole of Redis, as on one
+    server) and SCRIPT LOAD/FLUSH go to every master, anything else to one master."""
 
     def __init__(self, cluster):
         self.cluster = cluster
@@ -319,7 +319,7 @@ class ClusterClient:
             return [k for m in masters for k in m.client.call(*args, raw=raw)]
         if name == "DBSIZE":
             return sum(int(m.client.call(*args)) for m in masters)
-        if name in ("FLUSHALL", "FLUSHDB") or \
+        if name in ("FLUSHALL", "FLUSHDB", "CLIENT") or \
                 (name == "SCRIPT" and str(args[1]).upper() in ("LOAD", "FLUSH")):
             return [m.client.call(*args, raw=raw) for m in masters][0]
         key = self._key(args)

@@ -49,8 +49,11 @@ DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache", "admin")
 PREFIX = "/api"
 FRONTS = ("nginx", "apache")
 FRONT = os.environ.get("JOBGATE_FRONT", "nginx")
-# The Redis the stacks run on: "single" (one redis-server, the default) or "cluster"
-# (JOBGATE_REDIS=cluster: a 3+3 Redis Cluster per stack, tests/cluster.py).
+# The Redis the stacks run on, as FRONT is the front end: "single" (one redis-server per stack,
+# the default) or "cluster" (a 3+3 Redis Cluster, tests/cluster.py, started once per test process
+# and shared by its stacks, flushed before each test: see before_test()). JOBGATE_REDIS sets it;
+# run.py sets it per pass with set_redis().
+REDIS_KINDS = ("single", "cluster")
 REDIS_KIND = os.environ.get("JOBGATE_REDIS", "single")
 
 # Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).
@@ -253,6 +256,9 @@ def kill_everything():
     for s in list(_STACKS):
         with contextlib.suppress(Exception):
             s.stop(check=False, quick=True)
+    if _cluster is not None:
+        with contextlib.suppress(Exception):
+            _cluster.stop()
     for p in list(_PROCS):
         p.kill_group()
     with contextlib.suppress(Exception):
@@ -668,6 +674,8 @@ class Stack:
     netns: run every process of the stack (programs, front, workers) in that network namespace
     (tests/netns.py), and make the test's own connections to the front there too. cluster: a
     tests/cluster.py Cluster the stack runs on, owned (stopped) by the caller, not by the stack.
+    redis_kind: "single" (a redis-server of the stack's own) or "cluster" (the process's shared
+    cluster, shared_cluster()); default REDIS_KIND.
     """
 
     redis_args = ()   # more redis-server flags, for a subclass (tests/test_cluster_keys.py)
@@ -677,8 +685,17 @@ class Stack:
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
                  nginx_worker_connections=4096, start=True, instances=None, front=None,
                  apache_workers=256, apache_extra="", www=(), api_at=(), netns=None,
-                 cluster=None):
+                 cluster=None, redis_kind=None):
         self.name = name
+        self.redis_kind = "cluster" if cluster else (redis_kind or REDIS_KIND)
+        if self.redis_kind not in REDIS_KINDS:
+            raise HarnessError("unknown Redis kind %r (one of %s)"
+                               % (self.redis_kind, ", ".join(REDIS_KINDS)))
+        if self.redis_kind == "cluster" and (redis_password or redis_db):
+            # a cluster has db 0 only, and the test cluster no password: a test that needs
+            # either is a single-Redis test (@single_redis_only), not one that passes unseen
+            raise HarnessError("a stack on the cluster has no redis_password or redis_db "
+                               "(mark the test @harness.single_redis_only)")
         self.netns = netns
         self.given_cluster = cluster
         self.instances = dict(instances or {})
@@ -720,8 +737,9 @@ class Stack:
         self.broken = False      # a process died unexpectedly: the shared stack is replaced
         self.problems = []       # unexpected deaths, found while checking
         self._redis = None
-        self.cluster = None      # a tests/cluster.py Cluster when REDIS_KIND is "cluster"
+        self.cluster = None      # a tests/cluster.py Cluster when redis_kind is "cluster"
         _STACKS.append(self)
+        _touched.add(self)
         if start:
             try:
                 self.start()
@@ -748,6 +766,12 @@ class Stack:
         return "unix://%s?db=%d" % (self.redis_sock, self.redis_db)
 
     @property
+    def redis_address(self):
+        """Where the programs find Redis, as --check shows it: the unix socket's path, or the
+        cluster's first seed (host:port)."""
+        return self.cluster.nodes[0].addr if self.cluster else self.redis_sock
+
+    @property
     def base(self):
         return "http://127.0.0.1:%d%s" % (self.port, PREFIX)
 
@@ -766,10 +790,14 @@ class Stack:
         # free_port() races with every other process on the machine (other test runs): a port
         # taken between the probe and the bind gets a new one, a few times
         for attempt in range(4):
-            if REDIS_KIND == "cluster" or self.given_cluster:
+            if self.redis_kind == "cluster":
                 import cluster as _cluster
-                self.cluster = self.given_cluster or _cluster.Cluster()
+                self.cluster = self.given_cluster or shared_cluster()
                 self._redis = _cluster.ClusterClient(self.cluster)
+                if self.cluster is _cluster_now() and not any(
+                        x is not self and x.cluster is self.cluster and not x.stopped
+                        for x in _touched):
+                    flush_cluster()      # a fresh Redis, as a stack of its own would get
                 break
             try:
                 self.start_redis()
@@ -825,7 +853,8 @@ class Stack:
     def stop_redis(self):
         """Stops Redis (the programs keep running). Its data is gone (no persistence)."""
         if self.cluster:
-            raise HarnessError("stop_redis: not on a cluster (JOBGATE_REDIS=cluster)")
+            raise HarnessError("stop_redis: not on a cluster (mark the test "
+                               "@harness.single_redis_only)")
         if self.redis_proc:
             self.redis_proc.stop(signal.SIGKILL, 5)
         if self._redis:
@@ -908,6 +937,7 @@ class Stack:
                      grace=None):
         """Starts a jobgate-worker for queues and types (None: every demo type; a list of demo
         type names; or a dict NAME -> COMMAND)."""
+        _touched.add(self)
         if types is None:
             types = DEMO_TYPES
         if not isinstance(types, dict):
@@ -977,11 +1007,13 @@ class Stack:
     # -- Redis
     def redis(self, *args, raw=False):
         """Runs one command on the stack's Redis; returns the reply (errors raise RedisError)."""
+        _touched.add(self)
         if self._redis is None:
             self._redis = Redis(unix=self.redis_sock, password=self.redis_password, db=self.redis_db)
         return self._redis.call(*args, raw=raw)
 
     def redis_pipeline(self, cmds, raw=False):
+        _touched.add(self)
         if self._redis is None:
             self._redis = Redis(unix=self.redis_sock, password=self.redis_password, db=self.redis_db)
         return self._redis.pipeline(cmds, raw=raw)
@@ -1079,6 +1111,7 @@ class Stack:
                 prefix=True):
         """One HTTP/1.1 request through the front end; path is under the mount prefix ("/jobs/...")
         unless prefix=False. json= sends a JSON body with Content-Type: application/json."""
+        _touched.add(self)
         url = (PREFIX + path) if prefix else path
         h = dict(headers or {})
         if json is not None:
@@ -1198,8 +1231,6 @@ class Stack:
             self.redis_proc.stop(signal.SIGTERM, wait or 5)
         if self._redis:
             self._redis.close()
-        if self.cluster and self.cluster is not self.given_cluster:
-            self.cluster.stop()
         san = scan_sanitizer_reports(self._all_procs())
         problems += san
         if not _other_live_stacks(self):   # job scripts left in their own process groups
@@ -1333,8 +1364,9 @@ def stack():
     """The shared default stack (submit + status, unix-socket Redis, 4 threads), started on
     first use and stopped by run.py at the end. A test that breaks a stack makes its own."""
     global _shared
-    if _shared is not None and _shared.front != FRONT and not _shared.stopped:
-        _shared.stop(check=False)    # run.py switched fronts: the next pass gets its own
+    if _shared is not None and (_shared.front != FRONT or _shared.redis_kind != REDIS_KIND) \
+            and not _shared.stopped:
+        _shared.stop(check=False)    # run.py switched passes: the next pass gets its own
         _shared = None
     if _shared is not None and (_shared.stopped or _shared.broken or _shared.check_alive()):
         # a program died: the test that was running is failed by run.py (after_test), and the
@@ -1343,6 +1375,7 @@ def stack():
         _shared = None
     if _shared is None:
         _shared = Stack(name="shared")
+    _touched.add(_shared)
     return _shared
 
 
@@ -1351,6 +1384,17 @@ def front_independent(func):
     through the front end (FastCGI straight to a program, CGI, flags): run.py runs it once."""
     func.fronts = ("nginx",)
     return func
+
+
+def single_redis_only(reason):
+    """Marks a test that cannot run on a Redis Cluster (it stops or restarts the one Redis, say):
+    run.py runs it in the single-Redis passes only. reason says why, and which test covers the
+    same behaviour on the cluster."""
+    def mark(func):
+        func.redis_kinds = ("single",)
+        func.single_redis_reason = reason
+        return func
+    return mark
 
 
 def only_front(front):
@@ -1374,6 +1418,71 @@ def set_front(front):
         _shared = None
     FRONT = front
     return problems
+
+
+def set_redis(kind):
+    """Makes kind ("single" or "cluster") the Redis new stacks (and the shared one) run on; run.py
+    calls it before each pass. Returns the problems found while stopping the shared stack of the
+    previous kind."""
+    global REDIS_KIND, _shared
+    if kind not in REDIS_KINDS:
+        raise HarnessError("unknown Redis kind %r (one of %s)" % (kind, ", ".join(REDIS_KINDS)))
+    problems = []
+    if _shared is not None and _shared.redis_kind != kind:
+        problems = _shared.stop(check=False)
+        _shared = None
+    REDIS_KIND = kind
+    return problems
+
+
+_cluster = None
+# the stacks a test used since it began (made, or sent a request or a Redis command): a stack
+# started on the shared cluster while none of them is live empties it first (before_test)
+_touched = set()
+
+
+def _cluster_now():
+    return _cluster
+
+
+def flush_cluster():
+    """Empties the shared cluster: FLUSHALL on every master."""
+    if _cluster is not None:
+        for n in _cluster.masters():
+            n.call("FLUSHALL")
+
+
+def shared_cluster():
+    """The test process's Redis Cluster (tests/cluster.py, 3 masters + 3 replicas), started on
+    first use; every stack of the "cluster" kind runs on it. Stopped by stop_all()."""
+    global _cluster
+    if _cluster is not None and len(_cluster.live()) < len(_cluster.nodes):
+        _cluster.stop()          # a node died (a test killed it): the next test gets a new one
+        _cluster = None
+    if _cluster is None:
+        import cluster
+        _cluster = cluster.Cluster()
+    return _cluster
+
+
+def before_test():
+    """Called by run.py before every test. On the cluster kind: empties the shared cluster
+    (FLUSHALL on every master), so that each test starts on an empty Redis as a stack of its own
+    would give it (the shared stack's programs keep their connections); a stack started later in
+    the test empties it again unless another stack of the test is still live on it. A cluster
+    one of whose nodes died is replaced (with the shared stack on it)."""
+    global _cluster, _shared
+    _touched.clear()
+    if REDIS_KIND != "cluster" or _cluster is None:
+        return
+    if len(_cluster.live()) < len(_cluster.nodes):
+        if _shared is not None and _shared.cluster is _cluster:
+            _shared.stop(check=False)
+            _shared = None
+        _cluster.stop()
+        _cluster = None
+        return
+    flush_cluster()
 
 
 def after_test():
@@ -1402,10 +1511,14 @@ def stop_all():
     """Stops every stack still running; returns the problems found (sanitizer reports, processes
     that died or did not stop)."""
     global _shared
+    global _cluster
     problems = []
     for s in list(_STACKS):
         problems += ["stack %s: %s" % (s.name, p) for p in s.stop(check=False)]
     _shared = None
+    if _cluster is not None:
+        _cluster.stop()
+        _cluster = None
     return problems
 
 

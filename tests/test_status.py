@@ -490,9 +490,25 @@ def test_long_polls_of_clients_that_went_away_are_released():
     with harness.Stack(name="abandon") as s:
         job = s.submit(type="echo")
         pid = s.program_pids("status")[0]
+        listening = s.sock("status")
 
         def fds():
-            return len(os.listdir("/proc/%d/fd" % pid))
+            # the program's FastCGI connections (from the front): its unix sockets bound to its
+            # listening path, connected (an accepted socket shows the listener's path). Not its
+            # Redis connections, which it opens as it needs them (on a cluster, one per node it
+            # reaches per thread and per loop) and keeps.
+            with open("/proc/net/unix") as f:
+                conns = {ln.split()[6] for ln in f.read().splitlines()[1:]
+                         if ln.split()[7:8] == [listening] and ln.split()[5] == "03"}
+            n = 0
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in conns:
+                    n += 1
+            return n
         base = fds()
         socks = []
         for _ in range(50):
