@@ -171,8 +171,14 @@ def test_retry_waits_in_queued_with_run_at():
     j = harness.wait_until(lambda: (lambda x: x if x["attempts"] == 1 and x["status"] == "queued"
                                     else None)(s.job(job["id"])), 10, "the job queued for retry")
     check(j["run_at"] is not None, "expected run_at while waiting for the retry", j)
-    delay = _ms(j["run_at"]) - _ms(j["started_at"])
-    check(2.0 <= delay <= 4.0, "expected run_at about 3 s (+-20 %) after the attempt", delay)
+    # from the end of the attempt (its "retry in" entry), not its start: how long the attempt
+    # itself ran is no part of the retry delay
+    r = s.request("GET", "/jobs/%s/logs?limit=1000" % job["id"])
+    ended = [e for e in r.json()["entries"] if e["stream"] == "system" and "retry in" in e["line"]]
+    check(len(ended) == 1, "expected one system entry saying when the job is retried", r.json())
+    delay = _ms(j["run_at"]) - _ms(ended[0]["ts"])
+    check(2.4 - 0.002 <= delay <= 3.6 + 0.002,
+          "expected run_at 3 s (+-20 %) after the attempt ended", delay)
     check(j["error"].startswith("exit status 1: "), "expected the attempt's error", j["error"])
     done = s.wait_status(job["id"], "done", timeout=15)
     check(_ms(done["started_at"]) >= _ms(j["run_at"]) - 0.01,
