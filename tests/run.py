@@ -30,6 +30,7 @@ process, one unit after the other.
     python3 tests/run.py -j1 worker   # the worker suites, serially
     JOBGATE_BUILD=build-san python3 tests/run.py
     make test                         # the same as the first line (make test SANITIZE=1: ASan)
+    make test FILTER="cluster:status worker_faults"   # filters through make
 
 JOBGATE_REDIS=cluster makes the cluster the default Redis of every pass, as JOBGATE_FRONT=apache
 makes Apache the default front (for a test module run by hand); run.py's passes set both.
@@ -377,8 +378,9 @@ def run_sharded(units, jobs, filters):
     """Runs units on jobs worker processes, longest first, printing each unit's output in report
     order as soon as it and all before it are done. Returns (passed, failed, seconds per unit)."""
     durations = load_durations()
-    todo = sorted(range(len(units)),
-                  key=lambda i: -durations.get(unit_name(units[i]), DEFAULT_SECONDS))
+    # the C unit tests first (a few seconds, and the first of the output), then longest first
+    todo = sorted(range(len(units)), key=lambda i: (
+        units[i][0] != "unit", -durations.get(unit_name(units[i]), DEFAULT_SECONDS)))
     done = {}
     lock = threading.Condition()
     shards = [Shard(n + 1, filters) for n in range(min(jobs, len(units)))]

@@ -492,24 +492,30 @@ def test_long_polls_of_clients_that_went_away_are_released():
         pid = s.program_pids("status")[0]
         listening = s.sock("status")
 
-        def fds():
-            # the program's FastCGI connections (from the front): its unix sockets bound to its
-            # listening path, connected (an accepted socket shows the listener's path). Not its
-            # Redis connections, which it opens as it needs them (on a cluster, one per node it
-            # reaches per thread and per loop) and keeps.
+        def open_fds():
+            """(FastCGI connections, other fds) of the program. Its FastCGI connections (from
+            the front) are its unix sockets bound to its listening path and connected (an
+            accepted socket shows the listener's path); the others are mostly its Redis
+            connections, opened as needed and kept: one per thread and loop on one Redis, one
+            per node reached per thread and loop on a cluster."""
             with open("/proc/net/unix") as f:
                 conns = {ln.split()[6] for ln in f.read().splitlines()[1:]
                          if ln.split()[7:8] == [listening] and ln.split()[5] == "03"}
-            n = 0
+            fcgi = other = 0
             for fd in os.listdir("/proc/%d/fd" % pid):
                 try:
                     target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
                 except OSError:
                     continue
                 if target.startswith("socket:[") and target[8:-1] in conns:
-                    n += 1
-            return n
-        base = fds()
+                    fcgi += 1
+                else:
+                    other += 1
+            return fcgi, other
+
+        def fds():
+            return open_fds()[0]
+        base, base_other = open_fds()
         socks = []
         for _ in range(50):
             c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
@@ -522,6 +528,13 @@ def test_long_polls_of_clients_that_went_away_are_released():
         harness.wait_until(lambda: fds() <= base + 5, 15,
                            "the parked long polls to be released after their clients left")
         eq(s.job(job["id"])["id"], job["id"], "status still serves")
+        # nor did the 50 long polls leave other fds behind: at most the Redis connections its
+        # threads and loop had not opened yet (4 threads + loop + subscriber, per master)
+        masters = len(s.cluster.masters()) if s.cluster else 1
+        other = open_fds()[1]
+        check(other <= base_other + 6 * masters,
+              "at most %d more fds than before the long polls but FastCGI connections (were %d)"
+              % (6 * masters, base_other), other)
 
 
 # ---- kept-alive FastCGI connections ------------------------------------------------------------
