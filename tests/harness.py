@@ -791,10 +791,10 @@ class Stack:
         # taken between the probe and the bind gets a new one, a few times
         for attempt in range(4):
             if self.redis_kind == "cluster":
-                import cluster as _cluster
+                import cluster as clustermod
                 self.cluster = self.given_cluster or shared_cluster()
-                self._redis = _cluster.ClusterClient(self.cluster)
-                if self.cluster is _cluster_now() and not any(
+                self._redis = clustermod.ClusterClient(self.cluster)
+                if self.cluster is _cluster and not any(
                         x is not self and x.cluster is self.cluster and not x.stopped
                         for x in _touched):
                     flush_cluster()      # a fresh Redis, as a stack of its own would get
@@ -1444,10 +1444,6 @@ _cluster = None
 # the stacks a test used since it began (made, or sent a request or a Redis command): a stack
 # started on the shared cluster while none of them is live empties it first (before_test)
 _touched = set()
-
-
-def _cluster_now():
-    return _cluster
 
 
 def flush_cluster():
