@@ -1512,6 +1512,17 @@ def after_test():
     return problems
 
 
+def after_module():
+    """Called by run.py after each module's tests in a pass: stops every stack but the shared one
+    (a module may keep stacks across its tests, never beyond them: on the shared cluster, a
+    worker left running would claim the next module's jobs). Returns the problems found."""
+    problems = []
+    for s in list(_STACKS):
+        if s is not _shared:
+            problems += ["stack %s: %s" % (s.name, p) for p in s.stop(check=False)]
+    return problems
+
+
 def stop_all():
     """Stops every stack still running; returns the problems found (sanitizer reports, processes
     that died or did not stop)."""

@@ -238,6 +238,18 @@ def run_tests(tests):
         else:
             failed += 1
             print("FAIL - %s: %s" % (full, err.rstrip()), flush=True)
+    if tests:
+        signal.alarm(TIMEOUT)
+        try:
+            problems = harness.after_module()
+        except TestTimeout:
+            problems = ["stopping the module's stacks took more than %d s" % TIMEOUT]
+        finally:
+            signal.alarm(0)
+        for p in problems:
+            failed += 1
+            print("FAIL - harness.stop (after %s%s): %s"
+                  % (PASS_PREFIX[tests[0][0]], tests[0][1], p), flush=True)
     return passed, failed
 
 
