@@ -1,7 +1,8 @@
 /* keeper.c — the guard process for jobs of a killed worker, and the remover of finished jobs'
  * directories (see keeper.h). Protocol on the pipe, one line per message: "+<pgid> <dir>\n",
  * "-<pgid>\n", "r<dir>\n" (remove this tree now), and "q\n" for a normal stop. The entry with
- * pgid 0 is the trash directory: removed at any end, clean stop included. */
+ * pgid 0 is the trash directory, and those with a negative number the job slots' directories
+ * (worker/jobdir.c): never signalled, removed at any end, clean stop included. */
 #include "keeper.h"
 #include "jg.h"
 
@@ -108,10 +109,12 @@ static void keeper_main(int fd)
         if (len == sizeof buf)
             len = 0;   /* a line longer than the buffer: not ours, dropped */
     }
-    for (size_t i = 0; i < n; i++) {
+    /* every group first, then the directories: nothing of a job writes into one being removed */
+    for (size_t i = 0; i < n; i++)
         if (!stop && ents[i].pgid > 1)
             kill(-ents[i].pgid, SIGKILL);
-        if ((!stop || ents[i].pgid == 0) && ents[i].dir)
+    for (size_t i = 0; i < n; i++) {
+        if ((!stop || ents[i].pgid <= 0) && ents[i].dir)
             jg_remove_tree(ents[i].dir);
         free(ents[i].dir);
     }
@@ -195,6 +198,14 @@ void jg_keeper_remove(pid_t pgid)
     char line[32];
     int n = snprintf(line, sizeof line, "-%d\n", (int)pgid);
     send_line(line, (size_t)n);
+}
+
+void jg_keeper_move(pid_t id, const char *dir)
+{
+    char line[4300];
+    int n = snprintf(line, sizeof line, "-%d\n+%d %s\n", (int)id, (int)id, dir);
+    if (n > 0 && (size_t)n < sizeof line)
+        send_line(line, (size_t)n);   /* both lines in one write */
 }
 
 /* Directory removal on ext4 (with discard) blocks for up to a millisecond or more, and a

@@ -115,8 +115,8 @@ static int plain_path(const char *command)
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(const jg_child_t *c, const char *command, int direct, char **env,
-                       int in_fd, int out_w, int err_w, pid_t parent)
+static void child_exec(int dir_fd, const char *command, int direct,
+                       char **env, int in_fd, int out_w, int err_w, pid_t parent)
 {
     setpgid(0, 0);
     /* dies with the worker; if the worker is already gone, do not start at all */
@@ -130,14 +130,16 @@ static void child_exec(const jg_child_t *c, const char *command, int direct, cha
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* the slot's directory by its descriptor (jobdir.c checked that it is the one at its path),
+     * before the dup2s could land on that descriptor's number */
+    if (fchdir(dir_fd) != 0)
+        _exit(127);
     if (dup2(in_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
         _exit(127);
     /* nothing else of the worker's (Redis sockets, other jobs' pipes) leaks into the job */
     if (close_range(3, ~0U, 0) != 0)
         for (int fd = 3; fd < 65536; fd++)
             close(fd);
-    if (chdir(c->dir) != 0)
-        _exit(127);
     /* A single path is exec'd directly, as `sh -c 'exec PATH'` would: the job's process is the
      * program itself (signals reach it, its death by a signal is "killed by signal S"), and a
      * shell start is saved (a third of the cost of a tiny job). Anything else, or a file the
@@ -154,7 +156,7 @@ static void child_exec(const jg_child_t *c, const char *command, int direct, cha
 
 
 typedef struct child_args {
-    const jg_child_t *c;
+    int dir_fd;
     const char *command;
     int direct;
     char **env;
@@ -165,7 +167,8 @@ typedef struct child_args {
 static int child_main(void *arg)
 {
     child_args_t *a = arg;
-    child_exec(a->c, a->command, a->direct, a->env, a->in_fd, a->out_w, a->err_w, a->parent);
+    child_exec(a->dir_fd, a->command, a->direct, a->env, a->in_fd, a->out_w, a->err_w,
+               a->parent);
     return 127;
 }
 
@@ -205,17 +208,15 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     c->reaped = 0;
     c->out_fd = c->err_fd = -1;
     c->dir[0] = c->result_path[0] = '\0';
+    c->jobdir = spec->jobdir;
 
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] != '/')
-        tmp = "/tmp";
-    if (snprintf(c->dir, sizeof c->dir, "%.4000s/jobgate-XXXXXX", tmp) >= (int)sizeof c->dir ||
-        mkdtemp(c->dir) == NULL) {
+    const char *tmp = NULL;
+    if (jg_jobdir_ready(c->jobdir, &tmp) != 0) {
         snprintf(err, errlen, "cannot create a temporary directory in %s: %s", tmp,
                  strerror(errno));
-        c->dir[0] = '\0';
         goto out;
     }
+    memcpy(c->dir, c->jobdir->path, strlen(c->jobdir->path) + 1);
     if (snprintf(c->result_path, sizeof c->result_path, "%.4000s/result.json", c->dir) >=
         (int)sizeof c->result_path) {
         snprintf(err, errlen, "temporary directory name too long");
@@ -231,7 +232,8 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     static pid_t parent;   /* the worker's pid: it never changes (the keeper runs no jobs) */
     if (parent == 0)
         parent = getpid();
-    child_args_t ca = {c, spec->command, direct, env, in_fd, out[1], errp[1], parent};
+    child_args_t ca = {c->jobdir->fd, spec->command, direct, env, in_fd,
+                       out[1], errp[1], parent};
     pid_t pid = spawn(&ca);
     if (pid < 0) {
         snprintf(err, errlen, "cannot fork: %s", strerror(errno));
@@ -259,10 +261,8 @@ out:
         if (errp[i] >= 0)
             close(errp[i]);
     }
-    if (rc != JG_OK && c->dir[0]) {
-        jg_remove_tree(c->dir);
-        c->dir[0] = '\0';
-    }
+    if (rc != JG_OK)
+        c->dir[0] = '\0';   /* (the slot's directory stays: nothing ran in it) */
     return rc;
 }
 
@@ -350,6 +350,7 @@ out:
 
 void jg_child_cleanup(jg_child_t *c)
 {
+    pid_t pgid = c->pid;
     if (c->pid > 0 && !c->reaped) {
         /* the leader is unreaped (a zombie at worst), so the group id is still the job's;
          * a leader left unreaped here is reaped by the worker's SIGCHLD handling */
@@ -363,8 +364,8 @@ void jg_child_cleanup(jg_child_t *c)
     if (c->err_fd >= 0)
         close(c->err_fd);
     c->out_fd = c->err_fd = -1;
-    if (c->dir[0] && jg_keeper_trash(c->dir) != 0)
-        jg_remove_tree(c->dir);
+    if (c->dir[0] && c->jobdir)
+        jg_jobdir_recycle(c->jobdir, pgid);
     c->dir[0] = '\0';
 }
 
