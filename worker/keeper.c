@@ -8,13 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,22 +24,50 @@ static int keeper_fd = -1;
 static pid_t keeper = -1;
 static char trash[PATH_MAX];   /* "<dir>/.jobgate-trash-XXXXXX", "" until the first hand-over */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+#define REMOVE_DEPTH 1000   /* levels of directories removed (one descriptor each) */
+
+/* Removes the entry `name` of the directory parent, a directory tree with everything in it.
+ * Symbolic links are removed, never followed; a directory the job made read-only (or unreadable)
+ * is given back its owner's rights first, so that what is in it can go too. */
+static int remove_at(int parent, const char *name, int depth)
 {
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;   /* go on: remove as much as possible */
+    if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    if (errno != EISDIR || depth >= REMOVE_DEPTH)
+        return -1;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES) {
+        /* a directory (unlinkat said so, and a symlink is unlinked, not refused): rights back */
+        struct stat st;
+        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+            fchmodat(parent, name, 0700, 0);
+        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return -1;
+    fchmod(fd, 0700);   /* a read-only directory: its entries can be removed */
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            remove_at(dirfd(d), e->d_name, depth + 1) != 0)
+            rc = -1;   /* go on: remove as much as possible */
+    closedir(d);
+    if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
 }
 
 int jg_remove_tree(const char *dir)
 {
     if (dir == NULL || dir[0] == '\0')
         return -1;
-    return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return remove_at(AT_FDCWD, dir, 0);
 }
 
 /* A finished job's directory, which mostly holds nothing but its result file: two system calls
