@@ -80,6 +80,32 @@ def test_each_job_starts_in_an_empty_directory_of_its_own_whatever_the_last_job_
         eq(sorted(os.listdir(tmp)), [], "what the worker left in $TMPDIR after a clean stop")
 
 
+# a job that leaves behind a process outside its process group (the job ends once that process
+# has left the group), writing into its cwd for 1.5 s once the job has ended
+ESCAPE = ('setsid -f sh -c \'touch "$OUT/out"; sleep 0.2; i=0; while [ $i -lt 30 ]; do echo x > late.$i; '
+          'i=$((i+1)); sleep 0.05; done; touch "$OUT/escaped"\' </dev/null >/dev/null 2>&1; '
+          'while [ ! -e "$OUT/out" ]; do sleep 0.01; done; ' + CLEAN)
+
+
+def test_a_process_that_escaped_a_jobs_group_never_writes_into_a_later_jobs_directory():
+    s = stack()
+    q = unique_queue()
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as out:
+        w = s.start_worker(queues=[q], concurrency=1, env={"TMPDIR": tmp, "OUT": out},
+                           types={"escape": ESCAPE, "look": "sleep 0.5; " + LOOK})
+        j = s.submit(type="escape", queue=q)
+        eq(s.wait_status(j["id"], ("done", "failed"))["status"], "done", "status of the job")
+        for _ in range(2):
+            j = s.submit(type="look", queue=q)
+            done = s.wait_status(j["id"], ("done", "failed"))
+            eq(done["status"], "done", "status of a job after one whose process escaped")
+            eq(done["result"]["ls"], "", "what the next job finds in its cwd")
+        harness.wait_until(lambda: os.path.exists(os.path.join(out, "escaped")), 10,
+                           "the escaped process to end")
+        eq(w.stop(), 0, "worker exit status on SIGTERM")
+        eq(sorted(os.listdir(tmp)), [], "what the worker left in $TMPDIR after a clean stop")
+
+
 def test_finished_jobs_leave_nothing_in_tmpdir_after_a_clean_stop():
     s = stack()
     q = unique_queue()

@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,12 +107,11 @@ static void new_name(char *path, size_t base)
     path[base + NAME_CHARS] = '\0';
 }
 
-void jg_jobdir_recycle(jg_jobdir_t *d, pid_t pgid)
+void jg_jobdir_recycle(jg_jobdir_t *d, int reusable)
 {
     if (d->fd < 0)
         return;
-    /* a process of the job's group still alive (killed, maybe not dead yet) could still write */
-    if (pgid > 0 && !(kill(-pgid, 0) != 0 && errno == ESRCH))
+    if (!reusable)
         goto drop;
     /* still our directory, at its path, as it was made */
     struct stat st;

@@ -5,7 +5,8 @@
  * gets an empty directory under a path of its own, and the old path is gone, without a directory
  * made and removed per job (on ext4 without a journal, allocating an inode scans every inode
  * freed in the last minutes: a fifth of an `echo` job's CPU). Anything else — files or
- * directories left behind, a changed mode, a replaced path, a process of the group still alive —
+ * directories left behind, a changed mode, a replaced path, a process the job started still
+ * alive (in its group, or escaped from it) —
  * and the directory is dropped (moved into the keeper's trash and removed there, as before) and
  * the slot makes a new one for its next job. The keeper knows each slot's directory, so a worker
  * killed with -9 leaves none behind. */
@@ -31,9 +32,10 @@ void jg_jobdir_init(jg_jobdir_t *d, int slot);
  * parent it tried. */
 int jg_jobdir_ready(jg_jobdir_t *d, const char **tmp);
 
-/* After a job, its leader reaped (pgid: its process group, or 0): reuse under a new name, or
- * drop (see above). Never blocks on a directory removal. */
-void jg_jobdir_recycle(jg_jobdir_t *d, pid_t pgid);
+/* After a job: reuse under a new name, or drop (see above); reusable says that nothing the job
+ * started is left to write in it (the caller knows its processes). Never blocks on a directory
+ * removal. */
+void jg_jobdir_recycle(jg_jobdir_t *d, int reusable);
 
 /* Drops the directory: moved into the keeper's trash (or removed here when there is no keeper). */
 void jg_jobdir_drop(jg_jobdir_t *d);

@@ -114,6 +114,69 @@ static int plain_path(const char *command)
     return 1;
 }
 
+/* ---- the worker's children ---------------------------------------------------------------- */
+
+/* The job leaders started and not yet reaped. With the worker a child subreaper, every other
+ * child it has (the keeper aside) is a process that a job started and that outlived the job's
+ * process group (setsid, a daemon), reparented to the worker when its parents died. */
+static pid_t *leaders;
+static int nleaders, capleaders;
+static int subreaper;          /* PR_SET_CHILD_SUBREAPER is set: strays can be seen */
+static char children_path[64]; /* /proc/self/task/<tid>/children */
+
+void jg_child_init(void)
+{
+    subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+    snprintf(children_path, sizeof children_path, "/proc/self/task/%d/children", (int)getpid());
+}
+
+static void leader_add(pid_t pid)
+{
+    if (nleaders == capleaders) {
+        capleaders = capleaders ? capleaders * 2 : 16;
+        leaders = realloc(leaders, (size_t)capleaders * sizeof *leaders);
+        if (leaders == NULL)
+            abort();
+    }
+    leaders[nleaders++] = pid;
+}
+
+void jg_child_forget(pid_t pid)
+{
+    for (int i = 0; i < nleaders; i++)
+        if (leaders[i] == pid) {
+            leaders[i] = leaders[--nleaders];
+            return;
+        }
+}
+
+/* 1 when the worker has a child that is neither a job leader nor the keeper (or cannot tell). */
+static int strays(void)
+{
+    if (!subreaper)
+        return 1;
+    char buf[4096];
+    int fd = open(children_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0 || n == (ssize_t)sizeof buf - 1)
+        return 1;
+    buf[n] = '\0';
+    for (char *p = buf, *end; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        int known = pid == jg_keeper_pid();
+        for (int i = 0; i < nleaders && !known; i++)
+            known = leaders[i] == pid;
+        if (!known)
+            return 1;
+    }
+    return 0;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child_exec(int dir_fd, const char *command, int direct,
                        char **env, int in_fd, int out_w, int err_w, pid_t parent)
@@ -250,6 +313,7 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
     fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
     jg_keeper_add(pid, c->dir);
+    leader_add(pid);
     rc = JG_OK;
 out:
     free_env(env);
@@ -288,6 +352,7 @@ int jg_child_reap(jg_child_t *c, int *wstatus)
     if (got < 0)   /* cannot happen: it was waitable a moment ago */
         *wstatus = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8
                                               : (info.si_status & 0x7f);
+    jg_child_forget(c->pid);
     c->reaped = 1;
     return 1;
 }
@@ -364,8 +429,11 @@ void jg_child_cleanup(jg_child_t *c)
     if (c->err_fd >= 0)
         close(c->err_fd);
     c->out_fd = c->err_fd = -1;
+    /* the directory goes on to the slot's next job only when nothing the job started can still
+     * write in it: its group is gone (not merely killed), and no process escaped the group */
     if (c->dir[0] && c->jobdir)
-        jg_jobdir_recycle(c->jobdir, pgid);
+        jg_jobdir_recycle(c->jobdir, pgid > 0 && kill(-pgid, 0) != 0 && errno == ESRCH &&
+                                         !strays());
     c->dir[0] = '\0';
 }
 

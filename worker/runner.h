@@ -34,6 +34,13 @@ typedef struct jg_child_spec {
     jg_jobdir_t *jobdir;       /* the slot's directory (made here if it has none) */
 } jg_child_spec_t;
 
+/* Once, at start: makes the worker a child subreaper (PR_SET_CHILD_SUBREAPER), so that a process
+ * a job started and that left the job's process group is reparented to the worker and seen. */
+void jg_child_init(void);
+
+/* The worker reaped a child of its own (not through jg_child_reap): forgets it as a job leader. */
+void jg_child_forget(pid_t pid);
+
 /* Starts the job process. Returns JG_OK, or JG_ERR with a message in err (nothing is left
  * behind). */
 int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t errlen);

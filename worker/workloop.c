@@ -902,6 +902,7 @@ static void on_signals(worker_t *w)
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
+        jg_child_forget(pid);
         if (pid == jg_keeper_pid()) {
             jg_log_warn("keeper process ended; starting a new one", NULL);
             jg_keeper_exited();
@@ -1059,6 +1060,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
         jg_log_warn("cannot start the keeper process: jobs of a killed worker may outlive it",
                     NULL);
 
+    jg_child_init();
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
