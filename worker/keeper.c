@@ -28,8 +28,9 @@ static char trash[PATH_MAX];   /* "<dir>/.jobgate-trash-XXXXXX", "" until the fi
 
 /* Removes the entry `name` of the directory parent, a directory tree with everything in it.
  * Symbolic links are removed, never followed; a directory the job made read-only (or unreadable)
- * is given back its owner's rights first, so that what is in it can go too. */
-static int remove_at(int parent, const char *name, int depth)
+ * is given back its owner's rights first, so that what is in it can go too; a directory on
+ * another file system than the top one (something mounted there) is left alone. */
+static int remove_at(int parent, const char *name, int depth, dev_t *dev)
 {
     if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
         return 0;
@@ -39,12 +40,19 @@ static int remove_at(int parent, const char *name, int depth)
     if (fd < 0 && errno == EACCES) {
         /* a directory (unlinkat said so, and a symlink is unlinked, not refused): rights back */
         struct stat st;
-        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+            (depth == 0 || st.st_dev == *dev))
             fchmodat(parent, name, 0700, 0);
         fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
-    if (fd < 0)
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || (depth > 0 && st.st_dev != *dev)) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
+    if (depth == 0)
+        *dev = st.st_dev;
     fchmod(fd, 0700);   /* a read-only directory: its entries can be removed */
     DIR *d = fdopendir(fd);
     if (d == NULL) {
@@ -55,7 +63,7 @@ static int remove_at(int parent, const char *name, int depth)
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            remove_at(dirfd(d), e->d_name, depth + 1) != 0)
+            remove_at(dirfd(d), e->d_name, depth + 1, dev) != 0)
             rc = -1;   /* go on: remove as much as possible */
     closedir(d);
     if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
@@ -67,7 +75,8 @@ int jg_remove_tree(const char *dir)
 {
     if (dir == NULL || dir[0] == '\0')
         return -1;
-    return remove_at(AT_FDCWD, dir, 0);
+    dev_t dev = 0;
+    return remove_at(AT_FDCWD, dir, 0, &dev);
 }
 
 /* A finished job's directory, which mostly holds nothing but its result file: two system calls

@@ -28,8 +28,8 @@ pid_t jg_keeper_pid(void);
 /* For the worker's SIGCHLD handling: the keeper process pid exited; forget it. */
 void jg_keeper_exited(void);
 /* Removes a directory tree, or whatever else is at that path: symlinks are removed, never
- * followed; read-only directories in it are made writable first. Returns 0, or -1 when
- * something could not be removed (as much as possible is). */
+ * followed; read-only directories in it are made writable first; nothing mounted in it is
+ * entered. Returns 0, or -1 when something could not be removed (as much as possible is). */
 int jg_remove_tree(const char *dir);
 
 #endif
