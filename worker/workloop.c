@@ -913,7 +913,8 @@ static void on_signals(worker_t *w)
                         jg_keeper_add(w->slots[i].child.pid, w->slots[i].child.dir);
                 }
         }
-        /* else: a child no slot holds any more (left unreaped at a cleanup): reaped above */
+        /* else: a child no slot holds any more (left unreaped at a cleanup), or a process a
+         * job started that outlived its parents (the worker is their subreaper): reaped above */
     }
 }
 
