@@ -69,6 +69,7 @@ typedef struct slot {
     /* last, the large members (41 KiB): slot_free does not clear their buffers */
     jg_child_t child;
     jg_lines_t out, err;
+    jg_jobdir_t jobdir;        /* the slot's directory, kept from job to job (slot_free keeps it) */
 } slot_t;
 
 /* A done result to store in the result cache after the pipeline (P:cache:<key>, another slot
@@ -321,7 +322,7 @@ static void start_job(worker_t *w, const redisReply *job, int qi, int64_t sent_a
         .payload = payload && payload->type == REDIS_REPLY_STRING ? payload->str : "{}",
         .payload_len = payload && payload->type == REDIS_REPLY_STRING ? payload->len : 2,
         .id = s->id, .type = s->type, .queue = w->o->queues[s->qi],
-        .attempt = s->attempt, .fence = s->fence,
+        .attempt = s->attempt, .fence = s->fence, .jobdir = &s->jobdir,
     };
     if (command == NULL) {
         snprintf(err, sizeof err, "no command for type %s on this worker", s->type);
@@ -901,15 +902,19 @@ static void on_signals(worker_t *w)
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
+        jg_child_forget(pid);
         if (pid == jg_keeper_pid()) {
             jg_log_warn("keeper process ended; starting a new one", NULL);
             jg_keeper_exited();
             if (jg_keeper_start() > 0)
-                for (int i = 0; i < w->nslots; i++)
+                for (int i = 0; i < w->nslots; i++) {
+                    jg_jobdir_rekeep(&w->slots[i].jobdir);
                     if (w->slots[i].state == SLOT_RUNNING)
                         jg_keeper_add(w->slots[i].child.pid, w->slots[i].child.dir);
+                }
         }
-        /* else: a child no slot holds any more (left unreaped at a cleanup): reaped above */
+        /* else: a child no slot holds any more (left unreaped at a cleanup), or a process a
+         * job started that outlived its parents (the worker is their subreaper): reaped above */
     }
 }
 
@@ -1056,6 +1061,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
         jg_log_warn("cannot start the keeper process: jobs of a killed worker may outlive it",
                     NULL);
 
+    jg_child_init();
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
@@ -1074,8 +1080,10 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
     fd_slot = calloc((size_t)(2 * w.nslots + 2), sizeof *fd_slot);
     if (!w.slots || !fds || !fd_slot)
         abort();
-    for (int i = 0; i < w.nslots; i++)
+    for (int i = 0; i < w.nslots; i++) {
         slot_free(&w.slots[i]);
+        jg_jobdir_init(&w.slots[i].jobdir, i);
+    }
     jg_redis_init(&w.cmd, cfg, CMD_TIMEOUT_MS);
     jg_redis_init(&w.sub, cfg, CMD_TIMEOUT_MS);
     jg_proto_init(&w.proto, &w.cmd, cfg, opts);
@@ -1153,6 +1161,7 @@ out:
         if (w.slots[i].state == SLOT_RUNNING)
             jg_child_cleanup(&w.slots[i].child);
         slot_free(&w.slots[i]);
+        jg_jobdir_close(&w.slots[i].jobdir);
     }
     if (w.cmd.ctx)
         say_goodbye(&w);
