@@ -493,6 +493,10 @@ def test_long_polls_of_clients_that_went_away_are_released():
 
         def fds():
             return len(os.listdir("/proc/%d/fd" % pid))
+        # a first long poll of the queue: its events channel is subscribed (one connection,
+        # kept a while after) before the count starts
+        short = "/jobs/%s?wait=0.2&version=%d" % (job["id"], job["version"])
+        eq(s.request("GET", short).status, 304, "a short long poll")
         base = fds()
         socks = []
         for _ in range(50):
@@ -579,7 +583,7 @@ def test_a_change_whose_read_by_the_loop_fails_still_wakes_the_long_poll():
         # the change is published, then Redis answers nobody for 3 s: the loop's read of the
         # changed job fails (2 s command timeout); it must be read again, not dropped
         s.redis_pipeline([("HSET", jkey, "progress", "42"), ("HINCRBY", jkey, "version", "1"),
-                          ("PUBLISH", "jobgate:events",
+                          ("SPUBLISH", "jobgate:{%s}:events" % job["id"][:8],
                            "job %s %d" % (job["id"], job["version"] + 1)),
                           ("CLIENT", "PAUSE", "3000", "ALL")])
         r, took = bg.result()
