@@ -173,3 +173,31 @@ def test_cancel_reaches_the_worker_running_the_job_on_a_cluster():
         eq(done["status"], "cancelled", "the job after the cancel")
         check("cancel requested: stopping job" in w.log(),
               "expected the worker to log the cancel it received", w.log()[-1500:])
+
+
+def test_waiters_are_woken_after_their_queues_master_died_and_its_replica_took_over():
+    with _cluster_stack() as (c, s):
+        q = "evfail"
+        job = s.submit(type="echo", queue=q, delay=3600)
+        dead = c.master_of_key("{%s}" % _tag(q))
+        poll = _long_poll(s, job, wait=50)
+        harness.wait_until(lambda: m_subs(dead, q) == 1, 10,
+                           "the status process subscribed on the queue's master")
+        dead.call("WAIT", 1, 5000)   # the replica has the job before its master dies
+        c.kill(dead)
+        c.wait_promoted(dead)
+        new = c.master_of_key("{%s}" % _tag(q))
+        check(new is not dead, "expected another master for the queue's slot", new)
+        harness.wait_until(lambda: m_subs(new, q) == 1, 20,
+                           "the status process subscribed again on the promoted replica")
+        check(poll.is_alive(), "the long poll still waits after the failover", poll.value)
+        r = harness.wait_until(lambda: _cancel_or_none(s, job), 20, "cancel after the failover")
+        eq(r.status, 200, "cancel of the queued job on the new master")
+        r = poll.result(40)
+        eq((r.status, r.json()["status"]), (200, "cancelled"),
+           "the long poll, woken after the failover, with no restart")
+
+
+def _cancel_or_none(s, job):
+    r = s.request("POST", "/jobs/%s/cancel" % job["id"])
+    return None if r.status == 503 else r
