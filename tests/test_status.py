@@ -611,13 +611,13 @@ def test_a_status_process_subscribes_the_queues_it_waits_on_and_keeps_few_it_no_
         queues = [harness.unique_queue("ch%d" % i) for i in range(70)]
         jobs = [s.submit(type="echo", queue=q, delay=3600) for q in queues]
         # parked long enough to be seen all at once on a loaded machine (or a cluster)
-        polls = [_Bg(s, "GET", "/jobs/%s?wait=8&version=%d" % (j["id"], j["version"]))
+        polls = [_Bg(s, "GET", "/jobs/%s?wait=15&version=%d" % (j["id"], j["version"]))
                  for j in jobs]
 
         def channels():
             return [c for c in s.redis("PUBSUB", "SHARDCHANNELS", "jobgate:*:events")]
         want = sorted("jobgate:{%s}:events" % j["id"][:8] for j in jobs)
-        harness.wait_until(lambda: sorted(channels()) == want, 8,
+        harness.wait_until(lambda: sorted(channels()) == want, 15,
                            "the events channels of the 70 waited queues subscribed")
         for p in polls:
             eq(p.result()[0].status, 304, "a long poll whose job did not change")
