@@ -797,6 +797,7 @@ class Stack:
                 if self.cluster is _cluster and not any(
                         x is not self and x.cluster is self.cluster and not x.stopped
                         for x in _touched):
+                    _stop_idle_shared(self)
                     flush_cluster()      # a fresh Redis, as a stack of its own would get
                 break
             try:
@@ -1446,6 +1447,20 @@ _cluster = None
 _touched = set()
 
 
+_pending_problems = []   # found while stopping the idle shared stack; after_test() reports them
+
+
+def _stop_idle_shared(new):
+    """Stops the shared stack when it is on the shared cluster and the test has not used it:
+    a stack of the test's own then has the cluster to itself (its programs' subscriptions and
+    connections alone), as it would have a redis-server of its own."""
+    global _shared
+    if _shared is not None and _shared is not new and not _shared.stopped \
+            and _shared.cluster is _cluster and _shared not in _touched:
+        _pending_problems.extend(_shared.stop(check=False))
+        _shared = None
+
+
 def flush_cluster():
     """Empties the shared cluster: FLUSHALL on every master."""
     if _cluster is not None:
@@ -1493,9 +1508,11 @@ def before_test():
 def after_test():
     """Called by run.py after every test: stops workers started on the shared stack, and
     returns problems found (unexpected deaths) so that the test counts as failed."""
+    pending = list(_pending_problems)
+    del _pending_problems[:]
     if _shared is None or _shared.stopped:
-        return []
-    problems = list(_shared.problems)
+        return pending
+    problems = pending + list(_shared.problems)
     _shared.problems = []
     problems += _shared.check_alive()
     _shared.problems = []
