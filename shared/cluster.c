@@ -504,6 +504,8 @@ static int target(jg_redis_t *r, int route, const char *key, size_t keylen)
 
 static void pause_ms(long ms)
 {
+    if (ms <= 0)
+        return;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -530,11 +532,19 @@ static const jg_script_t *script_of(const char *cmd, size_t len)
 }
 
 /* Turns a reply of cmd, sent to node idx, into its final answer: redirections followed, a
- * missing script loaded, a cluster that cannot serve the slot made NULL (unavailable). */
-static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *cmd, size_t len)
+ * missing script loaded, a cluster that cannot serve the slot made NULL (unavailable).
+ *
+ * TRYAGAIN (a multi-key command, or a jobgate script, refused while its slot is being migrated:
+ * nothing ran) is retried, from the slot's master in the map again, after 5, 10, 20 ... 200 ms,
+ * until deadline (monotonic ms; JG_CLUSTER_MIGRATION_WAIT_MS after the first call). Past it, a
+ * call (pipelined 0) is NULL, "unavailable"; a pipelined reply is the TRYAGAIN error itself, so
+ * that the replies after it are kept and the caller sends that command again later. */
+static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *cmd, size_t len,
+                          int64_t deadline, int pipelined)
 {
     jg_cluster_t *cl = r->cluster;
     int loaded = 0;
+    long wait_ms = 5;
     for (int tries = 0; rep && rep->type == REDIS_REPLY_ERROR; tries++) {
         char host[HOST_MAX];
         int ask, slot, port, asking = 0, sent;
@@ -571,8 +581,29 @@ static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *c
             }
             freeReplyObject(l);
             loaded = 1;
-        } else if (is_error(rep, "TRYAGAIN")) {
-            pause_ms(20);   /* a multi-key command during a resharding of its slot */
+        } else if (jg_cluster_is_tryagain(rep)) {
+            int64_t now = jg_monotonic_ms();
+            if (now >= deadline) {
+                jg_log_warn("redis cluster: slot still migrating, giving up", "error", rep->str,
+                            NULL);
+                if (pipelined)
+                    return rep;
+                freeReplyObject(rep);
+                return NULL;
+            }
+            pause_ms(now + wait_ms > deadline ? (long)(deadline - now) : wait_ms);
+            wait_ms = wait_ms * 2 > 200 ? 200 : wait_ms * 2;
+            /* from the slot's master again: an ASK target may have become the owner meanwhile,
+             * or the migration may have ended (MOVED) */
+            const char *key = NULL;
+            size_t keylen = 0;
+            int to = target(r, jg_cluster_route(cmd, len, &key, &keylen), key, keylen);
+            if (to < 0) {
+                freeReplyObject(rep);
+                return NULL;
+            }
+            idx = to;
+            tries = -1;   /* the redirections of each new round are counted afresh */
         } else if (is_error(rep, "CLUSTERDOWN")) {
             cl->stale = 1;
             freeReplyObject(rep);
@@ -584,6 +615,11 @@ static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *c
         rep = send_on(r, idx, cmd, len, asking, &sent);
     }
     return rep;
+}
+
+int jg_cluster_is_tryagain(const redisReply *rep)
+{
+    return is_error(rep, "TRYAGAIN");
 }
 
 /* A command for every master (SCRIPT LOAD): the first reply, or the first error, or NULL. */
@@ -634,7 +670,8 @@ redisReply *jg_cluster_call(jg_redis_t *r, const char *cmd, size_t len)
             return NULL;
         redisReply *rep = send_on(r, idx, cmd, len, 0, &sent);
         if (rep)
-            return settle(r, rep, idx, cmd, len);
+            return settle(r, rep, idx, cmd, len,
+                          jg_monotonic_ms() + JG_CLUSTER_MIGRATION_WAIT_MS, 0);
         if (sent)
             return NULL;   /* it may have run: not sent again */
         /* the node could not be reached: with the map read again, once more (a failover) */
@@ -722,10 +759,11 @@ static void collect(jg_redis_t *r)
         }
         p->reply = reply;
     }
+    int64_t deadline = jg_monotonic_ms() + JG_CLUSTER_MIGRATION_WAIT_MS;   /* for them all */
     for (size_t i = cl->head; i < cl->nq; i++) {
         pending_t *p = &cl->q[i];
         if (p->reply && p->reply->type == REDIS_REPLY_ERROR && p->node >= 0)
-            p->reply = settle(r, p->reply, p->node, p->cmd, p->len);
+            p->reply = settle(r, p->reply, p->node, p->cmd, p->len, deadline, 1);
     }
 }
 

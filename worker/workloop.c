@@ -7,6 +7,7 @@
  * answered its completion, so while Redis is unreachable children keep running, their lines
  * queue up, and outcomes are reported when it is back. */
 #include "workloop.h"
+#include "cluster.h"
 #include "keeper.h"
 #include "keys.h"
 #include "lines.h"
@@ -562,6 +563,8 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
     int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && jg_reply_int(rep, 0) == 1;
     if (jg_proto_noscript(&w->proto, rep))
         return 0;   /* not run: sent again next turn */
+    if (jg_cluster_is_tryagain(rep))
+        return 0;   /* its slot is being migrated and nothing ran: the same, lines and outcome kept */
     if (rep->type == REDIS_REPLY_ERROR && it->kind != ITEM_PLAIN)
         jg_log_error("redis script error", "error", rep->str, "job", s ? s->id : "", NULL);
 
