@@ -22,6 +22,8 @@ typedef struct node {
     int port;
     redisContext *ctx;         /* NULL until first used, or after a failure */
     unsigned gen;              /* connections opened so far: a pending reply is of one */
+    int64_t retry_at;          /* after a failed connect: monotonic ms before which none is tried */
+    int backoff_ms;            /* the next wait after a failed connect (0: none failed) */
 } node_t;
 
 typedef struct pending {
@@ -220,6 +222,8 @@ static int node_index(jg_cluster_t *cl, const char *host, size_t hlen, int port)
     n->host[hlen] = '\0';
     n->port = port;
     n->ctx = NULL;
+    n->retry_at = 0;
+    n->backoff_ms = 0;
     return cl->nnodes++;
 }
 
@@ -366,21 +370,37 @@ static void node_drop(jg_redis_t *r, int idx, const char *why)
     cl->stale = 1;
 }
 
-/* The connection to a node, opened if needed; NULL when it cannot be reached. */
+/* The connection to a node, opened if needed; NULL when it cannot be reached. A node that
+ * failed to connect is not tried again for 100 ms, then 200 ... 2000 ms (as one Redis is, see
+ * redis.c), and r->retry_at says until when, so that a loop (the worker's) waits rather than
+ * spins while a master is down and its replica not yet promoted. */
 static redisContext *node_ctx(jg_redis_t *r, int idx)
 {
     node_t *n = &r->cluster->nodes[idx];
     if (n->ctx && r->timeout_ms > 0 && jg_redis_idle_closed(n->ctx))
         node_drop(r, idx, "closed by the server");
     if (n->ctx == NULL) {
+        int64_t now = jg_monotonic_ms();
+        if (now < n->retry_at) {
+            r->cluster->stale = 1;
+            return NULL;
+        }
         char why[256];
         n->ctx = jg_redis_open(r, n->host, n->port, why, sizeof why);
         n->gen++;
         if (n->ctx == NULL) {
             char where[HOST_MAX + 16];
             snprintf(where, sizeof where, "%s:%d", n->host, n->port);
-            jg_log_warn("redis cluster node unreachable", "node", where, "error", why, NULL);
+            if (n->backoff_ms == 0)   /* once per outage */
+                jg_log_warn("redis cluster node unreachable", "node", where, "error", why, NULL);
+            n->backoff_ms = n->backoff_ms ? (n->backoff_ms * 2 > 2000 ? 2000 : n->backoff_ms * 2)
+                                          : 100;
+            n->retry_at = now + n->backoff_ms;
+            if (r->retry_at < n->retry_at)
+                r->retry_at = n->retry_at;
             r->cluster->stale = 1;
+        } else {
+            n->backoff_ms = 0;
         }
     }
     return n->ctx;

@@ -278,8 +278,13 @@ def test_a_master_killed_under_load_costs_503s_only_while_its_replica_takes_over
         runs = os.path.join(d, "runs")
         for _ in range(2):
             s.start_worker(queues=[q], types={"mark": JOB % runs}, concurrency=4)
+        # the replica must have had its first sync (5 s after the cluster was made) to be able
+        # to take over: WAIT for it to acknowledge a job of the queue
+        first = s.submit(type="mark", queue=q, payload={})
+        eq(master.call("WAIT", 1, 15000), 1, "replicas of the queue's master acknowledging")
         pids = {p: [x.pid for x in procs] for p, procs in s.procs.items()}
         load = Load(s, q)
+        load.ids.append(first["id"])
         load.allow_503 = True
         load.start()
         try:

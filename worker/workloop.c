@@ -983,7 +983,8 @@ static int poll_timeout(worker_t *w)
 {
     int64_t now = jg_monotonic_ms(), next = w->tick_at;
     /* what needs Redis waits, while it is away, until the backoff allows a new connection */
-    int64_t redis_at = w->cmd.ctx ? now : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
+    int64_t redis_at = w->cmd.ctx && w->cmd.retry_at <= now ? now   /* (a cluster node's) */
+                       : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
 #define EARLIER(t) do { if ((t) > 0 && (t) < next) next = (t); } while (0)
 #define EARLIER_REDIS(t) do { if ((t) > 0) EARLIER((t) < redis_at ? redis_at : (t)); } while (0)
     EARLIER_REDIS(w->heartbeat_at);
