@@ -617,7 +617,8 @@ static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *c
              * or the migration may have ended (MOVED) */
             const char *key = NULL;
             size_t keylen = 0;
-            int to = target(r, jg_cluster_route(cmd, len, &key, &keylen), key, keylen);
+            int route = jg_cluster_route(cmd, len, &key, &keylen);
+            int to = target(r, route, key, keylen);
             if (to < 0) {
                 freeReplyObject(rep);
                 return NULL;
