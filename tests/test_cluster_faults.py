@@ -143,7 +143,8 @@ class Load:
         return ", ".join("%s %d: %d" % (w, st, n) for (w, st), n in sorted(c.items()))
 
 
-def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True):
+def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True,
+                             lost_lines=None):
     """Every id ends done after one attempt, with its own result and its whole log, and ran
     exactly once (runs_path holds one line per run). Other jobs ran only if a submit was not
     acknowledged (unacked: how many answered 503, whose job may exist all the same), once each."""
@@ -165,8 +166,12 @@ def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True)
         r = s.request("GET", "/jobs/%s/logs?limit=1000" % jid)
         eq(r.status, 200, "GET logs of %s" % jid)
         got = [(e["stream"], e["line"].split(" on worker ")[0]) for e in r.json()["entries"]]
-        eq(got, [("system", "queued"), ("system", "attempt 1 started"), ("stdout", "step 1"),
-                 ("stdout", "step 2"), ("system", "done")], "the log of job %s" % jid)
+        whole = [("system", "queued"), ("system", "attempt 1 started"), ("stdout", "step 1"),
+                 ("stdout", "step 2"), ("system", "done")]
+        if lost_lines is not None and got == [x for x in whole if x[0] == "system"]:
+            lost_lines.append(jid)   # its output, acknowledged by the dead master, not replicated
+            continue
+        eq(got, whole, "the log of job %s" % jid)
 
 
 @contextlib.contextmanager
@@ -310,8 +315,14 @@ def test_a_master_killed_under_load_costs_503s_only_while_its_replica_takes_over
         after = [a for a in load.answers if a[0] == "submit" and a[2] > t_promoted + 1.0]
         check(after and all(a[1] == 202 for a in after),
               "expected every submit 202 a second after the promotion", after[-5:])
+        # log lines the old master acknowledged but had not yet sent to its replica are lost
+        # with it (asynchronous replication, docs/redis.md "Failover"): counted, not failed
+        lost = []
         _check_each_job_ran_once(s, load.ids, runs,
-                                 unacked=sum(1 for a in fails if a[0] == "submit"))
+                                 unacked=sum(1 for a in fails if a[0] == "submit"),
+                                 lost_lines=lost)
+        print("jobs whose output lines were lost with the old master: %d of %d %s"
+              % (len(lost), len(load.ids), lost))
         eq({p: [x.pid for x in procs] for p, procs in s.procs.items()}, pids,
            "program pids (no restart)")
         for w in s.workers:
