@@ -7,6 +7,7 @@
  * answered its completion, so while Redis is unreachable children keep running, their lines
  * queue up, and outcomes are reported when it is back. */
 #include "workloop.h"
+#include "cluster.h"
 #include "events.h"
 #include "keeper.h"
 #include "keys.h"
@@ -566,6 +567,8 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
     int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && jg_reply_int(rep, 0) == 1;
     if (jg_proto_noscript(&w->proto, rep))
         return 0;   /* not run: sent again next turn */
+    if (jg_cluster_is_tryagain(rep))
+        return 0;   /* its slot is being migrated and nothing ran: the same, lines and outcome kept */
     if (rep->type == REDIS_REPLY_ERROR && it->kind != ITEM_PLAIN)
         jg_log_error("redis script error", "error", rep->str, "job", s ? s->id : "", NULL);
 
@@ -968,7 +971,8 @@ static int poll_timeout(worker_t *w)
 {
     int64_t now = jg_monotonic_ms(), next = w->tick_at;
     /* what needs Redis waits, while it is away, until the backoff allows a new connection */
-    int64_t redis_at = w->cmd.ctx ? now : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
+    int64_t redis_at = w->cmd.ctx && w->cmd.retry_at <= now ? now   /* (a cluster node's) */
+                       : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
 #define EARLIER(t) do { if ((t) > 0 && (t) < next) next = (t); } while (0)
 #define EARLIER_REDIS(t) do { if ((t) > 0) EARLIER((t) < redis_at ? redis_at : (t)); } while (0)
     EARLIER_REDIS(w->heartbeat_at);
