@@ -456,7 +456,7 @@ def test_out_of_descriptors_it_parks_fewer_streams_and_keeps_answering():
              harness.binary("logs"), sock], env=s.program_env(), stdout=log, stderr=log)
     streams = []
     try:
-        harness.wait_until(lambda: os.path.exists(sock), 10, "the low-fd logs program listens")
+        harness.wait_until(lambda: harness.accepts(sock), 10, "the low-fd logs program listens")
         for _ in range(100):
             try:
                 streams.append(_open_fcgi_stream(sock, "/api/jobs/%s/logs" % job))
