@@ -24,7 +24,8 @@ queue is one slot (its `{tag}`), so one master.
 Environment: BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
 threads, 2), BENCH_PROGRAM_THREADS (8), BENCH_CLUSTER_KINDS ("single cluster"), BENCH_CLUSTER_JOBS
 (jobs the GETs read, 200), BENCH_SINGLE_VIA (unix, or tcp: the one Redis over loopback TCP as the
-cluster is), JOBGATE_BUILD (build).
+cluster is), BENCH_CLUSTER_REPLICAS (replicas per master, 1; 0 shows what replication costs),
+JOBGATE_BUILD (build).
 """
 
 import hashlib
@@ -32,7 +33,7 @@ import os
 import subprocess
 import sys
 
-from measure import children, commandstats, cpu_s, env, harness, wrk
+from measure import children, commandstats, cpu_s, env, harness, io_calls, wakeups, wrk
 
 import cluster as rcluster  # tests/cluster.py, on the path measure set
 
@@ -43,6 +44,7 @@ PROGRAM_THREADS = env("BENCH_PROGRAM_THREADS", 8)
 KINDS = env("BENCH_CLUSTER_KINDS", "single cluster").split()
 JOBS = env("BENCH_CLUSTER_JOBS", 200)
 SINGLE_VIA = env("BENCH_SINGLE_VIA", "unix")
+REPLICAS = env("BENCH_CLUSTER_REPLICAS", 1)
 QUEUES = {1: ["bench-q0"], 20: ["bench-q%d" % i for i in range(20)]}
 PREFIX = "jobgate"
 
@@ -122,6 +124,12 @@ class Redises:
     def cpu(self):
         return {label: cpu_s(pid) for label, pid, _ in self.nodes}
 
+    def wakeups(self):
+        return {label: wakeups(pid) for label, pid, _ in self.nodes}
+
+    def io_calls(self):
+        return {label: io_calls(pid) for label, pid, _ in self.nodes}
+
     def reset_stats(self):
         for _, _, call in self.nodes:
             call("CONFIG", "RESETSTAT")
@@ -138,7 +146,7 @@ def make_jobs(s, queues, n):
 
 def run_kind(kind):
     """Starts a stack on `kind` Redis, runs the loads, stops it; returns (runs, redises info)."""
-    cl = rcluster.Cluster() if kind == "cluster" else None
+    cl = rcluster.Cluster(masters=3, replicas=REPLICAS) if kind == "cluster" else None
     try:
         with harness.Stack(name="clbench", programs=("submit", "status"), threads=PROGRAM_THREADS,
                            nginx_extra=CEILING, grace=5, nginx_workers=2, cluster=cl, front="nginx",
@@ -168,11 +176,13 @@ def run_kind(kind):
                 print("bench: %s: %s ..." % (kind, name), flush=True)
                 rs.reset_stats()
                 before = {g: cpu_s(p) for g, p in groups.items()}
-                before_r = rs.cpu()
+                before_r, before_w, before_io = rs.cpu(), rs.wakeups(), rs.io_calls()
                 res = wrk(url, DURATION, CONNECTIONS, WRK_THREADS, script)
                 res["cpu"] = {g: cpu_s(p) - before[g] for g, p in groups.items()}
-                after_r = rs.cpu()
+                after_r, after_w, after_io = rs.cpu(), rs.wakeups(), rs.io_calls()
                 res["node_cpu"] = {k: after_r[k] - before_r[k] for k in after_r}
+                res["node_wakeups"] = {k: after_w[k] - before_w[k] for k in after_w}
+                res["node_io"] = {k: after_io[k] - before_io[k] for k in after_io}
                 res["cmds"] = rs.commands()
                 out.append((name, res))
                 if flush:
@@ -202,7 +212,7 @@ def per_req(x, r):
 def print_results(results):
     kinds = [k for k in KINDS if k in results]
     names = [n for n, _ in results[kinds[0]][0]]
-    label = {"single": "one Redis", "cluster": "cluster 3+3"}
+    label = {"single": "one Redis", "cluster": "cluster 3+%d" % (3 * REPLICAS)}
 
     print("\nrequests/s (share of that stack's nginx return 200), p99 ms, errors:")
     print("%-22s" % "run" + "".join("  %-36s" % label[k] for k in kinds))
@@ -232,6 +242,24 @@ def print_results(results):
                 per_req(r["cpu"]["nginx"], r), per_req(r["cpu"]["submit"], r),
                 per_req(r["cpu"]["status"], r), per_req(m, r),
                 "%.1f" % per_req(rep, r) if rs.replicas else "")
+        print(row)
+
+    print("\nRedis per request: read+write system calls (/proc/PID/io) and wake-ups (its main "
+          "thread's voluntary context switches: the event loop slept, then was woken); on the "
+          "cluster, masters summed and replicas summed:")
+    print("%-22s" % "run" + "".join("  %-27s" % label[k] for k in kinds))
+    print("%-22s" % "" + "".join("  %13s %13s" % (("redis", "") if k == "single" else
+                                                 ("masters", "replicas")) for k in kinds))
+    for i, name in enumerate(names):
+        row = "%-22s" % name
+        for k in kinds:
+            r, rs = results[k][0][i][1], results[k][1]
+            n = max(1, r["requests"])
+
+            def two(nodes):
+                return "%5.2f / %5.2f" % (sum(r["node_io"][l] for l, _, _ in nodes) / n,
+                                          sum(r["node_wakeups"][l] for l, _, _ in nodes) / n)
+            row += "  %13s %13s" % (two(rs.masters), two(rs.replicas) if rs.replicas else "")
         print(row)
 
     if "cluster" in results:

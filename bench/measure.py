@@ -54,6 +54,31 @@ def rss_kb(pid):
     return -1
 
 
+def wakeups(pid):
+    """How many times pid's main thread blocked and was woken again so far
+    (voluntary_ctxt_switches; for an event loop such as Redis': its epoll_wait sleeps); 0 when
+    the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def io_calls(pid):
+    """Read and write system calls made so far by pid, all its threads (/proc/PID/io syscr +
+    syscw: read, recv, write, send...; not epoll_wait); 0 when the process is gone."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            d = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(d["syscr"]) + int(d["syscw"])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
 def fd_count(pid):
     try:
         return len(os.listdir("/proc/%d/fd" % pid))
