@@ -13,12 +13,13 @@ loopback ports, no persistence, the programs' REDIS_URL redis+cluster://...). Th
     connection takes the ids in turn);
   - POST /api/jobs (an echo job, no worker) into 1 queue, then into 20 queues in turn; Redis is
     emptied (FLUSHALL) after each POST run, so every run starts from the same data.
-For each run: requests/s, p50/p99, the share of the ceiling; CPU µs per request of nginx, the
+For each run: requests/s, p99, errors, the share of the ceiling; CPU µs per request of nginx, the
 programs and Redis from /proc (on the cluster each node, the masters summed and the replicas
-summed: what replication costs); Redis commands per request from INFO commandstats summed over
-the masters (a script's own commands included), the replicas' apart; and on the cluster how the
-commands spread over the masters. Which master holds which of the 20 queues is printed too: a
-queue is one slot (its `{tag}`), so one master.
+summed: what replication costs); Redis' read/write system calls (/proc/PID/io) and event-loop
+wake-ups per request (what the cluster bus and replication add); Redis commands per request from
+INFO commandstats summed over the masters (a script's own commands included), the replicas'
+apart; and on the cluster how the commands spread over the masters, and which master holds which
+of the 20 queues (a queue is one slot, its `{tag}`, so one master).
 
     python3 bench/clusterbench.py
 Environment: BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
