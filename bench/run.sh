@@ -6,6 +6,7 @@
 #   worker  bench/worker.py: end-to-end echo jobs/s on 1 and 4 workers, Redis calls per job
 #   sse     bench/sse.py: 10,000 SSE streams on one jobgate-logs, RSS, live-line latency
 #   cluster bench/clusterbench.py: GET and POST over 1 and 20 queues, one Redis vs a 3+3 cluster
+#   pubsub  bench/pubsub.py: PUBLISH vs SPUBLISH on a 3+3 cluster (only when named in BENCH_PARTS)
 # BENCH_PARTS="http worker sse cluster" picks parts; the parts' own settings are in their files.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +20,8 @@ for part in $PARTS; do
         worker) script=bench/worker.py; limit=180 ;;
         sse)    script=bench/sse.py;    limit=180 ;;
         cluster) script=bench/clusterbench.py; limit=300 ;;
-        *)      echo "bench: unknown part $part (http, worker, sse, cluster)"; status=1; continue ;;
+        pubsub) script=bench/pubsub.py; limit=120 ;;
+        *)      echo "bench: unknown part $part (http, worker, sse, cluster, pubsub)"; status=1; continue ;;
     esac
     echo
     echo "==== bench: $part ($script, at most ${limit} s; load $(cut -d' ' -f1-3 /proc/loadavg)) ===="

@@ -132,8 +132,10 @@ static void claim_args(const jg_config_t *cfg, const char *queue, jg_args_t *a)
     jg_args_printf(a, "%d", 800 + (int)(random() % 401));   /* ±20 % jitter, as workers draw */
     jg_args_printf(a, "%ld", cfg->retention);
     jg_args_printf(a, "%ld", cfg->log_max);
-    jg_args_printf(a, "%s:events", cfg->key_prefix);
-    jg_args_printf(a, "%s:wake:%s", cfg->key_prefix, queue);
+    jg_chan_events(cfg, tag, k);
+    jg_args_printf(a, "%s", k);   /* k is reused: a copy */
+    jg_chan_wake(cfg, queue, k);
+    jg_args_printf(a, "%s", k);
 }
 
 static void qstats_args(const jg_config_t *cfg, const char *queue, jg_args_t *a)
