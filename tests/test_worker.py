@@ -662,7 +662,8 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     eq((next_run_at, taken, len(rep)), (-1, 0, 4), "next_run_at, taken_back, jobs claimed + 3")
     check(isinstance(now, int) and abs(now - redis_now) < 5000, "now: Redis' clock, an integer",
           now)
-    jid, jtype, attempt, fence, timeout_ms, lease_until, payload = rep[3]
+    jid, jtype, attempt, fence, timeout_ms, lease_until, payload, ckey, cttl = rep[3]
+    eq((ckey, cttl), ("", 0), "cache_key, cache_ttl of a job without the result cache")
     check(isinstance(payload, str), "payload is a string", payload)
     eq((jid, jtype, json.loads(payload)), (job["id"], "mine", {"x": 1}), "id, type, payload")
     eq((attempt, timeout_ms, lease_until - now), (1, 2500, lease_ms),
@@ -670,6 +671,13 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     check(isinstance(fence, int), "fence is an integer", fence)
     eq(s.job(job["id"])["status"], "running", "status after the claim")
     eq(s.redis("TYPE", P + "log:" + jid), "stream", "sanity: the log exists")
+    cached = s.submit(type="mine", queue=q2, payload={"x": 2}, cache=True, cache_ttl=77)
+    rep = s.redis("EVALSHA", shas["claim"], 4, P + "q:%s:delayed" % q2, P + "q:%s:running" % q2,
+                  P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
+                  P, q2, "proto-" + q2, 5, lease_ms, 1000, 1000, 86400, 10000, P + "events",
+                  P + "wake:" + q2)
+    eq((rep[3][0], rep[3][7], rep[3][8]), (cached["id"], cached["cache_key"], 77),
+       "id, cache_key, cache_ttl of a job submitted with cache true")
 
     keys = [P + "job:" + jid, P + "log:" + jid]
     too_many = []
