@@ -13,7 +13,7 @@ calls) per line delivered to a viewer: the subscriber thread, the loop's read of
 rendering and the writes, with libc, hiredis and the kernel entry; not the kernel's own work.
 
     /usr/bin/python3 bench/ssecost.py [--streams 1000] [--jobs 10] [--lines 20] [--gap 50]
-                                      [--build build] [--strace]
+                                      [--build build] [--strace] [--keep FILE]
 """
 
 import argparse
@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--gap", type=int, default=50)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--keep", help="copy callgrind's output file here (callgrind_annotate)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="ssecost.")
     procs = []
@@ -165,8 +166,10 @@ def main():
             total = 0
             for f in sorted(set(os.listdir(d)) - before):
                 if f.startswith("cg."):
+                    if a.keep:
+                        shutil.copy(os.path.join(d, f), a.keep)
                     for line in open(os.path.join(d, f)):
-                        if line.startswith(("summary:", "totals:")):
+                        if line.startswith("summary:"):
                             total += int(line.split()[1])
             what = "%d instructions" % (total / delivered)
         print("jobgate-logs (%s): %s per line delivered to a viewer (%d streams over %d jobs, "
