@@ -15,8 +15,8 @@
 -- ARGV[7]  jitter per mille, 800..1200, drawn at random by the caller
 -- ARGV[8]  retention seconds
 -- ARGV[9]  log_max
--- ARGV[10] events channel P:events
--- ARGV[11] wake channel P:wake:<queue>
+-- ARGV[10] events channel P:{tag}:events
+-- ARGV[11] wake channel P:{tag}:wake:<queue>
 -- Also (docs/redis.md, "Retention of the indexes"): a finished job that ends here is put in the
 -- queue's expiry index P:{tag}:q:<queue>:expiry, and up to 200 entries of that index whose time
 -- has come are dropped from it and from P:{tag}:q:<queue>:jobs. A paused queue (the key
@@ -117,6 +117,14 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: claim.lua not run')
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -158,7 +166,7 @@ local function bump(id, f, ch)
   ch[#ch + 1] = 'version'
   ch[#ch + 1] = int(v)
   change(jobkey(id), f, ch)
-  redis.call('PUBLISH', events, 'job ' .. id .. ' ' .. int(v))
+  redis.call('SPUBLISH', events, 'job ' .. id .. ' ' .. int(v))
 end
 
 -- 1. Promote due delayed jobs to their type's ready set (at most 1000 per call).
@@ -172,7 +180,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMI
     woken[f[J_AT.type]] = true
   end
 end
-for jtype in pairs(woken) do redis.call('PUBLISH', ARGV[11], jtype) end
+for jtype in pairs(woken) do redis.call('SPUBLISH', ARGV[11], jtype) end
 
 -- 2. Take back expired leases: the attempt failed with "worker lost" (at most 100 per call).
 local taken = 0
