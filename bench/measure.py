@@ -151,3 +151,23 @@ def commandstats(info):
         if m and m.group(1) not in ("info", "config|resetstat"):
             out[m.group(1)] = int(m.group(2))
     return out
+
+
+def tree(pid):
+    """pid and all its descendants (from /proc, at the time of the call)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
