@@ -168,8 +168,19 @@ def test_retry_waits_in_queued_with_run_at():
     j = harness.wait_until(lambda: (lambda x: x if x["attempts"] == 1 and x["status"] == "queued"
                                     else None)(s.job(job["id"])), 10, "the job queued for retry")
     check(j["run_at"] is not None, "expected run_at while waiting for the retry", j)
-    delay = _ms(j["run_at"]) - _ms(j["started_at"])
-    check(2.0 <= delay <= 4.0, "expected run_at about 3 s (+-20 %) after the attempt", delay)
+    # the delay counts from the attempt's end (when complete.lua ran), not from its start: the
+    # log entry that says so carries that time
+    ended = [(int(d["ts"]), d["line"]) for d in
+             (dict(zip(f[::2], f[1::2])) for _i, f in
+              s.redis("XRANGE", "jobgate:{%s}:log:%s" % (job["id"][:8], job["id"]), "-", "+"))
+             if d["line"].startswith("attempt 1 failed: ")]
+    eq(len(ended), 1, "log entries 'attempt 1 failed: ...'")
+    ts, line = ended[0]
+    said = float(line.rsplit("; retry in ", 1)[1].split()[0])
+    check(2.4 <= said <= 3.6, "expected a retry in about 3 s (+-20 %)", line)
+    delay = _ms(j["run_at"]) - ts / 1000.0
+    check(abs(delay - said) <= 0.06, "expected run_at %.1f s after the attempt ended" % said,
+          delay)
     check(j["error"].startswith("exit status 1: "), "expected the attempt's error", j["error"])
     done = s.wait_status(job["id"], "done", timeout=15)
     check(_ms(done["started_at"]) >= _ms(j["run_at"]) - 0.01,
