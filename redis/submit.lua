@@ -132,8 +132,10 @@ if cache and not hit then
   end
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nows = int(now)
+-- ms since the epoch as text without a number format: the seconds, then the first 3 of the 6
+-- digits of the microseconds
+local nows = t[1] .. string.sub('000000' .. t[2], -6, -4)
+local now = tonumber(nows)
 local seq = redis.call('INCR', KEYS[4])
 local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
 if seq % 16 == 0 then   -- every 16th submit of the queue
@@ -143,7 +145,7 @@ if seq % 16 == 0 then   -- every 16th submit of the queue
     redis.call('ZREM', expiry, unpack(gone))
   end
 end
-local score = (1000 - tonumber(ARGV[5])) * 1099511627776 + seq
+local score = int((1000 - tonumber(ARGV[5])) * 1099511627776 + seq)
 local delay = tonumber(ARGV[8])
 local run_at = false
 if delay > 0 and not hit then run_at = int(now + delay) end
@@ -157,7 +159,7 @@ local h = {
   'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
   'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
   'attempts', '0', 'created_at', nows, 'cache_key', ARGV[11], 'version', '1',
-  'score', int(score), 'json', text}
+  'score', score, 'json', text}
 if cache then
   h[#h + 1] = 'cache'; h[#h + 1] = '1'; h[#h + 1] = 'cache_ttl'; h[#h + 1] = ARGV[10]
 end
@@ -175,8 +177,8 @@ if hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
   redis.call('ZADD', KEYS[5], nows, ARGV[1])
   local new_type = redis.call('SADD', KEYS[6], ARGV[3])
-  redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
-  redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], 1)
+  redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], '1')
+  redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], '1')
   redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
     'ts', nows, 'stream', 'system', 'line', 'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
@@ -198,12 +200,12 @@ if run_at then
   redis.call('ZADD', KEYS[3], run_at, ARGV[1])
   line = 'queued, delayed until ' .. run_at .. ' ms'
 else
-  redis.call('ZADD', KEYS[2], int(score), ARGV[1])
+  redis.call('ZADD', KEYS[2], score, ARGV[1])
   redis.call('PUBLISH', ARGV[14], ARGV[3])
 end
 redis.call('ZADD', KEYS[5], nows, ARGV[1])
 local new_type = redis.call('SADD', KEYS[6], ARGV[3])
-redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
+redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], '1')
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
   'ts', nows, 'stream', 'system', 'line', line)
 return {new_type, text, 'new'}
