@@ -106,6 +106,16 @@ static int validate(jg_req_t *req, const jg_buf_t *body, json_object *obj, submi
     return JG_OK;
 }
 
+/* The Location header of job id, without printf (every submit answers one). */
+static void location(jg_req_t *req, const char *id)
+{
+    jg_buf_puts(&req->headers, "Location: ");
+    jg_buf_puts(&req->headers, req->cfg->mount_prefix);
+    jg_buf_puts(&req->headers, "/jobs/");
+    jg_buf_puts(&req->headers, id);
+    jg_buf_puts(&req->headers, "\r\n");
+}
+
 /* Reads job id (one round trip: the job object's fields) into req->body. Returns its version,
  * -1 when there is no such job, or -2 when Redis is unreachable. */
 static long long read_job(jg_req_t *req, const char *id)
@@ -147,7 +157,7 @@ static int idem_answer(jg_req_t *req, const char *idem)
     if (version == -2)
         return jg_fail_unavailable(req);
     if (version >= 0) {
-        jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, id);
+        location(req, id);
         jg_log_info("job submitted again (Idempotency-Key)", "job", id, NULL);
         return JG_OK;   /* 200 */
     }
@@ -307,7 +317,7 @@ static int submit(jg_req_t *req)
     }
     idem_taken = 0;   /* the key names a job now: keep it */
     req->status = strcmp(how, "cached") == 0 ? 200 : 202;
-    jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, job_id);
+    location(req, job_id);
     jg_log_info(coalesced ? "job coalesced" : req->status == 200 ? "job submitted, cached result"
                                                                  : "job submitted",
                 "job", job_id, "queue", s.queue, "type", s.k.type, NULL);

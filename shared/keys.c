@@ -1,7 +1,9 @@
 /* keys.c — name and id rules, id minting, key layout (see keys.h). */
 #include "keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -101,11 +103,38 @@ static int join(char out[JG_KEY_MAX], int n, const char *const *parts, const int
     return (int)len;
 }
 
+/* Random bytes for ids, drawn from RAND_bytes 16 ids at a time: each RAND_bytes call costs a
+ * DRBG round (a cipher set-up) and a getpid() for OpenSSL's fork check, more than the id's
+ * other work. The pool is per thread; a forked child starts with an empty one (atfork), so
+ * parent and child never hand out the same bytes. Bytes are used once, then cleansed. */
+#define RAND_POOL 256
+static __thread unsigned char rand_pool[RAND_POOL];
+static __thread size_t rand_left;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+
+static void rand_forked(void) { rand_left = 0; }
+static void rand_init(void) { pthread_atfork(NULL, NULL, rand_forked); }
+
+static int random_bytes(unsigned char *out, size_t n)
+{
+    pthread_once(&rand_once, rand_init);
+    if (rand_left < n) {
+        if (RAND_bytes(rand_pool, RAND_POOL) != 1)
+            return -1;
+        rand_left = RAND_POOL;
+    }
+    unsigned char *p = rand_pool + RAND_POOL - rand_left;
+    memcpy(out, p, n);
+    OPENSSL_cleanse(p, n);
+    rand_left -= n;
+    return 0;
+}
+
 int jg_new_job_id(const char *queue, char id[JG_ID_LEN + 1])
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char rnd[16];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
+    if (random_bytes(rnd, sizeof rnd) != 0)
         return -1;
     jg_queue_tag(queue, id);
     id[JG_TAG_LEN] = '.';
