@@ -12,9 +12,10 @@ kept-alive FastCGI connection (as nginx's keepalive upstream does), counting onl
 - idem:   plain with a new Idempotency-Key each time
 
 Prints per POST: jobgate-submit's instructions (the program, libfcgi, json-c, hiredis, OpenSSL,
-libc; not the kernel; repeatable, unlike time on a shared machine), Redis round trips (top-level
-commands seen by MONITOR over 20 more POSTs), Redis' own µs (INFO commandstats, top-level
-commands only: a script's usec includes the commands it runs) and the commands run in all.
+libc; not the kernel; repeatable, unlike time on a shared machine), Redis round trips (the reads
+Redis processed, INFO stats' total_reads_processed: a pipeline is one), the commands the program
+sent (MONITOR over 20 more POSTs), Redis' own µs for them (INFO commandstats: a script's usec
+includes the commands it runs; noisy) and the commands run inside scripts.
 
     /usr/bin/python3 bench/submitcost.py [--n 2000] [--build build] [--kinds plain,cache,hit,idem]
 """
@@ -40,6 +41,15 @@ def wait_for(path, what, secs=60):
             return
         time.sleep(0.05)
     raise SystemExit("submitcost: %s did not come up" % what)
+
+
+def reads(r):
+    """Reads Redis processed from its clients: with one client sending each pipeline in one
+    write, its round trips."""
+    for line in r.call("INFO", "stats").splitlines():
+        if line.startswith("total_reads_processed:"):
+            return int(line.split(":")[1])
+    raise SystemExit("submitcost: no total_reads_processed in INFO stats")
 
 
 def commandstats(r):
@@ -161,9 +171,11 @@ def main():
             subprocess.run(["callgrind_control", "-z", str(cg.pid)], check=True,
                            capture_output=True)
             r.call("CONFIG", "RESETSTAT")
+            reads0 = reads(r)
             for i in range(a.n):
                 send(request(kind, base + 1000 + i))
             st = commandstats(r)
+            rtt = (reads(r) - reads0 - 2) / a.n   # less this client's own two INFO calls
             before = set(os.listdir(d))
             subprocess.run(["callgrind_control", "-d", str(cg.pid)], check=True,
                            capture_output=True)
@@ -184,15 +196,16 @@ def main():
             usec = sum(st[c][1] for c in top if c in st) / a.n
             inner = sum(v[0] for k, v in st.items()
                         if k not in ("config|resetstat", "info")) / a.n - len(trips) / 20.0
-            results.append((kind, total / a.n, len(trips) / 20.0,
+            results.append((kind, total / a.n, rtt, len(trips) / 20.0,
                             ", ".join("%s %.2g" % (k, v / 20.0) for k, v in sorted(top.items())),
                             usec, inner))
         s.close()
         print("POST /api/jobs (%s; %d POSTs per kind on one kept-alive FastCGI connection, "
               "jobgate-submit under callgrind, one thread)" % (a.build, a.n))
-        for kind, ins, trips, top, usec, inner in results:
-            print("  %-5s jobgate-submit %7d instructions; Redis: %.2f round trips (%s), "
-                  "%.1f us, %.1f commands inside scripts" % (kind, ins, trips, top, usec, inner))
+        for kind, ins, rtt, sent, top, usec, inner in results:
+            print("  %-5s jobgate-submit %6d instructions; Redis: %.2f round trips, %.2f commands "
+                  "sent (%s), %.1f us, %.1f commands inside scripts"
+                  % (kind, ins, rtt, sent, top, usec, inner))
     finally:
         for p in reversed(procs):
             p.terminate()
