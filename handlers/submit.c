@@ -236,7 +236,7 @@ static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_h
 /* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
 static int submit(jg_req_t *req)
 {
-    jg_buf_t body = JG_BUF_INIT;
+    jg_buf_t body = JG_BUF_INIT, shown_parts = JG_BUF_INIT;
     json_object *obj = NULL;
     redisReply *rep = NULL, *entry = NULL, *set = NULL;
     jg_script_call_t call;   /* not zeroed: jg_args_init sets what is read (a list is ~20 KB) */
@@ -342,6 +342,18 @@ static int submit(jg_req_t *req)
         jg_args_str(a, "");
     }
     jg_args_int(a, req->cfg->retention);
+    if (!hit && s.delay_ms == 0) {   /* queued now: the object but its created_at from here */
+        char prio[24], attempts[24];
+        size_t cut;
+        jg_fmt_int(s.priority, prio);
+        jg_fmt_int(s.max_attempts, attempts);
+        jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, &shown_parts, &cut);
+        jg_args_add(a, shown_parts.data, cut);
+        jg_args_add(a, shown_parts.data + cut + 4, shown_parts.len - cut - 4);   /* after null */
+    } else {
+        jg_args_str(a, "");
+        jg_args_str(a, "");
+    }
     /* Without cache the job made is this id, so the Idempotency-Key's record goes in the same
      * round trip; with it the script may answer another job (coalesced): recorded after. */
     int set_now = idem_taken && !s.cache;
@@ -405,6 +417,7 @@ out:
         freeReplyObject(entry);
     jg_args_free(a);
     json_object_put(obj);
+    jg_buf_free(&shown_parts);
     jg_buf_free(&body);
     return rc;
 }

@@ -14,6 +14,8 @@
 -- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
+-- ARGV[18], ARGV[19] the job object's text before and after the value of created_at, rendered
+-- by the caller for a job queued at once (no delay, no hit); "" and "": the script renders it
 -- Returns {new_type (1 when the type is new to the queue), job object, how[, id]}: the job object
 -- is the text the job's `json` field holds (docs/redis.md, "The job object"); how is "new",
 -- "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache 1 and a
@@ -153,8 +155,13 @@ if delay > 0 and not hit then run_at = int(now + delay) end
 -- the job object's values (J_NAMES order); a cache hit is created done with the cached result
 local status, result, finished, cached = 'queued', false, false, false
 if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
-local text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
-  false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
+local text
+if (ARGV[18] or '') ~= '' and not run_at and not hit then
+  text = ARGV[18] .. j_t(nows) .. ARGV[19]
+else
+  text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
+    false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
+end
 local h = {
   'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
   'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],

@@ -228,7 +228,8 @@ static void *command_argv(redisContext *c, int argc, const char **argv, const si
     char *cmd;
     size_t len = format_argv(&cmd, argc, argv, lens);
     void *reply = NULL;
-    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK || redisGetReply(c, &reply) != REDIS_OK)
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
+        redisGetReply(c, &reply) != REDIS_OK)
         reply = NULL;
     free(cmd);
     return reply;
