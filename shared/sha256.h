@@ -1,8 +1,9 @@
-/* sha256.h — SHA-256 for the request path (queue tags, cache keys, token and key digests).
+/* sha256.h — SHA-256 for the request path (queue tags, cache keys, Idempotency-Key and
+ * client address digests; tokens keep OpenSSL's one-shot SHA256(), which leaves no state).
  * OpenSSL 3's one-shot SHA256() looks the algorithm up in its provider tables on every call
  * (EVP_MD_fetch, locks included): about twice the instructions of the hash itself for the short
  * inputs jobgate hashes. jg_sha256() fetches it once per process and keeps one digest context
- * per thread. */
+ * per thread, freed when the thread ends. */
 #ifndef JG_SHA256_H
 #define JG_SHA256_H
 
