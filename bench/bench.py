@@ -168,7 +168,7 @@ def fill_list_queue(s, queue, n):
                          k("delayed"), k("seq"), k("jobs"), k("types"), k("counts"),
                          "jobgate:{%s}:log:%s" % (tag, jid), k("inflight:x"),
                          jid, queue, "echo", "{}", "0", "3", "300000", "86400000", "0", "604800",
-                         "0" * 64, "", "10000", "jobgate:wake:" + queue, "0", "", "86400"])
+                         "0" * 64, "", "10000", "jobgate:{%s}:wake:" % tag + queue, "0", "", "86400"])
         s.redis_pipeline(cmds)
 
 

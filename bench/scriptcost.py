@@ -95,7 +95,7 @@ def main():
             r.call("EVALSHA", sha["submit"], 9, P + "job:" + jid, Q + "ready:echo", Q + "delayed",
                    Q + "seq", Q + "jobs", Q + "types", Q + "counts", P + "log:" + jid,
                    Q + "inflight:" + "0" * 64, jid, q, "echo", '{"n":%d}' % i, 0, 3, 300000, 0, 0,
-                   604800, "0" * 64, "", 10000, "jobgate:wake:" + q, 0, "", 86400,
+                   604800, "0" * 64, "", 10000, P + "wake:" + q, 0, "", 86400,
                    # the job object but created_at, as jobgate-submit renders it for a job
                    # queued at once (ignored by a submit.lua older than that)
                    '{"id":"%s","queue":"%s","type":"echo","status":"queued","priority":0,'
@@ -109,17 +109,17 @@ def main():
         for jid in ids:
             rep = r.call("EVALSHA", sha["claim"], 4, Q + "delayed", Q + "running", Q + "counts",
                          Q + "ready:echo", P, q, "w1", 1, 30000, 1000, 1000, 86400, 10000,
-                         "jobgate:events", "jobgate:wake:" + q)
+                         P + "events", P + "wake:" + q)
             fences.append(rep[3][3])
         phase("claim")
         for jid, fence in zip(ids, fences):
             r.call("EVALSHA", sha["log"], 2, P + "job:" + jid, P + "log:" + jid, jid, fence, 10000,
-                   "jobgate:events", "50", "stdout", "a line")
+                   P + "events", "50", "stdout", "a line")
         phase("log")
         for jid, fence in zip(ids, fences):
             r.call("EVALSHA", sha["complete"], 6, P + "job:" + jid, P + "log:" + jid,
                    Q + "running", Q + "delayed", Q + "counts", Q + "ready:echo", jid, fence, "done",
-                   '{"n":1}', 1000, 1000, 86400, 10000, "jobgate:events", "jobgate:wake:" + q)
+                   '{"n":1}', 1000, 1000, 86400, 10000, P + "events", P + "wake:" + q)
         phase("worker")
         s2 = stats(r)
         has_json = r.call("HEXISTS", P + "job:" + ids[0], "json") == 1

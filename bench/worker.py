@@ -61,7 +61,7 @@ def submit_all(r, n):
         keys = ["%s:{%s}:job:%s" % (P, t, jid), qk + "ready:" + TYPE, qk + "delayed", qk + "seq",
                 qk + "jobs", qk + "types", qk + "counts", "%s:{%s}:log:%s" % (P, t, jid)]
         argv = [jid, QUEUE, TYPE, payload, "0", "3", "300000", "0", "0", "604800", "0" * 64, "",
-                "10000", "%s:wake:%s" % (P, QUEUE)]
+                "10000", "%s:{%s}:wake:%s" % (P, t, QUEUE)]
         cmds.append(["EVALSHA", sha, str(len(keys))] + keys + argv)
     for i in range(0, n, 500):
         for rep in r.pipeline(cmds[i:i + 500]):

@@ -117,8 +117,9 @@ static int retry(jg_req_t *req)
     jg_args_str(&a, "0");
     jg_args_str(&a, "0");
     jg_args_printf(&a, "%ld", req->cfg->log_max);
-    jg_args_printf(&a, "%s:events", req->cfg->key_prefix);
-    jg_args_printf(&a, "%s:", req->cfg->key_prefix);
+    char events[JG_KEY_MAX];
+    jg_chan_events(req->cfg, id, events);
+    jg_args_str(&a, events);
     redisReply *rep = jg_redis_script(req->redis, "retry", 1, a.argc, a.argv, a.lens);
     jg_args_free(&a);
     if (rep == NULL)
@@ -224,7 +225,7 @@ static int queue_op(jg_req_t *req)
     }
     if (req->route->id == JG_ROUTE_RESUME) {
         char wake[JG_KEY_MAX];
-        snprintf(wake, sizeof wake, "%s:wake:%s", req->cfg->key_prefix, queue);
+        jg_chan_wake(req->cfg, queue, wake);
         const char *argv[] = {k_paused, k_types, wake};
         size_t lens[3];
         for (int i = 0; i < 3; i++)
@@ -242,6 +243,8 @@ static int queue_op(jg_req_t *req)
         return queue_answer(req, queue);
     }
     /* retry-failed: the queue's job index, a batch per call, until its end */
+    char events[JG_KEY_MAX];
+    jg_chan_events(req->cfg, tag, events);
     long long retried = 0, start = 0;
     while (start >= 0) {
         jg_args_t a;
@@ -253,8 +256,7 @@ static int queue_op(jg_req_t *req)
         jg_args_printf(&a, "%lld", start);
         jg_args_printf(&a, "%d", RETRY_BATCH);
         jg_args_printf(&a, "%ld", req->cfg->log_max);
-        jg_args_printf(&a, "%s:events", req->cfg->key_prefix);
-        jg_args_printf(&a, "%s:", req->cfg->key_prefix);
+        jg_args_str(&a, events);
         rep = jg_redis_script(req->redis, "retry", 1, a.argc, a.argv, a.lens);
         jg_args_free(&a);
         if (rep == NULL)

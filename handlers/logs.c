@@ -5,9 +5,10 @@
  * The log is a Redis stream (docs/redis.md); cursors are its entry ids. The handler reads the
  * job's status and the entries after the cursor in one round trip. An SSE stream whose job is
  * not finished, and a poll that waits for its first entry, are parked on the event loop. There,
- * `log <id> <cursor>` and `job <id> <version>` messages on <prefix>:events trigger one read
- * per job (the entries after the oldest cursor of its viewers, and its status) whatever the
- * number of viewers; nothing polls Redis. */
+ * `log <id> <cursor>` and `job <id> <version>` messages on the events channel of the job's
+ * queue (<prefix>:{<tag>}:events, subscribed while a stream or waiting poll of that queue is
+ * parked: jg_loop_watch) trigger one read per job (the entries after the oldest cursor of its
+ * viewers, and its status) whatever the number of viewers; nothing polls Redis. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ typedef struct viewer {
     int64_t active_at;        /* SSE: when it last got what was new (the heartbeat counts from
                                  here; its deadline is moved lazily, when it comes) */
     int waiting;              /* poll: parked until an entry comes or the wait runs out */
+    int watched;              /* parked as a stream or waiting poll: jg_loop_watch'ed */
     int retry;                /* a read failed (Redis away): the deadline is the retry */
     int64_t wait_until;       /* poll: end of its wait */
     long limit, written;      /* poll: entries asked for, entries written so far */
@@ -461,7 +463,7 @@ static void refresh(jg_loop_t *loop, const char *id)
     free(all);
 }
 
-/* "log <id> <cursor>" and "job <id> <version>" on <prefix>:events */
+/* "log <id> <cursor>" and "job <id> <version>" on <prefix>:{<tag>}:events */
 static void on_message(jg_loop_t *loop, const char *msg, size_t len)
 {
     char id[JG_ID_LEN + 1];
@@ -477,6 +479,10 @@ static void on_parked(jg_loop_t *loop, jg_parked_t *p)
     viewer_t *v = p->data;
     v->w.parked = p;
     jg_waitlist_add(viewers, &v->w);
+    if (v->sse || v->waiting) {
+        v->watched = 1;
+        jg_loop_watch(loop, v->w.id);
+    }
     if (!v->sse && !v->waiting)
         start_page(loop, v);
     if (v->waiting || v->caught_up) {   /* the handler read up to the end of the log */
@@ -537,18 +543,19 @@ static void free_viewer(void *data)
 
 static void on_gone(jg_loop_t *loop, jg_parked_t *p)
 {
-    (void)loop;
+    if (((viewer_t *)p->data)->watched)
+        jg_loop_unwatch(loop, ((viewer_t *)p->data)->w.id);
     jg_waitlist_remove(viewers, &((viewer_t *)p->data)->w);
     free_viewer(p->data);
 }
 
-/* Messages may have been lost while the subscription was down: look at every watched job.
- * The resync is recorded too, so that a viewer whose handler read before it and that parks
- * after it looks again (jg_waitlist_missed). */
-static void on_resync(jg_loop_t *loop)
+/* The events channel of tag's queue was (re)subscribed: messages may have been lost, look at
+ * every watched job of that queue. The resync is recorded too, so that a viewer whose handler
+ * read before it and that parks after it looks again (jg_waitlist_missed). */
+static void on_resync(jg_loop_t *loop, const char *tag)
 {
     jg_waitlist_note_resync(viewers, jg_loop_message_seq(loop));
-    jg_waitlist_each_id(viewers, loop, refresh);
+    jg_waitlist_each_id(viewers, loop, tag, refresh);
 }
 
 /* SIGTERM: streams end (EventSource reconnects, with Last-Event-ID, to another process);
@@ -577,7 +584,7 @@ static void init(jg_loop_t *loop)
 }
 
 static const jg_park_ops_t park_ops = {
-    "events",   on_parked, on_message, on_resync,   on_timers,
+    1,          on_parked, on_message, on_resync,   on_timers,
     on_gone,    on_shutdown, free_viewer, on_writable,
 };
 

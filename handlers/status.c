@@ -3,8 +3,10 @@
  *
  * A long poll (wait > 0 and the client already has the current version) parks the request:
  * the event loop holds it, keyed by job id, until a `job <id> <version>` message on
- * <prefix>:events shows a newer version (then one read answers every waiter of that job),
- * or until its deadline (304). No request thread waits and nothing polls Redis. */
+ * the events channel of the job's queue (<prefix>:{<tag>}:events, subscribed while a long poll
+ * of that queue is parked: jg_loop_watch) shows a newer version (then one read answers every
+ * waiter of that job), or until its deadline (304). No request thread waits and nothing polls
+ * Redis. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,7 +102,7 @@ static void wake_job(jg_loop_t *loop, const char *id)
     free(due);
 }
 
-/* "job <id> <version>" on <prefix>:events */
+/* "job <id> <version>" on <prefix>:{<tag>}:events */
 static void on_message(jg_loop_t *loop, const char *msg, size_t len)
 {
     char id[JG_ID_LEN + 1];
@@ -116,6 +118,7 @@ static void on_parked(jg_loop_t *loop, jg_parked_t *p)
     waiter_t *w = p->data;
     w->w.parked = p;
     jg_waitlist_add(waiting, &w->w);
+    jg_loop_watch(loop, w->w.id);
     if (jg_waitlist_missed(waiting, &w->w, jg_loop_message_seq(loop)))
         wake_job(loop, w->w.id);   /* it changed between the handler's read and now */
 }
@@ -145,18 +148,18 @@ static void free_waiter(void *data)
 
 static void on_gone(jg_loop_t *loop, jg_parked_t *p)
 {
-    (void)loop;
+    jg_loop_unwatch(loop, ((waiter_t *)p->data)->w.id);
     jg_waitlist_remove(waiting, &((waiter_t *)p->data)->w);
     free_waiter(p->data);
 }
 
-/* Messages may have been lost while the subscription was down: look at every waited job. The
- * resync is recorded too, so that a waiter whose handler read before it and that parks after
- * it looks again (jg_waitlist_missed). */
-static void on_resync(jg_loop_t *loop)
+/* The events channel of tag's queue was (re)subscribed: messages may have been lost, look at
+ * every waited job of that queue. The resync is recorded too, so that a waiter whose handler
+ * read before it and that parks after it looks again (jg_waitlist_missed). */
+static void on_resync(jg_loop_t *loop, const char *tag)
 {
     jg_waitlist_note_resync(waiting, jg_loop_message_seq(loop));
-    jg_waitlist_each_id(waiting, loop, wake_job);
+    jg_waitlist_each_id(waiting, loop, tag, wake_job);
 }
 
 /* SIGTERM: every long poll gets its answer now (304: nothing changed yet). */
@@ -174,7 +177,7 @@ static void init(jg_loop_t *loop)
 }
 
 static const jg_park_ops_t park_ops = {
-    "events", on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter, NULL,
+    1, on_parked, on_message, on_resync, on_timers, on_gone, on_shutdown, free_waiter, NULL,
 };
 
 /* --- the request side --- */

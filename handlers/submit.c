@@ -311,9 +311,7 @@ static int submit(jg_req_t *req)
     jg_key_queue(req->cfg, s.queue, "counts", k_counts);
     jg_key_log(req->cfg, id, k_log);
     jg_key_inflight(req->cfg, s.queue, cache_key, k_inflight);
-    char wake_what[JG_NAME_MAX + 8] = "wake:";
-    memcpy(wake_what + 5, s.queue, strlen(s.queue) + 1);
-    jg_key_global(req->cfg, wake_what, wake);
+    jg_chan_wake(req->cfg, s.queue, wake);
 
     const char *keys[] = {k_job,  k_ready,  k_delayed, k_seq,     k_jobs,
                           k_types, k_counts, k_log,     k_inflight};
@@ -428,13 +426,11 @@ static int cancel(jg_req_t *req)
     const char *id = req->param;
     if (!jg_valid_job_id(id))
         return jg_fail(req, 404, "not_found", "no such job");
-    char k_job[JG_KEY_MAX], k_log[JG_KEY_MAX], events[JG_KEY_MAX], tagged[JG_KEY_MAX],
-        global[JG_KEY_MAX];
+    char k_job[JG_KEY_MAX], k_log[JG_KEY_MAX], events[JG_KEY_MAX], tagged[JG_KEY_MAX];
     jg_key_job(req->cfg, id, k_job);
     jg_key_log(req->cfg, id, k_log);
-    jg_key_global(req->cfg, "events", events);
+    jg_chan_events(req->cfg, id, events);
     jg_key_tagged(req->cfg, id, tagged);
-    jg_key_global(req->cfg, "", global);
     jg_args_t a;
     jg_args_init(&a);
     jg_args_str(&a, k_job);
@@ -444,7 +440,6 @@ static int cancel(jg_req_t *req)
     jg_args_printf(&a, "%ld", req->cfg->log_max);
     jg_args_str(&a, events);
     jg_args_str(&a, tagged);
-    jg_args_str(&a, global);
     redisReply *rep = jg_redis_script(req->redis, "cancel", 2, a.argc, a.argv, a.lens);
     jg_args_free(&a);
     int rc = JG_ERR;

@@ -2,8 +2,8 @@
 -- cancel.lua — cancel a job (docs/redis.md, "cancel.lua").
 -- KEYS[1] job hash   P:{tag}:job:<id>
 -- KEYS[2] log        P:{tag}:log:<id>
--- ARGV[1] id  [2] retention seconds  [3] log_max  [4] events channel P:events
--- ARGV[5] key prefix of the job's tag "P:{tag}:"  [6] global prefix "P:"
+-- ARGV[1] id  [2] retention seconds  [3] log_max  [4] events channel P:{tag}:events
+-- ARGV[5] key prefix of the job's tag "P:{tag}:" (also of the worker's channel P:{tag}:worker:<id>)
 -- A cancelled job is put in the queue's expiry index P:{tag}:q:<queue>:expiry (docs/redis.md).
 -- Returns {404} | {200, job} (was queued: now cancelled)
 --       | {202, job} (running: cancel requested, its worker told) | {409, status} (finished);
@@ -99,6 +99,14 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: cancel.lua not run')
+end
 
 local job = KEYS[1]
 local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker', 'cache', 'cache_key')
@@ -129,7 +137,7 @@ elseif status == 'running' then
     redis.call('HSET', job, 'cancel_requested', '1')
     redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*',
       'ts', int(now), 'stream', 'system', 'line', 'cancel requested')
-    redis.call('PUBLISH', ARGV[6] .. 'worker:' .. worker, 'cancel ' .. ARGV[1])
+    redis.call('SPUBLISH', ARGV[5] .. 'worker:' .. worker, 'cancel ' .. ARGV[1])
   else
     return {202, shown(job)}
   end
@@ -139,5 +147,5 @@ else
 end
 local v = redis.call('HINCRBY', job, 'version', 1)
 local text = render(job)
-redis.call('PUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
+redis.call('SPUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
 return {code, text}

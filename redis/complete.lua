@@ -15,8 +15,8 @@
 -- ARGV[6]  jitter per mille, 800..1200, drawn at random by the caller
 -- ARGV[7]  retention seconds
 -- ARGV[8]  log_max
--- ARGV[9]  events channel P:events
--- ARGV[10] wake channel P:wake:<queue>
+-- ARGV[9]  events channel P:{tag}:events
+-- ARGV[10] wake channel P:{tag}:wake:<queue>
 -- Returns {1, status} when accepted (status: done, failed, queued or cancelled), or {0, why} when
 -- refused (why: "gone", "not running (<status>)" or "fenced (fence <current>)").
 -- A job submitted with cache true: when it ends (done, failed, cancelled) its in-flight marker
@@ -124,6 +124,14 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: complete.lua not run')
+end
 -- the histogram's bucket bounds in seconds; shared/prom.c lists the same ones
 local BUCKETS = {'0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60',
   '120', '300', '600', '1800', '3600'}
@@ -199,7 +207,7 @@ elseif outcome == 'requeue' then
   set('attempts', int(n - 1), 'status', 'queued', 'lease_until', '', 'progress', '',
     'ready_at', int(now))
   redis.call('ZADD', KEYS[6], f[SCORE], id)
-  redis.call('PUBLISH', ARGV[10], jtype)
+  redis.call('SPUBLISH', ARGV[10], jtype)
   addlog('attempt ' .. n .. ' stopped: worker shutting down; queued again')
 elseif outcome == 'failed' then
   set('error', ARGV[4])
@@ -222,7 +230,7 @@ end
 local v = int(tonumber(f[J_AT.version]) + 1)
 set('version', v)
 change(jk, f, ch)
-redis.call('PUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
+redis.call('SPUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
 if status == 'done' and f[CACHE] == '1' then
   return {1, status, f[J_AT.cache_key], tonumber(f[CACHE_TTL])}
 end

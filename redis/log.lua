@@ -6,7 +6,7 @@
 -- ARGV[1]  id
 -- ARGV[2]  fence of the attempt
 -- ARGV[3]  log_max
--- ARGV[4]  events channel P:events
+-- ARGV[4]  events channel P:{tag}:events
 -- ARGV[5]  progress 0..100 (decimal, no sign or leading zero), or "" for no change
 -- ARGV[6], ARGV[7], ...  stream ("stdout" | "stderr"), line; 0..1000 pairs (more, or an odd
 --                        count, is an error reply and changes nothing)
@@ -126,13 +126,13 @@ for i = 6, #ARGV - 1, 2 do
 end
 if last then
   -- wakes the log streams of this job (jobgate-logs): one message per batch
-  redis.call('PUBLISH', ARGV[4], 'log ' .. ARGV[1] .. ' ' .. last)
+  redis.call('SPUBLISH', ARGV[4], 'log ' .. ARGV[1] .. ' ' .. last)
 end
 if ARGV[5] ~= '' and ARGV[5] ~= f[3] then
   -- a change of the job object: progress and version + 1 set, the object rendered (one HSET)
   local g = redis.call('HMGET', KEYS[1], unpack(J_NAMES))
   local v = int(tonumber(g[J_AT.version]) + 1)
   change(KEYS[1], g, {'progress', ARGV[5], 'version', v})
-  redis.call('PUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
+  redis.call('SPUBLISH', ARGV[4], 'job ' .. ARGV[1] .. ' ' .. v)
 end
 return {1, tonumber(f[4] or '0') or 0}

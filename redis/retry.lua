@@ -7,12 +7,12 @@
 -- ARGV[2] mode: "job" | "queue"
 -- ARGV[3] the job id (job) | the queue (queue)
 -- ARGV[4] queue mode: rank in the index to start at (0 = newest)   ARGV[5] batch size
--- ARGV[6] log_max   ARGV[7] events channel P:events   ARGV[8] global prefix "P:" (wake channels)
+-- ARGV[6] log_max   ARGV[7] events channel P:{tag}:events (wake channel: ARGV[1] .. 'wake:' .. queue)
 -- A job queued again: status queued, attempts 0, error, result, started_at, finished_at,
 -- worker, progress, cancel_requested cleared, ready_at now; its hash and log no longer expire
 -- (PERSIST) and it leaves the queue's expiry index; back in its type's ready set with its kept
 -- score; log "queued again (retry of a <failed|cancelled> job)"; version bumped, published, and
--- its type published on P:wake:<queue>.
+-- its type published on P:{tag}:wake:<queue>.
 -- Returns mode job: {200, job object (its `json` field)} | {409, status} | {404}; mode queue:
 -- {retried, next rank or -1}.
 local function int(x) return string.format('%.0f', x) end
@@ -106,6 +106,14 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: retry.lua not run')
+end
 local P = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -128,8 +136,8 @@ local function retry(id, only_failed)
     'line', 'queued again (retry of a ' .. f[1] .. ' job)')
   local v = redis.call('HINCRBY', jk, 'version', 1)
   render(jk)
-  redis.call('PUBLISH', ARGV[7], 'job ' .. id .. ' ' .. v)
-  redis.call('PUBLISH', ARGV[8] .. 'wake:' .. f[2], f[3])
+  redis.call('SPUBLISH', ARGV[7], 'job ' .. id .. ' ' .. v)
+  redis.call('SPUBLISH', ARGV[1] .. 'wake:' .. f[2], f[3])
   return 200
 end
 

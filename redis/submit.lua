@@ -11,7 +11,7 @@
 -- KEYS[9] in-flight marker    P:{tag}:q:<queue>:inflight:<cache_key> (used with cache 1)
 -- ARGV[1] id  [2] queue  [3] type  [4] payload (JSON text)  [5] priority  [6] max_attempts
 -- ARGV[7] timeout_ms  [8] delay_ms  [9] cache (0|1)  [10] cache_ttl  [11] cache_key
--- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:wake:<queue>
+-- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:{tag}:wake:<queue>
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
 -- ARGV[18], ARGV[19] the job object's text before and after the value of created_at, rendered
@@ -208,7 +208,7 @@ if run_at then
   line = 'queued, delayed until ' .. run_at .. ' ms'
 else
   redis.call('ZADD', KEYS[2], score, ARGV[1])
-  redis.call('PUBLISH', ARGV[14], ARGV[3])
+  redis.call('SPUBLISH', ARGV[14], ARGV[3])
 end
 redis.call('ZADD', KEYS[5], nows, ARGV[1])
 local new_type = redis.call('SADD', KEYS[6], ARGV[3])

@@ -1,5 +1,6 @@
 /* adminstats.c — the figures of /stats, /queues and /metrics, read from Redis (see adminstats.h). */
 #include "adminstats.h"
+#include "cluster.h"
 #include "keys.h"
 #include "log.h"
 #include "pipeline.h"
@@ -132,8 +133,10 @@ static void claim_args(const jg_config_t *cfg, const char *queue, jg_args_t *a)
     jg_args_printf(a, "%d", 800 + (int)(random() % 401));   /* ±20 % jitter, as workers draw */
     jg_args_printf(a, "%ld", cfg->retention);
     jg_args_printf(a, "%ld", cfg->log_max);
-    jg_args_printf(a, "%s:events", cfg->key_prefix);
-    jg_args_printf(a, "%s:wake:%s", cfg->key_prefix, queue);
+    jg_chan_events(cfg, tag, k);
+    jg_args_printf(a, "%s", k);   /* k is reused: a copy */
+    jg_chan_wake(cfg, queue, k);
+    jg_args_printf(a, "%s", k);
 }
 
 static void qstats_args(const jg_config_t *cfg, const char *queue, jg_args_t *a)
@@ -175,7 +178,8 @@ static int read_chunk(const jg_config_t *cfg, jg_redis_t *r, jg_queue_stats_t *q
             jg_log_error("unexpected reply of claim.lua or qstats.lua", "queue", qs[i].name,
                          "error", c->type == REDIS_REPLY_ERROR ? c->str
                                   : s->type == REDIS_REPLY_ERROR ? s->str : "shape", NULL);
-            rc = -2;
+            /* a resharding that outlasted the wait (cluster.h): unavailable, not a bug */
+            rc = jg_cluster_is_tryagain(c) || jg_cluster_is_tryagain(s) ? -1 : -2;
             goto out;
         }
         qs[i].queued = num(s->element[0]);

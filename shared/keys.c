@@ -195,6 +195,25 @@ int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX]
     return snprintf(out, JG_KEY_MAX, "%s:%s", cfg->key_prefix, what);
 }
 
+int jg_chan_events(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX])
+{
+    return snprintf(out, JG_KEY_MAX, "%s:{%.*s}:events", cfg->key_prefix, JG_TAG_LEN, tag);
+}
+
+int jg_chan_wake(const jg_config_t *cfg, const char *queue, char out[JG_KEY_MAX])
+{
+    char tag[JG_TAG_LEN + 1];
+    jg_queue_tag(queue, tag);
+    return snprintf(out, JG_KEY_MAX, "%s:{%s}:wake:%s", cfg->key_prefix, tag, queue);
+}
+
+int jg_chan_worker(const jg_config_t *cfg, const char *tag, const char *worker,
+                   char out[JG_KEY_MAX])
+{
+    return snprintf(out, JG_KEY_MAX, "%s:{%.*s}:worker:%s", cfg->key_prefix, JG_TAG_LEN, tag,
+                    worker);
+}
+
 int jg_key_cache(const jg_config_t *cfg, const char *hex, char out[JG_KEY_MAX])
 {
     return snprintf(out, JG_KEY_MAX, "%s:cache:%.64s", cfg->key_prefix, hex);

@@ -38,8 +38,18 @@ int jg_key_queue_tag(const jg_config_t *cfg, const char *tag, const char *queue,
 /* "<prefix>:{<tag>}:", the prefix of every key of one slot, which the scripts are given to name
  * the keys they find through ids; tag is a queue's tag or a job id (its first 8 characters). */
 int jg_key_tagged(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX]);
-/* Global names (no slot): "<prefix>:<what>", e.g. the events channel "<prefix>:events". */
+/* Global names (no slot): "<prefix>:<what>", e.g. the registry "<prefix>:queues". */
 int jg_key_global(const jg_config_t *cfg, const char *what, char out[JG_KEY_MAX]);
+
+/* Pub/sub channels: Redis 7 shard channels (SPUBLISH/SSUBSCRIBE), each in the slot of a queue's
+ * tag (docs/redis.md, "Channels"). tag is a queue's tag or a job id (its first 8 characters).
+ * "<prefix>:{<tag>}:events": `job <id> <version>` and `log <id> <cursor>` of the queue's jobs. */
+int jg_chan_events(const jg_config_t *cfg, const char *tag, char out[JG_KEY_MAX]);
+/* "<prefix>:{<tag>}:wake:<queue>": a job type became ready in queue (queue: jg_valid_name). */
+int jg_chan_wake(const jg_config_t *cfg, const char *queue, char out[JG_KEY_MAX]);
+/* "<prefix>:{<tag>}:worker:<worker id>": `cancel <job id>` for a job of that tag's queue. */
+int jg_chan_worker(const jg_config_t *cfg, const char *tag, const char *worker,
+                   char out[JG_KEY_MAX]);
 
 /* The result cache (contract section 6, docs/redis.md). hex must have passed jg_valid_hex64.
  * An entry, "<prefix>:cache:<hex>": read by its key alone, so it has no queue tag. */

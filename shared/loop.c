@@ -63,7 +63,7 @@ typedef struct inbox_item {
     void *data;
     size_t len;
     struct inbox_item *next;
-    char msg[];                /* IN_MESSAGE */
+    char msg[];                /* IN_MESSAGE: the message; IN_RESYNC: the channel */
 } inbox_item_t;
 
 struct jg_loop {
@@ -119,9 +119,14 @@ static void inbox_push(jg_loop_t *loop, inbox_item_t *it)
 }
 
 /* Subscriber thread -> loop. */
-static void on_subscriber(void *ctx, const char *msg, size_t len, int resync)
+static void on_subscriber(void *ctx, const char *channel, const char *msg, size_t len,
+                          int resync)
 {
     jg_loop_t *loop = ctx;
+    if (resync) {
+        msg = channel;
+        len = strlen(channel);
+    }
     inbox_item_t *it = malloc(sizeof *it + len + 1);
     if (it == NULL)
         abort();
@@ -193,10 +198,8 @@ jg_loop_t *jg_loop_new(const jg_config_t *cfg, int listen_fd, const jg_park_ops_
     }
     if (listen_fd >= 0 && (loop->conns = jg_conns_new(cfg, listen_fd)) == NULL)
         return NULL;
-    if (ops && ops->channel) {
-        char channel[JG_KEY_MAX];
-        jg_key_global(cfg, ops->channel, channel);
-        loop->subscriber = jg_subscriber_start(cfg, channel, on_subscriber, loop);
+    if (ops && ops->events) {
+        loop->subscriber = jg_subscriber_start(cfg, on_subscriber, loop);
         if (loop->subscriber == NULL)
             return NULL;
     }
@@ -238,6 +241,21 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
     it->data = data;
     inbox_push(loop, it);
 }
+
+static void watch(jg_loop_t *loop, const char *id, int on)
+{
+    char channel[JG_KEY_MAX];
+    if (loop->subscriber == NULL || strlen(id) < JG_TAG_LEN)
+        return;
+    jg_chan_events(loop->cfg, id, channel);
+    if (on)
+        jg_subscriber_want(loop->subscriber, channel);
+    else
+        jg_subscriber_unwant(loop->subscriber, channel);
+}
+
+void jg_loop_watch(jg_loop_t *loop, const char *id) { watch(loop, id, 1); }
+void jg_loop_unwatch(jg_loop_t *loop, const char *id) { watch(loop, id, 0); }
 
 uint64_t jg_loop_message_seq(jg_loop_t *loop) { return atomic_load(&loop->msg_seq); }
 jg_redis_t *jg_loop_redis(jg_loop_t *loop) { return &loop->redis; }
@@ -515,8 +533,15 @@ static void drain_inbox(jg_loop_t *loop)
             break;
         case IN_RESYNC:
             atomic_fetch_add(&loop->msg_seq, 1);
-            if (loop->ops && loop->ops->resync)
-                loop->ops->resync(loop);
+            if (loop->ops && loop->ops->resync) {
+                const char *tag = strchr(it->msg, '{');   /* "<prefix>:{<tag>}:events" */
+                if (tag && strlen(tag + 1) > JG_TAG_LEN && tag[1 + JG_TAG_LEN] == '}') {
+                    char t[JG_TAG_LEN + 1];
+                    memcpy(t, tag + 1, JG_TAG_LEN);
+                    t[JG_TAG_LEN] = '\0';
+                    loop->ops->resync(loop, t);
+                }
+            }
             break;
         }
         free(it);

@@ -3,7 +3,8 @@
  * inbox), writes their FastCGI records itself with non-blocking sends (fcgi.h; libfcgi's
  * writers cannot), notices when the client goes away (EOF on the FastCGI connection: nginx
  * never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
- * hands the pub/sub messages of the program's channel (events.h) to the program's ops, and
+ * hands the pub/sub messages of the queues' events channels it watches (events.h) to the
+ * program's ops, and
  * reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked requests, let
  * requests in flight finish, exit within --grace.
  *
@@ -30,13 +31,14 @@ typedef struct jg_parked {
 } jg_parked_t;
 
 typedef struct jg_park_ops {
-    const char *channel;   /* pub/sub channel after "<prefix>:", e.g. "events"; NULL: none */
+    int events;            /* 1: the program watches queues' events channels (jg_loop_watch) */
     /* A handler parked p (p->data is what it set in req->park_data). */
     void (*parked)(jg_loop_t *loop, jg_parked_t *p);
-    /* A message on the channel. */
+    /* A message on a watched events channel. */
     void (*message)(jg_loop_t *loop, const char *msg, size_t len);
-    /* The subscription was (re)established: messages may have been missed. */
-    void (*resync)(jg_loop_t *loop);
+    /* The events channel of the queue of tag (JG_TAG_LEN characters) was (re)subscribed:
+     * messages of that queue may have been missed. */
+    void (*resync)(jg_loop_t *loop, const char *tag);
     /* Runs due timers; returns the next deadline (monotonic ms), or -1 for none. */
     int64_t (*timers)(jg_loop_t *loop, int64_t now);
     /* p is about to be freed (ended, or its client went away): forget it, free p->data. */
@@ -76,6 +78,12 @@ void jg_loop_thread_started(jg_loop_t *loop);
 int jg_loop_can_park(jg_loop_t *loop);
 /* Hands a request over: fd carries FastCGI request request_id (raw: plain bytes, CGI's fd 1). */
 void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int raw, void *data);
+/* The loop thread watches the events channel of the queue of id (a job id, or a tag: its
+ * first JG_TAG_LEN characters) while its parked requests need it: each watch is undone by one
+ * unwatch (a program watches in ops->parked and unwatches in ops->gone). After the channel is
+ * (re)subscribed, ops->resync runs for that tag. Loop thread only. */
+void jg_loop_watch(jg_loop_t *loop, const char *id);
+void jg_loop_unwatch(jg_loop_t *loop, const char *id);
 /* Count of messages handed to ops->message so far; read it before reading the state a
  * parked request waits on, to detect messages that raced with parking. */
 uint64_t jg_loop_message_seq(jg_loop_t *loop);

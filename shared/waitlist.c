@@ -151,7 +151,7 @@ int64_t jg_waitlist_next_deadline(const jg_waitlist_t *wl)
 
 jg_waiter_t *jg_waitlist_any(jg_waitlist_t *wl) { return wl->heap_len ? wl->heap[0] : NULL; }
 
-void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop,
+void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop, const char *tag,
                          void (*fn)(jg_loop_t *loop, const char *id))
 {
     /* the ids first: fn changes the table while it runs */
@@ -161,6 +161,8 @@ void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop,
         abort();
     for (size_t b = 0; b < BUCKETS; b++)
         for (jg_waiter_t *w = wl->buckets[b]; w; w = w->next) {
+            if (tag && memcmp(w->id, tag, JG_TAG_LEN) != 0)
+                continue;
             int seen = 0;   /* same ids share a bucket: look back only among this bucket's */
             for (jg_waiter_t *x = wl->buckets[b]; x != w && !seen; x = x->next)
                 seen = strcmp(x->id, w->id) == 0;

@@ -40,9 +40,10 @@ size_t jg_waitlist_of(jg_waitlist_t *wl, const char *id, jg_waiter_t ***out);
 jg_waiter_t *jg_waitlist_due(jg_waitlist_t *wl, int64_t now);
 /* The earliest deadline, or -1. */
 int64_t jg_waitlist_next_deadline(const jg_waitlist_t *wl);
-/* Calls fn once for every waited job id (after a resync: messages may have been missed). fn
- * may answer and remove waiters. */
-void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop,
+/* Calls fn once for every waited job id whose tag (first JG_TAG_LEN characters) is tag, or for
+ * every one when tag is NULL (after a resync: messages may have been missed). fn may answer and
+ * remove waiters. */
+void jg_waitlist_each_id(jg_waitlist_t *wl, jg_loop_t *loop, const char *tag,
                          void (*fn)(jg_loop_t *loop, const char *id));
 /* Any waiter, for draining all of them (SIGTERM); NULL when empty. */
 jg_waiter_t *jg_waitlist_any(jg_waitlist_t *wl);
@@ -56,7 +57,7 @@ void jg_waitlist_note_resync(jg_waitlist_t *wl, uint64_t seq);
  * tell)? */
 int jg_waitlist_missed(const jg_waitlist_t *wl, const jg_waiter_t *w, uint64_t now_seq);
 
-/* Parses "<kind> <id> <rest>" messages of <prefix>:events ("job <id> <version>",
+/* Parses "<kind> <id> <rest>" messages of a queue's events channel ("job <id> <version>",
  * "log <id> <cursor>"): copies the id and returns the kind's length, or 0 if malformed. */
 size_t jg_event_parse(const char *msg, size_t len, char id[JG_ID_LEN + 1], const char **rest);
 

@@ -107,19 +107,19 @@ class _Worker:
         return self.s.redis("EVALSHA", self.sha["claim"], 4, P + "q:%s:delayed" % q,
                             P + "q:%s:running" % q, P + "q:%s:counts" % q,
                             P + "q:%s:ready:t" % q, P, q, wid, want, lease_ms, 1, 1000, 86400,
-                            10000, "jobgate:events", "jobgate:wake:" + q)
+                            10000, P + "events", P + "wake:" + q)
 
     def log(self, jid, fence, progress, *pairs):
         P = "jobgate:{%s}:" % jid[:8]
         return self.s.redis("EVALSHA", self.sha["log"], 2, P + "job:" + jid, P + "log:" + jid,
-                            jid, fence, 10000, "jobgate:events", progress, *pairs)
+                            jid, fence, 10000, P + "events", progress, *pairs)
 
     def complete(self, jid, fence, outcome, text=""):
         P, q = "jobgate:{%s}:" % jid[:8], self.q
         return self.s.redis("EVALSHA", self.sha["complete"], 6, P + "job:" + jid, P + "log:" + jid,
                             P + "q:%s:running" % q, P + "q:%s:delayed" % q, P + "q:%s:counts" % q,
                             P + "q:%s:ready:t" % q, jid, fence, outcome, text, 1, 1000, 86400,
-                            10000, "jobgate:events", "jobgate:wake:" + q)
+                            10000, P + "events", P + "wake:" + q)
 
 
 def _claim_one(w, tag, jid, **kw):

@@ -493,6 +493,10 @@ def test_long_polls_of_clients_that_went_away_are_released():
 
         def fds():
             return len(os.listdir("/proc/%d/fd" % pid))
+        # a first long poll of the queue: its events channel is subscribed (one connection,
+        # kept a while after) before the count starts
+        short = "/jobs/%s?wait=0.2&version=%d" % (job["id"], job["version"])
+        eq(s.request("GET", short).status, 304, "a short long poll")
         base = fds()
         socks = []
         for _ in range(50):
@@ -569,6 +573,28 @@ def test_a_5_mb_result_reaches_three_long_polls_whole_and_status_keeps_serving()
 
 # ---- lost wake-ups (issue 9, finding 4) --------------------------------------------------------
 
+def test_a_status_process_subscribes_the_queues_it_waits_on_and_keeps_few_it_no_longer_needs():
+    # one long poll on each of 70 queues: 70 queue events channels subscribed while they wait
+    # (each queue's own shard channel), and when they have ended, at most 64 kept for a while
+    with harness.Stack(name="chans") as s:
+        queues = [harness.unique_queue("ch%d" % i) for i in range(70)]
+        jobs = [s.submit(type="echo", queue=q, delay=3600) for q in queues]
+        polls = [_Bg(s, "GET", "/jobs/%s?wait=3&version=%d" % (j["id"], j["version"]))
+                 for j in jobs]
+
+        def channels():
+            return [c for c in s.redis("PUBSUB", "SHARDCHANNELS", "jobgate:*:events")]
+        want = sorted("jobgate:{%s}:events" % j["id"][:8] for j in jobs)
+        harness.wait_until(lambda: sorted(channels()) == want, 10,
+                           "the events channels of the 70 waited queues subscribed")
+        for p in polls:
+            eq(p.result()[0].status, 304, "a long poll whose job did not change")
+        harness.wait_until(lambda: len(channels()) == 64, 10,
+                           "64 of the 70 channels kept once nobody waits on them")
+        check(set(channels()) <= set(want), "expected only channels of the waited queues",
+              channels())
+
+
 def test_a_change_whose_read_by_the_loop_fails_still_wakes_the_long_poll():
     with harness.Stack(name="lostwake") as s:
         job = s.submit(type="echo", queue=harness.unique_queue("lw"))
@@ -579,7 +605,7 @@ def test_a_change_whose_read_by_the_loop_fails_still_wakes_the_long_poll():
         # the change is published, then Redis answers nobody for 3 s: the loop's read of the
         # changed job fails (2 s command timeout); it must be read again, not dropped
         s.redis_pipeline([("HSET", jkey, "progress", "42"), ("HINCRBY", jkey, "version", "1"),
-                          ("PUBLISH", "jobgate:events",
+                          ("SPUBLISH", "jobgate:{%s}:events" % job["id"][:8],
                            "job %s %d" % (job["id"], job["version"] + 1)),
                           ("CLIENT", "PAUSE", "3000", "ALL")])
         r, took = bg.result()

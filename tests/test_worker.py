@@ -655,14 +655,15 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     lease_ms = 30000
     rep = s.redis("EVALSHA", shas["claim"], 4, P + "q:%s:delayed" % q2, P + "q:%s:running" % q2,
                   P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
-                  P, q2, "proto-" + q2, 5, lease_ms, 1000, 1000, 86400, 10000, "jobgate:events",
-                  "jobgate:wake:" + q2)
+                  P, q2, "proto-" + q2, 5, lease_ms, 1000, 1000, 86400, 10000, P + "events",
+                  P + "wake:" + q2)
     redis_now = int(s.redis("TIME")[0]) * 1000
     next_run_at, taken, now = rep[0], rep[1], rep[2]
     eq((next_run_at, taken, len(rep)), (-1, 0, 4), "next_run_at, taken_back, jobs claimed + 3")
     check(isinstance(now, int) and abs(now - redis_now) < 5000, "now: Redis' clock, an integer",
           now)
-    jid, jtype, attempt, fence, timeout_ms, lease_until, payload = rep[3]
+    jid, jtype, attempt, fence, timeout_ms, lease_until, payload, ckey, cttl = rep[3]
+    eq((ckey, cttl), ("", 0), "cache_key, cache_ttl of a job without the result cache")
     check(isinstance(payload, str), "payload is a string", payload)
     eq((jid, jtype, json.loads(payload)), (job["id"], "mine", {"x": 1}), "id, type, payload")
     eq((attempt, timeout_ms, lease_until - now), (1, 2500, lease_ms),
@@ -670,17 +671,24 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     check(isinstance(fence, int), "fence is an integer", fence)
     eq(s.job(job["id"])["status"], "running", "status after the claim")
     eq(s.redis("TYPE", P + "log:" + jid), "stream", "sanity: the log exists")
+    cached = s.submit(type="mine", queue=q2, payload={"x": 2}, cache=True, cache_ttl=77)
+    rep = s.redis("EVALSHA", shas["claim"], 4, P + "q:%s:delayed" % q2, P + "q:%s:running" % q2,
+                  P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
+                  P, q2, "proto-" + q2, 5, lease_ms, 1000, 1000, 86400, 10000, P + "events",
+                  P + "wake:" + q2)
+    eq((rep[3][0], rep[3][7], rep[3][8]), (cached["id"], cached["cache_key"], 77),
+       "id, cache_key, cache_ttl of a job submitted with cache true")
 
     keys = [P + "job:" + jid, P + "log:" + jid]
     too_many = []
     for i in range(1001):
         too_many += ["stdout", "l%d" % i]
     r = s.redis_pipeline([["EVALSHA", shas["log"], 2] + keys +
-                          [jid, fence, 10000, "jobgate:events", ""] + too_many])[0]
+                          [jid, fence, 10000, P + "events", ""] + too_many])[0]
     check(isinstance(r, harness.RedisError) and "1000" in str(r),
           "expected an error reply for 1001 lines in one log.lua call", r)
     eq(lines_of(s, jid, "stdout"), [], "lines after the refused batch")
-    r = s.redis("EVALSHA", shas["log"], 2, *keys, jid, fence, 10000, "jobgate:events", "50",
+    r = s.redis("EVALSHA", shas["log"], 2, *keys, jid, fence, 10000, P + "events", "50",
                 *too_many[:2000])
     eq(r, [1, 0], "log.lua reply for 1000 lines")
     eq(len(lines_of(s, jid, "stdout")), 1000, "lines logged")
@@ -689,8 +697,8 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
           "renew.lua reply {1, cancel_requested, lease_until} (integers)", r)
     r = s.redis("EVALSHA", shas["complete"], 6, *keys, P + "q:%s:running" % q2,
                 P + "q:%s:delayed" % q2, P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
-                jid, fence, "done", '{"ok":true}', 1000, 1000, 86400, 10000, "jobgate:events",
-                "jobgate:wake:" + q2)
+                jid, fence, "done", '{"ok":true}', 1000, 1000, 86400, 10000, P + "events",
+                P + "wake:" + q2)
     eq(r, [1, "done"], "complete.lua reply")
     j = s.job(jid)
     eq((j["status"], j["result"], j["progress"]), ("done", {"ok": True}, 50), "the job over HTTP")

@@ -1,19 +1,21 @@
 /* keeper.c — the guard process for jobs of a killed worker, and the remover of finished jobs'
  * directories (see keeper.h). Protocol on the pipe, one line per message: "+<pgid> <dir>\n",
  * "-<pgid>\n", "r<dir>\n" (remove this tree now), and "q\n" for a normal stop. The entry with
- * pgid 0 is the trash directory: removed at any end, clean stop included. */
+ * pgid 0 is the trash directory, and those with a negative number the job slots' directories
+ * (worker/jobdir.c): never signalled, removed at any end, clean stop included. */
 #include "keeper.h"
 #include "jg.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,22 +24,59 @@ static int keeper_fd = -1;
 static pid_t keeper = -1;
 static char trash[PATH_MAX];   /* "<dir>/.jobgate-trash-XXXXXX", "" until the first hand-over */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+#define REMOVE_DEPTH 1000   /* levels of directories removed (one descriptor each) */
+
+/* Removes the entry `name` of the directory parent, a directory tree with everything in it.
+ * Symbolic links are removed, never followed; a directory the job made read-only (or unreadable)
+ * is given back its owner's rights first, so that what is in it can go too; a directory on
+ * another file system than the top one (something mounted there) is left alone. */
+static int remove_at(int parent, const char *name, int depth, dev_t *dev)
 {
-    (void)sb;
-    (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;   /* go on: remove as much as possible */
+    if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    if (errno != EISDIR || depth >= REMOVE_DEPTH)
+        return -1;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES) {
+        /* a directory (unlinkat said so, and a symlink is unlinked, not refused): rights back */
+        struct stat st;
+        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+            (depth == 0 || st.st_dev == *dev))
+            fchmodat(parent, name, 0700, 0);
+        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || (depth > 0 && st.st_dev != *dev)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (depth == 0)
+        *dev = st.st_dev;
+    fchmod(fd, 0700);   /* a read-only directory: its entries can be removed */
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            remove_at(dirfd(d), e->d_name, depth + 1, dev) != 0)
+            rc = -1;   /* go on: remove as much as possible */
+    closedir(d);
+    if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
 }
 
 int jg_remove_tree(const char *dir)
 {
     if (dir == NULL || dir[0] == '\0')
         return -1;
-    return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    dev_t dev = 0;
+    return remove_at(AT_FDCWD, dir, 0, &dev);
 }
 
 /* A finished job's directory, which mostly holds nothing but its result file: two system calls
@@ -108,10 +147,12 @@ static void keeper_main(int fd)
         if (len == sizeof buf)
             len = 0;   /* a line longer than the buffer: not ours, dropped */
     }
-    for (size_t i = 0; i < n; i++) {
+    /* every group first, then the directories: nothing of a job writes into one being removed */
+    for (size_t i = 0; i < n; i++)
         if (!stop && ents[i].pgid > 1)
             kill(-ents[i].pgid, SIGKILL);
-        if ((!stop || ents[i].pgid == 0) && ents[i].dir)
+    for (size_t i = 0; i < n; i++) {
+        if ((!stop || ents[i].pgid <= 0) && ents[i].dir)
             jg_remove_tree(ents[i].dir);
         free(ents[i].dir);
     }
@@ -195,6 +236,14 @@ void jg_keeper_remove(pid_t pgid)
     char line[32];
     int n = snprintf(line, sizeof line, "-%d\n", (int)pgid);
     send_line(line, (size_t)n);
+}
+
+void jg_keeper_move(pid_t id, const char *dir)
+{
+    char line[4300];
+    int n = snprintf(line, sizeof line, "-%d\n+%d %s\n", (int)id, (int)id, dir);
+    if (n > 0 && (size_t)n < sizeof line)
+        send_line(line, (size_t)n);   /* both lines in one write */
 }
 
 /* Directory removal on ext4 (with discard) blocks for up to a millisecond or more, and a

@@ -14,6 +14,8 @@ pid_t jg_keeper_start(void);
 /* A job started / ended. Best effort: a keeper that died is simply not told. */
 void jg_keeper_add(pid_t pgid, const char *dir);
 void jg_keeper_remove(pid_t pgid);
+/* The entry id (a job slot's directory, id < 0) now names dir: one message for remove + add. */
+void jg_keeper_move(pid_t id, const char *dir);
 /* A finished job's directory: moved at once into a trash directory beside it (same parent, so
  * the same file system; created on first use, known to the keeper), where the keeper removes
  * it. Returns 0, or -1 when it was not moved (no keeper, rename failed): the caller removes it. */
@@ -25,7 +27,9 @@ void jg_keeper_stop(void);
 pid_t jg_keeper_pid(void);
 /* For the worker's SIGCHLD handling: the keeper process pid exited; forget it. */
 void jg_keeper_exited(void);
-/* Removes a directory tree (no symlinks followed). Returns 0, or -1. */
+/* Removes a directory tree, or whatever else is at that path: symlinks are removed, never
+ * followed; read-only directories in it are made writable first; nothing mounted in it is
+ * entered. Returns 0, or -1 when something could not be removed (as much as possible is). */
 int jg_remove_tree(const char *dir);
 
 #endif

@@ -16,7 +16,6 @@ void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,
     p->r = r;
     p->cfg = cfg;
     p->opts = opts;
-    char what[JG_KEY_MAX];
     for (int i = 0; i < opts->nqueues; i++) {
         jg_proto_queue_t *q = &p->q[i];
         const char *name = opts->queues[i];
@@ -25,10 +24,9 @@ void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,
         jg_key_queue_tag(cfg, q->tag, name, "delayed", q->delayed);
         jg_key_queue_tag(cfg, q->tag, name, "running", q->running);
         jg_key_queue_tag(cfg, q->tag, name, "counts", q->counts);
-        snprintf(what, sizeof what, "wake:%s", name);
-        jg_key_global(cfg, what, q->wake);
+        jg_chan_wake(cfg, name, q->wake);
+        jg_chan_events(cfg, q->tag, q->events);
     }
-    jg_key_global(cfg, "events", p->events);
     snprintf(p->lease_ms, sizeof p->lease_ms, "%ld", cfg->lease * 1000);
     snprintf(p->retry_base_ms, sizeof p->retry_base_ms, "%.0f", cfg->retry_base * 1000);
     snprintf(p->retention, sizeof p->retention, "%ld", cfg->retention);
@@ -118,7 +116,7 @@ static void retry_args(jg_proto_t *p, jg_args_t *a, const jg_proto_queue_t *q)
     jg_args_int(a, jitter_permille());
     jg_args_str(a, p->retention);
     jg_args_str(a, p->log_max);
-    jg_args_str(a, p->events);
+    jg_args_str(a, q->events);
     jg_args_str(a, q->wake);
 }
 
@@ -164,7 +162,9 @@ int jg_proto_log_args(jg_proto_t *p, jg_args_t *a, const char *id, long long fen
     jg_args_str(a, id);
     jg_args_int(a, fence);
     jg_args_str(a, p->log_max);
-    jg_args_str(a, p->events);
+    char events[JG_KEY_MAX];
+    jg_chan_events(p->cfg, id, events);
+    jg_args_str(a, events);
     if (progress >= 0)
         jg_args_int(a, progress);
     else

@@ -18,7 +18,8 @@ typedef struct jg_proto_queue {
     char tag[JG_TAG_LEN + 1];
     char prefix[JG_KEY_MAX];                   /* "P:{tag}:" */
     char delayed[JG_KEY_MAX], running[JG_KEY_MAX], counts[JG_KEY_MAX];
-    char wake[JG_KEY_MAX];                     /* "P:wake:<queue>" */
+    char wake[JG_KEY_MAX];                     /* "P:{tag}:wake:<queue>" */
+    char events[JG_KEY_MAX];                   /* "P:{tag}:events" */
 } jg_proto_queue_t;
 
 typedef struct jg_proto {
@@ -27,7 +28,6 @@ typedef struct jg_proto {
     const jg_worker_opts_t *opts;
     redisContext *loaded;      /* the connection the scripts were last loaded on */
     jg_proto_queue_t q[JG_WORKER_MAX_QUEUES];   /* of opts->queues, in their order */
-    char events[JG_KEY_MAX];   /* "P:events" */
     char lease_ms[24], retry_base_ms[24], retention[24], log_max[24];
 } jg_proto_t;
 

@@ -114,9 +114,72 @@ static int plain_path(const char *command)
     return 1;
 }
 
+/* ---- the worker's children ---------------------------------------------------------------- */
+
+/* The job leaders started and not yet reaped. With the worker a child subreaper, every other
+ * child it has (the keeper aside) is a process that a job started and that outlived the job's
+ * process group (setsid, a daemon), reparented to the worker when its parents died. */
+static pid_t *leaders;
+static int nleaders, capleaders;
+static int subreaper;          /* PR_SET_CHILD_SUBREAPER is set: strays can be seen */
+static char children_path[64]; /* /proc/self/task/<tid>/children */
+
+void jg_child_init(void)
+{
+    subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1) == 0;
+    snprintf(children_path, sizeof children_path, "/proc/self/task/%d/children", (int)getpid());
+}
+
+static void leader_add(pid_t pid)
+{
+    if (nleaders == capleaders) {
+        capleaders = capleaders ? capleaders * 2 : 16;
+        leaders = realloc(leaders, (size_t)capleaders * sizeof *leaders);
+        if (leaders == NULL)
+            abort();
+    }
+    leaders[nleaders++] = pid;
+}
+
+void jg_child_forget(pid_t pid)
+{
+    for (int i = 0; i < nleaders; i++)
+        if (leaders[i] == pid) {
+            leaders[i] = leaders[--nleaders];
+            return;
+        }
+}
+
+/* 1 when the worker has a child that is neither a job leader nor the keeper (or cannot tell). */
+static int strays(void)
+{
+    if (!subreaper)
+        return 1;
+    char buf[4096];
+    int fd = open(children_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0 || n == (ssize_t)sizeof buf - 1)
+        return 1;
+    buf[n] = '\0';
+    for (char *p = buf, *end; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        int known = pid == jg_keeper_pid();
+        for (int i = 0; i < nleaders && !known; i++)
+            known = leaders[i] == pid;
+        if (!known)
+            return 1;
+    }
+    return 0;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(const jg_child_t *c, const char *command, int direct, char **env,
-                       int in_fd, int out_w, int err_w, pid_t parent)
+static void child_exec(int dir_fd, const char *command, int direct,
+                       char **env, int in_fd, int out_w, int err_w, pid_t parent)
 {
     setpgid(0, 0);
     /* dies with the worker; if the worker is already gone, do not start at all */
@@ -130,14 +193,16 @@ static void child_exec(const jg_child_t *c, const char *command, int direct, cha
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* the slot's directory by its descriptor (jobdir.c checked that it is the one at its path),
+     * before the dup2s could land on that descriptor's number */
+    if (fchdir(dir_fd) != 0)
+        _exit(127);
     if (dup2(in_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
         _exit(127);
     /* nothing else of the worker's (Redis sockets, other jobs' pipes) leaks into the job */
     if (close_range(3, ~0U, 0) != 0)
         for (int fd = 3; fd < 65536; fd++)
             close(fd);
-    if (chdir(c->dir) != 0)
-        _exit(127);
     /* A single path is exec'd directly, as `sh -c 'exec PATH'` would: the job's process is the
      * program itself (signals reach it, its death by a signal is "killed by signal S"), and a
      * shell start is saved (a third of the cost of a tiny job). Anything else, or a file the
@@ -154,7 +219,7 @@ static void child_exec(const jg_child_t *c, const char *command, int direct, cha
 
 
 typedef struct child_args {
-    const jg_child_t *c;
+    int dir_fd;
     const char *command;
     int direct;
     char **env;
@@ -165,7 +230,8 @@ typedef struct child_args {
 static int child_main(void *arg)
 {
     child_args_t *a = arg;
-    child_exec(a->c, a->command, a->direct, a->env, a->in_fd, a->out_w, a->err_w, a->parent);
+    child_exec(a->dir_fd, a->command, a->direct, a->env, a->in_fd, a->out_w, a->err_w,
+               a->parent);
     return 127;
 }
 
@@ -205,17 +271,15 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     c->reaped = 0;
     c->out_fd = c->err_fd = -1;
     c->dir[0] = c->result_path[0] = '\0';
+    c->jobdir = spec->jobdir;
 
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] != '/')
-        tmp = "/tmp";
-    if (snprintf(c->dir, sizeof c->dir, "%.4000s/jobgate-XXXXXX", tmp) >= (int)sizeof c->dir ||
-        mkdtemp(c->dir) == NULL) {
+    const char *tmp = NULL;
+    if (jg_jobdir_ready(c->jobdir, &tmp) != 0) {
         snprintf(err, errlen, "cannot create a temporary directory in %s: %s", tmp,
                  strerror(errno));
-        c->dir[0] = '\0';
         goto out;
     }
+    memcpy(c->dir, c->jobdir->path, strlen(c->jobdir->path) + 1);
     if (snprintf(c->result_path, sizeof c->result_path, "%.4000s/result.json", c->dir) >=
         (int)sizeof c->result_path) {
         snprintf(err, errlen, "temporary directory name too long");
@@ -231,7 +295,8 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     static pid_t parent;   /* the worker's pid: it never changes (the keeper runs no jobs) */
     if (parent == 0)
         parent = getpid();
-    child_args_t ca = {c, spec->command, direct, env, in_fd, out[1], errp[1], parent};
+    child_args_t ca = {c->jobdir->fd, spec->command, direct, env, in_fd,
+                       out[1], errp[1], parent};
     pid_t pid = spawn(&ca);
     if (pid < 0) {
         snprintf(err, errlen, "cannot fork: %s", strerror(errno));
@@ -248,6 +313,7 @@ int jg_child_start(jg_child_t *c, const jg_child_spec_t *spec, char *err, size_t
     fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
     fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
     jg_keeper_add(pid, c->dir);
+    leader_add(pid);
     rc = JG_OK;
 out:
     free_env(env);
@@ -259,10 +325,8 @@ out:
         if (errp[i] >= 0)
             close(errp[i]);
     }
-    if (rc != JG_OK && c->dir[0]) {
-        jg_remove_tree(c->dir);
-        c->dir[0] = '\0';
-    }
+    if (rc != JG_OK)
+        c->dir[0] = '\0';   /* (the slot's directory stays: nothing ran in it) */
     return rc;
 }
 
@@ -288,6 +352,7 @@ int jg_child_reap(jg_child_t *c, int *wstatus)
     if (got < 0)   /* cannot happen: it was waitable a moment ago */
         *wstatus = info.si_code == CLD_EXITED ? (info.si_status & 0xff) << 8
                                               : (info.si_status & 0x7f);
+    jg_child_forget(c->pid);
     c->reaped = 1;
     return 1;
 }
@@ -350,6 +415,7 @@ out:
 
 void jg_child_cleanup(jg_child_t *c)
 {
+    pid_t pgid = c->pid;
     if (c->pid > 0 && !c->reaped) {
         /* the leader is unreaped (a zombie at worst), so the group id is still the job's;
          * a leader left unreaped here is reaped by the worker's SIGCHLD handling */
@@ -363,8 +429,11 @@ void jg_child_cleanup(jg_child_t *c)
     if (c->err_fd >= 0)
         close(c->err_fd);
     c->out_fd = c->err_fd = -1;
-    if (c->dir[0] && jg_keeper_trash(c->dir) != 0)
-        jg_remove_tree(c->dir);
+    /* the directory goes on to the slot's next job only when nothing the job started can still
+     * write in it: its group is gone (not merely killed), and no process escaped the group */
+    if (c->dir[0] && c->jobdir)
+        jg_jobdir_recycle(c->jobdir, pgid > 0 && kill(-pgid, 0) != 0 && errno == ESRCH &&
+                                         !strays());
     c->dir[0] = '\0';
 }
 

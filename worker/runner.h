@@ -1,5 +1,5 @@
 /* runner.h — one job process: started with /bin/sh -c COMMAND (a single path is exec'd directly)
- * in its own process group and a fresh temporary directory, the payload on stdin, the JOBGATE_*
+ * in its own process group and an empty directory of its own (its slot's, see jobdir.h), the payload on stdin, the JOBGATE_*
  * environment, stdout and stderr on non-blocking pipes; signalled as a group; its result file
  * read and checked; cleaned up. */
 #ifndef JG_RUNNER_H
@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "jobdir.h"
 
 #define JG_RESULT_MAX (16 * 1024 * 1024)   /* bytes of a result file */
 
@@ -18,7 +19,8 @@ typedef struct jg_child {
     int   reaped;              /* the leader was waited for: pid may name another process now,
                                   so the group is never signalled again */
     int   out_fd, err_fd;      /* read ends, non-blocking; -1 once closed */
-    char  dir[PATH_MAX];       /* the temporary directory ("" when none) */
+    char  dir[PATH_MAX];       /* the job's directory ("" when none) */
+    jg_jobdir_t *jobdir;       /* its slot's directory, of which dir is the path */
     char  result_path[PATH_MAX];
 } jg_child_t;
 
@@ -29,7 +31,15 @@ typedef struct jg_child_spec {
     const char *id, *type, *queue;
     long        attempt;
     long long   fence;
+    jg_jobdir_t *jobdir;       /* the slot's directory (made here if it has none) */
 } jg_child_spec_t;
+
+/* Once, at start: makes the worker a child subreaper (PR_SET_CHILD_SUBREAPER), so that a process
+ * a job started and that left the job's process group is reparented to the worker and seen. */
+void jg_child_init(void);
+
+/* The worker reaped a child of its own (not through jg_child_reap): forgets it as a job leader. */
+void jg_child_forget(pid_t pid);
 
 /* Starts the job process. Returns JG_OK, or JG_ERR with a message in err (nothing is left
  * behind). */
@@ -49,8 +59,8 @@ int jg_child_reap(jg_child_t *c, int *wstatus);
  * (e.g. "invalid JSON in result file: ..."). */
 int jg_child_result(const jg_child_t *c, jg_buf_t *out, char *err, size_t errlen);
 
-/* Kills what is left of the group (unless reaped: jg_child_reap did), closes the pipes and
- * removes the directory. */
+/* Kills what is left of the group (unless reaped: jg_child_reap did), closes the pipes, and
+ * readies the slot's directory for the next job, or drops it (jg_jobdir_recycle). */
 void jg_child_cleanup(jg_child_t *c);
 
 /* 1 when the job process (the group leader) has exited, reaped or not; 0 while it runs. */

@@ -7,6 +7,8 @@
  * answered its completion, so while Redis is unreachable children keep running, their lines
  * queue up, and outcomes are reported when it is back. */
 #include "workloop.h"
+#include "cluster.h"
+#include "events.h"
 #include "keeper.h"
 #include "keys.h"
 #include "lines.h"
@@ -18,12 +20,14 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,8 +43,6 @@
 #define LOGQ_MAX            (8 * 1024 * 1024)   /* bytes of lines kept while Redis is away */
 #define LOG_BATCH_LINES     250     /* pairs per log.lua call (JG_ARGS_MAX) */
 #define READS_PER_TURN      4       /* 64 KiB reads per pipe per loop turn */
-#define SUB_PING_MS         15000   /* a silent subscriber connection is checked this often */
-#define SUB_PONG_MS         5000    /* and dropped (then made again) if no answer by then */
 
 enum { SLOT_FREE, SLOT_RUNNING, SLOT_ENDED };
 enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_LOST, STOP_SHUTDOWN, STOP_EXPIRED };
@@ -66,27 +68,24 @@ typedef struct slot {
     jg_buf_t last_err;         /* last stderr line, for "exit status N: ..." */
     const char *outcome;       /* ENDED: "done", "failed", "cancelled", "requeue" */
     jg_buf_t text;             /* ENDED: result JSON or error text */
+    char cache_key[JG_KEY_MAX];   /* P:cache:<key> when the job asked for the result cache */
+    long cache_ttl;            /* its seconds; 0 = no cache */
+    int  cache_stored;         /* the done result was stored there (before the completion) */
     /* last, the large members (41 KiB): slot_free does not clear their buffers */
     jg_child_t child;
     jg_lines_t out, err;
+    jg_jobdir_t jobdir;        /* the slot's directory, kept from job to job (slot_free keeps it) */
 } slot_t;
-
-/* A done result to store in the result cache after the pipeline (P:cache:<key>, another slot
- * than the job's keys, so not from complete.lua). */
-typedef struct cache_store {
-    char key[JG_KEY_MAX];
-    char *value;
-    size_t len;
-    long ttl;
-} cache_store_t;
 
 typedef struct worker {
     const jg_config_t *cfg;
     const jg_worker_opts_t *o;
-    jg_redis_t cmd, sub;
+    jg_redis_t cmd;
     jg_proto_t proto;
-    redisContext *subscribed;  /* the subscriber connection SUBSCRIBE was sent on */
-    int64_t sub_ping_at, sub_pong_due;   /* keepalive of the subscriber (0 = none due) */
+    jg_subscriber_t *sub;      /* wake and cancel channels (events.h) */
+    pthread_mutex_t sub_mu;    /* guards the subscriber's queue below */
+    struct sub_item *sub_head, *sub_tail;
+    int sub_efd;               /* the subscriber thread says "something queued" */
     slot_t *slots;
     int nslots;
     int sigfd;
@@ -99,8 +98,6 @@ typedef struct worker {
     int64_t stop_deadline, give_up_at;
     int64_t started_ms;
     char host[256];
-    cache_store_t *stores;     /* filled while replies are read, sent right after */
-    int nstores, capstores;
 } worker_t;
 
 /* ---- slots ------------------------------------------------------------------------------- */
@@ -305,6 +302,13 @@ static void start_job(worker_t *w, const redisReply *job, int qi, int64_t sent_a
     if (s->timeout_ms <= 0)
         s->timeout_ms = 300000;
     const redisReply *payload = job->elements > 6 ? job->element[6] : NULL;
+    /* a job with the result cache: its key and ttl (claim.lua's 8th and 9th; "" and 0 if not) */
+    const char *hex = jg_reply_str(job, 7, tmp, sizeof tmp);
+    long long ttl = jg_reply_int(job, 8);
+    if (jg_valid_hex64(hex) && ttl > 0) {
+        jg_key_cache(w->cfg, hex, s->cache_key);
+        s->cache_ttl = (long)ttl;
+    }
     jg_lines_init(&s->out);
     jg_lines_init(&s->err);
     s->state = SLOT_RUNNING;
@@ -321,7 +325,7 @@ static void start_job(worker_t *w, const redisReply *job, int qi, int64_t sent_a
         .payload = payload && payload->type == REDIS_REPLY_STRING ? payload->str : "{}",
         .payload_len = payload && payload->type == REDIS_REPLY_STRING ? payload->len : 2,
         .id = s->id, .type = s->type, .queue = w->o->queues[s->qi],
-        .attempt = s->attempt, .fence = s->fence,
+        .attempt = s->attempt, .fence = s->fence, .jobdir = &s->jobdir,
     };
     if (command == NULL) {
         snprintf(err, sizeof err, "no command for type %s on this worker", s->type);
@@ -501,57 +505,40 @@ static void refused(worker_t *w, slot_t *s, const char *what, const char *why)
     s->progress = -1;
 }
 
-/* complete.lua answered {1, "done", cache_key, cache_ttl}: the job asked for the result cache. */
-static void keep_for_cache(worker_t *w, const slot_t *s, const redisReply *rep)
-{
-    char tmp[80];
-    const char *hex = jg_reply_str(rep, 2, tmp, sizeof tmp);
-    long long ttl = jg_reply_int(rep, 3);
-    if (!jg_valid_hex64(hex) || ttl <= 0)
-        return;
-    if (w->nstores == w->capstores) {
-        w->capstores = w->capstores ? w->capstores * 2 : 8;
-        w->stores = realloc(w->stores, (size_t)w->capstores * sizeof *w->stores);
-        if (w->stores == NULL)
-            abort();
-    }
-    cache_store_t *c = &w->stores[w->nstores++];
-    jg_key_cache(w->cfg, hex, c->key);
-    c->len = s->text.len;
-    c->value = malloc(c->len + 1);
-    if (c->value == NULL)
-        abort();
-    memcpy(c->value, s->text.data ? s->text.data : "", c->len);
-    c->ttl = (long)ttl;
-}
-
-/* Sends the results kept for the cache (one round trip for all). Best effort: a result that
- * cannot be stored only means a later job runs again. */
-static void store_results(worker_t *w)
+/* Stores the results of jobs that ended done and asked for the result cache (one round trip for
+ * all), before their completions are sent: whoever sees such a job done finds its entry.
+ * Best effort: a result that cannot be stored only means a later job runs again. Returns
+ * JG_ERR if the connection was lost (the completions wait for the next turn). */
+static int store_results(worker_t *w)
 {
     int sent = 0;
-    for (int i = 0; i < w->nstores; i++) {
-        cache_store_t *c = &w->stores[i];
+    for (int i = 0; i < w->nslots; i++) {
+        slot_t *s = &w->slots[i];
+        if (s->state != SLOT_ENDED || s->cache_ttl <= 0 || s->cache_stored ||
+            strcmp(s->outcome, "done") != 0)
+            continue;
         char ttl[32];
-        snprintf(ttl, sizeof ttl, "%ld", c->ttl);
-        const char *argv[] = {"SET", c->key, c->value, "EX", ttl};
-        size_t lens[] = {3, strlen(c->key), c->len, 2, strlen(ttl)};
-        if (jg_redis_append_argv(&w->cmd, 5, argv, lens) == 0)
-            sent++;
+        snprintf(ttl, sizeof ttl, "%ld", s->cache_ttl);
+        const char *argv[] = {"SET", s->cache_key, s->text.data ? s->text.data : "", "EX", ttl};
+        size_t lens[] = {3, strlen(s->cache_key), s->text.len, 2, strlen(ttl)};
+        if (jg_redis_append_argv(&w->cmd, 5, argv, lens) != 0)
+            break;
+        s->cache_stored = 1;
+        sent++;
     }
     for (int i = 0; i < sent; i++) {
         redisReply *rep = jg_redis_get_reply(&w->cmd);
-        if (rep == NULL)
-            break;
+        if (rep == NULL) {
+            jg_log_warn("results not stored in the cache (Redis unreachable)", NULL);
+            for (int k = 0; k < w->nslots; k++)
+                w->slots[k].cache_stored = 0;   /* stored again next turn */
+            return JG_ERR;
+        }
         if (rep->type == REDIS_REPLY_ERROR)
             jg_log_warn("cannot store a result in the cache", "error", rep->str, NULL);
         freeReplyObject(rep);
     }
-    if (sent < w->nstores)
-        jg_log_warn("results not stored in the cache (Redis unreachable)", NULL);
-    for (int i = 0; i < w->nstores; i++)
-        free(w->stores[i].value);
-    w->nstores = 0;
+    return JG_OK;
 }
 
 /* Handles one reply; returns the number of jobs a claim gave (else 0). */
@@ -562,6 +549,8 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
     int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && jg_reply_int(rep, 0) == 1;
     if (jg_proto_noscript(&w->proto, rep))
         return 0;   /* not run: sent again next turn */
+    if (jg_cluster_is_tryagain(rep))
+        return 0;   /* its slot is being migrated and nothing ran: the same, lines and outcome kept */
     if (rep->type == REDIS_REPLY_ERROR && it->kind != ITEM_PLAIN)
         jg_log_error("redis script error", "error", rep->str, "job", s ? s->id : "", NULL);
 
@@ -591,8 +580,6 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
         if (ok) {
             jg_log_info("job finished", "job", s->id, "outcome", s->outcome, "status",
                         jg_reply_str(rep, 1, tmp, sizeof tmp), NULL);
-            if (rep->elements >= 4 && strcmp(jg_reply_str(rep, 1, tmp, sizeof tmp), "done") == 0)
-                keep_for_cache(w, s, rep);
         } else if (rep->type == REDIS_REPLY_ARRAY)
             jg_log_warn("completion refused: the attempt is no longer ours", "job", s->id,
                         "outcome", s->outcome, "why", jg_reply_str(rep, 1, tmp, sizeof tmp),
@@ -664,6 +651,8 @@ static void flush(worker_t *w)
         return;
     if (jg_proto_ready(&w->proto))
         return;
+    if (store_results(w) != JG_OK)
+        return;
     pipeline_t p = {NULL, 0, 0};
     int freeing = 0, claim_q = -1, asked = 0;
     for (int i = 0; i < w->nslots; i++) {
@@ -726,8 +715,6 @@ send:;
             logq_consume(&w->slots[k], consumed[k], lines[k]);
     if (i < p.n)
         w->claim_needed = 1;   /* lost mid-way: claims we did not hear back from are redone */
-    if (w->nstores)
-        store_results(w);
     free(consumed);
     free(lines);
     free(p.items);
@@ -760,90 +747,97 @@ send:;
 
 /* ---- the subscriber ---------------------------------------------------------------------- */
 
-static void subscribe(worker_t *w)
+/* The subscriber thread (events.h) holds the shard channels of the worker's queues: each
+ * queue's wake channel and this worker's cancel channel in that queue's slot. Its callback
+ * queues what it gets here; the loop reads it when the eventfd says so. */
+typedef struct sub_item {
+    struct sub_item *next;
+    int resync;
+    size_t len;
+    char channel[JG_KEY_MAX];
+    char msg[];
+} sub_item_t;
+
+static void on_subscriber(void *ctx, const char *channel, const char *msg, size_t len, int resync)
 {
-    if (w->sub.ctx && w->subscribed == w->sub.ctx)
-        return;
-    if (jg_redis_connect(&w->sub))
-        return;
-    jg_args_t a;
-    jg_args_init(&a);
-    char key[JG_KEY_MAX], what[JG_KEY_MAX + 16];
-    jg_args_str(&a, "SUBSCRIBE");
-    for (int q = 0; q < w->o->nqueues; q++) {
-        snprintf(what, sizeof what, "wake:%s", w->o->queues[q]);
-        jg_key_global(w->cfg, what, key);
-        jg_args_printf(&a, "%s", key);
-    }
-    snprintf(what, sizeof what, "worker:%s", w->o->id);
-    jg_key_global(w->cfg, what, key);
-    jg_args_printf(&a, "%s", key);
-    int done = 0;
-    if (redisAppendCommandArgv(w->sub.ctx, a.argc, a.argv, a.lens) == REDIS_OK)
-        while (!done)
-            if (redisBufferWrite(w->sub.ctx, &done) != REDIS_OK)
-                break;
-    jg_args_free(&a);
-    if (!done) {
-        jg_redis_drop(&w->sub, "cannot subscribe");
-        return;
-    }
-    w->subscribed = w->sub.ctx;
-    w->sub_ping_at = jg_monotonic_ms() + SUB_PING_MS;
-    w->sub_pong_due = 0;
-    /* what happened while we were not listening: look again */
-    w->claim_needed = 1;
-    int64_t now = jg_monotonic_ms();
-    for (int i = 0; i < w->nslots; i++)
-        if (w->slots[i].state == SLOT_RUNNING)
-            w->slots[i].renew_at = now;   /* a renewal also tells of missed cancels */
+    worker_t *w = ctx;
+    sub_item_t *it = malloc(sizeof *it + len + 1);
+    if (it == NULL)
+        abort();
+    it->next = NULL;
+    it->resync = resync;
+    it->len = len;
+    snprintf(it->channel, sizeof it->channel, "%s", channel);
+    if (len)
+        memcpy(it->msg, msg, len);
+    it->msg[len] = '\0';
+    pthread_mutex_lock(&w->sub_mu);
+    if (w->sub_tail)
+        w->sub_tail->next = it;
+    else
+        w->sub_head = it;
+    w->sub_tail = it;
+    pthread_mutex_unlock(&w->sub_mu);
+    uint64_t one = 1;
+    ssize_t ignored = write(w->sub_efd, &one, sizeof one);
+    (void)ignored;
 }
 
-static void on_message(worker_t *w, const redisReply *m)
+static void subscribe(worker_t *w)
 {
-    if (m->type == REDIS_REPLY_ARRAY && m->elements >= 1 &&
-        m->element[0]->type == REDIS_REPLY_STRING && strcmp(m->element[0]->str, "pong") == 0) {
-        w->sub_pong_due = 0;
+    w->sub = jg_subscriber_start(w->cfg, on_subscriber, w);
+    if (w->sub == NULL)
+        return;
+    char chan[JG_KEY_MAX];
+    for (int q = 0; q < w->o->nqueues; q++) {
+        jg_subscriber_want(w->sub, w->proto.q[q].wake);
+        jg_chan_worker(w->cfg, w->proto.q[q].tag, w->o->id, chan);
+        jg_subscriber_want(w->sub, chan);
+    }
+}
+
+static void on_message(worker_t *w, const sub_item_t *m)
+{
+    if (m->resync) {
+        /* (re)subscribed: what happened while we were not listening, look again */
+        w->claim_needed = 1;
+        int64_t now = jg_monotonic_ms();
+        for (int i = 0; i < w->nslots; i++)
+            if (w->slots[i].state == SLOT_RUNNING)
+                w->slots[i].renew_at = now;   /* a renewal also tells of missed cancels */
         return;
     }
-    if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
-        m->element[0]->type != REDIS_REPLY_STRING || strcmp(m->element[0]->str, "message") != 0 ||
-        m->element[1]->type != REDIS_REPLY_STRING || m->element[2]->type != REDIS_REPLY_STRING)
-        return;
-    const char *channel = m->element[1]->str, *msg = m->element[2]->str;
-    size_t plen = strlen(w->cfg->key_prefix);
-    if (strncmp(channel, w->cfg->key_prefix, plen) != 0 || channel[plen] != ':')
-        return;
-    channel += plen + 1;
-    if (strncmp(channel, "wake:", 5) == 0) {
-        if (jg_worker_command(w->o, msg) == NULL)
-            return;
-        for (int q = 0; q < w->o->nqueues; q++)
-            if (strcmp(w->o->queues[q], channel + 5) == 0)
+    for (int q = 0; q < w->o->nqueues; q++)
+        if (strcmp(m->channel, w->proto.q[q].wake) == 0) {
+            if (jg_worker_command(w->o, m->msg) != NULL)
                 w->claim_needed = 1;
-    } else if (strncmp(channel, "worker:", 7) == 0 && strncmp(msg, "cancel ", 7) == 0) {
-        for (int i = 0; i < w->nslots; i++) {
-            slot_t *s = &w->slots[i];
-            if (s->state == SLOT_RUNNING && strcmp(s->id, msg + 7) == 0) {
-                jg_log_info("cancel requested: stopping job", "job", s->id, NULL);
-                stop_slot(w, s, STOP_CANCEL);
-            }
+            return;
+        }
+    if (strncmp(m->msg, "cancel ", 7) != 0)
+        return;
+    for (int i = 0; i < w->nslots; i++) {
+        slot_t *s = &w->slots[i];
+        if (s->state == SLOT_RUNNING && strcmp(s->id, m->msg + 7) == 0) {
+            jg_log_info("cancel requested: stopping job", "job", s->id, NULL);
+            stop_slot(w, s, STOP_CANCEL);
         }
     }
 }
 
 static void read_subscriber(worker_t *w)
 {
-    if (redisBufferRead(w->sub.ctx) != REDIS_OK) {
-        jg_redis_drop(&w->sub, w->sub.ctx->errstr[0] ? w->sub.ctx->errstr : "subscriber closed");
-        w->subscribed = NULL;
-        return;
-    }
-    void *reply = NULL;
-    while (w->sub.ctx && redisGetReplyFromReader(w->sub.ctx, &reply) == REDIS_OK && reply) {
-        on_message(w, reply);
-        freeReplyObject(reply);
-        reply = NULL;
+    uint64_t v;
+    ssize_t ignored = read(w->sub_efd, &v, sizeof v);
+    (void)ignored;
+    pthread_mutex_lock(&w->sub_mu);
+    sub_item_t *it = w->sub_head;
+    w->sub_head = w->sub_tail = NULL;
+    pthread_mutex_unlock(&w->sub_mu);
+    while (it) {
+        sub_item_t *next = it->next;
+        on_message(w, it);
+        free(it);
+        it = next;
     }
 }
 
@@ -901,48 +895,25 @@ static void on_signals(worker_t *w)
         int st;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
+        jg_child_forget(pid);
         if (pid == jg_keeper_pid()) {
             jg_log_warn("keeper process ended; starting a new one", NULL);
             jg_keeper_exited();
             if (jg_keeper_start() > 0)
-                for (int i = 0; i < w->nslots; i++)
+                for (int i = 0; i < w->nslots; i++) {
+                    jg_jobdir_rekeep(&w->slots[i].jobdir);
                     if (w->slots[i].state == SLOT_RUNNING)
                         jg_keeper_add(w->slots[i].child.pid, w->slots[i].child.dir);
+                }
         }
-        /* else: a child no slot holds any more (left unreaped at a cleanup): reaped above */
-    }
-}
-
-/* A subscriber whose peer vanished without a FIN would never tell: ask it now and then. */
-static void check_subscriber(worker_t *w, int64_t now)
-{
-    if (w->sub.ctx == NULL || w->subscribed != w->sub.ctx)
-        return;
-    if (w->sub_pong_due && now >= w->sub_pong_due) {
-        jg_redis_drop(&w->sub, "subscriber did not answer PING");
-        w->subscribed = NULL;
-        return;
-    }
-    if (w->sub_pong_due == 0 && now >= w->sub_ping_at) {
-        int done = 0;
-        if (redisAppendCommand(w->sub.ctx, "PING") == REDIS_OK)
-            while (!done)
-                if (redisBufferWrite(w->sub.ctx, &done) != REDIS_OK)
-                    break;
-        if (!done) {
-            jg_redis_drop(&w->sub, "cannot write to the subscriber connection");
-            w->subscribed = NULL;
-            return;
-        }
-        w->sub_pong_due = now + SUB_PONG_MS;
-        w->sub_ping_at = now + SUB_PING_MS;
+        /* else: a child no slot holds any more (left unreaped at a cleanup), or a process a
+         * job started that outlived its parents (the worker is their subreaper): reaped above */
     }
 }
 
 static void run_timers(worker_t *w)
 {
     int64_t now = jg_monotonic_ms();
-    check_subscriber(w, now);
     for (int i = 0; i < w->nslots; i++) {
         slot_t *s = &w->slots[i];
         if (s->state != SLOT_RUNNING)
@@ -980,7 +951,8 @@ static int poll_timeout(worker_t *w)
 {
     int64_t now = jg_monotonic_ms(), next = w->tick_at;
     /* what needs Redis waits, while it is away, until the backoff allows a new connection */
-    int64_t redis_at = w->cmd.ctx ? now : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
+    int64_t redis_at = w->cmd.ctx && w->cmd.retry_at <= now ? now   /* (a cluster node's) */
+                       : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
 #define EARLIER(t) do { if ((t) > 0 && (t) < next) next = (t); } while (0)
 #define EARLIER_REDIS(t) do { if ((t) > 0) EARLIER((t) < redis_at ? redis_at : (t)); } while (0)
     EARLIER_REDIS(w->heartbeat_at);
@@ -1010,8 +982,6 @@ static int poll_timeout(worker_t *w)
     /* something for Redis: at once, or, while it is away, when the backoff allows */
     if (pending)
         EARLIER(redis_at);
-    if (w->sub.ctx == NULL)
-        EARLIER(w->sub.retry_at > now ? w->sub.retry_at : now + 100);
 #undef EARLIER_REDIS
 #undef EARLIER
     int64_t ms = next - now;
@@ -1046,6 +1016,8 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
     w.cfg = cfg;
     w.o = opts;
     w.sigfd = -1;
+    w.sub_efd = -1;
+    pthread_mutex_init(&w.sub_mu, NULL);
     w.nslots = opts->concurrency;
     w.started_ms = jg_now_ms();
     if (gethostname(w.host, sizeof w.host - 1) != 0)
@@ -1056,6 +1028,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
         jg_log_warn("cannot start the keeper process: jobs of a killed worker may outlive it",
                     NULL);
 
+    jg_child_init();
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
@@ -1074,30 +1047,37 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
     fd_slot = calloc((size_t)(2 * w.nslots + 2), sizeof *fd_slot);
     if (!w.slots || !fds || !fd_slot)
         abort();
-    for (int i = 0; i < w.nslots; i++)
+    for (int i = 0; i < w.nslots; i++) {
         slot_free(&w.slots[i]);
+        jg_jobdir_init(&w.slots[i].jobdir, i);
+    }
     jg_redis_init(&w.cmd, cfg, CMD_TIMEOUT_MS);
-    jg_redis_init(&w.sub, cfg, CMD_TIMEOUT_MS);
     jg_proto_init(&w.proto, &w.cmd, cfg, opts);
     w.claim_needed = 1;
+    w.sub_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w.sub_efd < 0) {
+        jg_log_error("eventfd failed", "error", strerror(errno), NULL);
+        goto out;
+    }
+    subscribe(&w);   /* after the signal mask: its thread blocks those signals too */
+    if (w.sub == NULL) {
+        jg_log_error("cannot start the subscriber", NULL);
+        goto out;
+    }
 
     char conc[16];
     snprintf(conc, sizeof conc, "%d", w.nslots);
     jg_log_info("worker started", "worker", opts->id, "concurrency", conc, NULL);
 
     for (;;) {
-        subscribe(&w);
         int n = 0;
         fds[n].fd = w.sigfd;
         fds[n].events = POLLIN;
         fd_slot[n++] = -1;
-        int sub_i = -1;
-        if (w.sub.ctx) {
-            sub_i = n;
-            fds[n].fd = w.sub.ctx->fd;
-            fds[n].events = POLLIN;
-            fd_slot[n++] = -1;
-        }
+        int sub_i = n;
+        fds[n].fd = w.sub_efd;
+        fds[n].events = POLLIN;
+        fd_slot[n++] = -1;
         for (int i = 0; i < w.nslots; i++) {
             slot_t *s = &w.slots[i];
             if (s->state != SLOT_RUNNING)
@@ -1130,7 +1110,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
                 else if (fds[k].fd == s->child.err_fd)
                     read_pipe(s, &s->child.err_fd, 1, 0);
             }
-            if (sub_i >= 0 && (fds[sub_i].revents & (POLLIN | POLLHUP | POLLERR)) && w.sub.ctx)
+            if (fds[sub_i].revents & POLLIN)
                 read_subscriber(&w);
             if (fds[0].revents & POLLIN)
                 on_signals(&w);
@@ -1153,16 +1133,21 @@ out:
         if (w.slots[i].state == SLOT_RUNNING)
             jg_child_cleanup(&w.slots[i].child);
         slot_free(&w.slots[i]);
+        jg_jobdir_close(&w.slots[i].jobdir);
     }
     if (w.cmd.ctx)
         say_goodbye(&w);
     jg_keeper_stop();
     jg_redis_close(&w.cmd);
-    jg_redis_close(&w.sub);
+    jg_subscriber_stop(w.sub);
+    if (w.sub_efd >= 0) {
+        read_subscriber(&w);   /* frees what is still queued */
+        close(w.sub_efd);
+    }
+    pthread_mutex_destroy(&w.sub_mu);
     if (w.sigfd >= 0)
         close(w.sigfd);
     free(w.slots);
-    free(w.stores);
     free(fds);
     free(fd_slot);
     jg_log_info("worker stopped", "worker", opts->id, NULL);

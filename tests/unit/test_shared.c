@@ -224,8 +224,17 @@ UNIT_TEST(keys_layout_shares_the_queue_tag)
     EXPECT_INT_EQ(strlen("jobgate:{cedbe818}:q:emails:delayed"),
                   jg_key_queue_tag(&cfg, "cedbe818", "emails", "delayed", key));
     EXPECT_STR_EQ("jobgate:{cedbe818}:q:emails:delayed", key);
-    jg_key_global(&cfg, "events", key);
-    EXPECT_STR_EQ("jobgate:events", key);
+    jg_key_global(&cfg, "queues", key);
+    EXPECT_STR_EQ("jobgate:queues", key);
+    /* shard channels, in the slot of the queue's tag (of a job id, a tag or a queue name) */
+    jg_chan_events(&cfg, id, key);
+    EXPECT_STR_EQ("jobgate:{37a8eec1}:events", key);
+    jg_chan_events(&cfg, "cedbe818", key);
+    EXPECT_STR_EQ("jobgate:{cedbe818}:events", key);
+    jg_chan_wake(&cfg, "emails", key);
+    EXPECT_STR_EQ("jobgate:{cedbe818}:wake:emails", key);
+    jg_chan_worker(&cfg, id, "host.1234", key);
+    EXPECT_STR_EQ("jobgate:{37a8eec1}:worker:host.1234", key);
     /* the slot's prefix, of a job id or of a queue's tag */
     jg_key_tagged(&cfg, id, key);
     EXPECT_STR_EQ("jobgate:{37a8eec1}:", key);
