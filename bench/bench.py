@@ -20,25 +20,21 @@ listed queue, 100000; 0 skips it), JOBGATE_BUILD (build).
 """
 
 import os
-import re
 import subprocess
 import sys
 import time
 
+from measure import children, commandstats, cpu_s, env, harness, pct, wrk
+import longpoll
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-
-import harness  # noqa: E402
-import longpoll  # noqa: E402
-from measure import cpu_s, pct  # noqa: E402
-
-DURATION = int(os.environ.get("BENCH_DURATION", "10"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
-WRK_THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+DURATION = env("BENCH_DURATION", 10)
+CONNECTIONS = env("BENCH_CONNECTIONS", 64)
+WRK_THREADS = env("BENCH_THREADS", 2)
 WAITERS = longpoll.WAITERS
 IDLE = longpoll.IDLE
-PROGRAM_THREADS = int(os.environ.get("BENCH_PROGRAM_THREADS", "8"))
-LIST_JOBS = int(os.environ.get("BENCH_LIST_JOBS", "100000"))
+PROGRAM_THREADS = env("BENCH_PROGRAM_THREADS", 8)
+LIST_JOBS = env("BENCH_LIST_JOBS", 100000)
 STATS_QUEUES = ["bench-q%d" % i for i in range(10)]
 
 # The bench's own additions to the server block: the ceiling, and GET /jobs/{id} with a new
@@ -79,69 +75,13 @@ APACHE_EXTRA = r"""
         SetHandler "proxy:unix:@DIR@/status.sock|fcgi://bench-noreuse"
     </LocationMatch>
 """
-FRONT = os.environ.get("FRONT", "nginx")
+FRONT = env("FRONT", "nginx")
 
 POST_LUA = """
 wrk.method = "POST"
 wrk.body = '{"type":"echo","queue":"bench","payload":{"n":1}}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def _ms(v, unit):
-    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def wrk(url, script=None):
-    """Runs wrk; returns dict rps, p50, p99 (ms), non2xx, errors."""
-    argv = ["wrk", "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", "%ds" % DURATION,
-            "--timeout", "10s", "--latency"]
-    if script:
-        argv += ["-s", script]
-    argv.append(url)
-    p = subprocess.run(argv, capture_output=True, timeout=DURATION + 60)
-    out = p.stdout.decode()
-    res = {"rps": 0.0, "p50": None, "p99": None, "non2xx": 0, "errors": 0, "raw": out}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        res["rps"] = float(m.group(1))
-    for pct, key in (("50", "p50"), ("99", "p99")):
-        m = re.search(r"^\s+%s(?:\.000)?%%\s+([\d.]+)(us|ms|s|m)\s*$" % pct, out, re.M)
-        if m:
-            res[key] = _ms(m.group(1), m.group(2))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if m:
-        res["non2xx"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        res["errors"] = sum(int(x) for x in m.groups())
-    return res
-
-
-def _children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
-
-def commandstats(s):
-    """Redis commands run since the last CONFIG RESETSTAT: {command: calls}."""
-    out = {}
-    for line in s.redis("INFO", "commandstats").splitlines():
-        m = re.match(r"^cmdstat_([^:]+):calls=(\d+)", line)
-        if m and m.group(1) not in ("info", "config|resetstat"):
-            out[m.group(1)] = int(m.group(2))
-    return out
-
-
 
 
 def admin_setup(s):
@@ -232,7 +172,7 @@ def main():
             runs = [runs[0]] + [r for r in runs[1:] if any(o in r[0] for o in only.split(","))]
         print("bench: wrk -t%d -c%d -d%ds per run, loopback, %d CPUs"
               % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
-        groups = {FRONT: _children(s.nginx_proc.pid) + [s.nginx_proc.pid],
+        groups = {FRONT: children(s.nginx_proc.pid) + [s.nginx_proc.pid],
                   "submit": s.program_pids("submit"), "status": s.program_pids("status"),
                   "admin": s.program_pids("admin"), "redis": [s.redis_proc.pid]}
         results = []
@@ -240,9 +180,9 @@ def main():
             print("bench: %s ..." % name, flush=True)
             before = {g: cpu_s(p) for g, p in groups.items()}
             s.redis("CONFIG", "RESETSTAT")
-            res = wrk(url, script)
+            res = wrk(url, DURATION, CONNECTIONS, WRK_THREADS, script)
             res["cpu"] = {g: cpu_s(p) - before[g] for g, p in groups.items()}
-            res["cmds"] = commandstats(s)
+            res["cmds"] = commandstats(s.redis("INFO", "commandstats"))
             results.append((name, res))
         ceiling = results[0][1]["rps"] or float("nan")
         print()

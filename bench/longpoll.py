@@ -23,19 +23,14 @@ import os
 import resource
 import select
 import socket
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+from measure import ROOT, cpu_s, env, fd_count, harness, pct, rss_kb
 
-import harness  # noqa: E402
-from measure import cpu_s, fd_count, pct, rss_kb  # noqa: E402
-
-WAITERS = int(os.environ.get("BENCH_WAITERS", "1000"))
-IDLE = int(os.environ.get("BENCH_LP_IDLE", "1000"))
-CHANGES = int(os.environ.get("BENCH_LP_CHANGES", "200"))
-ROUNDS = int(os.environ.get("BENCH_LP_ROUNDS", "5"))
+WAITERS = env("BENCH_WAITERS", 1000)
+IDLE = env("BENCH_LP_IDLE", 1000)
+CHANGES = env("BENCH_LP_CHANGES", 200)
+ROUNDS = env("BENCH_LP_ROUNDS", 5)
 QUEUE = "lpbench"
 PARK_SETTLE = 0.02     # s after a poll is sent before the change: nginx passes it, status parks it
 
@@ -129,7 +124,7 @@ class Changer:
     """Changes a running job the way a worker reports progress: log.lua with a new progress."""
 
     def __init__(self, s, job_id):
-        src = open(os.path.join(os.path.dirname(HERE), "redis", "log.lua")).read()
+        src = open(os.path.join(ROOT, "redis", "log.lua")).read()
         self.s = s
         self.sha = s.redis("SCRIPT", "LOAD", src)
         self.id = job_id

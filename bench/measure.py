@@ -1,7 +1,29 @@
 """measure.py — what the benches measure with: a process's CPU seconds, RSS and open fds from
-/proc (a neutral 0 / -1 for a process that is gone), and percentiles of sorted samples."""
+/proc (a neutral 0 / -1 for a process that is gone), percentiles of sorted samples, wrk runs,
+Redis' INFO commandstats; and the boilerplate every bench shares: tests/ on the import path (for
+harness, the stacks they start) and their BENCH_* settings read from the environment.
+
+    from measure import env, harness, cpu_s, pct
+    WAITERS = env("BENCH_WAITERS", 1000)
+"""
 
 import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(ROOT, "tests") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+import harness  # noqa: E402,F401  (re-exported: the benches' stacks)
+
+
+def env(name, default):
+    """The setting name from the environment, as the type of default (int, float or str);
+    default when it is unset or empty."""
+    v = os.environ.get(name, "")
+    return default if v == "" else type(default)(v)
 
 
 def cpu_s(pids, children=False):
@@ -32,6 +54,31 @@ def rss_kb(pid):
     return -1
 
 
+def wakeups(pid):
+    """How many times pid's main thread blocked and was woken again so far
+    (voluntary_ctxt_switches; for an event loop such as Redis': its epoll_wait sleeps); 0 when
+    the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def io_calls(pid):
+    """Read and write system calls made so far by pid, all its threads (/proc/PID/io syscr +
+    syscw: read, recv, write, send...; not epoll_wait); 0 when the process is gone."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            d = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(d["syscr"]) + int(d["syscw"])
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
 def fd_count(pid):
     try:
         return len(os.listdir("/proc/%d/fd" % pid))
@@ -44,3 +91,83 @@ def pct(xs, p):
     if not xs:
         return float("nan")
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def children(pid):
+    """The pids whose parent is pid (an nginx master's workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url, duration, connections=64, threads=2, script=None):
+    """Runs wrk for duration seconds; returns a dict: rps, requests (completed), p50 and p99
+    (ms, None if wrk gave none), non2xx, errors (socket errors) and raw (wrk's output)."""
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % duration,
+            "--timeout", "10s", "--latency"]
+    if script:
+        argv += ["-s", script]
+    argv.append(url)
+    p = subprocess.run(argv, capture_output=True, timeout=duration + 60)
+    out = p.stdout.decode()
+    res = {"rps": 0.0, "requests": 0, "p50": None, "p99": None, "non2xx": 0, "errors": 0,
+           "raw": out}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"^\s*(\d+) requests in ", out, re.M)
+    if m:
+        res["requests"] = int(m.group(1))
+    for pc, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(r"^\s+%s(?:\.000)?%%\s+([\d.]+)(us|ms|s|m)\s*$" % pc, out, re.M)
+        if m:
+            res[key] = _ms(m.group(1), m.group(2))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+    return res
+
+
+def commandstats(info):
+    """{command: calls} from the text of INFO commandstats (since the last CONFIG RESETSTAT),
+    without the bench's own INFO and CONFIG RESETSTAT."""
+    out = {}
+    for line in info.splitlines():
+        m = re.match(r"^cmdstat_([^:]+):calls=(\d+)", line)
+        if m and m.group(1) not in ("info", "config|resetstat"):
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def tree(pid):
+    """pid and all its descendants (from /proc, at the time of the call)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out

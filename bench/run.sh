@@ -5,21 +5,23 @@
 #   http    bench/bench.py: wrk against GET/POST next to nginx's ceiling, 1,000 long polls
 #   worker  bench/worker.py: end-to-end echo jobs/s on 1 and 4 workers, Redis calls per job
 #   sse     bench/sse.py: 10,000 SSE streams on one jobgate-logs, RSS, live-line latency
+#   cluster bench/clusterbench.py: GET and POST over 1 and 20 queues, one Redis vs a 3+3 cluster
 #   pubsub  bench/pubsub.py: PUBLISH vs SPUBLISH on a 3+3 cluster (only when named in BENCH_PARTS)
-# BENCH_PARTS="http worker sse" picks parts; the parts' own settings are in their files.
+# BENCH_PARTS="http worker sse cluster" picks parts; the parts' own settings are in their files.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-PARTS=${BENCH_PARTS:-"http worker sse"}
+PARTS=${BENCH_PARTS:-"http worker sse cluster"}
 status=0
 for part in $PARTS; do
     case $part in
         http)   script=bench/bench.py;  limit=300 ;;
         worker) script=bench/worker.py; limit=180 ;;
         sse)    script=bench/sse.py;    limit=180 ;;
+        cluster) script=bench/clusterbench.py; limit=300 ;;
         pubsub) script=bench/pubsub.py; limit=120 ;;
-        *)      echo "bench: unknown part $part (http, worker, sse, pubsub)"; status=1; continue ;;
+        *)      echo "bench: unknown part $part (http, worker, sse, cluster, pubsub)"; status=1; continue ;;
     esac
     echo
     echo "==== bench: $part ($script, at most ${limit} s; load $(cut -d' ' -f1-3 /proc/loadavg)) ===="

@@ -95,7 +95,14 @@ def main():
             r.call("EVALSHA", sha["submit"], 9, P + "job:" + jid, Q + "ready:echo", Q + "delayed",
                    Q + "seq", Q + "jobs", Q + "types", Q + "counts", P + "log:" + jid,
                    Q + "inflight:" + "0" * 64, jid, q, "echo", '{"n":%d}' % i, 0, 3, 300000, 0, 0,
-                   604800, "0" * 64, "", 10000, P + "wake:" + q, 0, "", 86400)
+                   604800, "0" * 64, "", 10000, P + "wake:" + q, 0, "", 86400,
+                   # the job object but created_at, as jobgate-submit renders it for a job
+                   # queued at once (ignored by a submit.lua older than that)
+                   '{"id":"%s","queue":"%s","type":"echo","status":"queued","priority":0,'
+                   '"attempts":0,"max_attempts":3,"progress":null,"created_at":' % (jid, q),
+                   ',"started_at":null,"finished_at":null,"run_at":null,"worker":null,'
+                   '"result":null,"error":null,"cached":false,"cache_key":"%s",'
+                   '"cancel_requested":false,"version":1}' % ("0" * 64))
         phase("submit")
         s1 = stats(r)
         fences = []

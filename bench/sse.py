@@ -3,17 +3,24 @@
 nginx, and the latency of a live line while they are held. Prints figures; asserts nothing.
 
 A private stack (tests/harness.py: Redis, submit/status/logs under spawn-fcgi, nginx with the
-shipped config, 2 nginx workers with enough worker_connections) and one jobgate-worker running
+shipped config, enough nginx workers and worker_connections for the streams' descriptors) and one jobgate-worker running
 BENCH_SSE_JOBS `ticker` jobs. A ticker job prints `tick <n> <wall-clock ns>` every
-BENCH_SSE_INTERVAL_MS ms for as long as the bench lasts. The client (one process, a plain epoll
+BENCH_SSE_INTERVAL_MS ms for as long as the bench lasts, on a fixed schedule: job i at i/JOBS of
+the interval, so that the lines come at an even rate (10,000 lines/s to clients is 100 lines of
+100 viewers each, one every 10 ms); BENCH_SSE_BURST=1 makes every job print at the same moment
+(the whole second's lines in one burst). Lines are timed once every job prints (the jobs'
+interpreters starting, seconds of CPU on 2 cores, are not in the window). The client (one process, a plain epoll
 loop over raw non-blocking sockets, HTTP/1.0 so that the bytes arrive unchunked) opens
 BENCH_SSE_STREAMS `GET /api/jobs/{id}/logs` with `Accept: text/event-stream`, spread evenly over
 the jobs, and then, for BENCH_SSE_WINDOW s:
   - every stream is read (and one that closes is counted as lost);
-  - on every BENCH_SSE_SAMPLE-th stream each tick line is parsed, and its latency is the client's
-    receive time (time.time_ns() right after recv) minus the time the job printed in it: the
-    worker reading the pipe, log.lua, the PUBLISH, the logs process's read and delivery, nginx,
-    and this client's own wakeup all included;
+  - on every BENCH_SSE_SAMPLE-th stream of each job each tick line is parsed, and its latency
+    is the client's receive time (time.time_ns() right after recv) minus the time the job
+    printed in it: the worker reading the pipe, log.lua, the PUBLISH, the logs process's read
+    and delivery, nginx, and this client's own wakeup all included. It is split at the entry's
+    `ts` (Redis' clock when log.lua stored it, ms resolution) and at the kernel's arrival time
+    of the bytes in the client's socket (SO_TIMESTAMPNS), so that the bench shows which part a
+    tail comes from, and the CPU of each process on the path over the window is printed;
   - a thread makes a plain request (a polled page of a job's log, served by the same
     jobgate-logs process on its request threads) once a second and times it.
 RSS and fds of the logs process are read from /proc idle (jobs running, no streams) and with the
@@ -31,15 +38,18 @@ shipped), whose event MPM is given a thread per stream (every open stream holds 
 
 Environment: FRONT (nginx), BENCH_SSE_STREAMS (10000), BENCH_SSE_JOBS (100), BENCH_SSE_INTERVAL_MS (1000),
 BENCH_SSE_WINDOW (20 s), BENCH_SSE_SAMPLE (10: every 10th stream is timed), BENCH_SSE_SPLIT (1),
-JOBGATE_BUILD.
+BENCH_SSE_BURST (0), BENCH_SSE_DUMP (a directory: every timed line's print, read and arrival ns,
+and jobgate-logs' log, for a closer look), JOBGATE_BUILD.
 """
 
+import calendar
 import errno
 import os
 import re
 import resource
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -48,7 +58,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 import harness  # noqa: E402
-from measure import cpu_s, fd_count, pct, rss_kb  # noqa: E402
+from measure import cpu_s, fd_count, pct, rss_kb, tree  # noqa: E402
 
 STREAMS = int(os.environ.get("BENCH_SSE_STREAMS", "10000"))
 JOBS = int(os.environ.get("BENCH_SSE_JOBS", "100"))
@@ -56,6 +66,8 @@ INTERVAL_MS = int(os.environ.get("BENCH_SSE_INTERVAL_MS", "1000"))
 WINDOW = float(os.environ.get("BENCH_SSE_WINDOW", "20"))
 SAMPLE = max(1, int(os.environ.get("BENCH_SSE_SAMPLE", "10")))
 SPLIT = os.environ.get("BENCH_SSE_SPLIT", "1") != "0"
+BURST = os.environ.get("BENCH_SSE_BURST", "0") != "0"
+DUMP = os.environ.get("BENCH_SSE_DUMP")   # a directory: every timed line and the logs' log
 QUEUE = "ssebench"
 OPEN_BATCH = 250            # connects in flight at once while opening
 OPEN_TIMEOUT = 60.0         # s for all streams to be opened
@@ -65,21 +77,26 @@ JOB_LIFETIME = 300          # s a ticker job runs at most (the bench stops it we
 TICKER = r"""
 import json, sys, time
 p = json.load(sys.stdin)
-iv = p["ms"] / 1000.0
+iv = p["ms"] * 1000000
 end = time.monotonic() + p["for_s"]
 n = 0
-nxt = time.monotonic()
+nxt = time.time_ns() // iv * iv + p["phase_ms"] * 1000000   # on the wall clock's grid
 while time.monotonic() < end:
+    d = nxt - time.time_ns()
+    if d > 0:
+        time.sleep(d / 1e9)
     n += 1
     sys.stdout.write("tick %d %d\n" % (n, time.time_ns()))
     sys.stdout.flush()
     nxt += iv
-    d = nxt - time.monotonic()
-    if d > 0:
-        time.sleep(d)
 """
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; its cmsg: struct timespec
 TICK = re.compile(rb'"line":"tick (\d+) (\d+)"')
+# A live tick line with the time Redis stored it (its "ts", ms): splits a line's latency into
+# print -> Redis (the worker's pipe read, its log.lua call) and Redis -> client (the PUBLISH, the
+# logs process, nginx, this client).
+LIVE = re.compile(rb'"ts":"([0-9T:-]{19})\.(\d{3})Z","stream":"[a-z]+","line":"tick \d+ (\d+)"')
 
 
 
@@ -109,7 +126,13 @@ class Client:
         self.lost = 0               # closed after being open
         self.npending = 0           # connecting or waiting for the headers
         self.measuring = False
-        self.lat = []               # ms
+        self.lat = []               # ms: print -> read
+        self.to_redis = []          # ms: print -> the entry's ts (Redis' clock, ms resolution)
+        self.from_redis = []        # ms: the entry's ts -> read
+        self.in_client = []         # ms: arrival in the client's socket (SO_TIMESTAMPNS) -> read
+        self.arrived_ns = 0
+        self.samples = []           # (printed ns, read ns, epoll wake ns), for BENCH_SSE_DUMP
+        self.ts_cache = {}
         self.ticks_seen = 0
         self.window_lines = 0       # lines read on every stream this process reads, in the window
         self.backlog_ticks = 0
@@ -120,6 +143,8 @@ class Client:
         req = ("GET /api/jobs/%s/logs HTTP/1.0\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
                % job_id).encode()
         st = Stream(s, job_id, sampled, req)
+        if sampled:   # the kernel's arrival time of what each read returns
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:
             s.connect(("127.0.0.1", self.port))
         except BlockingIOError:
@@ -173,8 +198,18 @@ class Client:
         if self.measuring:
             self.window_lines += data.count(b"event: log")
         if st.sampled and data and self.measuring:
-            for _, ns in TICK.findall(data):
-                self.lat.append((now_ns - int(ns)) / 1e6)
+            for ts, ms, ns in LIVE.findall(data):
+                printed = int(ns)
+                sec = self.ts_cache.get(ts)
+                if sec is None:
+                    sec = self.ts_cache[ts] = calendar.timegm(time.strptime(ts.decode(),
+                                                                            "%Y-%m-%dT%H:%M:%S"))
+                stored_ms = sec * 1000 + int(ms)
+                self.lat.append((now_ns - printed) / 1e6)
+                self.samples.append((printed, now_ns, self.arrived_ns))
+                self.to_redis.append(stored_ms - printed / 1e6)
+                self.from_redis.append(now_ns / 1e6 - stored_ms)
+                self.in_client.append((now_ns - self.arrived_ns) / 1e6)
                 self.ticks_seen += 1
         return True
 
@@ -197,14 +232,23 @@ class Client:
                 self.ep.modify(fd, select.EPOLLIN)
                 continue
             if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                arrived_ns = 0
                 try:
-                    data = st.sock.recv(65536)
+                    if st.sampled:
+                        data, anc, _, _ = st.sock.recvmsg(65536, 64)
+                        for level, kind, raw in anc:
+                            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                                sec, nsec = struct.unpack("qq", raw[:16])
+                                arrived_ns = sec * 1000000000 + nsec
+                    else:
+                        data = st.sock.recv(65536)
                 except BlockingIOError:
                     continue
                 except OSError as e:
                     self._close(fd, st, "recv: %s" % e)
                     continue
                 now_ns = time.time_ns()
+                self.arrived_ns = arrived_ns or now_ns
                 if not data:
                     self._close(fd, st, "closed before the headers (%r)" % st.buf[:80])
                     continue
@@ -331,10 +375,18 @@ def run(s, nginx_workers, wc):
     s.start_worker(queues=(QUEUE,), types={"ticker": "exec python3 -u " + ticker},
                    concurrency=JOBS, grace=1)
     jobs = [s.submit(type="ticker", queue=QUEUE, timeout=JOB_LIFETIME + 60,
-                     payload={"ms": INTERVAL_MS, "for_s": JOB_LIFETIME})["id"]
-            for _ in range(JOBS)]
+                     payload={"ms": INTERVAL_MS, "for_s": JOB_LIFETIME,
+                              "phase_ms": 0 if BURST else i * INTERVAL_MS // JOBS})["id"]
+            for i in range(JOBS)]
     for j in jobs:
         s.wait_status(j, "running", timeout=30)
+    # "running" comes before the job's interpreter is up: 100 Pythons starting at once take the
+    # CPU for seconds on 2 cores. Lines are timed once every job prints (steady state).
+    t_up = time.monotonic()
+    for j in jobs:
+        harness.wait_until(lambda j=j: b"tick " in s.request(
+            "GET", "/jobs/%s/logs?limit=20" % j).body, 60, "a tick of job " + j, interval=0.1)
+    up_s = time.monotonic() - t_up
     pid = s.program_pids("logs")[0]
     time.sleep(1.0)
     rss0, fds0 = rss_kb(pid), fd_count(pid)
@@ -344,7 +396,7 @@ def run(s, nginx_workers, wc):
     n = 0
     while time.monotonic() - t0 < OPEN_TIMEOUT:
         while n < STREAMS and c.pending() < OPEN_BATCH:
-            c.connect(jobs[n % JOBS], n % SAMPLE == 0)
+            c.connect(jobs[n % JOBS], (n // JOBS) % SAMPLE == 0)   # every job has timed viewers
             n += 1
         c.poll(0.05)
         if n >= STREAMS and c.pending() == 0:
@@ -356,6 +408,12 @@ def run(s, nginx_workers, wc):
     held_before = len([x for x in c.streams.values() if x.state == "open"])
     rss1, fds1 = rss_kb(pid), fd_count(pid)
     cpu_logs0, cpu_me0 = cpu_s(pid), time.process_time()
+    # who else uses the 2 cores meanwhile: the CPU of each part of the path, over the window
+    wpid = s.workers[0].proc.pid
+    parts = [("jobgate-logs", [pid]), ("nginx", tree(s.nginx_proc.pid)),
+             ("redis", [s.redis_proc.pid]), ("worker", [wpid]),
+             ("ticker jobs", [p for p in tree(wpid) if p != wpid])]
+    parts_cpu0 = [cpu_s(pids) for _, pids in parts]
 
     split = c.split_off() if SPLIT else None
     plain = []
@@ -375,10 +433,12 @@ def run(s, nginx_workers, wc):
         os.close(stop_w)
         got = os.read(res_r, 64).split()
         os.close(res_r)
-        os.waitpid(cpid, 0)
+        cpu_other = os.wait4(cpid, 0)[2]
+        cpu_other = cpu_other.ru_utime + cpu_other.ru_stime
         other = (int(got[0]), int(got[1])) if len(got) == 2 else None
     th.join(15)
     cpu_logs = cpu_s(pid) - cpu_logs0
+    parts_cpu = [cpu_s(pids) - c0 for (_, pids), c0 in zip(parts, parts_cpu0)]
     cpu_me = time.process_time() - cpu_me0
     held_after = len([x for x in c.streams.values() if x.state == "open"])
     timed_here = len(c.streams)
@@ -392,9 +452,15 @@ def run(s, nginx_workers, wc):
                                                     "Too many open files"))
     c.close_all()
     lat = sorted(c.lat)
+    if DUMP:
+        with open(os.path.join(DUMP, "client.txt"), "w") as f:
+            f.writelines("%d %d %d\n" % x for x in c.samples)
+        with open(os.path.join(DUMP, "logs.txt"), "w") as f:
+            f.write(s.program_log("logs"))
 
-    print("  streams opened: %d of %d in %.1f s%s" % (
-        c.opened, STREAMS, open_s,
+    print("  every ticker job printing %.1f s after all were running; streams opened: %d of %d "
+          "in %.1f s%s" % (
+        up_s, c.opened, STREAMS, open_s,
         "" if not c.refused else "; not opened: " + ", ".join(
             "%s x%d" % kv for kv in sorted(c.refused.items(), key=lambda kv: -kv[1]))))
     print("  held: %d after 2 s, %d at the end of the %.0f s window (%d lost meanwhile)"
@@ -408,8 +474,26 @@ def run(s, nginx_workers, wc):
               "p99 %.1f ms, max %.1f ms (%d lines on %d sampled streams)"
               % (pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[-1], len(lat),
                  (STREAMS + SAMPLE - 1) // SAMPLE))
+        iv = INTERVAL_MS * 1000000
+        phases = sorted({p % iv for p, _, _ in c.samples})
+        gap = max([b - a for a, b in zip(phases, phases[1:])] + [phases[0] + iv - phases[-1]])
+        print("    the jobs print %s: their lines fall within %.0f ms of each %d ms"
+              % ("at once (BENCH_SSE_BURST=1)" if BURST else "spread evenly over the interval",
+                 (iv - gap) / 1e6, INTERVAL_MS))
+        print("    its parts: print -> stored by Redis (the entry's ts, ms resolution: the worker's "
+              "read and log.lua) p50 %.1f, p99 %.1f ms; stored -> client's read (PUBLISH, "
+              "jobgate-logs, nginx, this client) p50 %.1f, p99 %.1f ms; of which this client's "
+              "own lag (arrival in its socket -> read) p50 %.2f, p99 %.2f ms"
+              % (pct(sorted(c.to_redis), 50), pct(sorted(c.to_redis), 99),
+                 pct(sorted(c.from_redis), 50), pct(sorted(c.from_redis), 99),
+                 pct(sorted(c.in_client), 50), pct(sorted(c.in_client), 99)))
     else:
         print("  live line latency: no tick line arrived on the sampled streams")
+    cpus = list(zip([n for n, _ in parts], parts_cpu)) + [("this client", cpu_me)]
+    if split and other:
+        cpus.append(("the nice-19 client", cpu_other))
+    print("  CPU in the window (2 cores = 200%%): %s"
+          % ", ".join("%s %.0f%%" % (n, 100 * c_ / win) for n, c_ in cpus))
     print("  lines delivered in the window: about %.0f/s to clients (%d jobs x %.1f/s x %d "
           "viewers each); CPU in the window: jobgate-logs %.0f%%, this client %.0f%%"
           % (JOBS * 1000.0 / INTERVAL_MS * STREAMS / JOBS, JOBS, 1000.0 / INTERVAL_MS,

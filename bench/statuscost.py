@@ -6,8 +6,11 @@ callgrind (one thread), both on unix sockets of a temporary directory; submits o
 jobgate-submit, then sends N GETs of it to jobgate-status over one kept-alive FastCGI connection
 (as nginx's keepalive upstream does), counting only those. Prints instructions per GET (the
 program, libfcgi, hiredis, libc; not the kernel) — repeatable, unlike time on a shared machine.
+--cluster: on a private Redis Cluster of 3 masters and 3 replicas (tests/cluster.py, loopback
+TCP) instead of one redis-server on a unix socket; --tcp: the one redis-server over loopback TCP
+(what the cluster's transport alone adds).
 
-    /usr/bin/python3 bench/statuscost.py [--n 2000] [--build build]
+    /usr/bin/python3 bench/statuscost.py [--n 2000] [--build build] [--cluster | --tcp]
 """
 
 import argparse
@@ -35,17 +38,27 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--cluster", action="store_true")
+    ap.add_argument("--tcp", action="store_true")
     a = ap.parse_args()
+    cl = None
     d = tempfile.mkdtemp(prefix="statuscost.", dir=os.path.join(ROOT, "run")
                          if os.path.isdir(os.path.join(ROOT, "run")) else None)
     procs = []
     try:
-        rs = os.path.join(d, "redis.sock")
-        procs.append(subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", rs,
-                                       "--save", "", "--appendonly", "no", "--dir", d],
-                                      stdout=subprocess.DEVNULL))
-        wait_for(rs, "redis-server")
-        env = dict(os.environ, REDIS_URL="unix://" + rs)
+        if a.cluster:
+            import cluster
+            cl = cluster.Cluster()
+            url = cl.url
+        else:
+            rs = os.path.join(d, "redis.sock")
+            port = harness.free_port() if a.tcp else 0
+            procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--unixsocket", rs,
+                                           "--save", "", "--appendonly", "no", "--dir", d],
+                                          stdout=subprocess.DEVNULL))
+            wait_for(rs, "redis-server")
+            url = "redis://127.0.0.1:%d/0" % port if a.tcp else "unix://" + rs
+        env = dict(os.environ, REDIS_URL=url)
         sub, st = os.path.join(d, "submit.sock"), os.path.join(d, "status.sock")
         procs.append(subprocess.Popen([os.path.join(a.build, "jobgate-submit"), "--socket", sub,
                                        "--threads", "1"], env=env, stderr=subprocess.DEVNULL))
@@ -81,9 +94,11 @@ def main():
                     if line.startswith(("summary:", "totals:")):
                         total = int(line.split()[1])
         s.close()
-        print("jobgate-status (%s): %d instructions per GET /jobs/{id} (callgrind, %d GETs on one "
-              "kept-alive FastCGI connection; %d-byte answer)"
-              % (a.build, total / a.n, a.n, len(r.body)))
+        print("jobgate-status (%s, %s): %d instructions per GET /jobs/{id} (callgrind, %d GETs on "
+              "one kept-alive FastCGI connection; %d-byte answer)"
+              % (a.build, "a 3+3 Redis Cluster" if a.cluster else
+                 "one Redis over TCP" if a.tcp else "one Redis over a unix socket",
+                 total / a.n, a.n, len(r.body)))
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -91,6 +106,8 @@ def main():
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if cl is not None:
+            cl.stop()
         shutil.rmtree(d, ignore_errors=True)
 
 

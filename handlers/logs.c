@@ -38,6 +38,7 @@ typedef struct job_state {
     char status[16];          /* "" when the job does not exist */
     char progress[8];         /* "" = null */
     char attempts[16];
+    int finished;             /* status is done, failed or cancelled */
 } job_state_t;
 
 /* A parked viewer: an SSE stream, or a polled page (waiting for its first entry, or being
@@ -93,13 +94,22 @@ static int finished(const char *status)
 static redisReply *read_log(const jg_config_t *cfg, jg_redis_t *r, const char *id, cursor_t c,
                             long count, job_state_t *st)
 {
-    char job[JG_KEY_MAX], log[JG_KEY_MAX], start[CURSOR_MAX + 1];
+    char job[JG_KEY_MAX], log[JG_KEY_MAX], start[CURSOR_MAX + 1], n[24];
     jg_key_job(cfg, id, job);
     jg_key_log(cfg, id, log);
     start[0] = '(';
     format_cursor(c, start + 1);
-    if (jg_redis_append(r, "HMGET %s status progress attempts", job) ||
-        jg_redis_append(r, "XRANGE %s %s + COUNT %ld", log, start, count))
+    jg_fmt_int(count, n);
+    /* argv, not a format: hiredis' printf-like formatting cost more than the rest of a read */
+    const char *hmget[] = {"HMGET", job, "status", "progress", "attempts"};
+    const char *xrange[] = {"XRANGE", log, start, "+", "COUNT", n};
+    size_t hmget_len[5], xrange_len[6];
+    for (size_t i = 0; i < 5; i++)
+        hmget_len[i] = strlen(hmget[i]);
+    for (size_t i = 0; i < 6; i++)
+        xrange_len[i] = strlen(xrange[i]);
+    if (jg_redis_append_argv(r, 5, hmget, hmget_len) ||
+        jg_redis_append_argv(r, 6, xrange, xrange_len))
         return NULL;
     redisReply *fields = jg_redis_get_reply(r);
     redisReply *entries = fields ? jg_redis_get_reply(r) : NULL;
@@ -110,6 +120,7 @@ static redisReply *read_log(const jg_config_t *cfg, jg_redis_t *r, const char *i
         for (int i = 0; i < 3; i++)
             if (fields->element[i]->type == REDIS_REPLY_STRING)
                 snprintf(dst[i], cap[i], "%s", fields->element[i]->str);
+        st->finished = finished(st->status);
     }
     if (fields)
         freeReplyObject(fields);
@@ -189,10 +200,11 @@ static void sse_end(jg_buf_t *b, const job_state_t *st)
     jg_buf_printf(b, "event: end\ndata: {\"status\":\"%s\"}\n\n", st->status);
 }
 
+/* Both were zeroed before being filled (read_log), so the bytes after each string compare
+ * equal too: one memcmp per viewer and line. */
 static int state_differs(const job_state_t *a, const job_state_t *b)
 {
-    return strcmp(a->status, b->status) || strcmp(a->progress, b->progress) ||
-           strcmp(a->attempts, b->attempts);
+    return memcmp(a, b, sizeof *a) != 0;
 }
 
 /* --- the loop side --- */
@@ -276,13 +288,15 @@ typedef struct shared_sse {
 /* Renders into b what v has not seen of entries, until b holds CHUNK bytes (SSE) or the page
  * is full (poll); advances v's cursor. Returns 1 when every entry of the reply after v's
  * cursor was rendered; *more: a poll's page is full and an entry is left. A stream whose
- * cursor is shared->from (and whose b is empty) gets shared's copy instead, rendered by the
- * first such stream. */
+ * cursor is shared->from (and whose b is empty) gets shared's bytes instead, rendered by the
+ * first such stream: *use_shared is then set and b left empty (no copy per stream). */
 static int render_one(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more);
 static int render(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more,
-                  shared_sse_t *shared)
+                  shared_sse_t *shared, int *use_shared)
 {
-    if (shared == NULL || !v->sse || b->len)
+    if (use_shared)
+        *use_shared = 0;
+    if (shared == NULL || use_shared == NULL || !v->sse || b->len)
         return render_one(v, entries, b, more);
     *more = 0;
     if (!shared->valid || v->cursor.ms != shared->from.ms || v->cursor.seq != shared->from.seq) {
@@ -295,7 +309,7 @@ static int render(viewer_t *v, const redisReply *entries, jg_buf_t *b, int *more
         shared->valid = 1;
     }
     v->cursor = shared->to;
-    jg_buf_append(b, shared->bytes.data ? shared->bytes.data : "", shared->bytes.len);
+    *use_shared = 1;
     return shared->all;
 }
 
@@ -331,15 +345,20 @@ static int give(jg_loop_t *loop, viewer_t *v, const redisReply *entries, long co
                 const job_state_t *st, shared_sse_t *shared)
 {
     jg_buf_t b = JG_BUF_INIT;
-    int more, all = render(v, entries, &b, &more, shared);
+    int more, use_shared, all = render(v, entries, &b, &more, shared, &use_shared);
     int at_end = all && entries->elements < (size_t)count;
     int rc = at_end ? 1 : 0;
     if (v->sse) {
+        if (use_shared && at_end && (state_differs(st, &v->sent) || st->finished)) {
+            /* something of v's own follows the shared bytes: a copy after all */
+            jg_buf_append(&b, shared->bytes.data ? shared->bytes.data : "", shared->bytes.len);
+            use_shared = 0;
+        }
         if (at_end && state_differs(st, &v->sent)) {
             sse_status(&b, st);
             v->sent = *st;
         }
-        if (at_end && finished(st->status)) {
+        if (at_end && st->finished) {
             sse_end(&b, st);
             finish(loop, v, &b);
             rc = -1;
@@ -347,12 +366,14 @@ static int give(jg_loop_t *loop, viewer_t *v, const redisReply *entries, long co
     } else {
         v->sent = *st;
         if (more || at_end) {
-            page_tail(&b, v, st, at_end && !more && finished(st->status));
+            page_tail(&b, v, st, at_end && !more && st->finished);
             finish(loop, v, &b);
             rc = -1;
         }
     }
-    if (rc >= 0 && b.len && jg_parked_send(loop, v->w.parked, b.data, b.len) < 0) {
+    const char *out = use_shared ? shared->bytes.data : b.data;
+    size_t out_len = use_shared ? shared->bytes.len : b.len;
+    if (rc >= 0 && out_len && jg_parked_send(loop, v->w.parked, out, out_len) < 0) {
         jg_waitlist_remove(viewers, &v->w);   /* the client left: v is freed later */
         rc = -1;
     }
@@ -648,7 +669,7 @@ static int handle(jg_req_t *req)
         jg_buf_puts(b, "retry: 2000\n\n");
         sse_status(b, &st);
         size_t start = b->len;
-        all = render(&tmp, entries, b, &more, NULL);
+        all = render(&tmp, entries, b, &more, NULL, NULL);
         at_end = all && entries->elements < (size_t)count;
         freeReplyObject(entries);
         if (at_end && finished(st.status)) {
@@ -665,7 +686,7 @@ static int handle(jg_req_t *req)
     } else {
         waiting = entries->elements == 0 && wait > 0 && !finished(st.status) && !req->head;
         jg_buf_puts(b, "{\"entries\":[");
-        all = render(&tmp, entries, b, &more, NULL);
+        all = render(&tmp, entries, b, &more, NULL, NULL);
         at_end = all && entries->elements < (size_t)count;
         freeReplyObject(entries);
         if (!(waiting && can_park) && (more || at_end || !can_park || req->head)) {

@@ -20,6 +20,7 @@
 #include "json.h"
 #include "keys.h"
 #include "log.h"
+#include "pipeline.h"
 #include "resultcache.h"
 #include "server.h"
 #include "timefmt.h"
@@ -106,6 +107,16 @@ static int validate(jg_req_t *req, const jg_buf_t *body, json_object *obj, submi
     return JG_OK;
 }
 
+/* The Location header of job id, without printf (every submit answers one). */
+static void location(jg_req_t *req, const char *id)
+{
+    jg_buf_puts(&req->headers, "Location: ");
+    jg_buf_puts(&req->headers, req->cfg->mount_prefix);
+    jg_buf_puts(&req->headers, "/jobs/");
+    jg_buf_puts(&req->headers, id);
+    jg_buf_puts(&req->headers, "\r\n");
+}
+
 /* Reads job id (one round trip: the job object's fields) into req->body. Returns its version,
  * -1 when there is no such job, or -2 when Redis is unreachable. */
 static long long read_job(jg_req_t *req, const char *id)
@@ -118,16 +129,15 @@ static long long read_job(jg_req_t *req, const char *id)
     return version;
 }
 
-/* A taken Idempotency-Key (idem: its Redis key) answers the request: 200 with its job. While the
- * first request is still creating it (the value is "pending:<id>" and no job <id> exists yet),
- * 409 with Retry-After: 1, at once: a repeat never waits on a thread. A pending marker whose
- * request died expires within IDEM_PENDING_MS, so the key is free again soon.
- * Returns JG_OK (answered), JG_ERR (failed: 409, 503), or IDEM_ABSENT when nobody holds it. */
-static int idem_answer(jg_req_t *req, const char *idem)
+/* A taken Idempotency-Key answers the request: 200 with its job. rep is the key's value as
+ * Redis gave it (GET, or SET NX GET). While the first request is still creating the job (the
+ * value is "pending:<id>" and no job <id> exists yet), 409 with Retry-After: 1, at once: a
+ * repeat never waits on a thread. A pending marker whose request died expires within
+ * IDEM_PENDING_MS, so the key is free again soon.
+ * Returns JG_OK (answered), JG_ERR (failed: 409, 500, 503), or IDEM_ABSENT when nobody holds it
+ * (rep is nil). Frees rep. */
+static int idem_answer_reply(jg_req_t *req, redisReply *rep)
 {
-    redisReply *rep = jg_redis_cmd(req->redis, "GET %s", idem);
-    if (rep == NULL)
-        return jg_fail_unavailable(req);
     char id[JG_ID_MAX + 1] = "";
     int type = rep->type, pending = 0;
     if (type == REDIS_REPLY_STRING) {
@@ -138,16 +148,23 @@ static int idem_answer(jg_req_t *req, const char *idem)
         if (strlen(v) <= JG_ID_MAX)
             snprintf(id, sizeof id, "%s", v);
     }
-    freeReplyObject(rep);
-    if (type == REDIS_REPLY_NIL)
+    if (type == REDIS_REPLY_NIL) {
+        freeReplyObject(rep);
         return IDEM_ABSENT;
+    }
+    if (type != REDIS_REPLY_STRING) {
+        jg_fail_redis(req, rep);
+        freeReplyObject(rep);
+        return JG_ERR;
+    }
+    freeReplyObject(rep);
     if (!jg_valid_job_id(id))
         return jg_fail(req, 500, "internal", "bad job id under an Idempotency-Key");
     long long version = read_job(req, id);
     if (version == -2)
         return jg_fail_unavailable(req);
     if (version >= 0) {
-        jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, id);
+        location(req, id);
         jg_log_info("job submitted again (Idempotency-Key)", "job", id, NULL);
         return JG_OK;   /* 200 */
     }
@@ -160,14 +177,73 @@ static int idem_answer(jg_req_t *req, const char *idem)
     return jg_fail(req, 409, "conflict", "the job of this Idempotency-Key has expired");
 }
 
+/* A body that did not pass (its error already in req) with an Idempotency-Key: a taken key still
+ * answers its job, whatever the body says; the error stands when the key is free (one GET). */
+static int idem_or_error(jg_req_t *req, const char *idem)
+{
+    int status = req->status;
+    char code[sizeof req->err_code], msg[sizeof req->err_msg];
+    memcpy(code, req->err_code, sizeof code);
+    memcpy(msg, req->err_msg, sizeof msg);
+    req->failed = 0;
+    req->status = 200;
+    redisReply *rep = jg_redis_cmd(req->redis, "GET %s", idem);
+    int rc = rep ? idem_answer_reply(req, rep) : jg_fail_unavailable(req);
+    if (rc != IDEM_ABSENT)
+        return rc;
+    req->failed = 1;
+    req->status = status;
+    memcpy(req->err_code, code, sizeof code);
+    memcpy(req->err_msg, msg, sizeof msg);
+    return JG_ERR;
+}
+
+/* submit.lua (call), with the result cache lookup's count (count_hit 0 or 1; -1: none) appended
+ * before it and the Idempotency-Key's record (idem, naming job_id; NULL: none) after it: one
+ * round trip for the three (their keys lie in different slots, so they cannot be one script).
+ * *set gets the record's reply (the caller frees it). Returns the script's reply, or NULL when
+ * Redis is unreachable. On NOSCRIPT the script runs again alone (jg_redis_script loads it). */
+static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_hit,
+                              const char *idem, const char *job_id, redisReply **set)
+{
+    jg_redis_t *r = req->redis;
+    *set = NULL;
+    int appended = 0, failed = 0;
+    if (count_hit >= 0)
+        failed = jg_cache_count_append(r, req->cfg, count_hit), appended += !failed;
+    if (!failed)
+        failed = jg_script_append(r, call), appended += !failed;
+    if (!failed && idem)
+        failed = jg_redis_append(r, "SET %s %s EX %d", idem, job_id, IDEM_TTL_S);
+    if (failed) {
+        if (appended)   /* replies of the appended part must not stay pending */
+            jg_redis_drop(r, "cannot pipeline");
+        return NULL;
+    }
+    if (count_hit >= 0)
+        jg_cache_count_reply(jg_redis_get_reply(r));
+    redisReply *rep = jg_redis_get_reply(r);
+    if (idem)
+        *set = jg_redis_get_reply(r);
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(rep);
+        rep = jg_redis_script(r, call->name, call->nkeys, call->args.argc, call->args.argv,
+                              call->args.lens);
+    }
+    return rep;
+}
+
 /* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
 static int submit(jg_req_t *req)
 {
-    jg_buf_t body = JG_BUF_INIT;
+    jg_buf_t body = JG_BUF_INIT, shown_parts = JG_BUF_INIT;
     json_object *obj = NULL;
-    redisReply *rep = NULL, *entry = NULL;
-    jg_args_t a;
-    jg_args_init(&a);
+    redisReply *rep = NULL, *entry = NULL, *set = NULL;
+    jg_script_call_t call;   /* not zeroed: jg_args_init sets what is read (a list is ~20 KB) */
+    call.name = "submit";
+    call.nkeys = 9;
+    jg_args_t *a = &call.args;
+    jg_args_init(a);
     submission_t s;
     char id[JG_ID_LEN + 1], cache_key[65], idem[JG_KEY_MAX] = "";
     char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_delayed[JG_KEY_MAX], k_seq[JG_KEY_MAX],
@@ -176,45 +252,41 @@ static int submit(jg_req_t *req)
         ready_what[JG_NAME_MAX + 8];
     int rc = JG_ERR, idem_taken = 0;
 
-    /* A repeat of an Idempotency-Key gets the first job, whatever its body says. */
     const char *ik = jg_req_param(req, "HTTP_IDEMPOTENCY_KEY");
     if (ik) {
         if (!jg_valid_idempotency_key(ik))
             return jg_fail(req, 400, "invalid_field",
                            "Idempotency-Key must be 1 to 128 visible ASCII characters");
         jg_key_idempotency(req->cfg, req->caller, ik, idem);
-        int r = idem_answer(req, idem);
-        if (r != IDEM_ABSENT)
-            return r;
     }
     if (jg_req_read_json_body(req, &body) || (obj = jg_body_object(req, &body)) == NULL ||
         validate(req, &body, obj, &s) != JG_OK ||
-        jg_key_fields_key(req, &s.k, cache_key) != JG_OK)
+        jg_key_fields_key(req, &s.k, cache_key) != JG_OK) {
+        if (idem[0])   /* a repeat gets the first job, whatever its body says */
+            rc = idem_or_error(req, idem);
         goto out;
+    }
     if (jg_new_job_id(s.queue, id)) {
         jg_fail(req, 500, "internal", "no randomness for a job id");
         goto out;
     }
-    if (idem[0]) {   /* racing repeats: the one whose SET NX wins creates the job */
-        rep = jg_redis_cmd(req->redis, "SET %s " IDEM_PENDING "%s NX PX %d", idem, id,
+    if (idem[0]) {
+        /* one command decides among racing requests with this key and tells a repeat the job:
+         * the one whose SET NX finds the key free creates the job; the others get its value */
+        rep = jg_redis_cmd(req->redis, "SET %s " IDEM_PENDING "%s NX GET PX %d", idem, id,
                            IDEM_PENDING_MS);
         if (rep == NULL) {
             jg_fail_unavailable(req);
             goto out;
         }
-        idem_taken = rep->type == REDIS_REPLY_STATUS;
-        freeReplyObject(rep);
-        rep = NULL;
-        if (!idem_taken) {
-            rc = idem_answer(req, idem);
-            if (rc == IDEM_ABSENT) {   /* the winner failed and let go of it just now */
-                jg_resp_header(req, "Retry-After: 1\r\n");
-                rc = jg_fail(req, 409, "conflict",
-                             "a request with this Idempotency-Key is still being processed; "
-                             "retry");
-            }
+        if (rep->type != REDIS_REPLY_NIL) {   /* taken: answer its job */
+            rc = idem_answer_reply(req, rep);
+            rep = NULL;
             goto out;
         }
+        freeReplyObject(rep);
+        rep = NULL;
+        idem_taken = 1;
     }
     if (s.cache) {   /* a cached result: the script creates the job done with it */
         jg_key_cache(req->cfg, cache_key, k_entry);
@@ -227,9 +299,9 @@ static int submit(jg_req_t *req)
             jg_fail_redis(req, entry);
             goto out;
         }
-        jg_cache_count(req->redis, req->cfg, entry->type == REDIS_REPLY_STRING);
     }
-    snprintf(ready_what, sizeof ready_what, "ready:%s", s.k.type);
+    memcpy(ready_what, "ready:", 6);
+    memcpy(ready_what + 6, s.k.type, strlen(s.k.type) + 1);
     jg_key_job(req->cfg, id, k_job);
     jg_key_queue(req->cfg, s.queue, ready_what, k_ready);
     jg_key_queue(req->cfg, s.queue, "delayed", k_delayed);
@@ -244,30 +316,46 @@ static int submit(jg_req_t *req)
     const char *keys[] = {k_job,  k_ready,  k_delayed, k_seq,     k_jobs,
                           k_types, k_counts, k_log,     k_inflight};
     for (size_t i = 0; i < JG_ARRAY_LEN(keys); i++)
-        jg_args_str(&a, keys[i]);
-    jg_args_str(&a, id);
-    jg_args_str(&a, s.queue);
-    jg_args_str(&a, s.k.type);
-    jg_args_add(&a, s.k.payload, s.k.payload_len);
-    jg_args_int(&a, s.priority);
-    jg_args_int(&a, s.max_attempts);
-    jg_args_int(&a, s.timeout_ms);
-    jg_args_int(&a, s.delay_ms);
-    jg_args_str(&a, s.cache ? "1" : "0");
-    jg_args_int(&a, s.cache_ttl);
-    jg_args_str(&a, cache_key);
-    jg_args_str(&a, s.k.cache_version);
-    jg_args_int(&a, req->cfg->log_max);
-    jg_args_str(&a, wake);
-    if (entry && entry->type == REDIS_REPLY_STRING) {
-        jg_args_str(&a, "1");
-        jg_args_add(&a, entry->str, entry->len);
+        jg_args_str(a, keys[i]);
+    jg_args_str(a, id);
+    jg_args_str(a, s.queue);
+    jg_args_str(a, s.k.type);
+    jg_args_add(a, s.k.payload, s.k.payload_len);
+    jg_args_int(a, s.priority);
+    jg_args_int(a, s.max_attempts);
+    jg_args_int(a, s.timeout_ms);
+    jg_args_int(a, s.delay_ms);
+    jg_args_str(a, s.cache ? "1" : "0");
+    jg_args_int(a, s.cache_ttl);
+    jg_args_str(a, cache_key);
+    jg_args_str(a, s.k.cache_version);
+    jg_args_int(a, req->cfg->log_max);
+    jg_args_str(a, wake);
+    int hit = entry && entry->type == REDIS_REPLY_STRING;
+    if (hit) {
+        jg_args_str(a, "1");
+        jg_args_add(a, entry->str, entry->len);
     } else {
-        jg_args_str(&a, "0");
-        jg_args_str(&a, "");
+        jg_args_str(a, "0");
+        jg_args_str(a, "");
     }
-    jg_args_int(&a, req->cfg->retention);
-    rep = jg_redis_script(req->redis, "submit", (int)JG_ARRAY_LEN(keys), a.argc, a.argv, a.lens);
+    jg_args_int(a, req->cfg->retention);
+    if (!hit && s.delay_ms == 0) {   /* queued now: the object but its created_at from here */
+        char prio[24], attempts[24];
+        size_t cut;
+        jg_fmt_int(s.priority, prio);
+        jg_fmt_int(s.max_attempts, attempts);
+        jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, &shown_parts, &cut);
+        jg_args_add(a, shown_parts.data, cut);
+        jg_args_add(a, shown_parts.data + cut + 4, shown_parts.len - cut - 4);   /* after null */
+    } else {
+        jg_args_str(a, "");
+        jg_args_str(a, "");
+    }
+    /* Without cache the job made is this id, so the Idempotency-Key's record goes in the same
+     * round trip; with it the script may answer another job (coalesced): recorded after. */
+    int set_now = idem_taken && !s.cache;
+    rep = run_submit(req, &call, s.cache ? hit : -1, set_now ? idem : NULL, id, &set);
     if (rep == NULL) {
         jg_fail_unavailable(req);
         goto out;
@@ -288,7 +376,7 @@ static int submit(jg_req_t *req)
                                    : -1;
     if (shown < 0) {
         jg_fail_redis(req, rep);
-        goto out;
+        goto out;   /* idem_taken: the record is deleted there (no job was made) */
     }
     if (rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 1) {
         /* a type new to the queue: the queue may be new too (P:queues is not in its slot) */
@@ -299,15 +387,16 @@ static int submit(jg_req_t *req)
     }
     if (idem_taken) {
         /* the job exists: the key names it for 24 h (a coalesced submit: the other job) */
-        redisReply *r2 = jg_redis_cmd(req->redis, "SET %s %s EX %d", idem, job_id, IDEM_TTL_S);
-        if (r2)
-            freeReplyObject(r2);
-        else   /* the pending marker then expires: a later repeat makes a new job */
-            jg_log_warn("Idempotency-Key not recorded: Redis unreachable", "job", job_id, NULL);
+        if (!set_now)
+            set = jg_redis_cmd(req->redis, "SET %s %s EX %d", idem, job_id, IDEM_TTL_S);
+        if (set == NULL || set->type == REDIS_REPLY_ERROR)
+            /* the pending marker then expires: a later repeat makes a new job */
+            jg_log_warn("Idempotency-Key not recorded", "job", job_id, "error",
+                        set ? set->str : "Redis unreachable", NULL);
     }
     idem_taken = 0;   /* the key names a job now: keep it */
     req->status = strcmp(how, "cached") == 0 ? 200 : 202;
-    jg_resp_header(req, "Location: %s/jobs/%s\r\n", req->cfg->mount_prefix, job_id);
+    location(req, job_id);
     jg_log_info(coalesced ? "job coalesced" : req->status == 200 ? "job submitted, cached result"
                                                                  : "job submitted",
                 "job", job_id, "queue", s.queue, "type", s.k.type, NULL);
@@ -318,12 +407,15 @@ out:
         if (r2)
             freeReplyObject(r2);
     }
+    if (set)
+        freeReplyObject(set);
     if (rep)
         freeReplyObject(rep);
     if (entry)
         freeReplyObject(entry);
-    jg_args_free(&a);
+    jg_args_free(a);
     json_object_put(obj);
+    jg_buf_free(&shown_parts);
     jg_buf_free(&body);
     return rc;
 }

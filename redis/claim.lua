@@ -24,8 +24,9 @@
 -- Returns {next_run_at, taken_back, now, job, job, ...}: next_run_at = ms of the earliest job
 -- still in delayed (-1 if none); taken_back = expired leases handled; now = Redis' clock (ms) when
 -- the script ran, so that a worker times next_run_at without clock agreement; each job claimed
--- is {id, type, attempt, fence, timeout_ms, lease_until, payload}. Every number is an integer
--- reply; id, type and payload are bulk strings.
+-- is {id, type, attempt, fence, timeout_ms, lease_until, payload, cache_key, cache_ttl}
+-- (cache_key "" and cache_ttl 0 unless the job asked for the result cache). Every number is an
+-- integer reply; id, type, payload and cache_key are bulk strings.
 local function int(x) return string.format('%.0f', x) end
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
@@ -117,6 +118,14 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: claim.lua not run')
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -150,7 +159,8 @@ for _, name in ipairs({'score', 'cache', 'timeout_ms', 'fence'}) do READ[#READ +
 local SCORE, CACHE, TIMEOUT, FENCE = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3, #J_NAMES + 4
 local CLAIM_READ = {unpack(READ)}
 CLAIM_READ[#CLAIM_READ + 1] = 'payload'
-local PAYLOAD = #CLAIM_READ
+CLAIM_READ[#CLAIM_READ + 1] = 'cache_ttl'
+local PAYLOAD, CACHE_TTL = #CLAIM_READ - 1, #CLAIM_READ
 -- a change of the job object: the fields of ch and version + 1 set, the object rendered, in one
 -- HSET (change); the change published
 local function bump(id, f, ch)
@@ -244,7 +254,10 @@ while claimed < want do
       'progress', ''})
     redis.call('ZADD', KEYS[2], lease_until, id)
     addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
-    out[#out + 1] = {id, f[J_AT.type], n, fence, tonumber(f[TIMEOUT]), now + lease, f[PAYLOAD]}
+    local ckey, cttl = '', 0
+    if f[CACHE] == '1' then ckey, cttl = f[J_AT.cache_key] or '', tonumber(f[CACHE_TTL]) or 0 end
+    out[#out + 1] = {id, f[J_AT.type], n, fence, tonumber(f[TIMEOUT]), now + lease, f[PAYLOAD],
+      ckey, cttl}
     claimed = claimed + 1
   end
 end

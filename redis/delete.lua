@@ -6,6 +6,14 @@
 -- A done, failed or cancelled job: both keys deleted, and the id removed from the queue's job
 -- index and expiry index. Returns {204} | {409, status} (queued or running: nothing changed)
 -- | {404}.
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: delete.lua not run')
+end
 local f = redis.call('HMGET', KEYS[1], 'status', 'queue')
 if not f[1] then return {404} end
 if f[1] == 'queued' or f[1] == 'running' then return {409, f[1]} end

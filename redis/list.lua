@@ -13,6 +13,14 @@
 -- Returns {exhausted (1 when the index has no entry after the last one looked at), last score,
 -- last id (of the last entry looked at; "" if none), then score, id, {values} per match}.
 -- Entries whose hash is gone (expired, not yet trimmed from the index) are skipped.
+-- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
+-- a key this script builds may be on the other node already (Redis would stop the script at it,
+-- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
+-- missing). EXISTS of KEYS[1] and a key nobody writes is refused exactly then: nothing is done,
+-- and the caller is answered TRYAGAIN, to send the call again in a moment.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: list.lua not run')
+end
 local P, cscore, cid = ARGV[1], ARGV[2], ARGV[3]
 local limit, ftype, fstatus, budget = tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
 local fields, ti, si = {}, nil, nil

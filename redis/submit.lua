@@ -14,6 +14,8 @@
 -- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:{tag}:wake:<queue>
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
+-- ARGV[18], ARGV[19] the job object's text before and after the value of created_at, rendered
+-- by the caller for a job queued at once (no delay, no hit); "" and "": the script renders it
 -- Returns {new_type (1 when the type is new to the queue), job object, how[, id]}: the job object
 -- is the text the job's `json` field holds (docs/redis.md, "The job object"); how is "new",
 -- "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache 1 and a
@@ -132,8 +134,10 @@ if cache and not hit then
   end
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nows = int(now)
+-- ms since the epoch as text without a number format: the seconds, then the first 3 of the 6
+-- digits of the microseconds
+local nows = t[1] .. string.sub('000000' .. t[2], -6, -4)
+local now = tonumber(nows)
 local seq = redis.call('INCR', KEYS[4])
 local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
 if seq % 16 == 0 then   -- every 16th submit of the queue
@@ -143,7 +147,7 @@ if seq % 16 == 0 then   -- every 16th submit of the queue
     redis.call('ZREM', expiry, unpack(gone))
   end
 end
-local score = (1000 - tonumber(ARGV[5])) * 1099511627776 + seq
+local score = int((1000 - tonumber(ARGV[5])) * 1099511627776 + seq)
 local delay = tonumber(ARGV[8])
 local run_at = false
 if delay > 0 and not hit then run_at = int(now + delay) end
@@ -151,13 +155,18 @@ if delay > 0 and not hit then run_at = int(now + delay) end
 -- the job object's values (J_NAMES order); a cache hit is created done with the cached result
 local status, result, finished, cached = 'queued', false, false, false
 if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
-local text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
-  false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
+local text
+if (ARGV[18] or '') ~= '' and not run_at and not hit then
+  text = ARGV[18] .. j_t(nows) .. ARGV[19]
+else
+  text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
+    false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
+end
 local h = {
   'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
   'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
   'attempts', '0', 'created_at', nows, 'cache_key', ARGV[11], 'version', '1',
-  'score', int(score), 'json', text}
+  'score', score, 'json', text}
 if cache then
   h[#h + 1] = 'cache'; h[#h + 1] = '1'; h[#h + 1] = 'cache_ttl'; h[#h + 1] = ARGV[10]
 end
@@ -175,8 +184,8 @@ if hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
   redis.call('ZADD', KEYS[5], nows, ARGV[1])
   local new_type = redis.call('SADD', KEYS[6], ARGV[3])
-  redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
-  redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], 1)
+  redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], '1')
+  redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], '1')
   redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
     'ts', nows, 'stream', 'system', 'line', 'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
@@ -198,12 +207,12 @@ if run_at then
   redis.call('ZADD', KEYS[3], run_at, ARGV[1])
   line = 'queued, delayed until ' .. run_at .. ' ms'
 else
-  redis.call('ZADD', KEYS[2], int(score), ARGV[1])
+  redis.call('ZADD', KEYS[2], score, ARGV[1])
   redis.call('SPUBLISH', ARGV[14], ARGV[3])
 end
 redis.call('ZADD', KEYS[5], nows, ARGV[1])
 local new_type = redis.call('SADD', KEYS[6], ARGV[3])
-redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], 1)
+redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], '1')
 redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
   'ts', nows, 'stream', 'system', 'line', line)
 return {new_type, text, 'new'}

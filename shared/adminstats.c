@@ -1,5 +1,6 @@
 /* adminstats.c — the figures of /stats, /queues and /metrics, read from Redis (see adminstats.h). */
 #include "adminstats.h"
+#include "cluster.h"
 #include "keys.h"
 #include "log.h"
 #include "pipeline.h"
@@ -177,7 +178,8 @@ static int read_chunk(const jg_config_t *cfg, jg_redis_t *r, jg_queue_stats_t *q
             jg_log_error("unexpected reply of claim.lua or qstats.lua", "queue", qs[i].name,
                          "error", c->type == REDIS_REPLY_ERROR ? c->str
                                   : s->type == REDIS_REPLY_ERROR ? s->str : "shape", NULL);
-            rc = -2;
+            /* a resharding that outlasted the wait (cluster.h): unavailable, not a bug */
+            rc = jg_cluster_is_tryagain(c) || jg_cluster_is_tryagain(s) ? -1 : -2;
             goto out;
         }
         qs[i].queued = num(s->element[0]);

@@ -22,6 +22,8 @@ typedef struct node {
     int port;
     redisContext *ctx;         /* NULL until first used, or after a failure */
     unsigned gen;              /* connections opened so far: a pending reply is of one */
+    int64_t retry_at;          /* after a failed connect: monotonic ms before which none is tried */
+    int backoff_ms;            /* the next wait after a failed connect (0: none failed) */
 } node_t;
 
 typedef struct pending {
@@ -220,6 +222,8 @@ static int node_index(jg_cluster_t *cl, const char *host, size_t hlen, int port)
     n->host[hlen] = '\0';
     n->port = port;
     n->ctx = NULL;
+    n->retry_at = 0;
+    n->backoff_ms = 0;
     return cl->nnodes++;
 }
 
@@ -366,21 +370,37 @@ static void node_drop(jg_redis_t *r, int idx, const char *why)
     cl->stale = 1;
 }
 
-/* The connection to a node, opened if needed; NULL when it cannot be reached. */
+/* The connection to a node, opened if needed; NULL when it cannot be reached. A node that
+ * failed to connect is not tried again for 100 ms, then 200 ... 2000 ms (as one Redis is, see
+ * redis.c), and r->retry_at says until when, so that a loop (the worker's) waits rather than
+ * spins while a master is down and its replica not yet promoted. */
 static redisContext *node_ctx(jg_redis_t *r, int idx)
 {
     node_t *n = &r->cluster->nodes[idx];
     if (n->ctx && r->timeout_ms > 0 && jg_redis_idle_closed(n->ctx))
         node_drop(r, idx, "closed by the server");
     if (n->ctx == NULL) {
+        int64_t now = jg_monotonic_ms();
+        if (now < n->retry_at) {
+            r->cluster->stale = 1;
+            return NULL;
+        }
         char why[256];
         n->ctx = jg_redis_open(r, n->host, n->port, why, sizeof why);
         n->gen++;
         if (n->ctx == NULL) {
             char where[HOST_MAX + 16];
             snprintf(where, sizeof where, "%s:%d", n->host, n->port);
-            jg_log_warn("redis cluster node unreachable", "node", where, "error", why, NULL);
+            if (n->backoff_ms == 0)   /* once per outage */
+                jg_log_warn("redis cluster node unreachable", "node", where, "error", why, NULL);
+            n->backoff_ms = n->backoff_ms ? (n->backoff_ms * 2 > 2000 ? 2000 : n->backoff_ms * 2)
+                                          : 100;
+            n->retry_at = now + n->backoff_ms;
+            if (r->retry_at < n->retry_at)
+                r->retry_at = n->retry_at;
             r->cluster->stale = 1;
+        } else {
+            n->backoff_ms = 0;
         }
     }
     return n->ctx;
@@ -504,6 +524,8 @@ static int target(jg_redis_t *r, int route, const char *key, size_t keylen)
 
 static void pause_ms(long ms)
 {
+    if (ms <= 0)
+        return;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -530,11 +552,19 @@ static const jg_script_t *script_of(const char *cmd, size_t len)
 }
 
 /* Turns a reply of cmd, sent to node idx, into its final answer: redirections followed, a
- * missing script loaded, a cluster that cannot serve the slot made NULL (unavailable). */
-static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *cmd, size_t len)
+ * missing script loaded, a cluster that cannot serve the slot made NULL (unavailable).
+ *
+ * TRYAGAIN (a multi-key command, or a jobgate script, refused while its slot is being migrated:
+ * nothing ran) is retried, from the slot's master in the map again, after 5, 10, 20 ... 200 ms,
+ * until deadline (monotonic ms; JG_CLUSTER_MIGRATION_WAIT_MS after the first call). Past it, a
+ * call (pipelined 0) is NULL, "unavailable"; a pipelined reply is the TRYAGAIN error itself, so
+ * that the replies after it are kept and the caller sends that command again later. */
+static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *cmd, size_t len,
+                          int64_t deadline, int pipelined)
 {
     jg_cluster_t *cl = r->cluster;
     int loaded = 0;
+    long wait_ms = 5;
     for (int tries = 0; rep && rep->type == REDIS_REPLY_ERROR; tries++) {
         char host[HOST_MAX];
         int ask, slot, port, asking = 0, sent;
@@ -571,8 +601,30 @@ static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *c
             }
             freeReplyObject(l);
             loaded = 1;
-        } else if (is_error(rep, "TRYAGAIN")) {
-            pause_ms(20);   /* a multi-key command during a resharding of its slot */
+        } else if (jg_cluster_is_tryagain(rep)) {
+            int64_t now = jg_monotonic_ms();
+            if (now >= deadline) {
+                jg_log_warn("redis cluster: slot still migrating, giving up", "error", rep->str,
+                            NULL);
+                if (pipelined)
+                    return rep;
+                freeReplyObject(rep);
+                return NULL;
+            }
+            pause_ms(now + wait_ms > deadline ? (long)(deadline - now) : wait_ms);
+            wait_ms = wait_ms * 2 > 200 ? 200 : wait_ms * 2;
+            /* from the slot's master again: an ASK target may have become the owner meanwhile,
+             * or the migration may have ended (MOVED) */
+            const char *key = NULL;
+            size_t keylen = 0;
+            int route = jg_cluster_route(cmd, len, &key, &keylen);
+            int to = target(r, route, key, keylen);
+            if (to < 0) {
+                freeReplyObject(rep);
+                return NULL;
+            }
+            idx = to;
+            tries = -1;   /* the redirections of each new round are counted afresh */
         } else if (is_error(rep, "CLUSTERDOWN")) {
             cl->stale = 1;
             freeReplyObject(rep);
@@ -584,6 +636,11 @@ static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *c
         rep = send_on(r, idx, cmd, len, asking, &sent);
     }
     return rep;
+}
+
+int jg_cluster_is_tryagain(const redisReply *rep)
+{
+    return is_error(rep, "TRYAGAIN");
 }
 
 /* A command for every master (SCRIPT LOAD): the first reply, or the first error, or NULL. */
@@ -634,7 +691,8 @@ redisReply *jg_cluster_call(jg_redis_t *r, const char *cmd, size_t len)
             return NULL;
         redisReply *rep = send_on(r, idx, cmd, len, 0, &sent);
         if (rep)
-            return settle(r, rep, idx, cmd, len);
+            return settle(r, rep, idx, cmd, len,
+                          jg_monotonic_ms() + JG_CLUSTER_MIGRATION_WAIT_MS, 0);
         if (sent)
             return NULL;   /* it may have run: not sent again */
         /* the node could not be reached: with the map read again, once more (a failover) */
@@ -722,10 +780,11 @@ static void collect(jg_redis_t *r)
         }
         p->reply = reply;
     }
+    int64_t deadline = jg_monotonic_ms() + JG_CLUSTER_MIGRATION_WAIT_MS;   /* for them all */
     for (size_t i = cl->head; i < cl->nq; i++) {
         pending_t *p = &cl->q[i];
         if (p->reply && p->reply->type == REDIS_REPLY_ERROR && p->node >= 0)
-            p->reply = settle(r, p->reply, p->node, p->cmd, p->len);
+            p->reply = settle(r, p->reply, p->node, p->cmd, p->len, deadline, 1);
     }
 }
 

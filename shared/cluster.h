@@ -12,7 +12,9 @@
  *     SELECT: a cluster has database 0 alone);
  *   - MOVED (the slot is remapped and the map read again), ASK (ASKING, then the command, on the
  *     node named), NOSCRIPT on a node (the script is loaded there and the call made again),
- *     TRYAGAIN (a short wait and again) and CLUSTERDOWN (NULL: "unavailable");
+ *     TRYAGAIN (nothing ran: the slot is being migrated; sent again from the slot's master
+ *     with a growing wait, for at most JG_CLUSTER_MIGRATION_WAIT_MS, then "unavailable") and
+ *     CLUSTERDOWN (NULL: "unavailable");
  *   - pipelines across nodes: each command goes to its node, the replies come back in the order
  *     the commands were appended.
  * A node whose connection fails is dropped and the map read again on the next call, so a
@@ -28,6 +30,9 @@
 #include "config.h"
 
 #define JG_CLUSTER_SLOTS 16384
+/* How long a call (or one pipeline's replies together) waits through TRYAGAIN answers, i.e. a
+ * resharding of its slot, before it is "unavailable" (docs/redis.md, "Redis Cluster"). */
+#define JG_CLUSTER_MIGRATION_WAIT_MS 5000
 
 struct jg_redis;
 typedef struct jg_cluster jg_cluster_t;
@@ -51,8 +56,14 @@ redisReply *jg_cluster_call(struct jg_redis *r, const char *cmd, size_t len);
 
 /* Pipelining: 0, or -1 when the command's node is unreachable (nothing appended). */
 int jg_cluster_append(struct jg_redis *r, const char *cmd, size_t len);
-/* The next reply in append order; NULL when its node failed (the later ones are dropped). */
+/* The next reply in append order; NULL when its node failed (the later ones are dropped). A
+ * command still refused with TRYAGAIN after JG_CLUSTER_MIGRATION_WAIT_MS keeps that error as its
+ * reply (it did not run: the caller may send it again later). */
 redisReply *jg_cluster_get_reply(struct jg_redis *r);
+
+/* Is rep a TRYAGAIN error: a command Redis (or a jobgate script's resharding guard) refused
+ * without running any of it because its slot is being migrated? Safe to send again. */
+int jg_cluster_is_tryagain(const redisReply *rep);
 
 /* ---- pure parts (unit tests and fuzzing) ---- */
 

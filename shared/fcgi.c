@@ -4,14 +4,29 @@
 #define FCGI_VERSION_1 1
 #define FCGI_END_REQUEST 3
 #define FCGI_STDOUT 6
-#define FCGI_MAX_CONTENT 65535
+#define FCGI_MAX_CONTENT JG_FCGI_MAX_CONTENT
+
+static void header(unsigned char h[JG_FCGI_HEADER_LEN], int type, int request_id, size_t len)
+{
+    h[0] = FCGI_VERSION_1;
+    h[1] = (unsigned char)type;
+    h[2] = (unsigned char)(request_id >> 8);
+    h[3] = (unsigned char)request_id;
+    h[4] = (unsigned char)(len >> 8);
+    h[5] = (unsigned char)len;
+    h[6] = h[7] = 0;   /* no padding, reserved */
+}
+
+void jg_fcgi_stdout_header(unsigned char h[JG_FCGI_HEADER_LEN], int request_id, size_t len)
+{
+    header(h, FCGI_STDOUT, request_id, len);
+}
 
 static void put_record(jg_buf_t *b, int type, int request_id, const char *data, size_t len)
 {
-    unsigned char h[8] = {FCGI_VERSION_1, (unsigned char)type,
-                          (unsigned char)(request_id >> 8), (unsigned char)request_id,
-                          (unsigned char)(len >> 8), (unsigned char)len, 0, 0};
-    jg_buf_append(b, h, 8);
+    unsigned char h[JG_FCGI_HEADER_LEN];
+    header(h, type, request_id, len);
+    jg_buf_append(b, h, sizeof h);
     if (len)
         jg_buf_append(b, data, len);
 }

@@ -10,6 +10,12 @@
 
 #include "buf.h"
 
+#define JG_FCGI_HEADER_LEN 8
+#define JG_FCGI_MAX_CONTENT 65535
+
+/* The header of one FCGI_STDOUT record of len (1..JG_FCGI_MAX_CONTENT) bytes, no padding:
+ * for a writer that sends the header and the bytes together without copying them. */
+void jg_fcgi_stdout_header(unsigned char h[JG_FCGI_HEADER_LEN], int request_id, size_t len);
 /* Appends len bytes of a response (CGI-style headers and body) to out as FCGI_STDOUT
  * records of request request_id, split at 65535 bytes. len 0 appends nothing. */
 void jg_fcgi_put_stdout(jg_buf_t *out, int request_id, const char *bytes, size_t len);

@@ -11,13 +11,16 @@
 /* Field kinds, formatted each their own way; an empty stored value is JSON null. */
 enum kind { STR, INT, TIME, JSON, BOOL };
 
-static const struct { const char *name; enum kind kind; } members[] = {
-    {"id", STR}, {"queue", STR}, {"type", STR}, {"status", STR}, {"priority", INT},
-    {"attempts", INT}, {"max_attempts", INT}, {"progress", INT}, {"created_at", TIME},
-    {"started_at", TIME}, {"finished_at", TIME}, {"run_at", TIME}, {"worker", STR},
-    {"result", JSON}, {"error", STR}, {"cached", BOOL}, {"cache_key", STR},
-    {"cancel_requested", BOOL}, {"version", INT},
+/* Each member with the text before its value ({ or , then "name":), written in one piece. */
+#define M(name, kind) {name, sizeof(name) - 1 + 4, kind}
+static const struct { const char *name; size_t prefix_len; enum kind kind; } members[] = {
+    M("id", STR), M("queue", STR), M("type", STR), M("status", STR), M("priority", INT),
+    M("attempts", INT), M("max_attempts", INT), M("progress", INT), M("created_at", TIME),
+    M("started_at", TIME), M("finished_at", TIME), M("run_at", TIME), M("worker", STR),
+    M("result", JSON), M("error", STR), M("cached", BOOL), M("cache_key", STR),
+    M("cancel_requested", BOOL), M("version", INT),
 };
+#undef M
 
 #define NMEMBERS (sizeof members / sizeof members[0])
 
@@ -28,17 +31,17 @@ static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t 
 {
     if (values[0] == NULL || values[0][0] == '\0')
         return -1;   /* no id: no job */
-    const char *version = NULL;
-    jg_buf_putc(out, '{');
+    const char *version = values[NMEMBERS - 1];   /* the last member */
     for (size_t i = 0; i < NMEMBERS; i++) {
         const char *v = values[i];
-        if (strcmp(members[i].name, "version") == 0)
-            version = v;
-        if (i)
-            jg_buf_putc(out, ',');
-        jg_buf_putc(out, '"');
-        jg_buf_puts(out, members[i].name);
-        jg_buf_puts(out, "\":");
+        char prefix[32];   /* {"name": or ,"name": */
+        size_t n = members[i].prefix_len - 4;
+        prefix[0] = i ? ',' : '{';
+        prefix[1] = '"';
+        memcpy(prefix + 2, members[i].name, n);
+        prefix[n + 2] = '"';
+        prefix[n + 3] = ':';
+        jg_buf_append(out, prefix, n + 4);
         if (members[i].kind == BOOL) {
             jg_buf_puts(out, v && strcmp(v, "1") == 0 ? "true" : "false");
             continue;
@@ -71,6 +74,21 @@ static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t 
         jg_buf_puts(out, ",\"coalesced\":true");
     jg_buf_putc(out, '}');
     return version ? strtoll(version, NULL, 10) : 0;
+}
+
+void jg_job_submitted(const char *id, const char *queue, const char *type, const char *priority,
+                      const char *max_attempts, const char *cache_key, jg_buf_t *out, size_t *cut)
+{
+    /* the stored values of such a job, as submit.lua writes them (members[] order) */
+    const char *values[NMEMBERS] = {id, queue, type, "queued", priority, "0", max_attempts,
+                                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                    cache_key, NULL, "1"};
+    static const char created[] = "\"created_at\":";
+    size_t start = out->len;
+    format(values, 0, out);
+    /* the first "created_at": is the member: the strings before it hold no quote */
+    const char *at = memmem(out->data + start, out->len - start, created, sizeof created - 1);
+    *cut = (size_t)(at - out->data) + sizeof created - 1;
 }
 
 /* The version a stored job object text holds in its last member, or -1 when it does not end

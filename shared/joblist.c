@@ -1,5 +1,6 @@
 /* joblist.c — the job listing of GET /jobs (see joblist.h). */
 #include "joblist.h"
+#include "cluster.h"
 #include "job.h"
 #include "keys.h"
 #include "log.h"
@@ -173,7 +174,7 @@ int jg_list_jobs(const jg_config_t *cfg, jg_redis_t *redis, const jg_list_query_
             r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
             jg_log_error("unexpected reply of list.lua", "queue", queues[i], "error",
                          r->type == REDIS_REPLY_ERROR ? r->str : "shape", NULL);
-            rc = -2;
+            rc = jg_cluster_is_tryagain(r) ? -1 : -2;   /* a resharding outlasted the wait */
             goto out;
         }
         if (r->element[0]->integer == 0 && r->element[2]->str[0]) {

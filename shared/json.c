@@ -7,12 +7,12 @@
  * input passed jg_json_check(); they stay in bounds on any input but give no meaningful answer
  * then. jg_jcs() checks its input itself, so that its work stays linear whatever it is given. */
 #include "json.h"
+#include "sha256.h"
 
 #include <inttypes.h>
 #include <limits.h>
 #include <locale.h>
 #include <math.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1183,11 +1183,11 @@ int jg_cache_key(const char *type, const char *payload, size_t plen, const char 
         jg_buf_json_string(&b, version, strlen(version));
     }
     jg_buf_putc(&b, '}');
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)b.data, b.len, md);
+    unsigned char md[JG_SHA256_LEN];
+    jg_sha256(b.data, b.len, md);
     jg_buf_free(&b);
     static const char digits[] = "0123456789abcdef";
-    for (int k = 0; k < SHA256_DIGEST_LENGTH; k++) {
+    for (int k = 0; k < JG_SHA256_LEN; k++) {
         hex[2 * k] = digits[md[k] >> 4];
         hex[2 * k + 1] = digits[md[k] & 15];
     }

@@ -1,10 +1,13 @@
 /* keys.c — name and id rules, id minting, key layout (see keys.h). */
 #include "keys.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "sha256.h"
 
 static int is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
@@ -59,16 +62,29 @@ int jg_valid_idempotency_key(const char *s)
     return 1;
 }
 
+/* A request builds several keys of one queue (a submit: eight), and a program mostly serves one
+ * or a few queues: each thread keeps the last queue's tag instead of hashing its name again. */
+static __thread char last_queue[JG_NAME_MAX + 1], last_tag[JG_TAG_LEN + 1];
+
 void jg_queue_tag(const char *queue, char tag[JG_TAG_LEN + 1])
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
+    size_t len = strlen(queue);
+    if (len <= JG_NAME_MAX && last_tag[0] && memcmp(queue, last_queue, len + 1) == 0) {
+        memcpy(tag, last_tag, JG_TAG_LEN + 1);
+        return;
+    }
+    unsigned char md[JG_SHA256_LEN];
     static const char hex[] = "0123456789abcdef";
-    SHA256((const unsigned char *)queue, strlen(queue), md);
+    jg_sha256(queue, len, md);
     for (int i = 0; i < JG_TAG_LEN / 2; i++) {
         tag[2 * i] = hex[md[i] >> 4];
         tag[2 * i + 1] = hex[md[i] & 15];
     }
     tag[JG_TAG_LEN] = '\0';
+    if (len <= JG_NAME_MAX) {
+        memcpy(last_queue, queue, len + 1);
+        memcpy(last_tag, tag, JG_TAG_LEN + 1);
+    }
 }
 
 /* Key text without printf (keys are built several times per request): the n strings of
@@ -87,11 +103,38 @@ static int join(char out[JG_KEY_MAX], int n, const char *const *parts, const int
     return (int)len;
 }
 
+/* Random bytes for ids, drawn from RAND_bytes 16 ids at a time: each RAND_bytes call costs a
+ * DRBG round (a cipher set-up) and a getpid() for OpenSSL's fork check, more than the id's
+ * other work. The pool is per thread; a forked child starts with an empty one (atfork), so
+ * parent and child never hand out the same bytes. Bytes are used once, then cleansed. */
+#define RAND_POOL 256
+static __thread unsigned char rand_pool[RAND_POOL];
+static __thread size_t rand_left;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+
+static void rand_forked(void) { rand_left = 0; }
+static void rand_init(void) { pthread_atfork(NULL, NULL, rand_forked); }
+
+static int random_bytes(unsigned char *out, size_t n)
+{
+    pthread_once(&rand_once, rand_init);
+    if (rand_left < n) {
+        if (RAND_bytes(rand_pool, RAND_POOL) != 1)
+            return -1;
+        rand_left = RAND_POOL;
+    }
+    unsigned char *p = rand_pool + RAND_POOL - rand_left;
+    memcpy(out, p, n);
+    OPENSSL_cleanse(p, n);
+    rand_left -= n;
+    return 0;
+}
+
 int jg_new_job_id(const char *queue, char id[JG_ID_LEN + 1])
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char rnd[16];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
+    if (random_bytes(rnd, sizeof rnd) != 0)
         return -1;
     jg_queue_tag(queue, id);
     id[JG_TAG_LEN] = '.';
@@ -190,11 +233,11 @@ int jg_key_inflight(const jg_config_t *cfg, const char *queue, const char *hex,
 static void sha256_hex(const char *a, const char *b, char hex[65])
 {
     static const char digits[] = "0123456789abcdef";
-    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned char md[JG_SHA256_LEN];
     char in[512];
     int n = snprintf(in, sizeof in, "%.200s%.200s", a, b);
-    SHA256((const unsigned char *)in, (size_t)n, md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+    jg_sha256(in, (size_t)n, md);
+    for (int i = 0; i < JG_SHA256_LEN; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }

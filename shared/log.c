@@ -25,15 +25,23 @@ static void log_line(const char *level, const char *msg, va_list ap)
 {
     char ts[32];
     jg_time_format(jg_now_ms(), ts);
-    jg_buf_t b = JG_BUF_INIT;
-    jg_buf_printf(&b, "ts=%s level=%s prog=%s msg=", ts, level, log_prog);
+    jg_buf_t b = JG_BUF_INIT;   /* no printf: a submit logs a line per job */
+    jg_buf_puts(&b, "ts=");
+    jg_buf_puts(&b, ts);
+    jg_buf_puts(&b, " level=");
+    jg_buf_puts(&b, level);
+    jg_buf_puts(&b, " prog=");
+    jg_buf_puts(&b, log_prog);
+    jg_buf_puts(&b, " msg=");
     put_value(&b, msg);
     for (;;) {
         const char *k = va_arg(ap, const char *);
         if (k == NULL)
             break;
         const char *v = va_arg(ap, const char *);
-        jg_buf_printf(&b, " %s=", k);
+        jg_buf_putc(&b, ' ');
+        jg_buf_puts(&b, k);
+        jg_buf_putc(&b, '=');
         put_value(&b, v ? v : "");
     }
     jg_buf_putc(&b, '\n');

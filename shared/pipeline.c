@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int append_script(jg_redis_t *r, const jg_script_call_t *c)
+int jg_script_append(jg_redis_t *r, const jg_script_call_t *c)
 {
     const char *argv[JG_ARGS_MAX + 3];
     size_t lens[JG_ARGS_MAX + 3];
@@ -29,7 +29,7 @@ int jg_scripts_pipelined(jg_redis_t *r, jg_script_call_t *calls, size_t n, redis
     for (size_t i = 0; i < n; i++)
         replies[i] = NULL;
     for (; appended < n; appended++)
-        if (append_script(r, &calls[appended]))
+        if (jg_script_append(r, &calls[appended]))
             break;
     if (appended < n) {
         if (appended)   /* replies of the appended part must not stay pending */

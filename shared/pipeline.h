@@ -15,6 +15,10 @@ typedef struct jg_script_call {
     jg_args_t args;
 } jg_script_call_t;
 
+/* Appends one EVALSHA of c to r's pipeline (jg_redis_append_argv): 0, or -1 when disconnected.
+ * Its reply may be NOSCRIPT: the caller then runs the script with jg_redis_script(). */
+int jg_script_append(jg_redis_t *r, const jg_script_call_t *c);
+
 /* Runs calls[0..n) pipelined; replies[i] gets each reply (the caller frees them; NULL where none
  * was read). Returns 0, or -1 when Redis is unreachable (replies read so far are kept). */
 int jg_scripts_pipelined(jg_redis_t *r, jg_script_call_t *calls, size_t n, redisReply **replies);

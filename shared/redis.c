@@ -190,20 +190,63 @@ static redisReply *cluster_vcmd(jg_redis_t *r, const char *fmt, va_list ap)
     return reply;
 }
 
+/* The wire form of a command ("*<argc>\r\n" and "$<len>\r\n<arg>\r\n" each) in one
+ * allocation, without printf: hiredis' redisAppendCommandArgv formats each length with its own
+ * printf (sdscatfmt), a fifth of jobgate-submit's instructions for a submit's 29 arguments.
+ * Returns its length; *out is the caller's to free(). */
+static size_t format_argv(char **out, int argc, const char **argv, const size_t *lens)
+{
+    size_t total = 1 + 20 + 2;
+    for (int i = 0; i < argc; i++)
+        total += 1 + 20 + 2 + lens[i] + 2;
+    char *cmd = malloc(total), *p = cmd, num[24];
+    if (cmd == NULL)
+        abort();   /* as hiredis: no memory for a command is not survivable */
+    size_t n = jg_fmt_int(argc, num);
+    *p++ = '*';
+    memcpy(p, num, n);
+    p += n;
+    *p++ = '\r', *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        n = jg_fmt_int((long long)lens[i], num);
+        *p++ = '$';
+        memcpy(p, num, n);
+        p += n;
+        *p++ = '\r', *p++ = '\n';
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r', *p++ = '\n';
+    }
+    *out = cmd;
+    return (size_t)(p - cmd);
+}
+
+/* One command on the one connection (not a cluster): appended in its wire form, then its reply
+ * read. NULL when the connection failed (the caller's checked() drops it). */
+static void *command_argv(redisContext *c, int argc, const char **argv, const size_t *lens)
+{
+    char *cmd;
+    size_t len = format_argv(&cmd, argc, argv, lens);
+    void *reply = NULL;
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
+        redisGetReply(c, &reply) != REDIS_OK)
+        reply = NULL;
+    free(cmd);
+    return reply;
+}
+
 /* append 0: the reply of the call; append 1: 0 or -1 as jg_redis_append_argv. */
 static void *cluster_argv(jg_redis_t *r, int append, int *rc, int argc, const char **argv,
                           const size_t *lens)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0)
-        abort();
+    char *cmd;
+    size_t len = format_argv(&cmd, argc, argv, lens);
     void *reply = NULL;
     if (append)
-        *rc = jg_cluster_append(r, cmd, (size_t)len);
+        *rc = jg_cluster_append(r, cmd, len);
     else
-        reply = jg_cluster_call(r, cmd, (size_t)len);
-    redisFreeCommand(cmd);
+        reply = jg_cluster_call(r, cmd, len);
+    free(cmd);
     return reply;
 }
 
@@ -224,7 +267,7 @@ redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const s
         return NULL;
     if (r->cluster)
         return cluster_argv(r, 0, NULL, argc, argv, lens);
-    return checked(r, redisCommandArgv(r->ctx, argc, argv, lens));
+    return checked(r, command_argv(r->ctx, argc, argv, lens));
 }
 
 /* Did the last call fail because the server had closed the connection (EOF, reset), as opposed
@@ -243,12 +286,12 @@ redisReply *jg_redis_read(jg_redis_t *r, int argc, const char **argv, const size
     if (r->cluster)
         return cluster_argv(r, 0, NULL, argc, argv, lens);
     errno = 0;
-    void *reply = redisCommandArgv(r->ctx, argc, argv, lens);
+    void *reply = command_argv(r->ctx, argc, argv, lens);
     if (reply == NULL && reused && closed_error(r->ctx, errno)) {
         jg_redis_drop(r, "closed by the server");
         if (reconnect(r))
             return NULL;
-        reply = redisCommandArgv(r->ctx, argc, argv, lens);
+        reply = command_argv(r->ctx, argc, argv, lens);
     }
     return checked(r, reply);
 }
@@ -283,7 +326,11 @@ int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_
         cluster_argv(r, 1, &rc, argc, argv, lens);
         return rc;
     }
-    return redisAppendCommandArgv(r->ctx, argc, argv, lens) == REDIS_OK ? 0 : -1;
+    char *cmd;
+    size_t len = format_argv(&cmd, argc, argv, lens);
+    int rc = redisAppendFormattedCommand(r->ctx, cmd, len);
+    free(cmd);
+    return rc == REDIS_OK ? 0 : -1;
 }
 
 redisReply *jg_redis_get_reply(jg_redis_t *r)

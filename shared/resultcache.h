@@ -11,5 +11,9 @@
 /* Counts one lookup of the cache, a hit or a miss (HINCRBY, one round trip). The caller's answer
  * does not depend on it: a failure is logged, not returned. */
 void jg_cache_count(jg_redis_t *redis, const jg_config_t *cfg, int hit);
+/* The same in a pipeline: jg_cache_count_append() appends the HINCRBY (0, or -1 when
+ * disconnected); jg_cache_count_reply() takes its reply (NULL: none), logs a failure, frees it. */
+int jg_cache_count_append(jg_redis_t *redis, const jg_config_t *cfg, int hit);
+void jg_cache_count_reply(redisReply *rep);
 
 #endif

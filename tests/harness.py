@@ -604,6 +604,19 @@ def fcgi_read_response(s, what="fastcgi"):
         buf += chunk
 
 
+def accepts(path):
+    """True once a unix socket accepts connections. Its file alone is not enough: spawn-fcgi
+    binds (the file appears) before it listens, and a connect in between is refused."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def fcgi_connect(address, timeout=30):
     """A connection to a FastCGI socket: a unix socket path, or (host, port)."""
     if isinstance(address, str):
@@ -824,7 +837,7 @@ class Stack:
                     f.write("# harness: port %d was taken, retrying on another\n" % self.port)
         for p in self.programs:
             for n in range(self.instances.get(p, 1)):
-                wait_until(lambda p=p, n=n: os.path.exists(self.sock(p, n)), 10, "socket of " + p)
+                wait_until(lambda p=p, n=n: accepts(self.sock(p, n)), 10, "socket of " + p)
         time.sleep(0.05)
         self.check_alive(raise_=True)
 

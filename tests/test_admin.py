@@ -235,7 +235,7 @@ def test_stats_and_metrics_agree_with_a_known_sequence_of_jobs_and_across_admin_
     with harness.Stack(programs=("submit", "status", "cache", "admin"), name="admstats") as s:
         q = unique_queue()
         s.start_program("admin", n=1)
-        harness.wait_until(lambda: os.path.exists(s.sock("admin", 1)), 10, "second admin socket")
+        harness.wait_until(lambda: harness.accepts(s.sock("admin", 1)), 10, "second admin socket")
         w = s.start_worker(queues=[q], concurrency=2)
         _known_sequence(s, q)
         st = get_json(s, "/stats")

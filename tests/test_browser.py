@@ -323,7 +323,7 @@ def test_follow_resumes_without_gaps_or_duplicates_when_jobgate_logs_is_restarte
         at_restart = b.js("return window.__ev.filter((e) => e.type === 'log').length")
         time.sleep(2.5)
         s.start_program("logs")
-        wait_until(lambda: os.path.exists(s.sock("logs")), 10, "jobgate-logs socket again")
+        wait_until(lambda: harness.accepts(s.sock("logs")), 10, "jobgate-logs socket again")
         wait_js(b, "return window.__end !== null", 40, "follow() to end")
         ev = b.js("return window.__ev")
         eq(b.js("return window.__end"), "done", "follow()'s final status")

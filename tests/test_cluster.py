@@ -172,7 +172,8 @@ def test_a_script_over_keys_split_by_a_migration_is_503_then_works_once_it_ends(
         src.call("MIGRATE", "127.0.0.1", dst.port, log_key, 0, 5000)
         src.call("CONFIG", "RESETSTAT")
         # cancel.lua's KEYS (the job hash, its log) are now on two nodes: Redis answers TRYAGAIN
-        # until the migration ends; the client sees 503 unavailable, not an internal error
+        # until the migration ends; the program waits through it for 5 s (docs/redis.md,
+        # "Resharding"), then the client sees 503 unavailable, not an internal error
         r = s.request("POST", cancel)
         eq(r.status, 503, "cancel while the job's keys are split: %r" % r)
         eq(r.header("Retry-After"), "1", "Retry-After")

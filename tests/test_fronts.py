@@ -147,7 +147,7 @@ def test_a_program_back_after_being_down_is_served_at_once():
         expect_error(r, 503, "unavailable")
         eq(r.headers.get("Retry-After"), "1", "Retry-After while jobgate-status is down")
         s.start_program("status")
-        harness.wait_until(lambda: os.path.exists(s.sock("status")), 10, "socket of status")
+        harness.wait_until(lambda: harness.accepts(s.sock("status")), 10, "socket of status")
         # no grace period in the front (Apache's mod_proxy would otherwise refuse a worker in
         # error for 60 s): the first request once the program listens is served
         r = s.request("GET", "/jobs/" + jid)

@@ -4,6 +4,7 @@ pages, through the shipped nginx config, with real workers writing the lines."""
 import http.client
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -174,6 +175,58 @@ def test_sse_opened_before_the_job_runs_sees_lines_live():
           times)
     check(any(st["progress"] == 50 for st in statuses), "progress changes are status events",
           statuses)
+
+
+def test_a_live_stream_whose_reader_pauses_still_gets_every_line_in_order():
+    # Streams caught up before the job prints get each line as it comes; one whose client
+    # stops reading for a while (a small receive buffer, so the bytes back up through the front
+    # into jobgate-logs' socket) must get the rest of a line the socket took only in part, then
+    # every later one, in order, as the readers that kept up do.
+    s = stack()
+    q = unique_queue("pause")
+    script = os.path.join(s.dir, "long_lines.py")
+    with open(script, "w") as f:
+        f.write('import sys\nfor i in range(400):\n    sys.stdout.write("%d %s\\n" % (i, "x" * 12000))\n')
+    job = submit(s, {"type": "longlines", "queue": q})
+    u = urllib.parse.urlsplit(s.base)
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.settimeout(60)
+    slow.connect((u.hostname, u.port))
+    slow.sendall(("GET %s/jobs/%s/logs HTTP/1.0\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n"
+                  % (u.path, job)).encode())
+    head = b""
+    while b"event: status" not in head:   # parked, caught up: the job has not run yet
+        chunk = slow.recv(4096)
+        check(chunk, "the paused stream's start", head)
+        head += chunk
+    result = {}
+    keeper = threading.Thread(target=lambda: result.update(
+        logs=read_stream(s, "/jobs/%s/logs" % job, timeout=120)[0]))
+    keeper.start()
+    time.sleep(0.5)
+    s.start_worker(queues=[q], types={"longlines": "exec python3 " + script})
+    time.sleep(3)   # the job prints 4.8 MB meanwhile; this reader takes nothing
+    rest = [head]
+    while True:
+        chunk = slow.recv(65536)
+        if not chunk:
+            break
+        rest.append(chunk)
+    slow.close()
+    keeper.join(120)
+    want = ["%d %s" % (i, "x" * 12000) for i in range(400)]
+    body = b"".join(rest).decode()
+    got = [json.loads(line[6:])["line"] for line in body.split("\n")
+           if line.startswith("data: ") and '"stream":"stdout"' in line]
+    eq(len(got), len(want), "lines the paused reader got")
+    check(got == want, "the paused reader's lines, whole and in order",
+          [g[:20] for g, w in zip(got, want) if g != w][:3])
+    check("event: end" in body, "the paused reader's stream ends", body[-200:])
+    kept = [e["line"] for _, e in result.get("logs", []) if e["stream"] == "stdout"]
+    check(kept == want, "the reader that kept up got every line in order",
+          "%d lines, first differing: %r" % (len(kept), next(
+              (k[:20] for k, w in zip(kept, want) if k != w), None)))
 
 
 def test_several_viewers_of_one_job_each_see_everything():
@@ -456,7 +509,7 @@ def test_out_of_descriptors_it_parks_fewer_streams_and_keeps_answering():
              harness.binary("logs"), sock], env=s.program_env(), stdout=log, stderr=log)
     streams = []
     try:
-        harness.wait_until(lambda: os.path.exists(sock), 10, "the low-fd logs program listens")
+        harness.wait_until(lambda: harness.accepts(sock), 10, "the low-fd logs program listens")
         for _ in range(100):
             try:
                 streams.append(_open_fcgi_stream(sock, "/api/jobs/%s/logs" % job))

@@ -480,7 +480,7 @@ def test_socket_unix_path_mode_serves_fastcgi():
                                        "--grace", "2"],
                         s.program_env(), os.path.join(s.dir, "submit-own.log"))
     s.procs.setdefault("submit-own", []).append(proc)
-    harness.wait_until(lambda: os.path.exists(path), 10, "the program's own socket")
+    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
     body = b'{"type":"echo"}'
     r = harness.fcgi_request(path, harness.fcgi_params("POST", "/api/jobs", body,
                                                        {"Content-Type": "application/json"}),
@@ -606,7 +606,7 @@ def test_redis_restart_during_a_long_poll_does_not_lose_the_waiter():
 def test_two_status_instances_give_the_same_answers():
     s = stack()
     s.start_program("status", n=1)
-    harness.wait_until(lambda: os.path.exists(s.sock("status", 1)), 10, "second status socket")
+    harness.wait_until(lambda: harness.accepts(s.sock("status", 1)), 10, "second status socket")
     job = s.submit(type="echo", payload={"k": "v"}, priority=3)
     a = s.request("GET", "/jobs/" + job["id"])
     b = s.fcgi("status", "GET", "/api/jobs/" + job["id"], n=1)
@@ -635,7 +635,7 @@ def test_two_status_instances_give_the_same_answers():
 def test_two_submit_instances_share_one_state():
     s = stack()
     s.start_program("submit", n=1)
-    harness.wait_until(lambda: os.path.exists(s.sock("submit", 1)), 10, "second submit socket")
+    harness.wait_until(lambda: harness.accepts(s.sock("submit", 1)), 10, "second submit socket")
     body = b'{"type":"echo"}'
     r = s.fcgi("submit", "POST", "/api/jobs", body=body, n=1,
                headers={"Content-Type": "application/json"})
@@ -683,7 +683,7 @@ def test_mount_prefix_moves_the_routes():
     s.start_program("submit", n=2, env={"JOBGATE_PREFIX": "/jg/v1"})
     s.start_program("status", n=2, env={"JOBGATE_PREFIX": "/jg/v1"})
     for p in ("submit", "status"):
-        harness.wait_until(lambda p=p: os.path.exists(s.sock(p, 2)), 10, "socket")
+        harness.wait_until(lambda p=p: harness.accepts(s.sock(p, 2)), 10, "socket")
     body = b'{"type":"echo"}'
     r = s.fcgi("submit", "POST", "/jg/v1/jobs", body=body, n=2,
                headers={"Content-Type": "application/json"})
@@ -860,7 +860,7 @@ def test_a_peer_that_sends_half_a_record_is_closed_after_read_timeout_and_holds_
     path = os.path.join(s.dir, "halfrec.sock")
     proc = _own_program(s, "status", ["--socket", path, "--threads", "2", "--grace", "2",
                                       "--read-timeout", "2"])
-    harness.wait_until(lambda: os.path.exists(path), 10, "the program's own socket")
+    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
     begin = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + job["id"]))
     stuck = []
     for _ in range(2):   # as many as the program has threads: each sends 4 bytes of a header

@@ -171,14 +171,19 @@ def test_retry_waits_in_queued_with_run_at():
     j = harness.wait_until(lambda: (lambda x: x if x["attempts"] == 1 and x["status"] == "queued"
                                     else None)(s.job(job["id"])), 10, "the job queued for retry")
     check(j["run_at"] is not None, "expected run_at while waiting for the retry", j)
-    # from the end of the attempt (its "retry in" entry), not its start: how long the attempt
-    # itself ran is no part of the retry delay
-    r = s.request("GET", "/jobs/%s/logs?limit=1000" % job["id"])
-    ended = [e for e in r.json()["entries"] if e["stream"] == "system" and "retry in" in e["line"]]
-    check(len(ended) == 1, "expected one system entry saying when the job is retried", r.json())
-    delay = _ms(j["run_at"]) - _ms(ended[0]["ts"])
-    check(2.4 - 0.002 <= delay <= 3.6 + 0.002,
-          "expected run_at 3 s (+-20 %) after the attempt ended", delay)
+    # the delay counts from the attempt's end (when complete.lua ran), not from its start: the
+    # log entry that says so carries that time
+    ended = [(int(d["ts"]), d["line"]) for d in
+             (dict(zip(f[::2], f[1::2])) for _i, f in
+              s.redis("XRANGE", "jobgate:{%s}:log:%s" % (job["id"][:8], job["id"]), "-", "+"))
+             if d["line"].startswith("attempt 1 failed: ")]
+    eq(len(ended), 1, "log entries 'attempt 1 failed: ...'")
+    ts, line = ended[0]
+    said = float(line.rsplit("; retry in ", 1)[1].split()[0])
+    check(2.4 <= said <= 3.6, "expected a retry in about 3 s (+-20 %)", line)
+    delay = _ms(j["run_at"]) - ts / 1000.0
+    check(abs(delay - said) <= 0.06, "expected run_at %.1f s after the attempt ended" % said,
+          delay)
     check(j["error"].startswith("exit status 1: "), "expected the attempt's error", j["error"])
     done = s.wait_status(job["id"], "done", timeout=15)
     check(_ms(done["started_at"]) >= _ms(j["run_at"]) - 0.01,
@@ -671,7 +676,8 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     eq((next_run_at, taken, len(rep)), (-1, 0, 4), "next_run_at, taken_back, jobs claimed + 3")
     check(isinstance(now, int) and abs(now - redis_now) < 5000, "now: Redis' clock, an integer",
           now)
-    jid, jtype, attempt, fence, timeout_ms, lease_until, payload = rep[3]
+    jid, jtype, attempt, fence, timeout_ms, lease_until, payload, ckey, cttl = rep[3]
+    eq((ckey, cttl), ("", 0), "cache_key, cache_ttl of a job without the result cache")
     check(isinstance(payload, str), "payload is a string", payload)
     eq((jid, jtype, json.loads(payload)), (job["id"], "mine", {"x": 1}), "id, type, payload")
     eq((attempt, timeout_ms, lease_until - now), (1, 2500, lease_ms),
@@ -679,6 +685,13 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     check(isinstance(fence, int), "fence is an integer", fence)
     eq(s.job(job["id"])["status"], "running", "status after the claim")
     eq(s.redis("TYPE", P + "log:" + jid), "stream", "sanity: the log exists")
+    cached = s.submit(type="mine", queue=q2, payload={"x": 2}, cache=True, cache_ttl=77)
+    rep = s.redis("EVALSHA", shas["claim"], 4, P + "q:%s:delayed" % q2, P + "q:%s:running" % q2,
+                  P + "q:%s:counts" % q2, P + "q:%s:ready:mine" % q2,
+                  P, q2, "proto-" + q2, 5, lease_ms, 1000, 1000, 86400, 10000, P + "events",
+                  P + "wake:" + q2)
+    eq((rep[3][0], rep[3][7], rep[3][8]), (cached["id"], cached["cache_key"], 77),
+       "id, cache_key, cache_ttl of a job submitted with cache true")
 
     keys = [P + "job:" + jid, P + "log:" + jid]
     too_many = []

@@ -7,6 +7,7 @@
  * answered its completion, so while Redis is unreachable children keep running, their lines
  * queue up, and outcomes are reported when it is back. */
 #include "workloop.h"
+#include "cluster.h"
 #include "events.h"
 #include "keeper.h"
 #include "keys.h"
@@ -67,20 +68,14 @@ typedef struct slot {
     jg_buf_t last_err;         /* last stderr line, for "exit status N: ..." */
     const char *outcome;       /* ENDED: "done", "failed", "cancelled", "requeue" */
     jg_buf_t text;             /* ENDED: result JSON or error text */
+    char cache_key[JG_KEY_MAX];   /* P:cache:<key> when the job asked for the result cache */
+    long cache_ttl;            /* its seconds; 0 = no cache */
+    int  cache_stored;         /* the done result was stored there (before the completion) */
     /* last, the large members (41 KiB): slot_free does not clear their buffers */
     jg_child_t child;
     jg_lines_t out, err;
     jg_jobdir_t jobdir;        /* the slot's directory, kept from job to job (slot_free keeps it) */
 } slot_t;
-
-/* A done result to store in the result cache after the pipeline (P:cache:<key>, another slot
- * than the job's keys, so not from complete.lua). */
-typedef struct cache_store {
-    char key[JG_KEY_MAX];
-    char *value;
-    size_t len;
-    long ttl;
-} cache_store_t;
 
 typedef struct worker {
     const jg_config_t *cfg;
@@ -103,8 +98,6 @@ typedef struct worker {
     int64_t stop_deadline, give_up_at;
     int64_t started_ms;
     char host[256];
-    cache_store_t *stores;     /* filled while replies are read, sent right after */
-    int nstores, capstores;
 } worker_t;
 
 /* ---- slots ------------------------------------------------------------------------------- */
@@ -309,6 +302,13 @@ static void start_job(worker_t *w, const redisReply *job, int qi, int64_t sent_a
     if (s->timeout_ms <= 0)
         s->timeout_ms = 300000;
     const redisReply *payload = job->elements > 6 ? job->element[6] : NULL;
+    /* a job with the result cache: its key and ttl (claim.lua's 8th and 9th; "" and 0 if not) */
+    const char *hex = jg_reply_str(job, 7, tmp, sizeof tmp);
+    long long ttl = jg_reply_int(job, 8);
+    if (jg_valid_hex64(hex) && ttl > 0) {
+        jg_key_cache(w->cfg, hex, s->cache_key);
+        s->cache_ttl = (long)ttl;
+    }
     jg_lines_init(&s->out);
     jg_lines_init(&s->err);
     s->state = SLOT_RUNNING;
@@ -505,57 +505,40 @@ static void refused(worker_t *w, slot_t *s, const char *what, const char *why)
     s->progress = -1;
 }
 
-/* complete.lua answered {1, "done", cache_key, cache_ttl}: the job asked for the result cache. */
-static void keep_for_cache(worker_t *w, const slot_t *s, const redisReply *rep)
-{
-    char tmp[80];
-    const char *hex = jg_reply_str(rep, 2, tmp, sizeof tmp);
-    long long ttl = jg_reply_int(rep, 3);
-    if (!jg_valid_hex64(hex) || ttl <= 0)
-        return;
-    if (w->nstores == w->capstores) {
-        w->capstores = w->capstores ? w->capstores * 2 : 8;
-        w->stores = realloc(w->stores, (size_t)w->capstores * sizeof *w->stores);
-        if (w->stores == NULL)
-            abort();
-    }
-    cache_store_t *c = &w->stores[w->nstores++];
-    jg_key_cache(w->cfg, hex, c->key);
-    c->len = s->text.len;
-    c->value = malloc(c->len + 1);
-    if (c->value == NULL)
-        abort();
-    memcpy(c->value, s->text.data ? s->text.data : "", c->len);
-    c->ttl = (long)ttl;
-}
-
-/* Sends the results kept for the cache (one round trip for all). Best effort: a result that
- * cannot be stored only means a later job runs again. */
-static void store_results(worker_t *w)
+/* Stores the results of jobs that ended done and asked for the result cache (one round trip for
+ * all), before their completions are sent: whoever sees such a job done finds its entry.
+ * Best effort: a result that cannot be stored only means a later job runs again. Returns
+ * JG_ERR if the connection was lost (the completions wait for the next turn). */
+static int store_results(worker_t *w)
 {
     int sent = 0;
-    for (int i = 0; i < w->nstores; i++) {
-        cache_store_t *c = &w->stores[i];
+    for (int i = 0; i < w->nslots; i++) {
+        slot_t *s = &w->slots[i];
+        if (s->state != SLOT_ENDED || s->cache_ttl <= 0 || s->cache_stored ||
+            strcmp(s->outcome, "done") != 0)
+            continue;
         char ttl[32];
-        snprintf(ttl, sizeof ttl, "%ld", c->ttl);
-        const char *argv[] = {"SET", c->key, c->value, "EX", ttl};
-        size_t lens[] = {3, strlen(c->key), c->len, 2, strlen(ttl)};
-        if (jg_redis_append_argv(&w->cmd, 5, argv, lens) == 0)
-            sent++;
+        snprintf(ttl, sizeof ttl, "%ld", s->cache_ttl);
+        const char *argv[] = {"SET", s->cache_key, s->text.data ? s->text.data : "", "EX", ttl};
+        size_t lens[] = {3, strlen(s->cache_key), s->text.len, 2, strlen(ttl)};
+        if (jg_redis_append_argv(&w->cmd, 5, argv, lens) != 0)
+            break;
+        s->cache_stored = 1;
+        sent++;
     }
     for (int i = 0; i < sent; i++) {
         redisReply *rep = jg_redis_get_reply(&w->cmd);
-        if (rep == NULL)
-            break;
+        if (rep == NULL) {
+            jg_log_warn("results not stored in the cache (Redis unreachable)", NULL);
+            for (int k = 0; k < w->nslots; k++)
+                w->slots[k].cache_stored = 0;   /* stored again next turn */
+            return JG_ERR;
+        }
         if (rep->type == REDIS_REPLY_ERROR)
             jg_log_warn("cannot store a result in the cache", "error", rep->str, NULL);
         freeReplyObject(rep);
     }
-    if (sent < w->nstores)
-        jg_log_warn("results not stored in the cache (Redis unreachable)", NULL);
-    for (int i = 0; i < w->nstores; i++)
-        free(w->stores[i].value);
-    w->nstores = 0;
+    return JG_OK;
 }
 
 /* Handles one reply; returns the number of jobs a claim gave (else 0). */
@@ -566,6 +549,8 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
     int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && jg_reply_int(rep, 0) == 1;
     if (jg_proto_noscript(&w->proto, rep))
         return 0;   /* not run: sent again next turn */
+    if (jg_cluster_is_tryagain(rep))
+        return 0;   /* its slot is being migrated and nothing ran: the same, lines and outcome kept */
     if (rep->type == REDIS_REPLY_ERROR && it->kind != ITEM_PLAIN)
         jg_log_error("redis script error", "error", rep->str, "job", s ? s->id : "", NULL);
 
@@ -595,8 +580,6 @@ static int handle_reply(worker_t *w, const item_t *it, redisReply *rep, size_t *
         if (ok) {
             jg_log_info("job finished", "job", s->id, "outcome", s->outcome, "status",
                         jg_reply_str(rep, 1, tmp, sizeof tmp), NULL);
-            if (rep->elements >= 4 && strcmp(jg_reply_str(rep, 1, tmp, sizeof tmp), "done") == 0)
-                keep_for_cache(w, s, rep);
         } else if (rep->type == REDIS_REPLY_ARRAY)
             jg_log_warn("completion refused: the attempt is no longer ours", "job", s->id,
                         "outcome", s->outcome, "why", jg_reply_str(rep, 1, tmp, sizeof tmp),
@@ -668,6 +651,8 @@ static void flush(worker_t *w)
         return;
     if (jg_proto_ready(&w->proto))
         return;
+    if (store_results(w) != JG_OK)
+        return;
     pipeline_t p = {NULL, 0, 0};
     int freeing = 0, claim_q = -1, asked = 0;
     for (int i = 0; i < w->nslots; i++) {
@@ -730,8 +715,6 @@ send:;
             logq_consume(&w->slots[k], consumed[k], lines[k]);
     if (i < p.n)
         w->claim_needed = 1;   /* lost mid-way: claims we did not hear back from are redone */
-    if (w->nstores)
-        store_results(w);
     free(consumed);
     free(lines);
     free(p.items);
@@ -968,7 +951,8 @@ static int poll_timeout(worker_t *w)
 {
     int64_t now = jg_monotonic_ms(), next = w->tick_at;
     /* what needs Redis waits, while it is away, until the backoff allows a new connection */
-    int64_t redis_at = w->cmd.ctx ? now : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
+    int64_t redis_at = w->cmd.ctx && w->cmd.retry_at <= now ? now   /* (a cluster node's) */
+                       : w->cmd.retry_at > now ? w->cmd.retry_at : now + 50;
 #define EARLIER(t) do { if ((t) > 0 && (t) < next) next = (t); } while (0)
 #define EARLIER_REDIS(t) do { if ((t) > 0) EARLIER((t) < redis_at ? redis_at : (t)); } while (0)
     EARLIER_REDIS(w->heartbeat_at);
@@ -1164,7 +1148,6 @@ out:
     if (w.sigfd >= 0)
         close(w.sigfd);
     free(w.slots);
-    free(w.stores);
     free(fds);
     free(fd_slot);
     jg_log_info("worker stopped", "worker", opts->id, NULL);

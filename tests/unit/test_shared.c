@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- keys.c: names ---- */
 
@@ -69,6 +71,46 @@ UNIT_TEST(keys_queue_tag_is_first_8_hex_of_sha256)
     EXPECT_STR_EQ("cedbe818", tag);
     jg_queue_tag("", tag);
     EXPECT_STR_EQ("e3b0c442", tag);
+}
+
+UNIT_TEST(keys_queue_tag_of_alternating_queues_is_each_ones_own)
+{
+    /* each thread keeps the last queue's tag: switching back and forth must not mix them */
+    char tag[JG_TAG_LEN + 1];
+    for (int i = 0; i < 3; i++) {
+        jg_queue_tag("default", tag);
+        EXPECT_STR_EQ("37a8eec1", tag);
+        jg_queue_tag("emails", tag);
+        EXPECT_STR_EQ("cedbe818", tag);
+        jg_queue_tag("emails", tag);
+        EXPECT_STR_EQ("cedbe818", tag);
+    }
+}
+
+UNIT_TEST(keys_new_job_id_of_a_forked_child_is_not_its_parents_next)
+{
+    /* ids take random bytes from a per-thread pool: a child must not reuse what the parent has */
+    char first[JG_ID_LEN + 1], mine[JG_ID_LEN + 1], child[JG_ID_LEN + 1] = "";
+    ASSERT_INT_EQ(0, jg_new_job_id("default", first));   /* the pool holds more now */
+    int fds[2];
+    ASSERT_INT_EQ(0, pipe(fds));
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        char id[JG_ID_LEN + 1] = "";
+        jg_new_job_id("default", id);
+        ssize_t w = write(fds[1], id, JG_ID_LEN);
+        _exit(w == JG_ID_LEN ? 0 : 1);
+    }
+    close(fds[1]);
+    ssize_t n = read(fds[0], child, JG_ID_LEN);
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
+    ASSERT_INT_EQ(JG_ID_LEN, n);
+    child[JG_ID_LEN] = '\0';
+    ASSERT_INT_EQ(0, jg_new_job_id("default", mine));
+    if (!EXPECT_TRUE(strcmp(mine, child) != 0))
+        FAIL("parent and child both minted %s", mine);
 }
 
 UNIT_TEST(keys_valid_job_id_form)
