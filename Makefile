@@ -80,8 +80,10 @@ deps:
 run: deps all
 	@sh deploy/run-stack.sh
 
+# `make test FILTER="cluster:status worker"`: only the tests whose names hold one of those
+# (tests/run.py); JOBGATE_TEST_JOBS=N: N parallel shards (4)
 test: deps all
-	@JOBGATE_BUILD=$(BUILD) $(PYTHON) tests/run.py
+	@JOBGATE_BUILD=$(BUILD) $(PYTHON) tests/run.py $(FILTER)
 
 unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests

@@ -262,9 +262,10 @@ def key_slot(key):
 
 class ClusterClient:
     """What a test's direct Redis calls need on a cluster (Stack.redis when the harness runs on a
-    cluster): a command with a key goes to its slot's master (MOVED followed), KEYS and DBSIZE
-    gather every master's answer, FLUSHALL and SCRIPT LOAD/FLUSH go to every master, anything
-    else to one master."""
+    cluster): a command with a key goes to its slot's master (MOVED followed); KEYS, DBSIZE and
+    PUBSUB CHANNELS/SHARDCHANNELS gather every master's answer; FLUSHALL, CLIENT (PAUSE, KILL:
+    the whole of Redis, as on one server) and SCRIPT LOAD/FLUSH go to every master; anything else
+    to one master."""
 
     def __init__(self, cluster):
         self.cluster = cluster
@@ -298,7 +299,7 @@ class ClusterClient:
         if name in ("EVALSHA", "EVAL"):
             return args[3] if len(args) > 3 and int(args[2]) > 0 else None
         if name in ("PING", "TIME", "INFO", "PUBLISH", "SCRIPT", "CONFIG", "ROLE", "CLUSTER",
-                    "SUBSCRIBE", "ECHO") or len(args) < 2:
+                    "SUBSCRIBE", "ECHO", "PUBSUB") or len(args) < 2:
             return None
         return args[1]
 
@@ -315,11 +316,12 @@ class ClusterClient:
     def _call(self, args, raw):
         name = str(args[0]).upper()
         masters = self._masters()
-        if name == "KEYS":
+        if name == "KEYS" or (name == "PUBSUB" and len(args) > 1 and
+                              str(args[1]).upper() in ("CHANNELS", "SHARDCHANNELS")):
             return [k for m in masters for k in m.client.call(*args, raw=raw)]
         if name == "DBSIZE":
             return sum(int(m.client.call(*args)) for m in masters)
-        if name in ("FLUSHALL", "FLUSHDB") or \
+        if name in ("FLUSHALL", "FLUSHDB", "CLIENT") or \
                 (name == "SCRIPT" and str(args[1]).upper() in ("LOAD", "FLUSH")):
             return [m.client.call(*args, raw=raw) for m in masters][0]
         key = self._key(args)

@@ -49,8 +49,11 @@ DEFAULT_PROGRAMS = ("submit", "status", "logs", "cache", "admin")
 PREFIX = "/api"
 FRONTS = ("nginx", "apache")
 FRONT = os.environ.get("JOBGATE_FRONT", "nginx")
-# The Redis the stacks run on: "single" (one redis-server, the default) or "cluster"
-# (JOBGATE_REDIS=cluster: a 3+3 Redis Cluster per stack, tests/cluster.py).
+# The Redis the stacks run on, as FRONT is the front end: "single" (one redis-server per stack,
+# the default) or "cluster" (a 3+3 Redis Cluster, tests/cluster.py, started once per test process
+# and shared by its stacks, flushed before each test: see before_test()). JOBGATE_REDIS sets it;
+# run.py sets it per pass with set_redis().
+REDIS_KINDS = ("single", "cluster")
 REDIS_KIND = os.environ.get("JOBGATE_REDIS", "single")
 
 # Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).
@@ -253,6 +256,9 @@ def kill_everything():
     for s in list(_STACKS):
         with contextlib.suppress(Exception):
             s.stop(check=False, quick=True)
+    if _cluster is not None:
+        with contextlib.suppress(Exception):
+            _cluster.stop()
     for p in list(_PROCS):
         p.kill_group()
     with contextlib.suppress(Exception):
@@ -681,6 +687,8 @@ class Stack:
     netns: run every process of the stack (programs, front, workers) in that network namespace
     (tests/netns.py), and make the test's own connections to the front there too. cluster: a
     tests/cluster.py Cluster the stack runs on, owned (stopped) by the caller, not by the stack.
+    redis_kind: "single" (a redis-server of the stack's own) or "cluster" (the process's shared
+    cluster, shared_cluster()); default REDIS_KIND.
     """
 
     redis_args = ()   # more redis-server flags, for a subclass (tests/test_cluster_keys.py)
@@ -690,8 +698,17 @@ class Stack:
                  nginx_extra="", nginx_http_extra="", redis_db=0, nginx_workers=1,
                  nginx_worker_connections=4096, start=True, instances=None, front=None,
                  apache_workers=256, apache_extra="", www=(), api_at=(), netns=None,
-                 cluster=None):
+                 cluster=None, redis_kind=None):
         self.name = name
+        self.redis_kind = "cluster" if cluster else (redis_kind or REDIS_KIND)
+        if self.redis_kind not in REDIS_KINDS:
+            raise HarnessError("unknown Redis kind %r (one of %s)"
+                               % (self.redis_kind, ", ".join(REDIS_KINDS)))
+        if self.redis_kind == "cluster" and (redis_password or redis_db):
+            # a cluster has db 0 only, and the test cluster no password: a test that needs
+            # either is a single-Redis test (@single_redis_only), not one that passes unseen
+            raise HarnessError("a stack on the cluster has no redis_password or redis_db "
+                               "(mark the test @harness.single_redis_only)")
         self.netns = netns
         self.given_cluster = cluster
         self.instances = dict(instances or {})
@@ -733,8 +750,9 @@ class Stack:
         self.broken = False      # a process died unexpectedly: the shared stack is replaced
         self.problems = []       # unexpected deaths, found while checking
         self._redis = None
-        self.cluster = None      # a tests/cluster.py Cluster when REDIS_KIND is "cluster"
+        self.cluster = None      # a tests/cluster.py Cluster when redis_kind is "cluster"
         _STACKS.append(self)
+        _touched.add(self)
         if start:
             try:
                 self.start()
@@ -761,6 +779,12 @@ class Stack:
         return "unix://%s?db=%d" % (self.redis_sock, self.redis_db)
 
     @property
+    def redis_address(self):
+        """Where the programs find Redis, as --check shows it: the unix socket's path, or the
+        cluster's first seed (host:port)."""
+        return self.cluster.nodes[0].addr if self.cluster else self.redis_sock
+
+    @property
     def base(self):
         return "http://127.0.0.1:%d%s" % (self.port, PREFIX)
 
@@ -779,10 +803,15 @@ class Stack:
         # free_port() races with every other process on the machine (other test runs): a port
         # taken between the probe and the bind gets a new one, a few times
         for attempt in range(4):
-            if REDIS_KIND == "cluster" or self.given_cluster:
-                import cluster as _cluster
-                self.cluster = self.given_cluster or _cluster.Cluster()
-                self._redis = _cluster.ClusterClient(self.cluster)
+            if self.redis_kind == "cluster":
+                import cluster as clustermod
+                self.cluster = self.given_cluster or shared_cluster()
+                self._redis = clustermod.ClusterClient(self.cluster)
+                if self.cluster is _cluster and not any(
+                        x is not self and x.cluster is self.cluster and not x.stopped
+                        for x in _touched):
+                    _stop_idle_shared(self)
+                    flush_cluster()      # a fresh Redis, as a stack of its own would get
                 break
             try:
                 self.start_redis()
@@ -838,7 +867,8 @@ class Stack:
     def stop_redis(self):
         """Stops Redis (the programs keep running). Its data is gone (no persistence)."""
         if self.cluster:
-            raise HarnessError("stop_redis: not on a cluster (JOBGATE_REDIS=cluster)")
+            raise HarnessError("stop_redis: not on a cluster (mark the test "
+                               "@harness.single_redis_only)")
         if self.redis_proc:
             self.redis_proc.stop(signal.SIGKILL, 5)
         if self._redis:
@@ -921,6 +951,7 @@ class Stack:
                      grace=None):
         """Starts a jobgate-worker for queues and types (None: every demo type; a list of demo
         type names; or a dict NAME -> COMMAND)."""
+        _touched.add(self)
         if types is None:
             types = DEMO_TYPES
         if not isinstance(types, dict):
@@ -990,11 +1021,13 @@ class Stack:
     # -- Redis
     def redis(self, *args, raw=False):
         """Runs one command on the stack's Redis; returns the reply (errors raise RedisError)."""
+        _touched.add(self)
         if self._redis is None:
             self._redis = Redis(unix=self.redis_sock, password=self.redis_password, db=self.redis_db)
         return self._redis.call(*args, raw=raw)
 
     def redis_pipeline(self, cmds, raw=False):
+        _touched.add(self)
         if self._redis is None:
             self._redis = Redis(unix=self.redis_sock, password=self.redis_password, db=self.redis_db)
         return self._redis.pipeline(cmds, raw=raw)
@@ -1019,11 +1052,15 @@ class Stack:
         keys = sorted(keys)
         return dict(zip(keys, self.redis_pipeline([("PTTL", k) for k in keys]))) if keys else {}
 
+    # a live worker's heartbeat (P:worker:<id> and the registry P:workers, every 5 s) is no
+    # change a request made: unchanged() leaves them out
+    HEARTBEAT_KEY = re.compile(r"^[^{}]*:(workers|worker:[^:]+)$")
+
     @contextlib.contextmanager
     def unchanged(self, what="the request"):
-        """Asserts that the block changed no key in Redis. A key that vanished because its TTL,
-        read before the block, ran out during it (another test's short-lived cache entry, say)
-        is not a change."""
+        """Asserts that the block changed no key in Redis but workers' heartbeats. A key that
+        vanished because its TTL, read before the block, ran out during it (another test's
+        short-lived cache entry, say) is not a change."""
         before = self.snapshot()
         ttls = self._ttls(before)
         started = time.monotonic()
@@ -1034,9 +1071,10 @@ class Stack:
             # -2: already gone when its TTL was read, just after the snapshot
             expired = {k for k in set(before) - set(after)
                        if ttls.get(k, -1) == -2 or 0 <= ttls.get(k, -1) <= elapsed_ms}
-            added = sorted(set(after) - set(before))
-            removed = sorted(set(before) - set(after) - expired)
-            changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+            beats = {k for k in set(before) | set(after) if self.HEARTBEAT_KEY.search(k)}
+            added = sorted(set(after) - set(before) - beats)
+            removed = sorted(set(before) - set(after) - expired - beats)
+            changed = sorted(k for k in set(before) & set(after) - beats if before[k] != after[k])
             if not (added or removed or changed):
                 return
             raise AssertionError("%s changed Redis: expected no change, got added=%r removed=%r "
@@ -1092,6 +1130,7 @@ class Stack:
                 prefix=True):
         """One HTTP/1.1 request through the front end; path is under the mount prefix ("/jobs/...")
         unless prefix=False. json= sends a JSON body with Content-Type: application/json."""
+        _touched.add(self)
         url = (PREFIX + path) if prefix else path
         h = dict(headers or {})
         if json is not None:
@@ -1211,8 +1250,6 @@ class Stack:
             self.redis_proc.stop(signal.SIGTERM, wait or 5)
         if self._redis:
             self._redis.close()
-        if self.cluster and self.cluster is not self.given_cluster:
-            self.cluster.stop()
         san = scan_sanitizer_reports(self._all_procs())
         problems += san
         if not _other_live_stacks(self):   # job scripts left in their own process groups
@@ -1346,8 +1383,9 @@ def stack():
     """The shared default stack (submit + status, unix-socket Redis, 4 threads), started on
     first use and stopped by run.py at the end. A test that breaks a stack makes its own."""
     global _shared
-    if _shared is not None and _shared.front != FRONT and not _shared.stopped:
-        _shared.stop(check=False)    # run.py switched fronts: the next pass gets its own
+    if _shared is not None and (_shared.front != FRONT or _shared.redis_kind != REDIS_KIND) \
+            and not _shared.stopped:
+        _shared.stop(check=False)    # run.py switched passes: the next pass gets its own
         _shared = None
     if _shared is not None and (_shared.stopped or _shared.broken or _shared.check_alive()):
         # a program died: the test that was running is failed by run.py (after_test), and the
@@ -1356,6 +1394,7 @@ def stack():
         _shared = None
     if _shared is None:
         _shared = Stack(name="shared")
+    _touched.add(_shared)
     return _shared
 
 
@@ -1364,6 +1403,17 @@ def front_independent(func):
     through the front end (FastCGI straight to a program, CGI, flags): run.py runs it once."""
     func.fronts = ("nginx",)
     return func
+
+
+def single_redis_only(reason):
+    """Marks a test that cannot run on a Redis Cluster (it stops or restarts the one Redis, say):
+    run.py runs it in the single-Redis passes only. reason says why, and which test covers the
+    same behaviour on the cluster."""
+    def mark(func):
+        func.redis_kinds = ("single",)
+        func.single_redis_reason = reason
+        return func
+    return mark
 
 
 def only_front(front):
@@ -1389,12 +1439,93 @@ def set_front(front):
     return problems
 
 
+def set_redis(kind):
+    """Makes kind ("single" or "cluster") the Redis new stacks (and the shared one) run on; run.py
+    calls it before each pass. Returns the problems found while stopping the shared stack of the
+    previous kind."""
+    global REDIS_KIND, _shared
+    if kind not in REDIS_KINDS:
+        raise HarnessError("unknown Redis kind %r (one of %s)" % (kind, ", ".join(REDIS_KINDS)))
+    problems = []
+    if _shared is not None and _shared.redis_kind != kind:
+        problems = _shared.stop(check=False)
+        _shared = None
+    REDIS_KIND = kind
+    return problems
+
+
+_cluster = None
+# the stacks a test used since it began (made, or sent a request or a Redis command): a stack
+# started on the shared cluster while none of them is live empties it first (before_test)
+_touched = set()
+
+
+_pending_problems = []   # found while stopping the idle shared stack; after_test() reports them
+
+
+def _stop_idle_shared(new):
+    """Stops the shared stack when it is on the shared cluster and the test has not used it:
+    a stack of the test's own then has the cluster to itself (its programs' subscriptions and
+    connections alone), as it would have a redis-server of its own."""
+    global _shared
+    if _shared is not None and _shared is not new and not _shared.stopped \
+            and _shared.cluster is _cluster and _shared not in _touched:
+        _pending_problems.extend(_shared.stop(check=False))
+        _shared = None
+
+
+def flush_cluster():
+    """Empties the shared cluster: FLUSHALL on every master."""
+    if _cluster is not None:
+        for n in _cluster.masters():
+            n.call("FLUSHALL")
+
+
+def shared_cluster():
+    """The test process's Redis Cluster (tests/cluster.py, 3 masters + 3 replicas), started on
+    first use; every stack of the "cluster" kind runs on it. Stopped by stop_all()."""
+    global _cluster
+    if _cluster is not None and len(_cluster.live()) < len(_cluster.nodes):
+        _cluster.stop()          # a node died (a test killed it): the next test gets a new one
+        _cluster = None
+    if _cluster is None:
+        import cluster
+        _cluster = cluster.Cluster()
+    return _cluster
+
+
+def before_test():
+    """Called by run.py before every test: empties the shared stack's Redis (FLUSHALL; on the
+    cluster kind, on every master of the shared cluster), so that each test starts on an empty
+    Redis as a stack of its own would give it, whatever the tests before it left (the shared
+    stack's programs keep their connections). On the cluster, a stack started later in the test
+    empties it again unless another stack of the test is still live on it; a cluster one of
+    whose nodes died is replaced (with the shared stack on it)."""
+    global _cluster, _shared
+    _touched.clear()
+    if _shared is not None and not _shared.stopped and not _shared.cluster \
+            and _shared.redis_proc is not None and _shared.redis_proc.alive():
+        _shared.redis("FLUSHALL")
+    if REDIS_KIND != "cluster" or _cluster is None:
+        return
+    if len(_cluster.live()) < len(_cluster.nodes):
+        if _shared is not None and _shared.cluster is _cluster:
+            _shared.stop(check=False)
+            _shared = None
+        _cluster.stop()
+        _cluster = None
+        return
+    flush_cluster()
+
+
 def after_test():
     """Called by run.py after every test: stops workers started on the shared stack, and
     returns problems found (unexpected deaths) so that the test counts as failed."""
+    pending = list(_pending_problems)
+    del _pending_problems[:]
     if _shared is None or _shared.stopped:
-        return []
-    problems = list(_shared.problems)
+        return pending
+    problems = pending + list(_shared.problems)
     _shared.problems = []
     problems += _shared.check_alive()
     _shared.problems = []
@@ -1411,14 +1542,29 @@ def after_test():
     return problems
 
 
+def after_module():
+    """Called by run.py after each module's tests in a pass: stops every stack but the shared one
+    (a module may keep stacks across its tests, never beyond them: on the shared cluster, a
+    worker left running would claim the next module's jobs). Returns the problems found."""
+    problems = []
+    for s in list(_STACKS):
+        if s is not _shared:
+            problems += ["stack %s: %s" % (s.name, p) for p in s.stop(check=False)]
+    return problems
+
+
 def stop_all():
     """Stops every stack still running; returns the problems found (sanitizer reports, processes
     that died or did not stop)."""
     global _shared
+    global _cluster
     problems = []
     for s in list(_STACKS):
         problems += ["stack %s: %s" % (s.name, p) for p in s.stop(check=False)]
     _shared = None
+    if _cluster is not None:
+        _cluster.stop()
+        _cluster = None
     return problems
 
 

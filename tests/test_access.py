@@ -209,7 +209,14 @@ def test_rate_limit_is_shared_by_two_submit_processes_and_lifts_after_retry_afte
         # reads and cancels are not counted
         eq(s.request("POST", "/jobs/%s/cancel" % answers[0].json()["id"]).status, 200,
            "a cancel while at the limit")
-        # Redis away: 503, never let through uncounted
+
+
+@harness.single_redis_only("stops the one Redis; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
+def test_a_rate_limited_submit_while_redis_is_away_is_503_never_let_through_uncounted():
+    with harness.Stack(env={"JOBGATE_RATE_LIMIT": "4/3"}, programs=("submit",),
+                       name="ratelimitdown") as s:
+        eq(post_json(s, "/jobs", {"type": "echo", "delay": 600}).status, 202, "a counted submit")
         s.stop_redis()
         r = post_json(s, "/jobs", {"type": "echo"})
         expect_error(r, 503, "unavailable")
@@ -319,6 +326,9 @@ def test_cors_preflight_needs_no_token_and_401_carries_cors_headers():
 
 # ---- Secrets ---------------------------------------------------------------------------------------
 
+@harness.single_redis_only("its Redis has a password; the test cluster has none "
+                           "(cluster.check_shows_the_cluster_seeds_without_the_password masks a "
+                           "cluster URL's)")
 def test_no_token_or_password_in_any_log_check_output_or_job_environment():
     password = _tok("redispw")
     env = dict(TOKENS, JOBGATE_CORS_ORIGINS="*", JOBGATE_RATE_LIMIT="1000/60")

@@ -131,6 +131,8 @@ def test_health_answers_ok_with_redis_latency_and_version():
     check(h["version"] in out.stdout, "version is the program's --version", (h["version"], out.stdout))
 
 
+@harness.single_redis_only("stops the one Redis; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_health_is_503_while_redis_is_stopped_and_200_again_after():
     with harness.Stack(programs=("submit", "status", "admin"), name="admhealth") as s:
         eq(s.request("GET", "/health").status, 200, "/health with Redis up")

@@ -33,16 +33,17 @@ FRONTS = harness.FRONTS
 WWW_MOUNTS = (("/", WWW), ("/ops/", WWW))
 API_AT = ("/ops/api/",)
 
-_stacks = {}   # (name, front) -> Stack
+_stacks = {}   # (name, front, Redis kind) -> Stack
 
 
 def web_stack(name="browser", env=None):
     """A stack with every built web program (admin too, once built), its front serving
     deploy/www at / and /ops/ (the API also at /ops/api/), and a worker for the demo types on
-    queue "default". One per name and front, kept for the module's pass behind that front."""
-    for key in [k for k in _stacks if k[1] != harness.FRONT]:   # run.py switched fronts
+    queue "default". One per name and pass (front, Redis kind), kept for the module's pass."""
+    here = (harness.FRONT, harness.REDIS_KIND)
+    for key in [k for k in _stacks if k[1:] != here]:   # run.py switched passes
         _stacks.pop(key).stop(check=False)
-    s = _stacks.get((name, harness.FRONT))
+    s = _stacks.get((name,) + here)
     if s is not None and not s.stopped and not s.broken and not s.check_alive():
         return s
     if s is not None:
@@ -51,7 +52,7 @@ def web_stack(name="browser", env=None):
                 if p in harness.DEFAULT_PROGRAMS or os.access(harness.binary(p), os.X_OK)]
     s = harness.Stack(name=name, env=env, programs=programs, www=WWW_MOUNTS, api_at=API_AT)
     s.start_worker(queues=("default",), concurrency=4, grace=2)
-    _stacks[(name, harness.FRONT)] = s
+    _stacks[(name,) + here] = s
     return s
 
 

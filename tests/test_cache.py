@@ -682,6 +682,8 @@ def test_cache_program_answers_only_its_routes():
     eq((r.status, r.json()["key"]), (200, cache_key("echo")), "POST /cache/key straight to FastCGI")
 
 
+@harness.single_redis_only("stops the one Redis; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_redis_away_is_503_then_recovers():
     with harness.Stack(programs=("submit", "status", "cache"), name="cachedown") as s:
         k = random_key()

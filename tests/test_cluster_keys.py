@@ -13,8 +13,10 @@ import harness
 import test_render
 from harness import check, eq, unique_queue
 
-# HTTP suite: runs behind nginx and again behind Apache (run.py)
+# HTTP suite: runs behind nginx and again behind Apache (run.py); not in the cluster pass: its
+# stacks run on a one-node cluster of their own (OneNodeCluster), which is its point
 FRONTS = harness.FRONTS
+REDIS = ("single",)
 
 SCRIPTS = sorted(glob.glob(os.path.join(harness.ROOT, "redis", "*.lua")))
 

@@ -245,8 +245,15 @@ def test_installed_run_script_serves_fastcgi():
             procs[prog] = proc
         for prog, proc in procs.items():
             sock = os.path.join(sockdir, prog + ".sock")
-            harness.wait_until(lambda: os.path.exists(sock) or not proc.alive(), 10,
-                               "the socket %s" % sock)
+            program = os.path.join(bindir, "jobgate-" + prog)
+
+            def execd():
+                # spawn-fcgi makes the socket, sets its mode and owner, then execs the program:
+                # once it has, all of that is done
+                with contextlib.suppress(OSError):
+                    return os.readlink("/proc/%d/exe" % proc.pid) == program
+            harness.wait_until(lambda: execd() or not proc.alive(), 10,
+                               "jobgate-%s started on the socket %s" % (prog, sock))
             check(proc.alive(), "expected jobgate-fcgi.sh %s to keep running; log:\n%s"
                   % (prog, proc.log()))
             st = os.stat(sock)
@@ -257,7 +264,7 @@ def test_installed_run_script_serves_fastcgi():
             # spawn-fcgi -n execs the program in the script's own process: a supervisor's SIGTERM
             # reaches the program itself
             exe = os.readlink("/proc/%d/exe" % proc.pid)
-            eq(exe, os.path.join(bindir, "jobgate-" + prog), "the program in pid %d" % proc.pid)
+            eq(exe, program, "the program in pid %d" % proc.pid)
             with open("/proc/%d/cmdline" % proc.pid, "rb") as f:
                 argv = f.read().decode().split("\0")[:-1]
             eq(argv[1:], ["--threads", "2", "--grace", str(s.grace)],

@@ -236,7 +236,7 @@ def test_check_prints_config_and_exits_0_when_redis_answers():
     for prog in PROGRAMS:
         rc, out, err = _run(prog, "--check", env={"REDIS_URL": s.redis_url})
         eq(rc, 0, "jobgate-%s --check exit code with Redis up (stderr %r)" % (prog, err[-300:]))
-        check(s.redis_sock in out, "--check prints the Redis URL in effect", out)
+        check(s.redis_address in out, "--check prints the Redis URL in effect", out)
         check(re.search(r"threads\D*8", out), "--check prints the default thread count", out)
 
 
@@ -258,6 +258,8 @@ def test_check_refuses_a_bad_setting_by_name():
     check("REDIS_URL" in out + err, "the message names REDIS_URL", out + err)
 
 
+@harness.single_redis_only("its Redis has a password; the test cluster has none "
+                           "(cluster.check_shows_the_cluster_seeds_without_the_password)")
 @harness.front_independent
 def test_check_masks_every_secret():
     with harness.Stack(redis_password=PASSWORD, name="secret") as s:
@@ -272,6 +274,8 @@ def test_check_masks_every_secret():
             check("127.0.0.1:%d" % s.redis_port in out, "--check still shows Redis' address", out)
 
 
+@harness.single_redis_only("its Redis has a password; the test cluster has none "
+                           "(cluster.check_shows_the_cluster_seeds_without_the_password)")
 @harness.front_independent
 def test_a_wrong_redis_password_is_refused_without_printing_it():
     with harness.Stack(redis_password=PASSWORD, name="wrongpw") as s:
@@ -286,6 +290,9 @@ def test_a_wrong_redis_password_is_refused_without_printing_it():
                       "--check still shows where it connects", out)
 
 
+@harness.single_redis_only("a password, db 3 and a restart of the one Redis; the test cluster "
+                           "has no password and db 0 only "
+                           "(cluster.check_shows_the_cluster_seeds_without_the_password)")
 @harness.front_independent
 def test_redis_password_never_appears_in_logs():
     with harness.Stack(redis_password=PASSWORD, redis_db=3, name="pwlogs") as s:
@@ -521,6 +528,8 @@ def test_fastcgi_keep_conn_serves_several_requests_on_one_connection():
 
 # ---- Redis outages and several instances -----------------------------------------------------------
 
+@harness.single_redis_only("stops the one Redis; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_redis_down_is_503_unavailable_then_recovers():
     with harness.Stack(name="redisdown", redis_via="tcp") as s:
         job = s.submit(type="echo")
@@ -573,6 +582,8 @@ def test_redis_down_is_503_unavailable_then_recovers():
         check(out["t"] < 20, "woken by the change, not by its wait running out", out["t"])
 
 
+@harness.single_redis_only("restarts the one Redis; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_redis_restart_during_a_long_poll_does_not_lose_the_waiter():
     with harness.Stack(name="pollrestart", redis_via="tcp") as s:
         job = s.submit(type="echo")
@@ -651,6 +662,8 @@ def test_key_prefix_puts_every_key_under_it():
         eq(s.job(job["id"])["id"], job["id"], "GET works with the prefix")
 
 
+@harness.single_redis_only("a unix socket URL with ?db=5; a cluster is reached over TCP and has "
+                           "db 0 only")
 @harness.front_independent
 def test_unix_socket_redis_url_selects_its_db():
     with harness.Stack(redis_db=5, name="unixdb") as s:
@@ -742,6 +755,8 @@ def test_bodies_between_the_program_limit_and_nginx_limit_get_the_programs_413()
 
 # ---- make run ------------------------------------------------------------------------------------
 
+@harness.single_redis_only("make run starts its own Redis; REDIS_CLUSTER=3 make run is "
+                           "cluster.make_run_with_redis_cluster_3_serves_the_readme_examples_and_stops_everything")
 def test_make_run_stack_serves_runs_jobs_and_stops_on_ctrl_c():
     import tempfile
     run_dir = tempfile.mkdtemp(prefix="jg-makerun-")

@@ -44,6 +44,8 @@ def test_a_new_job_stores_no_empty_fields():
     eq([k for k, v in fields.items() if v == ""], [], "fields stored empty")
 
 
+@harness.single_redis_only("restarts the one Redis; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_status_reads_right_after_a_redis_restart_are_answered_not_503():
     with harness.Stack(name="speedrestart", threads=4) as s:
         jid = s.submit(type="echo")["id"]

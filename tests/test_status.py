@@ -490,26 +490,57 @@ def test_long_polls_of_clients_that_went_away_are_released():
     with harness.Stack(name="abandon") as s:
         job = s.submit(type="echo")
         pid = s.program_pids("status")[0]
+        listening = s.sock("status")
+
+        def open_fds():
+            """(FastCGI connections, other fds) of the program. Its FastCGI connections (from
+            the front) are its unix sockets bound to its listening path and connected (an
+            accepted socket shows the listener's path); the others are mostly its Redis
+            connections, opened as needed and kept: one per thread and loop on one Redis, one
+            per node reached per thread and loop on a cluster."""
+            with open("/proc/net/unix") as f:
+                conns = {ln.split()[6] for ln in f.read().splitlines()[1:]
+                         if ln.split()[7:8] == [listening] and ln.split()[5] == "03"}
+            fcgi = other = 0
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in conns:
+                    fcgi += 1
+                else:
+                    other += 1
+            return fcgi, other
 
         def fds():
-            return len(os.listdir("/proc/%d/fd" % pid))
+            return open_fds()[0]
         # a first long poll of the queue: its events channel is subscribed (one connection,
         # kept a while after) before the count starts
         short = "/jobs/%s?wait=0.2&version=%d" % (job["id"], job["version"])
         eq(s.request("GET", short).status, 304, "a short long poll")
-        base = fds()
+        base, base_other = open_fds()
         socks = []
         for _ in range(50):
             c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
             c.sendall(("GET /api/jobs/%s?wait=60 HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n"
                        % (job["id"], _etag(job))).encode())
             socks.append(c)
-        harness.wait_until(lambda: fds() >= base + 50, 10, "50 long polls parked in jobgate-status")
+        # each on a FastCGI connection of its own (one may be the connection the front kept
+        # from the short long poll)
+        harness.wait_until(lambda: fds() >= 50, 10, "50 long polls parked in jobgate-status")
         for c in socks:
             c.close()
         harness.wait_until(lambda: fds() <= base + 5, 15,
                            "the parked long polls to be released after their clients left")
         eq(s.job(job["id"])["id"], job["id"], "status still serves")
+        # nor did the 50 long polls leave other fds behind: at most the Redis connections its
+        # threads and loop had not opened yet (4 threads + loop + subscriber, per master)
+        masters = len(s.cluster.masters()) if s.cluster else 1
+        other = open_fds()[1]
+        check(other <= base_other + 6 * masters,
+              "at most %d more fds than before the long polls but FastCGI connections (were %d)"
+              % (6 * masters, base_other), other)
 
 
 # ---- kept-alive FastCGI connections ------------------------------------------------------------
@@ -579,13 +610,14 @@ def test_a_status_process_subscribes_the_queues_it_waits_on_and_keeps_few_it_no_
     with harness.Stack(name="chans") as s:
         queues = [harness.unique_queue("ch%d" % i) for i in range(70)]
         jobs = [s.submit(type="echo", queue=q, delay=3600) for q in queues]
-        polls = [_Bg(s, "GET", "/jobs/%s?wait=3&version=%d" % (j["id"], j["version"]))
+        # parked long enough to be seen all at once on a loaded machine (or a cluster)
+        polls = [_Bg(s, "GET", "/jobs/%s?wait=15&version=%d" % (j["id"], j["version"]))
                  for j in jobs]
 
         def channels():
             return [c for c in s.redis("PUBSUB", "SHARDCHANNELS", "jobgate:*:events")]
         want = sorted("jobgate:{%s}:events" % j["id"][:8] for j in jobs)
-        harness.wait_until(lambda: sorted(channels()) == want, 10,
+        harness.wait_until(lambda: sorted(channels()) == want, 15,
                            "the events channels of the 70 waited queues subscribed")
         for p in polls:
             eq(p.result()[0].status, 304, "a long poll whose job did not change")

@@ -14,6 +14,9 @@ import time
 import harness
 from harness import check, eq, stack, unique_queue
 
+# a worker suite: runs on one redis-server and again on a Redis Cluster (run.py)
+REDIS = harness.REDIS_KINDS
+
 ELLIPSIS = "\u2026"
 
 

@@ -11,6 +11,9 @@ import time
 
 import harness
 from harness import check, eq, stack, unique_queue
+
+# a worker suite: runs on one redis-server and again on a Redis Cluster (run.py)
+REDIS = harness.REDIS_KINDS
 from test_worker import lines_of
 
 FAST = {"JOBGATE_LEASE": "2", "JOBGATE_RETRY_BASE": "0.1"}
@@ -260,6 +263,8 @@ def test_stale_worker_completion_is_refused():
               system)
 
 
+@harness.single_redis_only("shuts the one Redis down; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_redis_restart_under_load_loses_no_job():
     with harness.Stack(name="restart") as s:
         q = "restart"
@@ -321,6 +326,8 @@ def test_redis_restart_under_load_loses_no_job():
         s.check_alive(raise_=True)
 
 
+@harness.single_redis_only("shuts the one Redis down; on a cluster a master is killed instead "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_job_that_ends_while_redis_is_down_is_reported_when_it_is_back():
     with harness.Stack(name="outage") as s:
         q = "outage"
@@ -349,6 +356,9 @@ def test_job_that_ends_while_redis_is_down_is_reported_when_it_is_back():
 
 # ---- the worker protocol as specified (issue 12) ------------------------------------------------
 
+@harness.single_redis_only("shuts the one Redis down for longer than a lease; a cluster fails "
+                           "over within 2 s "
+                           "(cluster.a_master_killed_is_replaced_by_its_replica_with_no_restart)")
 def test_job_whose_lease_cannot_be_renewed_is_killed_by_lease_end():
     """Redis is away for longer than the lease: the worker must not run the job past the lease it
     last got (another worker may take the job back and run it meanwhile)."""

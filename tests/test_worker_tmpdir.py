@@ -14,6 +14,9 @@ import tempfile
 import harness
 from harness import check, eq, stack, unique_queue
 
+# a worker suite: runs on one redis-server and again on a Redis Cluster (run.py)
+REDIS = harness.REDIS_KINDS
+
 # a job that leaves files, a nested directory and a read-only file behind in its cwd
 MESSY = ('mkdir -p a/b/c && echo x > a/b/c/f && echo y > ro && chmod 400 ro && pwd > "$OUT/$$" && '
          'echo "{\\"cwd\\":\\"$(pwd)\\"}" > "$JOBGATE_RESULT_FILE"')

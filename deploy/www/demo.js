@@ -28,6 +28,9 @@ class JobView {
     this.abort = new AbortController();
     this.lines = 0;
     this.last = undefined; // the cursor of the last log entry shown
+    // status, attempts and progress from the log stream's status events, which come in order: a
+    // long-poll answer can arrive after a newer event, and must not take the card back
+    this.live = null;
     this.badge = el("span", { class: "badge" });
     this.fill = el("div");
     this.bar = el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, this.fill);
@@ -48,7 +51,10 @@ class JobView {
 
   start() {
     const signal = this.abort.signal;
-    client.watch(this.job.id, (j) => { this.job = Object.assign({}, j); this.render(); }, { signal })
+    client.watch(this.job.id, (j) => {
+      this.job = Object.assign({}, j, this.live && !isFinished(j.status) ? this.live : {});
+      this.render();
+    }, { signal })
       .catch((e) => this.problem(e));
     client.follow(this.job.id, (ev) => this.onEvent(ev), { signal, after: this.last })
       .catch((e) => this.problem(e));
@@ -63,8 +69,10 @@ class JobView {
       this.log.scrollTop = this.log.scrollHeight;
     } else if (ev.type === "status" && !isFinished(this.job.status)) {
       // the stream's status events come between long-poll answers: show them at once
-      if (ev.progress !== undefined && ev.progress !== null) this.job.progress = ev.progress;
-      this.job.status = ev.status;
+      this.live = Object.assign(this.live || {}, { status: ev.status });
+      if (ev.attempts !== undefined) this.live.attempts = ev.attempts;
+      if (ev.progress !== undefined && ev.progress !== null) this.live.progress = ev.progress;
+      Object.assign(this.job, this.live);
       this.render();
     }
   }
@@ -109,6 +117,7 @@ class JobView {
   async retry() {
     try {
       this.job = Object.assign({}, await client.retry(this.job.id));
+      this.live = null;
       this.abort.abort();
       this.abort = new AbortController();
       this.log.append(el("div", { class: "ln system" }, "— retried —"));
