@@ -753,6 +753,19 @@ def test_bodies_between_the_program_limit_and_nginx_limit_get_the_programs_413()
     expect_error(r, 413, "payload_too_large")
 
 
+def test_bodies_above_the_fronts_limit_get_a_json_413_from_the_front():
+    """Above nginx's client_max_body_size (Apache's LimitRequestBody), 2 MiB as shipped, the
+    front answers before any program sees the body: in the contract's error shape too."""
+    s = stack()
+    body = b'{"type":"echo","payload":"' + b"q" * (3 * 1024 * 1024) + b'"}'
+    r = s.request("POST", "/jobs", body=body, headers={"Content-Type": "application/json"})
+    expect_error(r, 413, "payload_too_large")
+    check(r.headers.get("Content-Type", "").startswith("application/json"),
+          "expected a JSON Content-Type", r.headers.get("Content-Type"))
+    eq(r.headers.get("X-Content-Type-Options"), "nosniff", "X-Content-Type-Options")
+    eq(s.request("GET", "/health").status, 200, "the front still answers after it")
+
+
 # ---- make run ------------------------------------------------------------------------------------
 
 @harness.single_redis_only("make run starts its own Redis; REDIS_CLUSTER=3 make run is "
