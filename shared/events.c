@@ -1,10 +1,11 @@
 /* events.c — the shard-channel subscriber thread (see events.h). The thread alone owns the
  * channel table and the node connections; other threads only queue want/unwant operations
- * (under mu) and wake it through an eventfd. */
+ * (their mailbox, mailbox.h), which wakes it. */
 #include "events.h"
 #include "cluster.h"
 #include "keys.h"
 #include "log.h"
+#include "mailbox.h"
 #include "redis.h"
 #include "timefmt.h"
 
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define SUB_LINGER_MS  30000   /* an unwanted channel stays subscribed this long */
@@ -29,7 +29,7 @@
 enum { C_WANT, C_PENDING, C_ON };   /* to subscribe; SSUBSCRIBE sent; confirmed */
 
 typedef struct op {
-    struct op *next;
+    jg_mail_t mail;            /* first: posted to the thread's mailbox */
     int delta;                 /* +1 want, -1 unwant */
     char channel[];
 } op_t;
@@ -57,9 +57,7 @@ struct jg_subscriber {
     jg_event_fn fn;
     void *ctx;
     pthread_t thread;
-    pthread_mutex_t mu;        /* guards ops */
-    op_t *ops, *ops_tail;
-    int efd;
+    jg_mailbox_t ops;          /* want/unwant from other threads (op_t) */
     atomic_int stopping;
     /* the thread's own */
     jg_redis_t ctl;            /* CLUSTER SLOTS, and the handshake settings of node connections */
@@ -89,12 +87,9 @@ static void chan_remove(jg_subscriber_t *s, size_t i)
 
 static void apply_ops(jg_subscriber_t *s, int64_t now)
 {
-    pthread_mutex_lock(&s->mu);
-    op_t *op = s->ops;
-    s->ops = s->ops_tail = NULL;
-    pthread_mutex_unlock(&s->mu);
+    op_t *op = (op_t *)jg_mailbox_take(&s->ops);
     while (op) {
-        op_t *next = op->next;
+        op_t *next = (op_t *)op->mail.next;
         chan_t *c = chan_find(s, op->channel);
         if (c == NULL && op->delta > 0) {
             if (s->nchans == s->cap) {
@@ -393,7 +388,7 @@ static void *subscriber_main(void *arg)
         struct pollfd fds[SUB_NODES_MAX + 1];
         int who[SUB_NODES_MAX + 1];
         int nfds = 0;
-        fds[nfds++] = (struct pollfd){.fd = s->efd, .events = POLLIN};
+        fds[nfds++] = (struct pollfd){.fd = s->ops.efd, .events = POLLIN};
         int64_t next = now + 1000;
         for (int k = 0; k < s->nnodes; k++) {
             node_t *n = &s->nodes[k];
@@ -416,11 +411,6 @@ static void *subscriber_main(void *arg)
         int timeout = next <= now ? 0 : (int)(next - now);
         if (poll(fds, (nfds_t)nfds, timeout) < 0 && errno != EINTR)
             break;
-        if (fds[0].revents & POLLIN) {
-            uint64_t v;
-            ssize_t ignored = read(s->efd, &v, sizeof v);
-            (void)ignored;
-        }
         now = jg_monotonic_ms();
         for (int i = 1; i < nfds; i++)
             if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) && s->nodes[who[i]].c)
@@ -446,14 +436,11 @@ jg_subscriber_t *jg_subscriber_start(const jg_config_t *cfg, jg_event_fn fn, voi
         s->map = jg_cluster_new(cfg);
         s->map_stale = 1;
     }
-    pthread_mutex_init(&s->mu, NULL);
-    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->efd < 0 || pthread_create(&s->thread, NULL, subscriber_main, s) != 0) {
-        if (s->efd >= 0)
-            close(s->efd);
+    if (jg_mailbox_init(&s->ops) != 0 ||
+        pthread_create(&s->thread, NULL, subscriber_main, s) != 0) {
+        jg_mailbox_destroy(&s->ops);
         jg_redis_close(&s->ctl);
         jg_cluster_free(s->map);
-        pthread_mutex_destroy(&s->mu);
         free(s);
         return NULL;
     }
@@ -468,19 +455,9 @@ static void push_op(jg_subscriber_t *s, const char *channel, int delta)
     op_t *op = malloc(sizeof *op + len + 1);
     if (op == NULL)
         abort();
-    op->next = NULL;
     op->delta = delta;
     memcpy(op->channel, channel, len + 1);
-    pthread_mutex_lock(&s->mu);
-    if (s->ops_tail)
-        s->ops_tail->next = op;
-    else
-        s->ops = op;
-    s->ops_tail = op;
-    pthread_mutex_unlock(&s->mu);
-    uint64_t one = 1;
-    ssize_t ignored = write(s->efd, &one, sizeof one);
-    (void)ignored;
+    jg_mailbox_post(&s->ops, &op->mail);
 }
 
 void jg_subscriber_want(jg_subscriber_t *s, const char *channel) { push_op(s, channel, 1); }
@@ -491,18 +468,10 @@ void jg_subscriber_stop(jg_subscriber_t *s)
     if (s == NULL)
         return;
     atomic_store(&s->stopping, 1);
-    uint64_t one = 1;
-    ssize_t ignored = write(s->efd, &one, sizeof one);
-    (void)ignored;
+    jg_mailbox_wake(&s->ops);
     pthread_join(s->thread, NULL);
-    for (op_t *op = s->ops; op;) {
-        op_t *next = op->next;
-        free(op);
-        op = next;
-    }
+    jg_mailbox_destroy(&s->ops);   /* and the ops never applied */
     jg_cluster_free(s->map);
     free(s->chans);
-    close(s->efd);
-    pthread_mutex_destroy(&s->mu);
     free(s);
 }

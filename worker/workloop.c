@@ -13,6 +13,7 @@
 #include "keys.h"
 #include "lines.h"
 #include "log.h"
+#include "mailbox.h"
 #include "protocol.h"
 #include "redis.h"
 #include "runner.h"
@@ -27,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,9 +83,7 @@ typedef struct worker {
     jg_redis_t cmd;
     jg_proto_t proto;
     jg_subscriber_t *sub;      /* wake and cancel channels (events.h) */
-    pthread_mutex_t sub_mu;    /* guards the subscriber's queue below */
-    struct sub_item *sub_head, *sub_tail;
-    int sub_efd;               /* the subscriber thread says "something queued" */
+    jg_mailbox_t inbox;        /* what the subscriber thread got (sub_item_t) */
     slot_t *slots;
     int nslots;
     int sigfd;
@@ -749,9 +747,9 @@ send:;
 
 /* The subscriber thread (events.h) holds the shard channels of the worker's queues: each
  * queue's wake channel and this worker's cancel channel in that queue's slot. Its callback
- * queues what it gets here; the loop reads it when the eventfd says so. */
+ * posts what it gets to the worker's inbox; the loop reads it when its eventfd says so. */
 typedef struct sub_item {
-    struct sub_item *next;
+    jg_mail_t mail;            /* first: posted to w->inbox */
     int resync;
     size_t len;
     char channel[JG_KEY_MAX];
@@ -764,23 +762,13 @@ static void on_subscriber(void *ctx, const char *channel, const char *msg, size_
     sub_item_t *it = malloc(sizeof *it + len + 1);
     if (it == NULL)
         abort();
-    it->next = NULL;
     it->resync = resync;
     it->len = len;
     snprintf(it->channel, sizeof it->channel, "%s", channel);
     if (len)
         memcpy(it->msg, msg, len);
     it->msg[len] = '\0';
-    pthread_mutex_lock(&w->sub_mu);
-    if (w->sub_tail)
-        w->sub_tail->next = it;
-    else
-        w->sub_head = it;
-    w->sub_tail = it;
-    pthread_mutex_unlock(&w->sub_mu);
-    uint64_t one = 1;
-    ssize_t ignored = write(w->sub_efd, &one, sizeof one);
-    (void)ignored;
+    jg_mailbox_post(&w->inbox, &it->mail);
 }
 
 static void subscribe(worker_t *w)
@@ -826,15 +814,9 @@ static void on_message(worker_t *w, const sub_item_t *m)
 
 static void read_subscriber(worker_t *w)
 {
-    uint64_t v;
-    ssize_t ignored = read(w->sub_efd, &v, sizeof v);
-    (void)ignored;
-    pthread_mutex_lock(&w->sub_mu);
-    sub_item_t *it = w->sub_head;
-    w->sub_head = w->sub_tail = NULL;
-    pthread_mutex_unlock(&w->sub_mu);
+    sub_item_t *it = (sub_item_t *)jg_mailbox_take(&w->inbox);
     while (it) {
-        sub_item_t *next = it->next;
+        sub_item_t *next = (sub_item_t *)it->mail.next;
         on_message(w, it);
         free(it);
         it = next;
@@ -1016,8 +998,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
     w.cfg = cfg;
     w.o = opts;
     w.sigfd = -1;
-    w.sub_efd = -1;
-    pthread_mutex_init(&w.sub_mu, NULL);
+    w.inbox.efd = -1;   /* nothing to destroy until jg_mailbox_init */
     w.nslots = opts->concurrency;
     w.started_ms = jg_now_ms();
     if (gethostname(w.host, sizeof w.host - 1) != 0)
@@ -1054,8 +1035,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
     jg_redis_init(&w.cmd, cfg, CMD_TIMEOUT_MS);
     jg_proto_init(&w.proto, &w.cmd, cfg, opts);
     w.claim_needed = 1;
-    w.sub_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w.sub_efd < 0) {
+    if (jg_mailbox_init(&w.inbox) != 0) {
         jg_log_error("eventfd failed", "error", strerror(errno), NULL);
         goto out;
     }
@@ -1075,7 +1055,7 @@ int jg_worker_run(const jg_config_t *cfg, const jg_worker_opts_t *opts)
         fds[n].events = POLLIN;
         fd_slot[n++] = -1;
         int sub_i = n;
-        fds[n].fd = w.sub_efd;
+        fds[n].fd = w.inbox.efd;
         fds[n].events = POLLIN;
         fd_slot[n++] = -1;
         for (int i = 0; i < w.nslots; i++) {
@@ -1140,11 +1120,7 @@ out:
     jg_keeper_stop();
     jg_redis_close(&w.cmd);
     jg_subscriber_stop(w.sub);
-    if (w.sub_efd >= 0) {
-        read_subscriber(&w);   /* frees what is still queued */
-        close(w.sub_efd);
-    }
-    pthread_mutex_destroy(&w.sub_mu);
+    jg_mailbox_destroy(&w.inbox);   /* and frees what is still posted */
     if (w.sigfd >= 0)
         close(w.sigfd);
     free(w.slots);
