@@ -171,3 +171,14 @@ def tree(pid):
         out.append(p)
         todo.extend(kids.get(p, ()))
     return out
+
+
+def stop(procs):
+    """Stops the processes a bench started itself (subprocess.Popen), newest first: SIGTERM,
+    then SIGKILL for one still running after 30 s."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -21,13 +21,10 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import harness  # noqa: E402  (FastCGI records)
+from measure import ROOT, harness, stop  # noqa: E402  (tests/ on the path)
 
 # prints `tick <i>` lines once the file named in the payload exists (the counters are zeroed)
 JOB = r"""
@@ -41,13 +38,6 @@ for i in range(p["lines"]):
     time.sleep(p["gap"] / 1000.0)
 """
 
-
-def wait_for(pred, what, secs=60):
-    for _ in range(int(secs / 0.05)):
-        if pred():
-            return
-        time.sleep(0.05)
-    raise SystemExit("ssecost: %s did not happen in %d s" % (what, secs))
 
 
 def main():
@@ -67,7 +57,7 @@ def main():
         procs.append(subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", rs,
                                        "--save", "", "--appendonly", "no", "--dir", d],
                                       stdout=subprocess.DEVNULL))
-        wait_for(lambda: os.path.exists(rs), "redis-server")
+        harness.wait_until(lambda: harness.accepts(rs), 60, "redis-server")
         env = dict(os.environ, REDIS_URL="unix://" + rs)
         sub, lg = os.path.join(d, "submit.sock"), os.path.join(d, "logs.sock")
         procs.append(subprocess.Popen([os.path.join(a.build, "jobgate-submit"), "--socket", sub,
@@ -88,7 +78,8 @@ def main():
             [os.path.join(a.build, "jobgate-worker"), "--queue", "cost", "--type",
              "tick=exec python3 -u " + job, "--concurrency", str(a.jobs)],
             env=env, stderr=subprocess.DEVNULL))
-        wait_for(lambda: os.path.exists(sub) and os.path.exists(lg), "the programs' sockets")
+        harness.wait_until(lambda: harness.accepts(sub) and harness.accepts(lg), 60,
+                           "the programs' sockets")
         go = os.path.join(d, "go")
         ids = []
         for _ in range(a.jobs):
@@ -105,7 +96,7 @@ def main():
                 if b'"status":"running"' not in r.body:
                     return False
             return True
-        wait_for(running, "every job running")
+        harness.wait_until(running, 60, "every job running", 0.05)
 
         ep = select.epoll()
         socks, tail, got = {}, {}, {}
@@ -179,12 +170,7 @@ def main():
         for s in socks.values():
             s.close()
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(d, ignore_errors=True)
 
 

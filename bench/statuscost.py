@@ -17,21 +17,10 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import harness  # noqa: E402  (FastCGI records)
+from measure import ROOT, harness, stop  # noqa: E402  (tests/ on the path)
 
-
-def wait_for(path, what, secs=60):
-    for _ in range(int(secs / 0.05)):
-        if os.path.exists(path):
-            return
-        time.sleep(0.05)
-    raise SystemExit("statuscost: %s did not come up" % what)
 
 
 def main():
@@ -56,7 +45,7 @@ def main():
             procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--unixsocket", rs,
                                            "--save", "", "--appendonly", "no", "--dir", d],
                                           stdout=subprocess.DEVNULL))
-            wait_for(rs, "redis-server")
+            harness.wait_until(lambda: harness.accepts(rs), 60, "redis-server")
             url = "redis://127.0.0.1:%d/0" % port if a.tcp else "unix://" + rs
         env = dict(os.environ, REDIS_URL=url)
         sub, st = os.path.join(d, "submit.sock"), os.path.join(d, "status.sock")
@@ -67,8 +56,8 @@ def main():
                                os.path.join(a.build, "jobgate-status"), "--socket", st,
                                "--threads", "1"], env=env, stderr=subprocess.DEVNULL)
         procs.append(cg)
-        wait_for(sub, "jobgate-submit")
-        wait_for(st, "jobgate-status")
+        harness.wait_until(lambda: harness.accepts(sub), 60, "jobgate-submit")
+        harness.wait_until(lambda: harness.accepts(st), 60, "jobgate-status")
         body = b'{"type":"echo","payload":{"n":1}}'
         r = harness.fcgi_request(sub, harness.fcgi_params(
             "POST", "/api/jobs", body, {"Content-Type": "application/json"}), body)
@@ -100,12 +89,7 @@ def main():
                  "one Redis over TCP" if a.tcp else "one Redis over a unix socket",
                  total / a.n, a.n, len(r.body)))
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         if cl is not None:
             cl.stop()
         shutil.rmtree(d, ignore_errors=True)

@@ -25,22 +25,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import harness  # noqa: E402  (FastCGI records, the RESP client)
+from measure import ROOT, harness, stop  # noqa: E402  (tests/ on the path)
 
-
-def wait_for(path, what, secs=60):
-    for _ in range(int(secs / 0.05)):
-        if os.path.exists(path):
-            return
-        time.sleep(0.05)
-    raise SystemExit("submitcost: %s did not come up" % what)
 
 
 def reads(r):
@@ -116,7 +106,7 @@ def main():
         procs.append(subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", rs,
                                        "--save", "", "--appendonly", "no", "--dir", d],
                                       stdout=subprocess.DEVNULL))
-        wait_for(rs, "redis-server")
+        harness.wait_until(lambda: harness.accepts(rs), 60, "redis-server")
         r = harness.Redis(unix=rs, timeout=120)
         env = dict(os.environ, REDIS_URL="unix://" + rs)
         sub = os.path.join(d, "submit.sock")
@@ -125,7 +115,7 @@ def main():
                                os.path.join(a.build, "jobgate-submit"), "--socket", sub,
                                "--threads", "1"], env=env, stderr=subprocess.DEVNULL)
         procs.append(cg)
-        wait_for(sub, "jobgate-submit")
+        harness.wait_until(lambda: harness.accepts(sub), 60, "jobgate-submit")
         s = harness.fcgi_connect(sub, timeout=120)
         hit_body = b'{"type":"echo","payload":{"hit":1},"cache":true}'
         # the cached result: the cache key as jobgate-submit computes it (POST /jobs answers it)
@@ -207,12 +197,7 @@ def main():
                   "sent (%s), %.1f us, %.1f commands inside scripts"
                   % (kind, ins, rtt, sent, top, usec, inner))
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         if os.environ.get("SUBMITCOST_KEEP"):
             print("kept", d)
         else:
