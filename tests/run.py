@@ -239,18 +239,24 @@ def run_tests(tests):
             failed += 1
             print("FAIL - %s: %s" % (full, err.rstrip()), flush=True)
     if tests:
-        signal.alarm(TIMEOUT)
-        try:
-            problems = harness.after_module()
-        except TestTimeout:
-            problems = ["stopping the module's stacks took more than %d s" % TIMEOUT]
-        finally:
-            signal.alarm(0)
-        for p in problems:
-            failed += 1
-            print("FAIL - harness.stop (after %s%s): %s"
-                  % (PASS_PREFIX[tests[0][0]], tests[0][1], p), flush=True)
+        failed += _stop(harness.after_module, "stopping the module's stacks",
+                        "harness.stop (after %s%s)" % (PASS_PREFIX[tests[0][0]], tests[0][1]))
     return passed, failed
+
+
+def _stop(stop, what, label):
+    """Runs stop() (a harness call that returns the problems it found) within the test timeout;
+    prints each problem as a failure named label; returns how many."""
+    signal.alarm(TIMEOUT)
+    try:
+        problems = stop()
+    except TestTimeout:
+        problems = ["%s took more than %d s" % (what, TIMEOUT)]
+    finally:
+        signal.alarm(0)
+    for p in problems:
+        print("FAIL - %s: %s" % (label, p), flush=True)
+    return len(problems)
 
 
 def run_one(unit, filters):
@@ -262,17 +268,7 @@ def run_one(unit, filters):
 
 def finish():
     """Stops every stack (and the cluster) this process started; returns the failures."""
-    failed = 0
-    signal.alarm(TIMEOUT)
-    try:
-        problems = harness.stop_all()
-    except TestTimeout:
-        problems = ["stopping the stacks took more than %d s" % TIMEOUT]
-    finally:
-        signal.alarm(0)
-    for p in problems:
-        failed += 1
-        print("FAIL - harness.stop: %s" % p, flush=True)
+    failed = _stop(harness.stop_all, "stopping the stacks", "harness.stop")
     harness.kill_everything()
     return failed
 
