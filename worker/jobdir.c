@@ -146,28 +146,23 @@ drop:
     jg_jobdir_drop(d);
 }
 
-void jg_jobdir_drop(jg_jobdir_t *d)
+/* Lets go of the slot's directory: into the keeper's trash (removed in the background), or,
+ * without trash or when the trash refuses it, removed here. */
+static void release(jg_jobdir_t *d, int trash)
 {
     if (d->fd < 0)
         return;
     close(d->fd);
     d->fd = -1;
     jg_keeper_remove(d->keeper_id);
-    if (jg_keeper_trash(d->path) != 0)
+    if (!trash || jg_keeper_trash(d->path) != 0)
         jg_remove_tree(d->path);
     d->path[0] = '\0';
 }
 
-void jg_jobdir_close(jg_jobdir_t *d)
-{
-    if (d->fd < 0)
-        return;
-    close(d->fd);
-    d->fd = -1;
-    jg_keeper_remove(d->keeper_id);
-    jg_remove_tree(d->path);
-    d->path[0] = '\0';
-}
+void jg_jobdir_drop(jg_jobdir_t *d) { release(d, 1); }
+
+void jg_jobdir_close(jg_jobdir_t *d) { release(d, 0); }
 
 void jg_jobdir_rekeep(const jg_jobdir_t *d)
 {
