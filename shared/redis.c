@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "cluster.h"
 #include "log.h"
+#include "replyreader.h"
 #include "scripts.h"
 #include "timefmt.h"
 
@@ -70,9 +71,9 @@ static int handshake(const jg_redis_t *r, redisContext *c, char *why, size_t why
     redisReply *rep = NULL;
     if (cfg->redis_password[0]) {
         if (cfg->redis_user[0])
-            rep = redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+            rep = jg_reply_command(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
         else
-            rep = redisCommand(c, "AUTH %s", cfg->redis_password);
+            rep = jg_reply_command(c, "AUTH %s", cfg->redis_password);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             /* the server's message never contains the password; ours neither */
             snprintf(why, whylen, "AUTH failed%s%s", rep ? ": " : "", rep ? rep->str : "");
@@ -81,7 +82,7 @@ static int handshake(const jg_redis_t *r, redisContext *c, char *why, size_t why
         freeReplyObject(rep);
     }
     if (cfg->redis_db) {
-        rep = redisCommand(c, "SELECT %d", cfg->redis_db);
+        rep = jg_reply_command(c, "SELECT %d", cfg->redis_db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             snprintf(why, whylen, "SELECT failed%s%s", rep ? ": " : "", rep ? rep->str : "");
             goto fail;
@@ -131,6 +132,7 @@ redisContext *jg_redis_open(const jg_redis_t *r, const char *host, int port, cha
         snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
         goto fail;
     }
+    jg_reply_bound(c->reader, jg_reply_bulk_max(r->cfg->max_body));   /* replyreader.h */
     if (handshake(r, c, why, whylen))
         goto fail;
     struct timeval cmd_tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
@@ -229,7 +231,7 @@ static void *command_argv(redisContext *c, int argc, const char **argv, const si
     size_t len = format_argv(&cmd, argc, argv, lens);
     void *reply = NULL;
     if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
-        redisGetReply(c, &reply) != REDIS_OK)
+        jg_reply_get(c, &reply) != REDIS_OK)
         reply = NULL;
     free(cmd);
     return reply;
@@ -256,7 +258,7 @@ redisReply *jg_redis_cmd(jg_redis_t *r, const char *fmt, ...)
         return NULL;
     va_list ap;
     va_start(ap, fmt);
-    void *reply = r->cluster ? cluster_vcmd(r, fmt, ap) : redisvCommand(r->ctx, fmt, ap);
+    void *reply = r->cluster ? cluster_vcmd(r, fmt, ap) : jg_reply_vcommand(r->ctx, fmt, ap);
     va_end(ap);
     return r->cluster ? reply : checked(r, reply);
 }
@@ -340,7 +342,7 @@ redisReply *jg_redis_get_reply(jg_redis_t *r)
     if (r->ctx == NULL)
         return NULL;
     void *reply = NULL;
-    if (redisGetReply(r->ctx, &reply) != REDIS_OK)
+    if (jg_reply_get(r->ctx, &reply) != REDIS_OK)
         reply = NULL;
     return checked(r, reply);
 }
