@@ -11,7 +11,7 @@
  *     JG_RESULT_MAX, plus 1 MiB; refused as soon as that many bytes wait unparsed in the reader,
  *     not only once they all arrived;
  *   - a reply whose objects, in all, take more than 8 times the bulk bound;
- *   - nesting deeper than 7 (hiredis 0.14's own limit; jobgate's deepest reply, CLUSTER SHARDS,
+ *   - nesting deeper than 7 (hiredis 0.14's own limit; jobgate's deepest reply, CLUSTER SLOTS,
  *     is 4).
  * A refused reply is a connection error (the caller drops the connection and answers 503, as
  * for a lost Redis), logged once as `redis reply refused` with the reason (sizes only, never
