@@ -405,6 +405,54 @@ def test_dashboard_retry_runs_a_failed_job_again():
                 "the job page's live log showing the second attempt's stderr")
 
 
+# Delays the answer of every POST .../cancel by 2.5 s in the page (its fetch), and records each
+# status the job page shows.
+SLOW_CANCEL = r"""
+const orig = window.fetch;
+window.fetch = async (input, init) => {
+  const r = await orig(input, init);
+  const url = String(typeof input === 'string' ? input : input.url).split('?')[0];
+  if (init && init.method === 'POST' && url.endsWith('/cancel')) {
+    await new Promise((res) => setTimeout(res, 2500));
+  }
+  return r;
+};
+window.__statuses = [];
+new MutationObserver(() => {
+  const v = document.getElementById('job-view');
+  if (v && v.dataset.status !== window.__statuses[window.__statuses.length - 1]) {
+    window.__statuses.push(v.dataset.status);
+  }
+}).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-status']});
+return true;
+"""
+
+
+def test_dashboard_job_page_is_not_taken_back_by_an_older_answer_arriving_last():
+    s = web_stack()
+    job = s.submit(type="sleep", payload={"ms": 30000, "steps": 30})
+    s.wait_status(job["id"], "running")
+    with browser(s) as b:
+        b.open("/dashboard/#/job/" + job["id"])
+        wait_js(b, "return document.querySelector('#job-view[data-status=\"running\"] button.cancel')", 15,
+                "the job page showing the running job")
+        b.js(SLOW_CANCEL)
+        b.js("document.querySelector('#job-view button.cancel').click()")
+        # the worker stops the job; the long poll shows it before the cancel's own answer
+        # (cancel_requested, still running) arrives, 2.5 s late
+        s.wait_status(job["id"], "cancelled", timeout=15)
+        wait_js(b, "return document.querySelector('#job-view').dataset.status === 'cancelled'", 10,
+                "the job page to say cancelled")
+        time.sleep(3.5)   # the delayed answer of the cancel has arrived by now
+        statuses = b.js("return window.__statuses")
+        eq(b.js("return document.querySelector('#job-view').dataset.status"), "cancelled",
+           "the job page's status after the older answer of the cancel arrived (seen: %s)" % statuses)
+        eq(statuses[statuses.index("cancelled"):], ["cancelled"],
+           "statuses shown from the first 'cancelled' on")
+        check(b.js("return document.querySelector('#job-view button.retry').disabled") is False,
+              "the retry button is enabled on the cancelled job")
+
+
 def test_pages_served_under_a_prefix_reach_the_api_next_to_them():
     s = web_stack()
     with browser(s) as b:
