@@ -569,22 +569,15 @@ def serves_again_after_an_outage(s, pids, what):
         r = s.request("GET", "/jobs/" + j2["id"])
         eq(r.status, 200, "GET %d after %s (%r)" % (i + 1, what, r.body[:100]))
     eq({p: s.program_pids(p) for p in pids}, pids, "same processes after %s" % what)
-    out = {}
-
-    def poll():
-        t0 = time.monotonic()
-        out["r"] = s.request("GET", "/jobs/%s?wait=30" % j2["id"],
-                             headers={"If-None-Match": '"%d"' % j2["version"]}, timeout=60)
-        out["t"] = time.monotonic() - t0
     time.sleep(2.5)   # let the subscriber's backoff run out
-    t = threading.Thread(target=poll, daemon=True)
-    t.start()
+    t0 = time.monotonic()
+    poll = harness.Bg(lambda: s.request("GET", "/jobs/%s?wait=30" % j2["id"], timeout=60,
+                                        headers={"If-None-Match": '"%d"' % j2["version"]}))
     time.sleep(0.5)
     s.request("POST", "/jobs/%s/cancel" % j2["id"])
-    t.join(40)
-    check("r" in out, "the long poll answered")
-    eq(out["r"].status, 200, "long poll after %s, woken by a change" % what)
-    check(out["t"] < 20, "woken by the change, not by its wait running out", out["t"])
+    eq(poll.result(40).status, 200, "long poll after %s, woken by a change" % what)
+    check(poll.ended - t0 < 20, "woken by the change, not by its wait running out",
+          poll.ended - t0)
 
 
 @harness.single_redis_only("restarts the one Redis; on a cluster a master is killed instead "
