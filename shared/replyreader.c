@@ -62,9 +62,10 @@ static void *attach(const redisReadTask *t, redisReply *obj)
 
 static void *create_string(const redisReadTask *t, char *s, size_t len)
 {
-    size_t max = bulk_max_of(t->privdata);
+    size_t max = t->type == REDIS_REPLY_STRING ? bulk_max_of(t->privdata) : JG_REPLY_MAX_LINE;
     if (len > max) {
-        snprintf(refused, sizeof refused, "string of %zu bytes over the bound %zu", len, max);
+        snprintf(refused, sizeof refused, "%s of %zu bytes over the bound %zu",
+                 t->type == REDIS_REPLY_STRING ? "string" : "line", len, max);
         return NULL;
     }
     if (charge(t, sizeof(redisReply) + len + 1))
@@ -169,11 +170,18 @@ int jg_reply_read(redisReader *rd, void **reply, char *why, size_t whylen)
         return -1;
     }
     /* Not complete: what waits unparsed is one item still arriving (hiredis parses whatever is
-     * whole), a bulk or a line; it may not pass the bulk bound plus its header. */
-    size_t waiting = rd->len - rd->pos, max = bulk_max_of(rd->privdata) + 64;
-    if (*reply == NULL && waiting > max) {
-        snprintf(why, whylen, "%zu bytes of one item still arriving, over the bound %zu",
-                 waiting, max);
+     * whole): a bulk may reach the bulk bound plus its header; a line (status, error, integer, or
+     * an aggregate's or a bulk's header), which hiredis scans again from its start at every read,
+     * the line bound. */
+    size_t waiting = rd->len - rd->pos;
+    if (*reply != NULL || rd->ridx < 0 || waiting == 0)
+        return 0;
+    int bulk = rd->rstack[rd->ridx].type == REDIS_REPLY_STRING &&
+               memchr(rd->buf + rd->pos, '\n', waiting < 64 ? waiting : 64) != NULL;
+    size_t max = bulk ? bulk_max_of(rd->privdata) + 64 : JG_REPLY_MAX_LINE;
+    if (waiting > max) {
+        snprintf(why, whylen, "%zu bytes of a %s still arriving, over the bound %zu", waiting,
+                 bulk ? "bulk" : "line", max);
         return -1;
     }
     return 0;

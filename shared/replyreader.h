@@ -6,10 +6,11 @@
  *
  *   - an array declaring more than JG_REPLY_MAX_ELEMENTS elements (hiredis 0.14 allocates the
  *     declared count up front: "*420533333\r\n" is 3 GiB);
- *   - a bulk string (or a status or error line) longer than the bulk bound: jobgate's largest
- *     value, a job object holding a payload of JOBGATE_MAX_BODY bytes and a result of
- *     JG_RESULT_MAX, plus 1 MiB; refused as soon as that many bytes wait unparsed in the reader,
- *     not only once they all arrived;
+ *   - a bulk string longer than the bulk bound: jobgate's largest value, a job object holding a
+ *     payload of JOBGATE_MAX_BODY bytes and a result of JG_RESULT_MAX, plus 1 MiB; refused as
+ *     soon as that many bytes wait unparsed in the reader, not only once they all arrived;
+ *   - a line (status, error, integer, a header) longer than JG_REPLY_MAX_LINE, likewise: hiredis
+ *     scans a line again from its start at every read, so a long one would cost quadratic time;
  *   - a reply whose objects, in all, take more than 8 times the bulk bound;
  *   - nesting deeper than 7 (hiredis 0.14's own limit; jobgate's deepest reply, CLUSTER SLOTS,
  *     is 4).
@@ -25,6 +26,7 @@
 
 #define JG_REPLY_MAX_ELEMENTS 1000000
 #define JG_REPLY_MARGIN (1024 * 1024)
+#define JG_REPLY_MAX_LINE 65536   /* jobgate's errors (a script's refusal) are < 1 KiB */
 
 /* The bulk bound for a configured JOBGATE_MAX_BODY (see above). */
 size_t jg_reply_bulk_max(size_t max_body);

@@ -129,8 +129,8 @@ HOSTILE = (
     ("an array declaring 420533333 elements", b"*420533333\r\n", False,
      "array of 420533333 elements over the bound 1000000"),
     ("nesting 9 deep", b"*1\r\n" * 9 + b":1\r\n", False, "depth > 7"),
-    ("a bulk declaring a terabyte, sent", b"$1099511627776\r\n", True, "still arriving"),
-    ("a status line that never ends, sent", b"+", True, "still arriving"),
+    ("a bulk declaring a terabyte, sent", b"$1099511627776\r\n", True, "of a bulk still arriving"),
+    ("a status line that never ends, sent", b"+", True, "of a line still arriving"),
 )
 
 

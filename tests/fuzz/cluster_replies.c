@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(cfg.redis_seeds, sizeof cfg.redis_seeds, "127.0.0.1:7000");
     jg_cluster_t *cl = jg_cluster_new(&cfg);
     /* Every input goes through jobgate's bounded reader (shared/replyreader.c), as every reply
-     * does: "*420533333" is refused, not allocated. A small bulk bound (4 KiB) lets inputs reach
-     * the refusal of an item still arriving; the input is fed in two pieces, cut where its first
+     * does: "*420533333" is refused, not allocated. A small bulk bound (4 KiB, below the 64 KiB
+     * of a line) lets inputs reach the refusal of an item still arriving; the input is fed in two pieces, cut where its first
      * byte says, so that a split reads as the whole. */
     redisReader *rd = redisReaderCreate();
     jg_reply_bound(rd, 4096);
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = jg_reply_read(rd, &rep, why, sizeof why);
     }
     FUZZ_CHECK(rc == 0 || (why[0] && rep == NULL), "refused without a reason, or with a reply");
-    FUZZ_CHECK(rc != 0 || rep || rd->len - rd->pos <= 4096 + 64,
+    FUZZ_CHECK(rc != 0 || rep || rd->len - rd->pos <= JG_REPLY_MAX_LINE,
                "%zu bytes of an item waiting, not refused", rd->len - rd->pos);
     if (rc == 0 && rep) {
         int mapped = jg_cluster_load_map(cl, rep, "10.0.0.1");

@@ -106,11 +106,22 @@ UNIT_TEST(reply_reader_refuses_a_long_bulk_before_it_has_arrived)
     redisReply *r = NULL;
     EXPECT_INT_EQ(-1, read_all(text, (size_t)n + big + 2, big + 64, bound, &r, why, sizeof why));
     EXPECT_CONTAINS(why, "string of 100000 bytes over the bound 1000");
-    /* a status line without its end, longer than the bound */
+    /* a status line without its end, or a bulk header of endless digits: refused as a line (64
+     * KiB), whatever the bulk bound (hiredis scans a line from its start at every read) */
     memset(text, 'x', big);
     text[0] = '+';
-    EXPECT_INT_EQ(-1, read_all(text, big, 4096, bound, &r, why, sizeof why));
-    EXPECT_CONTAINS(why, "still arriving");
+    EXPECT_INT_EQ(-1, read_all(text, big, 4096, 0, &r, why, sizeof why));
+    EXPECT_CONTAINS(why, "of a line still arriving, over the bound 65536");
+    memset(text, '1', big);
+    text[0] = '$';
+    EXPECT_INT_EQ(-1, read_all(text, big, 4096, 0, &r, why, sizeof why));
+    EXPECT_CONTAINS(why, "of a line still arriving, over the bound 65536");
+    /* a whole error line over 64 KiB, in one piece */
+    memset(text, 'x', big);
+    text[0] = '-';
+    memcpy(text + big - 2, "\r\n", 2);
+    EXPECT_INT_EQ(-1, read_all(text, big, big, 0, &r, why, sizeof why));
+    EXPECT_CONTAINS(why, "line of 99997 bytes over the bound 65536");
     /* within the bound: read */
     snprintf(text, 32, "$%zu\r\n", bound);
     n = (int)strlen(text);
