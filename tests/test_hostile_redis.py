@@ -16,6 +16,7 @@ from test_server import serves_again_after_an_outage
 
 CAP = 256 << 20          # bytes of one streamed reply after which the program is still reading
 STREAM_CHUNK = b"x" * 65536
+CLUSTER_SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
 ONE_REDIS = ("the hostile Redis stands at REDIS_URL in place of one Redis; a cluster node's "
              "connection is opened and read by the same code (jg_redis_open, shared/replyreader.c)")
 
@@ -27,8 +28,9 @@ class FakeRedis:
     outcomes: for each hostile connection, (how it ended, bytes sent): "closed" by the program,
     "cap" (still read after CAP bytes), "ended" by the test leaving hostile mode."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, cluster=False):
         self.upstream = upstream
+        self.cluster = cluster
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -42,7 +44,18 @@ class FakeRedis:
 
     @property
     def url(self):
+        if self.cluster:
+            return "redis+cluster://127.0.0.1:%d" % self.port
         return "redis://127.0.0.1:%d/0" % self.port
+
+    def _relayed(self, data):
+        """As a cluster node: CLUSTER SLOTS (the whole command, as cluster.c and events.c send
+        it) is relayed as an EVAL whose answer is a map of every slot to this server, so that
+        its answer comes in order with the others'."""
+        if self.cluster and data == CLUSTER_SLOTS:
+            script = b"return {{0, 16383, {'127.0.0.1', %d, 'fake'}}}" % self.port
+            return b"*3\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (len(script), script)
+        return data
 
     def set_hostile(self, head, stream=False):
         with self.lock:
@@ -83,7 +96,10 @@ class FakeRedis:
                     data = s.recv(65536)
                     if not data:
                         return
-                    (up if s is c else c).sendall(data)
+                    if s is c:
+                        up.sendall(self._relayed(data))
+                    else:
+                        c.sendall(data)
         except OSError:
             pass
         finally:
@@ -134,9 +150,9 @@ HOSTILE = (
 )
 
 
-def _hostile_stack(name, programs=("submit", "status")):
+def _hostile_stack(name, programs=("submit", "status"), cluster=False):
     s = harness.Stack(name=name, programs=programs, start=False, threads=2)
-    fake = FakeRedis(lambda: s.redis_port)
+    fake = FakeRedis(lambda: s.redis_port, cluster=cluster)
     s.env["REDIS_URL"] = fake.url
     harness.at_cleanup(fake.close)
     try:
@@ -211,3 +227,30 @@ def test_the_worker_survives_hostile_redis_replies_and_runs_jobs_when_redis_is_b
         eq(s.wait_status(job["id"], ("done",), timeout=30)["result"], {"after": "hostile"},
            "the worker ran a job once Redis was back")
         check(w.alive(), "the worker is still the same process", w.log()[-2000:])
+
+
+@harness.single_redis_only(ONE_REDIS)
+def test_a_hostile_cluster_node_is_503_and_the_programs_serve_again_when_it_is_sane():
+    # REDIS_URL=redis+cluster://: the fake is a cluster whose one node (itself) holds every slot;
+    # the programs reach it through cluster.c's node connections
+    s, fake = _hostile_stack("hostilec", cluster=True)
+    with s:
+        job = s.submit(type="echo")
+        eq(s.job(job["id"])["id"], job["id"], "a job read through the fake cluster node")
+        pids = {p: s.program_pids(p) for p in ("submit", "status")}
+        for name, head, stream, why in HOSTILE[::2]:
+            seen = s.program_log("status").count(why)
+            fake.set_hostile(head, stream)
+            expect_error(s.request("GET", "/jobs/" + job["id"], timeout=60), 503, "unavailable")
+            expect_error(s.request("POST", "/jobs", json={"type": "echo"}, timeout=60), 503,
+                         "unavailable")
+            harness.wait_until(lambda: s.program_log("status").count(why) > seen, 10,
+                               "jobgate-status to log the refusal of %s (%r)" % (name, why))
+            with fake.lock:
+                outcomes = list(fake.outcomes)
+            check(not any(how == "cap" for how, _ in outcomes),
+                  "no connection still read after %d MiB of %s" % (CAP >> 20, name), outcomes)
+            fake.set_passing()
+            harness.wait_until(lambda: s.request("GET", "/jobs/" + job["id"]).status == 200, 15,
+                               "status to answer again once the node is sane (after %s)" % name)
+        serves_again_after_an_outage(s, pids, "the hostile cluster node")
