@@ -323,9 +323,9 @@ static int submit(jg_req_t *req)
     jg_args_int(a, s.delay_ms);
     jg_args_str(a, cache_key);
     int hit = entry && entry->type == REDIS_REPLY_STRING;
+    size_t cut = 0;
     if (!hit && s.delay_ms == 0) {   /* queued now: the object but its created_at from here */
         char prio[24], attempts[24];
-        size_t cut;
         jg_fmt_int(s.priority, prio);
         jg_fmt_int(s.max_attempts, attempts);
         jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, &shown_parts, &cut);
@@ -357,25 +357,43 @@ static int submit(jg_req_t *req)
         jg_fail_unavailable(req);
         goto out;
     }
-    /* {new_type, job object, how[, id of the coalesced job]} */
-    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
-             rep->element[2]->type == REDIS_REPLY_STRING;
-    const char *how = ok ? rep->element[2]->str : "";
-    int coalesced = strcmp(how, "coalesced") == 0;
-    const char *job_id = id;
-    if (coalesced)
-        job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
-                         jg_valid_job_id(rep->element[3]->str)
-                     ? rep->element[3]->str
-                     : NULL;
-    long long shown = ok && job_id ? jg_job_json_text(rep->element[1],
-                                                      coalesced ? JG_JOB_COALESCED : 0, &req->body)
-                                   : -1;
+    int new_type, coalesced = 0;
+    const char *how, *job_id = id;
+    long long shown;   /* the job object's version; -1: not a job object */
+    if (rep->type == REDIS_REPLY_INTEGER && shown_parts.len > 0 && rep->integer != 0) {
+        /* a new job queued at once: its created_at in ms (negative: a type new to the queue),
+         * joined into the object rendered here, as the script stored it */
+        char at[32];
+        jg_time_format(rep->integer < 0 ? -rep->integer : rep->integer, at);
+        jg_buf_append(&req->body, shown_parts.data, cut);
+        jg_buf_putc(&req->body, '"');
+        jg_buf_puts(&req->body, at);
+        jg_buf_putc(&req->body, '"');
+        jg_buf_append(&req->body, shown_parts.data + cut + 4, shown_parts.len - cut - 4);
+        new_type = rep->integer < 0;
+        how = "new";
+        shown = 1;
+    } else {   /* {new_type, job object, how[, id of the coalesced job]} */
+        int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
+                 rep->element[2]->type == REDIS_REPLY_STRING;
+        how = ok ? rep->element[2]->str : "";
+        coalesced = strcmp(how, "coalesced") == 0;
+        if (coalesced)
+            job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
+                             jg_valid_job_id(rep->element[3]->str)
+                         ? rep->element[3]->str
+                         : NULL;
+        shown = ok && job_id ? jg_job_json_text(rep->element[1],
+                                                coalesced ? JG_JOB_COALESCED : 0, &req->body)
+                             : -1;
+        new_type = ok && rep->element[0]->type == REDIS_REPLY_INTEGER &&
+                   rep->element[0]->integer == 1;
+    }
     if (shown < 0) {
         jg_fail_redis(req, rep);
         goto out;   /* idem_taken: the record is deleted there (no job was made) */
     }
-    if (rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 1) {
+    if (new_type) {
         /* a type new to the queue: the queue may be new too (P:queues is not in its slot) */
         redisReply *r2 = jg_redis_cmd(req->redis, "SADD %s:queues %s", req->cfg->key_prefix,
                                       s.queue);

@@ -19,11 +19,12 @@
 -- P:{tag}:q:<queue>:delayed (delay > 0), the in-flight marker P:{tag}:q:<queue>:inflight:<cache_key>
 -- and the job it names (cache 1), the expiry index P:{tag}:q:<queue>:expiry, the wake channel
 -- P:{tag}:wake:<queue>. The delayed set and the marker only after the resharding guard.
--- Returns {new_type (1 when the type is new to the queue), job object, how[, id]}: the job object
--- is the text the job's `json` field holds (docs/redis.md, "The job object"); how is "new",
--- "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache 1 and a
--- job of the same key is queued or running in the queue: nothing created; the object and the
--- id, 4th, are that job's).
+-- Returns, for a new job whose object the caller gave (ARGV[10], ARGV[11]), its created_at in ms:
+-- negative when the type is new to the queue. Else {new_type (1 when the type is new to the
+-- queue), job object, how[, id]}: the job object is the text the job's `json` field holds
+-- (docs/redis.md, "The job object"); how is "new", "cached" (a hit: the job was created done with
+-- the cached result) or "coalesced" (cache 1 and a job of the same key is queued or running in
+-- the queue: nothing created; the object and the id, 4th, are that job's).
 -- A field with no value (progress, started_at, finished_at, run_at, worker, result, error,
 -- lease_until, cache_version, and cache, cached, cancel_requested, fence while not 1) is not
 -- written: readers take a missing field for an empty one (a flag: for 0).
@@ -178,7 +179,8 @@ if delay > 0 and not hit then run_at = int(now + delay) end
 local status, result, finished, cached = 'queued', false, false, false
 if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
 local text
-if ARGV[10] ~= '' and not run_at and not hit then
+local given = ARGV[10] ~= '' and not run_at and not hit   -- the caller rendered the object
+if given then
   text = ARGV[10] .. j_t(nows) .. ARGV[11]
 else
   text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
@@ -243,4 +245,7 @@ redis.call('ZADD', KEYS[4], nows, ARGV[1])
 local new_type = count('submitted:')
 -- a new job's log is a new stream (the id is new): no MAXLEN needed for its first entry
 redis.call('XADD', KEYS[7], '*', 'ts', nows, 'stream', 'system', 'line', line)
+-- the caller has the object it rendered but created_at: an integer answers (a table of three
+-- and the text cost Redis more than the rest of the answer's path)
+if given then return new_type == 1 and -now or now end
 return {new_type, text, 'new'}
