@@ -186,23 +186,26 @@ else
   text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
     false, finished, run_at, false, result, false, cached, ARGV[9], false, '1'})
 end
-local h = {
-  'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
-  'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
-  'attempts', '0', 'created_at', nows, 'cache_key', ARGV[9], 'version', '1',
-  'score', score, 'json', text}
+-- the fields every new job has, as arguments (a Lua table of 28 to unpack costs more), then
+-- those of its options
+local more = {}
 if cache then
-  h[#h + 1] = 'cache'; h[#h + 1] = '1'; h[#h + 1] = 'cache_ttl'; h[#h + 1] = ARGV[14]
+  more[#more + 1] = 'cache'; more[#more + 1] = '1'; more[#more + 1] = 'cache_ttl'
+  more[#more + 1] = ARGV[14]
 end
 if run_at then
-  h[#h + 1] = 'run_at'; h[#h + 1] = run_at; h[#h + 1] = 'ready_at'; h[#h + 1] = run_at
+  more[#more + 1] = 'run_at'; more[#more + 1] = run_at; more[#more + 1] = 'ready_at'
+  more[#more + 1] = run_at
 end
-if (ARGV[12] or '') ~= '' then h[#h + 1] = 'cache_version'; h[#h + 1] = ARGV[12] end
+if (ARGV[12] or '') ~= '' then more[#more + 1] = 'cache_version'; more[#more + 1] = ARGV[12] end
 if hit then
-  h[#h + 1] = 'result'; h[#h + 1] = result; h[#h + 1] = 'finished_at'; h[#h + 1] = finished
-  h[#h + 1] = 'cached'; h[#h + 1] = '1'
+  more[#more + 1] = 'result'; more[#more + 1] = result; more[#more + 1] = 'finished_at'
+  more[#more + 1] = finished; more[#more + 1] = 'cached'; more[#more + 1] = '1'
 end
-redis.call('HSET', KEYS[1], unpack(h))
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
+  'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
+  'attempts', '0', 'created_at', nows, 'cache_key', ARGV[9], 'version', '1', 'score', score,
+  'json', text, unpack(more))
 
 -- the type registry: a type's first submit to the queue is the one that makes its count 1
 -- (counts only grow), so the SADD runs then only
