@@ -136,7 +136,7 @@ end
 local cache, hit = ARGV[13] == '1', ARGV[15] == '1'
 local delay = tonumber(ARGV[8])
 local P = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4)   -- P:{tag}: (KEYS[1] is P:{tag}:job:<id>)
-local Q = P .. 'q:' .. ARGV[2] .. ':'
+local function qkey(what) return P .. 'q:' .. ARGV[2] .. ':' .. what end   -- built when used
 if cache or (delay > 0 and not hit) then
   -- Resharding guard (docs/redis.md, "Redis Cluster"): the delayed set and the in-flight marker
   -- are built here, not declared; while the slot moves they may be on the other node. EXISTS of
@@ -148,7 +148,7 @@ end
 if cache and not hit then
   -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
   -- asked, no longer counts: a new job is made and takes the marker over
-  local other = redis.call('GET', Q .. 'inflight:' .. ARGV[9])
+  local other = redis.call('GET', qkey('inflight:' .. ARGV[9]))
   if other then
     local ok = P .. 'job:' .. other
     local f = redis.call('HMGET', ok, 'status', 'cancel_requested')
@@ -163,8 +163,8 @@ local t = redis.call('TIME')
 local nows = t[1] .. string.sub('000000' .. t[2], -6, -4)
 local now = tonumber(nows)
 local seq = redis.call('INCR', KEYS[3])
-local expiry = Q .. 'expiry'
 if seq % 16 == 0 then   -- every 16th submit of the queue
+  local expiry = qkey('expiry')
   local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', nows, 'LIMIT', 0, 100)
   if #gone > 0 then
     redis.call('ZREM', KEYS[4], unpack(gone))
@@ -224,7 +224,7 @@ if hit then
     'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
   redis.call('EXPIRE', KEYS[7], ARGV[17])
-  redis.call('ZADD', expiry, int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
+  redis.call('ZADD', qkey('expiry'), int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
   return {new_type, text, 'cached'}
 end
 if cache then
@@ -233,12 +233,12 @@ if cache then
   -- (1 h + 20 %), and a day of waiting in the queue
   local n = tonumber(ARGV[6])
   local ttl = delay + n * (tonumber(ARGV[7]) + 300000) + (n - 1) * 4320000 + 86400000
-  redis.call('SET', Q .. 'inflight:' .. ARGV[9], ARGV[1], 'PX', int(ttl))
+  redis.call('SET', qkey('inflight:' .. ARGV[9]), ARGV[1], 'PX', int(ttl))
 end
 
 local line = 'queued'
 if run_at then
-  redis.call('ZADD', Q .. 'delayed', run_at, ARGV[1])
+  redis.call('ZADD', qkey('delayed'), run_at, ARGV[1])
   line = 'queued, delayed until ' .. run_at .. ' ms'
 else
   redis.call('ZADD', KEYS[2], score, ARGV[1])
