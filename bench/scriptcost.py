@@ -63,6 +63,10 @@ def main():
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--rev", default=None, help="git revision of redis/*.lua (default: work tree)")
     ap.add_argument("--callgrind", action="store_true", help="count instructions (slow: use --n 500)")
+    ap.add_argument("--request-path", action="store_true",
+                    help="with --callgrind, count only a request's read, run and reply write "
+                         "(readQueryFromClient, handleClientsWithPendingWrites): not serverCron, "
+                         "whose ticks follow the run's length on a loaded machine")
     ap.add_argument("--pipe", type=int, default=1,
                     help="submits sent K at a time in one round trip (as a batch of requests would)")
     a = ap.parse_args()
@@ -71,6 +75,9 @@ def main():
     sock = os.path.join(d, "redis.sock")
     grind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(d, "cg.%p"),
              "--log-file=" + os.path.join(d, "valgrind.log")] if a.callgrind else []
+    if a.callgrind and a.request_path:
+        grind[1:1] = ["--collect-atstart=no", "--toggle-collect=readQueryFromClient",
+                      "--toggle-collect=handleClientsWithPendingWritesUsingThreads"]
     instr, seen = {}, set()
 
     def phase(name):   # instructions since the last phase (callgrind: zero, then dump)
@@ -182,9 +189,10 @@ def main():
                                            "HMGET of 19 fields", (hm[1] - hm0[1]) / n))
 
     if a.callgrind:
-        print("  instructions per call (callgrind, whole redis-server): submit %d, claim %d, "
+        print("  instructions per call (callgrind, %s): submit %d, claim %d, "
               "log (a line and a progress) %d, complete %d, status read %d"
-              % tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read")))
+              % ((("request path" if a.request_path else "whole redis-server"),)
+                 + tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read"))))
 
 
 if __name__ == "__main__":
