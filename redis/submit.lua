@@ -11,14 +11,16 @@
 -- ARGV[7] timeout_ms  [8] delay_ms  [9] cache_key
 -- ARGV[10], ARGV[11] the job object's text before and after the value of created_at, rendered
 -- by the caller for a job queued at once (no delay, no hit); "" and "": the script renders it
--- Only with cache 1 or a cache_version (absent otherwise, as ARGV[12] "" and [13], [15] "0"):
+-- Only with cache 1 or a cache_version (absent otherwise, taken as "" and "0"):
 -- ARGV[12] cache_version ("" = none)  [13] cache (0|1)  [14] cache_ttl
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
 -- Keys built here, of the queue's tag (prefix P:{tag}: from KEYS[1]): the delayed set
--- P:{tag}:q:<queue>:delayed (delay > 0), the in-flight marker P:{tag}:q:<queue>:inflight:<cache_key>
--- and the job it names (cache 1), the expiry index P:{tag}:q:<queue>:expiry, the wake channel
--- P:{tag}:wake:<queue>. The delayed set and the marker only after the resharding guard.
+-- P:{tag}:q:<queue>:delayed (delay > 0), the in-flight marker
+-- P:{tag}:q:<queue>:inflight:<cache_key> and the job it names (cache 1), the expiry index
+-- P:{tag}:q:<queue>:expiry, the wake channel
+-- P:{tag}:wake:<queue>. No resharding guard is needed: the script never runs while its slot
+-- moves, since its first key, the new job's hash, is on neither node (docs/redis.md, "Resharding").
 -- Returns, for a new job whose object the caller gave (ARGV[10], ARGV[11]), its created_at in ms:
 -- negative when the type is new to the queue. Else {new_type (1 when the type is new to the
 -- queue), job object, how[, id]}: the job object is the text the job's `json` field holds
@@ -135,16 +137,8 @@ end
 -- (the id has 128 random bits: it is not checked for being new)
 local cache, hit = ARGV[13] == '1', ARGV[15] == '1'
 local delay = tonumber(ARGV[8])
-local P = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4)   -- P:{tag}: (KEYS[1] is P:{tag}:job:<id>)
+local P = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4)   -- P:{tag}: of P:{tag}:job:<id>
 local function qkey(what) return P .. 'q:' .. ARGV[2] .. ':' .. what end   -- built when used
-if cache or (delay > 0 and not hit) then
-  -- Resharding guard (docs/redis.md, "Redis Cluster"): the delayed set and the in-flight marker
-  -- are built here, not declared; while the slot moves they may be on the other node. EXISTS of
-  -- KEYS[1] and a key nobody writes is refused exactly then: nothing is done, TRYAGAIN.
-  if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
-    return redis.error_reply('TRYAGAIN slot migrating: submit.lua not run')
-  end
-end
 if cache and not hit then
   -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
   -- asked, no longer counts: a new job is made and takes the marker over
