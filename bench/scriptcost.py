@@ -65,10 +65,11 @@ def main():
     ap.add_argument("--callgrind", action="store_true", help="count instructions (slow: use --n 500)")
     ap.add_argument("--request-path", action="store_true",
                     help="with --callgrind, count only a request's read, run and reply write "
-                         "(readQueryFromClient, handleClientsWithPendingWrites): not serverCron, "
-                         "whose ticks follow the run's length on a loaded machine")
+                    "(readQueryFromClient, handleClientsWithPendingWrites): not serverCron, "
+                    "whose ticks follow the run's length on a loaded machine")
     ap.add_argument("--pipe", type=int, default=1,
-                    help="submits sent K at a time in one round trip (as a batch of requests would)")
+                    help="submits sent K at a time in one round trip (as a batch of requests "
+                    "would be)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="scriptcost.", dir=os.path.join(ROOT, "run")
                          if os.path.isdir(os.path.join(ROOT, "run")) else None)

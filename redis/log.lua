@@ -28,8 +28,8 @@ local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_a
   'cached', 'cache_key', 'cancel_requested', 'version'}
 local J_ESC   -- made by the first escape (most calls escape nothing)
 local function j_esc(c)
-  J_ESC = J_ESC or {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
-    ['\b'] = '\\b', ['\f'] = '\\f'}
+  J_ESC = J_ESC or {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r',
+    ['\t'] = '\\t', ['\b'] = '\\b', ['\f'] = '\\f'}
   return J_ESC[c] or string.format('\\u%04x', string.byte(c))
 end
 local function j_s(x)   -- free text
