@@ -631,6 +631,9 @@ static int has_work(worker_t *w, int64_t now, int free_now)
 {
     if (now >= w->heartbeat_at)
         return 1;
+    for (int q = 0; q < w->o->nqueues; q++)
+        if (w->giveback[q])
+            return 1;
     for (int i = 0; i < w->nslots; i++) {
         slot_t *s = &w->slots[i];
         if (s->state == SLOT_ENDED || (s->state == SLOT_RUNNING && !s->lost &&
