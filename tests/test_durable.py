@@ -128,8 +128,12 @@ def test_with_wait_replicas_on_and_no_replica_a_write_answers_503_unavailable_an
         r = s.request("PUT", "/cache/" + "ab" * 32, body=b'{"x":1}',
                       headers={"Content-Type": "application/json"})
         eq(r.status, 503, "PUT /cache/{key} with no replica to acknowledge it")
+        # /stats takes back expired leases of every known queue (claim.lua, a write): 503 too
+        s.redis("SADD", "jobgate:queues", q)
+        eq(s.request("GET", "/stats").status, 503, "GET /stats with no replica")
         # reads need no acknowledgement
         eq(s.request("GET", "/health").status, 200, "GET /health")
+        eq(s.request("GET", "/jobs?queue=" + q).status, 200, "GET /jobs?queue=")
         eq(s.request("GET", "/jobs/%s.AAAAAAAAAAAAAAAAAAAAAA" % _tag(q)).status, 404,
            "GET of an unknown job")
         for p in s.procs.values():
