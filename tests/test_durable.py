@@ -196,8 +196,8 @@ def test_writes_the_replica_did_not_acknowledge_in_time_are_neither_lost_nor_don
             check(("system", "attempt 1 given back: its worker never got the claim's answer")
                   in log, "expected the claim not acknowledged given back", log)
             eq(log[-1], ("system", "done"), "the last entry of the log")
-            check("gave back jobs of a claim whose answer was lost" in w.log(),
-                  "expected the worker to say it gave the job back", w.log()[-1500:])
+            # (the worker's own "gave back" line is not asserted: its give-back may itself have
+            # been applied while the replica stalled, and the next one then finds nothing)
         finally:
             rep.stop()
 
