@@ -12,7 +12,8 @@
 --          line's number, from 0), or "" (not numbered: every line appended). A batch sent again
 --          (its answer lost) is applied once: fields `log_fence` and `log_lines` of the job hash
 --          count the lines of the attempt of that fence appended so far, and lines numbered
---          below that count are skipped.
+--          below that count are skipped; a batch all of whose lines are there is answered
+--          {1, cancel_requested} even when the attempt has ended since (still of that fence).
 -- ARGV[7], ARGV[8], ...  stream ("stdout" | "stderr"), line; 0..1000 pairs (more, or an odd
 --                        count, is an error reply and changes nothing)
 -- Returns {1, cancel_requested (0|1)} when accepted, or {0, why} when refused (as complete.lua).
@@ -125,6 +126,12 @@ end
 local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'progress', 'cancel_requested',
   'log_fence', 'log_lines')
 if not f[1] then return {0, 'gone'} end
+-- a batch sent again whose every line is in the log already (its answer was lost; the attempt
+-- may have ended since): accepted, nothing to do
+if first and #ARGV > 6 and f[5] == ARGV[2] and f[2] == ARGV[2]
+    and first + (#ARGV - 6) / 2 <= (tonumber(f[6]) or 0) then
+  return {1, tonumber(f[4] or '0') or 0}
+end
 if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end
 if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
 

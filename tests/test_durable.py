@@ -202,10 +202,11 @@ def test_writes_the_replica_did_not_acknowledge_in_time_are_neither_lost_nor_don
             rep.stop()
 
 
-class DropClaimAnswer:
-    """A TCP proxy to the stack's Redis that closes a connection, instead of passing it on, at
-    the first answer holding a job id of the tag armed (a claim's answer: the script ran,
-    its answer is lost)."""
+class DropAnswers:
+    """A TCP proxy to the stack's Redis that loses answers: armed with needles, it closes a
+    connection instead of passing an answer on, each needle once, in order: ("answer", bytes) at
+    the first answer holding bytes (a claim's answer holds the job's id); ("request", bytes) at
+    the first answer after a request holding bytes went through to Redis (which ran it)."""
 
     def __init__(self, s):
         self.upstream = ("127.0.0.1", s.redis_port)
@@ -213,8 +214,8 @@ class DropClaimAnswer:
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(16)
         self.port = self.lsock.getsockname()[1]
-        self.needle = None
-        self.dropped = 0
+        self.needles = []
+        self.dropped = []
         self.lock = threading.Lock()
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -226,28 +227,36 @@ class DropClaimAnswer:
             except OSError:
                 return
             u = socket.create_connection(self.upstream)
+            conn = {"drop_next": None}
             with self.lock:
                 self.socks += [c, u]
-            threading.Thread(target=self._pump, args=(c, u, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(c, u, False, conn), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, True, conn), daemon=True).start()
 
-    def _pump(self, src, dst, answers):
+    def _pump(self, src, dst, answers, conn):
         tail = b""
         while True:
             try:
                 data = src.recv(65536)
             except OSError:
                 data = b""
-            if answers and data:
+            hit = False
+            if data:
                 with self.lock:
-                    hit = self.needle and self.needle in tail + data
+                    if self.needles:
+                        side, needle = self.needles[0]
+                        if (side == "answer") == answers and needle in tail + data:
+                            self.needles.pop(0)
+                            if answers:
+                                hit = True
+                            else:
+                                conn["drop_next"] = needle
+                    if answers and conn["drop_next"] is not None:
+                        hit = True
                     if hit:
-                        self.needle = None
-                        self.dropped += 1
-                if hit:
-                    data = b""
+                        self.dropped.append(conn["drop_next"] or needle)
                 tail = data[-64:]
-            if not data:
+            if hit or not data:
                 for x in (src, dst):
                     with contextlib.suppress(OSError):
                         x.shutdown(socket.SHUT_RDWR)
@@ -258,9 +267,9 @@ class DropClaimAnswer:
             except OSError:
                 return
 
-    def arm(self, tag):
+    def arm(self, *needles):
         with self.lock:
-            self.needle = (tag + ".").encode()
+            self.needles = list(needles)
 
     def close(self):
         self.lsock.close()
@@ -277,16 +286,16 @@ def test_a_claim_whose_answer_never_reached_the_worker_is_given_back_at_once_and
     # and then run as attempt 2; the job must be done, as attempt 1, well before that
     with harness.Stack(env={"JOBGATE_LEASE": "60"}, programs=PROGRAMS, name="durable-lost") as s, \
             tempfile.TemporaryDirectory() as d:
-        proxy = DropClaimAnswer(s)
+        proxy = DropAnswers(s)
         try:
             q = harness.unique_queue("lost")
             runs = os.path.join(d, "runs")
             w = s.start_worker(queues=[q], types={"mark": JOB % runs},
                                env={"REDIS_URL": "redis://127.0.0.1:%d/0" % proxy.port})
-            proxy.arm(_tag(q))
+            proxy.arm(("answer", (_tag(q) + ".").encode()))
             jid = s.submit(type="mark", queue=q)["id"]
             j = s.wait_status(jid, ("done", "failed", "cancelled"), timeout=20)
-            eq(proxy.dropped, 1, "claim answers the proxy dropped")
+            eq(len(proxy.dropped), 1, "claim answers the proxy dropped")
             eq((j["status"], j["attempts"], j["result"]), ("done", 1, {"id": jid}),
                "status, attempts, result")
             eq(dict(_runs(runs)), {jid: 1}, "runs of the job")
@@ -297,5 +306,38 @@ def test_a_claim_whose_answer_never_reached_the_worker_is_given_back_at_once_and
                               ("stdout", "step 2"), ("system", "done")], "the job's log")
             check("gave back jobs of a claim whose answer was lost" in w.log(),
                   "expected the worker to say it gave the job back", w.log()[-1500:])
+        finally:
+            proxy.close()
+
+
+@harness.single_redis_only("the proxy stands between the worker and the stack's one Redis; the "
+                           "cluster test kills a master under load")
+def test_log_lines_and_a_completion_whose_answers_were_lost_are_sent_again_and_applied_once():
+    # the answer to the log batch holding "step 1" is lost (Redis appended the lines), then the
+    # answer to the completion (Redis applied it): the worker sends each again; log.lua skips the
+    # lines it has (numbered), complete.lua answers the completion it applied as accepted
+    with harness.Stack(programs=PROGRAMS, name="durable-resend") as s, \
+            tempfile.TemporaryDirectory() as d:
+        proxy = DropAnswers(s)
+        try:
+            q = harness.unique_queue("resend")
+            runs = os.path.join(d, "runs")
+            w = s.start_worker(queues=[q], types={"mark": JOB % runs},
+                               env={"REDIS_URL": "redis://127.0.0.1:%d/0" % proxy.port})
+            proxy.arm(("request", b"\r\nstep 1\r\n"), ("request", b"\r\ndone\r\n"))
+            jid = s.submit(type="mark", queue=q)["id"]
+            j = s.wait_status(jid, ("done", "failed", "cancelled"), timeout=20)
+            # done shows once Redis applied the completion; the worker hears of it later
+            harness.wait_until(lambda: "job finished" in w.log(), 20,
+                               "the worker's completion answered")
+            eq(len(proxy.dropped), 2, "answers the proxy dropped (log batch, completion)")
+            eq((j["status"], j["attempts"], j["result"]), ("done", 1, {"id": jid}),
+               "status, attempts, result")
+            eq(dict(_runs(runs)), {jid: 1}, "runs of the job")
+            eq(_log(s, jid), [("system", "queued"), ("system", "attempt 1 started"),
+                              ("stdout", "step 1"), ("stdout", "step 2"), ("system", "done")],
+               "the job's log: each line once")
+            check("refused" not in w.log() and "level=error" not in w.log(),
+                  "expected no refusal or error in the worker's log", w.log()[-1500:])
         finally:
             proxy.close()
