@@ -153,7 +153,8 @@ _RUN_TOKEN = "%d-%d" % (os.getpid(), int(time.time()))
 
 
 class Proc:
-    """One started process: its own session/process group, output appended to log_path."""
+    """One started process: its own session/process group, output appended to log_path (a
+    later process may append to the same file: log() is this one's part only)."""
 
     def __init__(self, name, argv, env, log_path, cwd=None, stdin=None):
         self.name = name
@@ -161,6 +162,7 @@ class Proc:
         self.log_path = log_path
         self.expected_exit = False   # set when a test stops or kills it on purpose
         with open(log_path, "ab") as log:
+            self.log_start = log.tell()
             log.write(("# %s: %s\n" % (name, " ".join(argv))).encode())
             log.flush()
             self.p = subprocess.Popen(argv, env=env, cwd=cwd,
@@ -216,6 +218,7 @@ class Proc:
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
