@@ -18,6 +18,7 @@ static void run(const uint8_t *data, size_t size, size_t step, size_t max_params
 {
     jg_fcgi_parser_t p;
     jg_fcgi_parser_init(&p, max_params, max_body);
+    jg_buf_t replies = JG_BUF_INIT;
     size_t at = 0;
     for (;;) {
         size_t n = size - at;
@@ -28,10 +29,13 @@ static void run(const uint8_t *data, size_t size, size_t step, size_t max_params
         FUZZ_CHECK(p.status != JG_FCGI_MORE || used == n, "stopped at %zu of %zu with more", used,
                    n);
         at += used;
-        if (p.reply.len) {
-            jg_buf_puts(log, "|reply:");
-            jg_buf_append(log, p.reply.data, p.reply.len);
-            jg_buf_reset(&p.reply);
+        /* replies, however the feeds cut them, as one run of bytes before each request */
+        jg_buf_append(&replies, p.reply.data, p.reply.len);
+        jg_buf_reset(&p.reply);
+        if (p.status != JG_FCGI_MORE || at == size) {
+            jg_buf_printf(log, "|replies %zu:", replies.len);
+            jg_buf_append(log, replies.data, replies.len);
+            jg_buf_reset(&replies);
         }
         if (p.status != JG_FCGI_MORE) {
             jg_buf_printf(log, "|status %d at %zu id %d keep %d over %d stdin %zu body %zu:",
@@ -59,7 +63,22 @@ static void run(const uint8_t *data, size_t size, size_t step, size_t max_params
             break;
     }
     jg_buf_printf(log, "|end %d", (int)p.status);
+    jg_buf_free(&replies);
     jg_fcgi_parser_free(&p);
+}
+
+/* log as printable text, for the failure message (replies are binary) */
+static char *printable(const jg_buf_t *log)
+{
+    jg_buf_t t = JG_BUF_INIT;
+    for (size_t i = 0; i < log->len; i++) {
+        unsigned char ch = (unsigned char)log->data[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            jg_buf_putc(&t, (char)ch);
+        else
+            jg_buf_printf(&t, "\\x%02x", ch);
+    }
+    return jg_buf_steal(&t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -73,7 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run(data + 1, size - 1, 0, max_params, max_body, &whole);
     run(data + 1, size - 1, step, max_params, max_body, &cut);
     FUZZ_CHECK(whole.len == cut.len && memcmp(whole.data, cut.data, whole.len) == 0,
-               "fed whole: %s\nfed %zu bytes at a time: %s", whole.data, step, cut.data);
+               "fed whole: %s\nfed %zu bytes at a time: %s", printable(&whole), step,
+               printable(&cut));
     jg_buf_free(&whole);
     jg_buf_free(&cut);
     return 0;
