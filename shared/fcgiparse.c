@@ -138,7 +138,8 @@ static const char *const known_values[][2] = {
 /* FCGI_GET_VALUES: the names asked that we know, with libfcgi's values. */
 static void answer_get_values(jg_fcgi_parser_t *p)
 {
-    const unsigned char *at = (const unsigned char *)p->mgmt.data, *end = at + p->mgmt.len;
+    const unsigned char *at = (const unsigned char *)p->mgmt.data;
+    const unsigned char *end = at ? at + p->mgmt.len : NULL;   /* no content: no names */
     unsigned char out[64];
     size_t n = 0;
     while (at && at < end) {
