@@ -286,9 +286,12 @@ size_t jg_fcgi_feed(jg_fcgi_parser_t *p, const void *data, size_t len)
             p->content_left = R_LEN(p);
             p->padding_left = p->hdr[6];
             p->small_have = 0;
+            p->kind = record_kind(p);   /* a refused record (fail) stops right after its header */
+            if (p->status != JG_FCGI_MORE)
+                break;
         } else if (p->content_left) {
             size_t n = p->content_left < len - i ? p->content_left : len - i;
-            content(p, record_kind(p), in + i, n);
+            content(p, p->kind, in + i, n);
             p->content_left -= n;
             i += n;
         } else {
@@ -296,11 +299,9 @@ size_t jg_fcgi_feed(jg_fcgi_parser_t *p, const void *data, size_t len)
             p->padding_left -= n;
             i += n;
         }
-        /* the kind is decided again from the header each time: it depends on state that only
-         * record_end changes, and a refused record (fail) stops here */
         if (p->status == JG_FCGI_MORE && p->hdr_have == 8 && !p->content_left &&
             !p->padding_left) {
-            record_end(p, record_kind(p));
+            record_end(p, p->kind);
             p->hdr_have = 0;
         }
     }

@@ -64,6 +64,7 @@ typedef struct jg_fcgi_parser {
     unsigned char hdr[8];
     size_t hdr_have;       /* header bytes gathered; 8: inside a record's content/padding */
     size_t content_left, padding_left;
+    int kind;              /* what the record's content is for, from its header */
     unsigned char small[8];   /* a BEGIN_REQUEST's body */
     size_t small_have;
     int params_done, begun;
