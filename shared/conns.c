@@ -326,7 +326,7 @@ static int take_new(jg_conns_t *c, int thread, int fd)
             return -1;
         }
     }
-    /* A request thread writes answers on this blocking socket (libfcgi): a client that stops
+    /* A request thread writes answers on this blocking socket: a client that stops
      * reading must not hold the thread for ever. Parked requests are written non-blocking by
      * the loop. */
     struct timeval tv = {SEND_TIMEOUT_S, 0};
@@ -384,7 +384,7 @@ int jg_conns_next(jg_conns_t *c, int thread)
             c->fresh_since[fd] = 0;
         }
         pthread_mutex_unlock(&c->mu);
-        if (mine)   /* the next request, or EOF: FCGX_Accept_r tells, and closes it */
+        if (mine)   /* the next request, or EOF: the thread's read tells, and closes it */
             return start_reading(c, thread, fd, since ? since : jg_monotonic_ms());
     }
 }

@@ -102,7 +102,8 @@ static void env_room(jg_fcgi_parser_t *p, size_t n)
     p->env_cap = cap;
 }
 
-/* The parameters' bytes, decoded in place into "NAME=VALUE\0" strings: each string is no
+/* The parameters' bytes, decoded in place into "NAME=VALUE\0" strings (a pair whose name is
+ * empty or holds '=' or NUL is dropped; a value is cut at a NUL it holds): each string is no
  * longer than its encoded pair (at least two length bytes for the '=' and the NUL), so it is
  * written at or before where its pair was read. Returns -1 on lengths that overrun. */
 static int decode_params(jg_fcgi_parser_t *p)
@@ -114,6 +115,10 @@ static int decode_params(jg_fcgi_parser_t *p)
         size_t nl, vl;
         if (pair_lengths(&at, end, &nl, &vl))
             return -1;
+        if (nl == 0 || memchr(at, '=', nl) || memchr(at, '\0', nl)) {
+            at += nl + vl;   /* a name that no lookup could find as sent: dropped */
+            continue;
+        }
         size_t start = out;
         memmove(base + out, at, nl);
         out += nl;

@@ -9,7 +9,8 @@
  *     other than FCGI_RESPONDER is answered END_REQUEST FCGI_UNKNOWN_ROLE.
  *   - FCGI_PARAMS up to the empty record: name-value pairs (1- or 4-byte lengths, split across
  *     records anywhere) decoded into one arena as "NAME=VALUE" strings, with an envp-style
- *     array over them — no allocation per parameter. More than max_params bytes of them are
+ *     array over them — no allocation per parameter. A name that is empty or holds '=' or
+ *     NUL is dropped (no lookup could find it as sent). More than max_params bytes of them are
  *     dropped (params_over is set; the request still completes, with no parameters), so that
  *     the caller can answer it with an error.
  *   - FCGI_STDIN up to the empty record: the body, kept up to max_body bytes; beyond that it is

@@ -1,12 +1,11 @@
 /* server.c — main() of the web programs: options, signals, FastCGI or CGI, request threads,
  * routing around the program's handler (see server.h).
  *
- * How libfcgi is used. The shared set (conns.c) accepts connections and watches idle kept-alive
- * ones; a request thread gets a connection with a request waiting and lets libfcgi read it by
- * presetting FCGX_Request.ipcFd (FCGX_Accept_r then skips its own accept) and keepConnection
- * (so that finishing the previous request does not close it). libfcgi's fields below "Don't
- * use anything below here" are used for exactly these two, plus `detached` to skip libfcgi's
- * lingering close when the request was read whole; the layout has been stable since 2.4.0. */
+ * FastCGI without libfcgi. The shared set (conns.c) accepts connections and watches idle
+ * kept-alive ones; a request thread gets a connection with a request waiting, reads it whole
+ * (records, parameters and body: fcgiparse.c, under --read-timeout), runs the handler, and
+ * writes the answer's records (fcgi.c) in one write. Then the connection goes back to the set
+ * (FCGI_KEEP_CONN), to the loop (parked), or is closed. */
 #include "server.h"
 #include "access.h"
 #include "fcgi.h"

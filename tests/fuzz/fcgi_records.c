@@ -4,7 +4,7 @@
  * whole once and cut once, request after request (as a kept-alive connection carries them).
  * Properties: both feedings give the same requests (status, id, keep-conn, parameters, body,
  * bytes consumed) and the same replies; the body and the parameters stay within their limits;
- * every parameter is a "NAME=VALUE" string. */
+ * every parameter is a "NAME=VALUE" string with a name. */
 #include <string.h>
 
 #include "buf.h"
@@ -48,7 +48,7 @@ static void run(const uint8_t *data, size_t size, size_t step, size_t max_params
                 jg_buf_append(log, p.body.data, p.body.len);
                 size_t total = 0;
                 for (char **e = p.envp; *e; e++) {
-                    FUZZ_CHECK(strchr(*e, '=') != NULL, "parameter without '='");
+                    FUZZ_CHECK(strchr(*e, '=') != NULL && **e != '=', "parameter %s", *e);
                     total += strlen(*e);
                     jg_buf_printf(log, "|env %zu:", strlen(*e));
                     jg_buf_puts(log, *e);

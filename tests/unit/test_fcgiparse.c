@@ -299,3 +299,25 @@ UNIT_TEST(fcgi_header_split_byte_by_byte_waits_for_more)
     jg_fcgi_parser_free(&p);
     jg_buf_free(&in);
 }
+
+UNIT_TEST(fcgi_param_names_that_are_empty_or_hold_equals_or_nul_are_dropped)
+{
+    jg_buf_t in = JG_BUF_INIT, params = JG_BUF_INIT;
+    pair(&params, "", "empty", 0);
+    pair(&params, "REQUEST_METHOD=GE", "T", 0);
+    jg_buf_append(&params, "\x05\x01" "AB\0CDx", 8);   /* name "AB\0CD" */
+    pair(&params, "REQUEST_URI", "/x", 0);
+    begin(&in, 1, 1, 0);
+    rec(&in, 4, 1, params.data, params.len, 0);
+    rec(&in, 4, 1, "", 0, 0);
+    rec(&in, 5, 1, "", 0, 0);
+    jg_fcgi_parser_t p;
+    jg_fcgi_parser_init(&p, JG_FCGI_MAX_PARAMS, 1024);
+    EXPECT_INT_EQ(in.len, jg_fcgi_feed(&p, in.data, in.len));
+    EXPECT_INT_EQ(JG_FCGI_REQUEST, p.status);
+    EXPECT_STR_EQ("REQUEST_URI=/x", p.envp[0]);
+    EXPECT_TRUE(p.envp[1] == NULL);
+    EXPECT_TRUE(jg_fcgi_getenv(p.envp, "REQUEST_METHOD") == NULL);
+    jg_fcgi_parser_free(&p);
+    jg_buf_free(&in), jg_buf_free(&params);
+}
