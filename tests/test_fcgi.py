@@ -103,7 +103,7 @@ def test_a_second_request_id_while_one_is_active_is_refused_and_the_first_answer
         check(out.startswith(b"Status: 200"), "request 1 is answered 200", got)
 
 
-def test_a_params_length_of_2_31_closes_the_connection_and_allocates_nothing():
+def test_a_params_length_of_2_31_closes_the_connection_and_the_program_goes_on_serving():
     s = stack()
     job = s.submit(type="echo")
     path = _program(s, "status")
