@@ -149,7 +149,7 @@ def main():
         phase("claim")
         for jid, fence in zip(ids, fences):
             r.call("EVALSHA", sha["log"], 2, P + "job:" + jid, P + "log:" + jid, jid, fence, 10000,
-                   P + "events", "50", "stdout", "a line")
+                   P + "events", "50", "0", "stdout", "a line")
         phase("log")
         for jid, fence in zip(ids, fences):
             r.call("EVALSHA", sha["complete"], 6, P + "job:" + jid, P + "log:" + jid,

@@ -29,33 +29,46 @@ local function int(x) return string.format('%.0f', x) end
 -- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
 -- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
 -- piece by piece costs more than the whole object).
-local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
-  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
-  'cached', 'cache_key', 'cancel_requested', 'version'}
-local J_ESC   -- made by the first escape (most calls escape nothing)
-local function j_esc(c)
-  J_ESC = J_ESC or {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r',
-    ['\t'] = '\\t', ['\b'] = '\\b', ['\f'] = '\\f'}
-  return J_ESC[c] or string.format('\\u%04x', string.byte(c))
+-- Every call runs the script from the top, so what this block makes costs each call: its tables
+-- are made only by j_tables() (called by the scripts that use them, and by render), and it makes
+-- few closures (each costs an allocation and the GC's share; the small converters are written
+-- out in j_text).
+local J_NAMES, J_AT   -- the members in order; member -> its place in that order
+local function j_tables()
+  if J_AT then return end
+  J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+    'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+    'cached', 'cache_key', 'cancel_requested', 'version'}
+  J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+    max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11,
+    run_at = 12, worker = 13, result = 14, error = 15, cached = 16, cache_key = 17,
+    cancel_requested = 18, version = 19}
 end
+local J_ESC   -- byte -> its escape, made by the first escape (most calls escape nothing)
 local function j_s(x)   -- free text
   if not x or x == '' then return 'null' end
-  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  if string.find(x, '[%z\1-\31"\\]') then
+    if not J_ESC then
+      J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+        ['\b'] = '\\b', ['\f'] = '\\f'}
+      for c = 0, 31 do
+        local k = string.char(c)
+        if not J_ESC[k] then J_ESC[k] = string.format('\\u%04x', c) end
+      end
+    end
+    x = string.gsub(x, '[%z\1-\31"\\]', J_ESC)
+  end
   return '"' .. x .. '"'
 end
-local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
-local function j_n(x) if not x or x == '' then return 'null' end return x end
-local function j_b(x) if x == '1' then return 'true' end return 'false' end
-local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+local function j_t(x)   -- ms since the epoch (a number or its text) -> "YYYY-MM-DDTHH:MM:SS.mmmZ"
   if not x or x == '' then return 'null' end
   local ms = tonumber(x) or 0
   local msec = ms % 1000
   local secs = (ms - msec) / 1000
   local sod = secs % 86400
-  local days = (secs - sod) / 86400
-  local z = days + 719468
+  -- the civil date of a day count (days_from_civil inverse), from 0000-03-01
+  local z = (secs - sod) / 86400 + 719468
   local doe = z % 146097
-  local era = (z - doe) / 146097
   local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
     - (doe - doe % 146096) / 146096
   local yoe = (a - a % 365) / 365
@@ -64,9 +77,8 @@ local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (day
   local mp = (b - b % 153) / 153
   local c = 153 * mp + 2
   local d = doy - (c - c % 5) / 5 + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
+  local m, y = mp + 3, yoe + (z - doe) / 146097 * 400
+  if m > 12 then m, y = m - 12, y + 1 end
   if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
   local s = sod % 60
   local mi = (sod - s) / 60 % 60
@@ -79,25 +91,36 @@ local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (day
     48 + (mi - mi % 10) / 10, 48 + mi % 10, 58, 48 + (s - s % 10) / 10, 48 + s % 10, 46,
     48 + (msec - msec % 100) / 100, 48 + (msec - msec % 10) / 10 % 10, 48 + msec % 10, 90, 34)
 end
--- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none):
+-- a quoted string is (x and x ~= '' and '"' .. x .. '"' or 'null'), a number
+-- (x and x ~= '' and x or 'null'), a flag (x == '1' and 'true' or 'false').
 local function j_text(v)
-  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
-    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
-    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+  local id, queue, jtype, status, pri, att, max, prog = v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+    v[8]
+  local result, cached, ckey, cancel, ver = v[14], v[16], v[17], v[18], v[19]
+  return '{"id":' .. (id and id ~= '' and '"' .. id .. '"' or 'null') ..
+    ',"queue":' .. (queue and queue ~= '' and '"' .. queue .. '"' or 'null') ..
+    ',"type":' .. (jtype and jtype ~= '' and '"' .. jtype .. '"' or 'null') ..
+    ',"status":' .. (status and status ~= '' and '"' .. status .. '"' or 'null') ..
+    ',"priority":' .. (pri and pri ~= '' and pri or 'null') ..
+    ',"attempts":' .. (att and att ~= '' and att or 'null') ..
+    ',"max_attempts":' .. (max and max ~= '' and max or 'null') ..
+    ',"progress":' .. (prog and prog ~= '' and prog or 'null') ..
     ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
     ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
-    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
-    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
-    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+    ',"worker":' .. j_s(v[13]) ..
+    ',"result":' .. (result and result ~= '' and result or 'null') ..
+    ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. (cached == '1' and 'true' or 'false') ..
+    ',"cache_key":' .. (ckey and ckey ~= '' and '"' .. ckey .. '"' or 'null') ..
+    ',"cancel_requested":' .. (cancel == '1' and 'true' or 'false') ..
+    ',"version":' .. (ver and ver ~= '' and ver or 'null') .. '}'
 end
 -- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
 -- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
 -- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
-local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
-  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
-  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
-  version = 19}
 local function change(key, v, ch)
+  j_tables()
   for i = 1, #ch, 2 do
     local at = J_AT[ch[i]]
     if at then v[at] = ch[i + 1] end
@@ -110,6 +133,7 @@ local function change(key, v, ch)
 end
 -- Renders job key from its hash into its `json` field; returns the text.
 local function render(key)
+  j_tables()
   local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
   redis.call('HSET', key, 'json', text)
   return text
@@ -119,6 +143,7 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
+j_tables()
 
 if #ARGV % 2 == 1 or #ARGV < 6 or (#ARGV - 6) / 2 > 1000 then
   return redis.error_reply('ERR log.lua takes at most 1000 stream, line pairs')
