@@ -47,9 +47,9 @@ local function int(x) return string.format('%.0f', x) end
 -- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
 -- piece by piece costs more than the whole object).
 -- Every call runs the script from the top, so what this block makes costs each call: its tables
--- are made only by j_tables() (called by the scripts that use them, and by render), and it makes
--- few closures (each costs an allocation and the GC's share; the small converters are written
--- out in j_text).
+-- are made only by j_tables() (called by the scripts that use them, and by render); it makes six
+-- closures, and each local a closure uses costs the call an allocation too (so the small
+-- converters and the escaping are written out in j_text).
 local J_NAMES, J_AT   -- the members in order; member -> its place in that order
 local function j_tables()
   if J_AT then return end
@@ -60,22 +60,6 @@ local function j_tables()
     max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11,
     run_at = 12, worker = 13, result = 14, error = 15, cached = 16, cache_key = 17,
     cancel_requested = 18, version = 19}
-end
-local J_ESC   -- byte -> its escape, made by the first escape (most calls escape nothing)
-local function j_s(x)   -- free text
-  if not x or x == '' then return 'null' end
-  if string.find(x, '[%z\1-\31"\\]') then
-    if not J_ESC then
-      J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
-        ['\b'] = '\\b', ['\f'] = '\\f'}
-      for c = 0, 31 do
-        local k = string.char(c)
-        if not J_ESC[k] then J_ESC[k] = string.format('\\u%04x', c) end
-      end
-    end
-    x = string.gsub(x, '[%z\1-\31"\\]', J_ESC)
-  end
-  return '"' .. x .. '"'
 end
 local function j_t(x)   -- ms since the epoch (a number or its text) -> "YYYY-MM-DDTHH:MM:SS.mmmZ"
   if not x or x == '' then return 'null' end
@@ -110,11 +94,24 @@ local function j_t(x)   -- ms since the epoch (a number or its text) -> "YYYY-MM
 end
 -- The text of the job object from v, its stored values in J_NAMES order (false or '' for none):
 -- a quoted string is (x and x ~= '' and '"' .. x .. '"' or 'null'), a number
--- (x and x ~= '' and x or 'null'), a flag (x == '1' and 'true' or 'false').
+-- (x and x ~= '' and x or 'null'), a flag (x == '1' and 'true' or 'false'); the free texts
+-- (worker, error) escaped first if they have a byte to escape (rare: its table is made then).
 local function j_text(v)
   local id, queue, jtype, status, pri, att, max, prog = v[1], v[2], v[3], v[4], v[5], v[6], v[7],
     v[8]
-  local result, cached, ckey, cancel, ver = v[14], v[16], v[17], v[18], v[19]
+  local worker, result, err, cached, ckey, cancel, ver = v[13], v[14], v[15], v[16], v[17], v[18],
+    v[19]
+  local bad = '[%z\1-\31"\\]'
+  if (worker and string.find(worker, bad)) or (err and string.find(err, bad)) then
+    local esc = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+      ['\b'] = '\\b', ['\f'] = '\\f'}
+    for c = 0, 31 do
+      local k = string.char(c)
+      if not esc[k] then esc[k] = string.format('\\u%04x', c) end
+    end
+    if worker then worker = string.gsub(worker, bad, esc) end
+    if err then err = string.gsub(err, bad, esc) end
+  end
   return '{"id":' .. (id and id ~= '' and '"' .. id .. '"' or 'null') ..
     ',"queue":' .. (queue and queue ~= '' and '"' .. queue .. '"' or 'null') ..
     ',"type":' .. (jtype and jtype ~= '' and '"' .. jtype .. '"' or 'null') ..
@@ -125,9 +122,9 @@ local function j_text(v)
     ',"progress":' .. (prog and prog ~= '' and prog or 'null') ..
     ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
     ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
-    ',"worker":' .. j_s(v[13]) ..
+    ',"worker":' .. (worker and worker ~= '' and '"' .. worker .. '"' or 'null') ..
     ',"result":' .. (result and result ~= '' and result or 'null') ..
-    ',"error":' .. j_s(v[15]) ..
+    ',"error":' .. (err and err ~= '' and '"' .. err .. '"' or 'null') ..
     ',"cached":' .. (cached == '1' and 'true' or 'false') ..
     ',"cache_key":' .. (ckey and ckey ~= '' and '"' .. ckey .. '"' or 'null') ..
     ',"cancel_requested":' .. (cancel == '1' and 'true' or 'false') ..
