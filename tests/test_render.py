@@ -285,3 +285,29 @@ def test_a_job_stored_before_the_json_field_or_changed_without_it_is_shown_the_s
     r = s.request("POST", "/jobs/%s/cancel" % jid)
     eq(r.status, 200, "cancel of a job without `json`")
     same(s, jid, "cancelled: rendered again", r.body)
+
+
+def test_times_on_the_calendar_edges_are_rendered_as_the_contract_says():
+    # the renderer's own date arithmetic (days since the epoch -> civil date): the epoch, the last
+    # and first ms of days around leap days (2000 is a leap year, 2100 is not), of years and of
+    # the year 9999; each instant put in a running job's times, then rendered by cancel.lua
+    s = stack()
+    q = unique_queue("rtime")
+    w = _Worker(s, q)
+    day = 86400000
+    instants = [0, 1, day - 1, day, 951782400000 - 1, 951782400000, 951868800000 - 1,
+                951868800000, 978307200000 - 1, 978307200000, 1709164800000, 1735689600000 - 1,
+                4107456000000 - 1, 4107456000000, 4107542400000, 253402300800000 - 1]
+    jobs = [s.request("POST", "/jobs", json={"type": "t", "queue": q}).json()["id"]
+            for _ in range(len(instants) // 4)]
+    rep = w.claim(jobs[0][:8], len(jobs))
+    eq(sorted(j[0] for j in rep[3:]), sorted(jobs), "the jobs claimed")
+    for n, jid in enumerate(jobs):
+        times = instants[4 * n:4 * n + 4]
+        s.redis("HSET", _key(jid), "created_at", times[0], "started_at", times[1],
+                "finished_at", times[2], "run_at", times[3])
+        r = s.request("POST", "/jobs/%s/cancel" % jid)
+        eq(r.status, 202, "cancel of a running job")
+        same(s, jid, "times %r" % times, r.body)
+        eq([r.json()[k] for k in ("created_at", "started_at", "finished_at", "run_at")],
+           [_time(t).decode().strip('"') for t in times], "the times cancel.lua rendered")
