@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from measure import children, commandstats, cpu_s, env, harness, pct, wrk
+from measure import commandstats, cpu_s, env, harness, pct, tree, wrk
 import longpoll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -172,7 +172,7 @@ def main():
             runs = [runs[0]] + [r for r in runs[1:] if any(o in r[0] for o in only.split(","))]
         print("bench: wrk -t%d -c%d -d%ds per run, loopback, %d CPUs"
               % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
-        groups = {FRONT: children(s.nginx_proc.pid) + [s.nginx_proc.pid],
+        groups = {FRONT: tree(s.nginx_proc.pid),
                   "submit": s.program_pids("submit"), "status": s.program_pids("status"),
                   "admin": s.program_pids("admin"), "redis": [s.redis_proc.pid]}
         results = []
