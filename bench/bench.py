@@ -46,16 +46,9 @@ SERVER_EXTRA = r"""
         location ~ ^/bench/nokeepalive/jobs/([^/]+)$ {
             fastcgi_param REQUEST_METHOD  $request_method;
             fastcgi_param REQUEST_URI     /api/jobs/$1$is_args$args;
-            fastcgi_param DOCUMENT_URI    /api/jobs/$1;
-            fastcgi_param SCRIPT_NAME     /api/jobs/$1;
-            fastcgi_param QUERY_STRING    $query_string;
             fastcgi_param CONTENT_TYPE    $content_type;
             fastcgi_param CONTENT_LENGTH  $content_length;
-            fastcgi_param SERVER_PROTOCOL $server_protocol;
             fastcgi_param REMOTE_ADDR     $remote_addr;
-            fastcgi_param REMOTE_PORT     $remote_port;
-            fastcgi_param SERVER_NAME     $server_name;
-            fastcgi_param SERVER_PORT     $server_port;
             fastcgi_param HTTP_PROXY      "";
             fastcgi_pass unix:@DIR@/status.sock;
         }
