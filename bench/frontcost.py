@@ -33,21 +33,25 @@ from measure import ROOT, cpu_s, harness, tree, wrk
 
 NGINX_CONF = os.path.join(ROOT, "nginx", "jobgate.conf")
 
-# The parameters the programs read (shared/http.c, access.c): the method, the raw URI, the
-# body's type and length, the client's address (rate limit); request headers go as HTTP_* by
-# nginx's fastcgi_pass_request_headers. Used by the "params" variant.
-READ_PARAMS = ("REQUEST_METHOD", "REQUEST_URI", "CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_ADDR",
-               "HTTP_PROXY")
+# The parameters nginx's own fastcgi_params file adds to the 5 jobgate.conf sends (the
+# "allparams" variant: nginx/jobgate.conf before it sent only what the programs read).
+MORE_PARAMS = """    fastcgi_param  DOCUMENT_URI       $document_uri;
+    fastcgi_param  SCRIPT_NAME        $fastcgi_script_name;
+    fastcgi_param  QUERY_STRING       $query_string;
+    fastcgi_param  SERVER_PROTOCOL    $server_protocol;
+    fastcgi_param  REQUEST_SCHEME     $scheme;
+    fastcgi_param  HTTPS              $https if_not_empty;
+    fastcgi_param  GATEWAY_INTERFACE  CGI/1.1;
+    fastcgi_param  SERVER_SOFTWARE    nginx/$nginx_version;
+    fastcgi_param  REMOTE_PORT        $remote_port;
+    fastcgi_param  SERVER_ADDR        $server_addr;
+    fastcgi_param  SERVER_PORT        $server_port;
+    fastcgi_param  SERVER_NAME        $server_name;
+"""
 
 
-def only_read_params(loc):
-    out = []
-    for line in loc.splitlines(True):
-        m = re.match(r"\s*fastcgi_param\s+(\S+)", line)
-        if m and m.group(1) not in READ_PARAMS:
-            continue
-        out.append(line)
-    return "".join(out)
+def all_params(loc):
+    return loc.replace("    fastcgi_param  HTTP_PROXY", MORE_PARAMS + "    fastcgi_param  HTTP_PROXY", 1)
 
 
 # The request headers the programs read (HTTP_* in shared/, handlers/), for the "headers"
@@ -63,22 +67,23 @@ def only_read_headers(loc):
                        + add + "    fastcgi_param  HTTP_PROXY", 1)
 
 
-def hot_regex_first(loc):
-    """The GET /api/jobs/{id} regex location moved before the other /api/jobs/ regexes."""
+def hot_regex_last(loc):
+    """The GET /api/jobs/{id} regex location moved after the other /api/jobs/ regexes (where it
+    was before nginx/jobgate.conf put it first)."""
     m = re.search(r"\n    # GET/HEAD /api/jobs/\{id\}.*?\n    \}\n", loc, re.S)
     if m is None:
-        return loc
+        sys.exit("frontcost: nginx/jobgate.conf has no GET /api/jobs/{id} block")
     block = m.group(0)
     loc = loc.replace(block, "\n")
-    at = loc.index("\n    # POST /api/jobs/{id}/cancel")
+    at = loc.index("\n    # GET/HEAD/PUT/DELETE /api/cache/")
     return loc[:at] + block + loc[at:]
 
 
 # name -> (what it changes, fn(location text, upstream text, top-level conf text) -> the three)
 VARIANTS = {
     "shipped": ("nginx/jobgate.conf as shipped", lambda l, u, t: (l, u, t)),
-    "params": ("only the fastcgi_params the programs read",
-               lambda l, u, t: (only_read_params(l), u, t)),
+    "allparams": ("the 17 fastcgi_params of nginx's fastcgi_params file, not the 5 read",
+                  lambda l, u, t: (all_params(l), u, t)),
     "nolog": ("access_log off",
               lambda l, u, t: (l, u, re.sub(r"access_log [^;]*;", "access_log off;", t))),
     "logbuf": ("access_log buffer=64k flush=1s",
@@ -107,8 +112,8 @@ VARIANTS = {
                                                r"\1\nworker_cpu_affinity auto;", t))),
     "headers": ("fastcgi_pass_request_headers off, the 7 headers the programs read passed",
                 lambda l, u, t: (only_read_headers(l), u, t)),
-    "order": ("the GET /api/jobs/{id} regex location first",
-              lambda l, u, t: (hot_regex_first(l), u, t)),
+    "regexlast": ("the GET /api/jobs/{id} regex location after the cancel/logs/retry ones",
+                  lambda l, u, t: (hot_regex_last(l), u, t)),
     "errlog": ("access log of errors only (if=, status >= 400)",
                lambda l, u, t: (l, u, re.sub(
                    r"(access_log [^;]*) jobgate;",
