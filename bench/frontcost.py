@@ -112,6 +112,13 @@ VARIANTS = {
                                                r"\1\nworker_cpu_affinity auto;", t))),
     "headers": ("fastcgi_pass_request_headers off, the 7 headers the programs read passed",
                 lambda l, u, t: (only_read_headers(l), u, t)),
+    "postvar": ("POST /api/jobs's upstream a variable chosen by set and if (as before)",
+                lambda l, u, t: (l.replace("""        if ($request_method = GET)  { fastcgi_pass jobgate_admin; }
+        if ($request_method = HEAD) { fastcgi_pass jobgate_admin; }
+        fastcgi_pass jobgate_submit;""", """        set $jobgate_program submit;
+        if ($request_method = GET)  { set $jobgate_program admin; }
+        if ($request_method = HEAD) { set $jobgate_program admin; }
+        fastcgi_pass jobgate_$jobgate_program;"""), u, t)),
     "regexlast": ("the GET /api/jobs/{id} regex location after the cancel/logs/retry ones",
                   lambda l, u, t: (hot_regex_last(l), u, t)),
     "errlog": ("access log of errors only (if=, status >= 400)",
