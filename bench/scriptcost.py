@@ -10,7 +10,10 @@ and the commands run inside the scripts. Figures of one quiet run; compare revis
 same way, one after the other. With --callgrind, Redis runs under valgrind's callgrind and each
 phase is also given in instructions per call (repeatable, unlike time on a shared machine).
 
-    /usr/bin/python3 bench/scriptcost.py [--n 5000] [--rev main] [--callgrind]
+With --pipe K the submits go K to a round trip (what pipelining the EVALSHAs of requests that
+arrive together would save Redis: one read and one write per batch).
+
+    /usr/bin/python3 bench/scriptcost.py [--n 5000] [--rev main] [--callgrind] [--pipe K]
 """
 
 import argparse
@@ -38,6 +41,13 @@ def script(rev, name):
                           check=True, capture_output=True).stdout
 
 
+def cpu(pid):
+    """CPU seconds (user + system) of process pid so far, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stats(r):
     out = {}
     for line in r.call("INFO", "commandstats").splitlines():
@@ -53,12 +63,22 @@ def main():
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--rev", default=None, help="git revision of redis/*.lua (default: work tree)")
     ap.add_argument("--callgrind", action="store_true", help="count instructions (slow: use --n 500)")
+    ap.add_argument("--request-path", action="store_true",
+                    help="with --callgrind, count only a request's read, run and reply write "
+                    "(readQueryFromClient, handleClientsWithPendingWrites): not serverCron, "
+                    "whose ticks follow the run's length on a loaded machine")
+    ap.add_argument("--pipe", type=int, default=1,
+                    help="submits sent K at a time in one round trip (as a batch of requests "
+                    "would be)")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="scriptcost.", dir=os.path.join(ROOT, "run")
                          if os.path.isdir(os.path.join(ROOT, "run")) else None)
     sock = os.path.join(d, "redis.sock")
     grind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(d, "cg.%p"),
              "--log-file=" + os.path.join(d, "valgrind.log")] if a.callgrind else []
+    if a.callgrind and a.request_path:
+        grind[1:1] = ["--collect-atstart=no", "--toggle-collect=readQueryFromClient",
+                      "--toggle-collect=handleClientsWithPendingWritesUsingThreads"]
     instr, seen = {}, set()
 
     def phase(name):   # instructions since the last phase (callgrind: zero, then dump)
@@ -91,18 +111,33 @@ def main():
         ids = ["%s.%022d" % (tag, i) for i in range(a.n)]
         r.call("CONFIG", "RESETSTAT")
         phase("setup")
+        cpu0 = cpu(p.pid)
+        old = b"-- KEYS[9]" in script(a.rev, "submit")   # before 18 arguments (9 keys)
+        calls = []
         for i, jid in enumerate(ids):
-            r.call("EVALSHA", sha["submit"], 9, P + "job:" + jid, Q + "ready:echo", Q + "delayed",
-                   Q + "seq", Q + "jobs", Q + "types", Q + "counts", P + "log:" + jid,
-                   Q + "inflight:" + "0" * 64, jid, q, "echo", '{"n":%d}' % i, 0, 3, 300000, 0, 0,
-                   604800, "0" * 64, "", 10000, P + "wake:" + q, 0, "", 86400,
-                   # the job object but created_at, as jobgate-submit renders it for a job
-                   # queued at once (ignored by a submit.lua older than that)
-                   '{"id":"%s","queue":"%s","type":"echo","status":"queued","priority":0,'
-                   '"attempts":0,"max_attempts":3,"progress":null,"created_at":' % (jid, q),
-                   ',"started_at":null,"finished_at":null,"run_at":null,"worker":null,'
-                   '"result":null,"error":null,"cached":false,"cache_key":"%s",'
-                   '"cancel_requested":false,"version":1}' % ("0" * 64))
+            # the job object but created_at, as jobgate-submit renders it for a job queued at
+            # once (ignored by a submit.lua older than that)
+            before = ('{"id":"%s","queue":"%s","type":"echo","status":"queued","priority":0,'
+                      '"attempts":0,"max_attempts":3,"progress":null,"created_at":' % (jid, q))
+            after = (',"started_at":null,"finished_at":null,"run_at":null,"worker":null,'
+                     '"result":null,"error":null,"cached":false,"cache_key":"%s",'
+                     '"cancel_requested":false,"version":1}' % ("0" * 64))
+            if old:
+                calls.append(("EVALSHA", sha["submit"], 9, P + "job:" + jid, Q + "ready:echo",
+                              Q + "delayed", Q + "seq", Q + "jobs", Q + "types", Q + "counts",
+                              P + "log:" + jid, Q + "inflight:" + "0" * 64, jid, q, "echo",
+                              '{"n":%d}' % i, 0, 3, 300000, 0, 0, 604800, "0" * 64, "", 10000,
+                              P + "wake:" + q, 0, "", 86400, before, after))
+            else:
+                calls.append(("EVALSHA", sha["submit"], 7, P + "job:" + jid, Q + "ready:echo",
+                              Q + "seq", Q + "jobs", Q + "types", Q + "counts", P + "log:" + jid,
+                              jid, q, "echo", '{"n":%d}' % i, 0, 3, 300000, 0, "0" * 64, before,
+                              after))
+        for i in range(0, len(calls), a.pipe):   # --pipe K: K calls a round trip
+            for rep in r.pipeline(calls[i:i + a.pipe]):
+                if isinstance(rep, harness.RedisError):
+                    raise rep
+        cpu1 = cpu(p.pid)
         phase("submit")
         s1 = stats(r)
         fences = []
@@ -142,7 +177,8 @@ def main():
     print("scripts of %s, %d jobs (usec per call: Redis' own CPU, from INFO commandstats)"
           % (a.rev or "the work tree", n))
     evalsha = s1.get("evalsha", (0, 0))
-    print("  submit.lua   %6.1f us" % (evalsha[1] / n))
+    print("  submit.lua   %6.1f us (redis-server's whole CPU per submit, I/O included, from /proc: "
+          "%.1f us; %d a round trip)" % (evalsha[1] / n, (cpu1 - cpu0) * 1e6 / n, a.pipe))
     inner = {k: v for k, v in s1.items() if k not in ("evalsha", "script|load", "config|resetstat")}
     print("    inside: " + ", ".join("%s %.1f/job (%.2f us each)" % (k, v[0] / n, v[1] / v[0])
                                       for k, v in sorted(inner.items(), key=lambda x: -x[1][1])))
@@ -154,9 +190,10 @@ def main():
                                            "HMGET of 19 fields", (hm[1] - hm0[1]) / n))
 
     if a.callgrind:
-        print("  instructions per call (callgrind, whole redis-server): submit %d, claim %d, "
+        print("  instructions per call (callgrind, %s): submit %d, claim %d, "
               "log (a line and a progress) %d, complete %d, status read %d"
-              % tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read")))
+              % ((("request path" if a.request_path else "whole redis-server"),)
+                 + tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read"))))
 
 
 if __name__ == "__main__":

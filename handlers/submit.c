@@ -241,14 +241,13 @@ static int submit(jg_req_t *req)
     redisReply *rep = NULL, *entry = NULL, *set = NULL;
     jg_script_call_t call;   /* not zeroed: jg_args_init sets what is read (a list is ~20 KB) */
     call.name = "submit";
-    call.nkeys = 9;
+    call.nkeys = 7;
     jg_args_t *a = &call.args;
     jg_args_init(a);
     submission_t s;
     char id[JG_ID_LEN + 1], cache_key[65], idem[JG_KEY_MAX] = "";
-    char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_delayed[JG_KEY_MAX], k_seq[JG_KEY_MAX],
-        k_jobs[JG_KEY_MAX], k_types[JG_KEY_MAX], k_counts[JG_KEY_MAX], k_log[JG_KEY_MAX],
-        k_inflight[JG_KEY_MAX], k_entry[JG_KEY_MAX], wake[JG_KEY_MAX],
+    char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_seq[JG_KEY_MAX], k_jobs[JG_KEY_MAX],
+        k_types[JG_KEY_MAX], k_counts[JG_KEY_MAX], k_log[JG_KEY_MAX], k_entry[JG_KEY_MAX],
         ready_what[JG_NAME_MAX + 8];
     int rc = JG_ERR, idem_taken = 0;
 
@@ -304,17 +303,14 @@ static int submit(jg_req_t *req)
     memcpy(ready_what + 6, s.k.type, strlen(s.k.type) + 1);
     jg_key_job(req->cfg, id, k_job);
     jg_key_queue(req->cfg, s.queue, ready_what, k_ready);
-    jg_key_queue(req->cfg, s.queue, "delayed", k_delayed);
     jg_key_queue(req->cfg, s.queue, "seq", k_seq);
     jg_key_queue(req->cfg, s.queue, "jobs", k_jobs);
     jg_key_queue(req->cfg, s.queue, "types", k_types);
     jg_key_queue(req->cfg, s.queue, "counts", k_counts);
     jg_key_log(req->cfg, id, k_log);
-    jg_key_inflight(req->cfg, s.queue, cache_key, k_inflight);
-    jg_chan_wake(req->cfg, s.queue, wake);
 
-    const char *keys[] = {k_job,  k_ready,  k_delayed, k_seq,     k_jobs,
-                          k_types, k_counts, k_log,     k_inflight};
+    /* the delayed set, the in-flight marker and the wake channel: built by the script */
+    const char *keys[] = {k_job, k_ready, k_seq, k_jobs, k_types, k_counts, k_log};
     for (size_t i = 0; i < JG_ARRAY_LEN(keys); i++)
         jg_args_str(a, keys[i]);
     jg_args_str(a, id);
@@ -325,24 +321,11 @@ static int submit(jg_req_t *req)
     jg_args_int(a, s.max_attempts);
     jg_args_int(a, s.timeout_ms);
     jg_args_int(a, s.delay_ms);
-    jg_args_str(a, s.cache ? "1" : "0");
-    jg_args_int(a, s.cache_ttl);
     jg_args_str(a, cache_key);
-    jg_args_str(a, s.k.cache_version);
-    jg_args_int(a, req->cfg->log_max);
-    jg_args_str(a, wake);
     int hit = entry && entry->type == REDIS_REPLY_STRING;
-    if (hit) {
-        jg_args_str(a, "1");
-        jg_args_add(a, entry->str, entry->len);
-    } else {
-        jg_args_str(a, "0");
-        jg_args_str(a, "");
-    }
-    jg_args_int(a, req->cfg->retention);
+    size_t cut = 0;
     if (!hit && s.delay_ms == 0) {   /* queued now: the object but its created_at from here */
         char prio[24], attempts[24];
-        size_t cut;
         jg_fmt_int(s.priority, prio);
         jg_fmt_int(s.max_attempts, attempts);
         jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, &shown_parts, &cut);
@@ -352,6 +335,20 @@ static int submit(jg_req_t *req)
         jg_args_str(a, "");
         jg_args_str(a, "");
     }
+    /* the rest only when used (each argument costs Redis about 1,500 instructions) */
+    if (s.cache || (s.k.cache_version && s.k.cache_version[0])) {
+        jg_args_str(a, s.k.cache_version);
+        jg_args_str(a, s.cache ? "1" : "0");
+        jg_args_int(a, s.cache_ttl);
+        if (hit) {
+            jg_args_str(a, "1");
+            jg_args_add(a, entry->str, entry->len);
+        } else {
+            jg_args_str(a, "0");
+            jg_args_str(a, "");
+        }
+        jg_args_int(a, req->cfg->retention);
+    }
     /* Without cache the job made is this id, so the Idempotency-Key's record goes in the same
      * round trip; with it the script may answer another job (coalesced): recorded after. */
     int set_now = idem_taken && !s.cache;
@@ -360,25 +357,43 @@ static int submit(jg_req_t *req)
         jg_fail_unavailable(req);
         goto out;
     }
-    /* {new_type, job object, how[, id of the coalesced job]} */
-    int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
-             rep->element[2]->type == REDIS_REPLY_STRING;
-    const char *how = ok ? rep->element[2]->str : "";
-    int coalesced = strcmp(how, "coalesced") == 0;
-    const char *job_id = id;
-    if (coalesced)
-        job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
-                         jg_valid_job_id(rep->element[3]->str)
-                     ? rep->element[3]->str
-                     : NULL;
-    long long shown = ok && job_id ? jg_job_json_text(rep->element[1],
-                                                      coalesced ? JG_JOB_COALESCED : 0, &req->body)
-                                   : -1;
+    int new_type, coalesced = 0;
+    const char *how, *job_id = id;
+    long long shown;   /* the job object's version; -1: not a job object */
+    if (rep->type == REDIS_REPLY_INTEGER && shown_parts.len > 0 && rep->integer != 0) {
+        /* a new job queued at once: its created_at in ms (negative: a type new to the queue),
+         * joined into the object rendered here, as the script stored it */
+        char at[32];
+        jg_time_format(rep->integer < 0 ? -rep->integer : rep->integer, at);
+        jg_buf_append(&req->body, shown_parts.data, cut);
+        jg_buf_putc(&req->body, '"');
+        jg_buf_puts(&req->body, at);
+        jg_buf_putc(&req->body, '"');
+        jg_buf_append(&req->body, shown_parts.data + cut + 4, shown_parts.len - cut - 4);
+        new_type = rep->integer < 0;
+        how = "new";
+        shown = 1;
+    } else {   /* {new_type, job object, how[, id of the coalesced job]} */
+        int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
+                 rep->element[2]->type == REDIS_REPLY_STRING;
+        how = ok ? rep->element[2]->str : "";
+        coalesced = strcmp(how, "coalesced") == 0;
+        if (coalesced)
+            job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
+                             jg_valid_job_id(rep->element[3]->str)
+                         ? rep->element[3]->str
+                         : NULL;
+        shown = ok && job_id ? jg_job_json_text(rep->element[1],
+                                                coalesced ? JG_JOB_COALESCED : 0, &req->body)
+                             : -1;
+        new_type = ok && rep->element[0]->type == REDIS_REPLY_INTEGER &&
+                   rep->element[0]->integer == 1;
+    }
     if (shown < 0) {
         jg_fail_redis(req, rep);
         goto out;   /* idem_taken: the record is deleted there (no job was made) */
     }
-    if (rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 1) {
+    if (new_type) {
         /* a type new to the queue: the queue may be new too (P:queues is not in its slot) */
         redisReply *r2 = jg_redis_cmd(req->redis, "SADD %s:queues %s", req->cfg->key_prefix,
                                       s.queue);

@@ -2,31 +2,37 @@
 -- submit.lua — create a job (docs/redis.md, "submit.lua").
 -- KEYS[1] job hash            P:{tag}:job:<id>
 -- KEYS[2] ready set of type   P:{tag}:q:<queue>:ready:<type>
--- KEYS[3] delayed             P:{tag}:q:<queue>:delayed
--- KEYS[4] seq                 P:{tag}:q:<queue>:seq
--- KEYS[5] jobs                P:{tag}:q:<queue>:jobs
--- KEYS[6] types               P:{tag}:q:<queue>:types
--- KEYS[7] counts              P:{tag}:q:<queue>:counts
--- KEYS[8] log                 P:{tag}:log:<id>
--- KEYS[9] in-flight marker    P:{tag}:q:<queue>:inflight:<cache_key> (used with cache 1)
+-- KEYS[3] seq                 P:{tag}:q:<queue>:seq
+-- KEYS[4] jobs                P:{tag}:q:<queue>:jobs
+-- KEYS[5] types               P:{tag}:q:<queue>:types
+-- KEYS[6] counts              P:{tag}:q:<queue>:counts
+-- KEYS[7] log                 P:{tag}:log:<id>
 -- ARGV[1] id  [2] queue  [3] type  [4] payload (JSON text)  [5] priority  [6] max_attempts
--- ARGV[7] timeout_ms  [8] delay_ms  [9] cache (0|1)  [10] cache_ttl  [11] cache_key
--- ARGV[12] cache_version ("" = none)  [13] log_max  [14] wake channel P:{tag}:wake:<queue>
+-- ARGV[7] timeout_ms  [8] delay_ms  [9] cache_key
+-- ARGV[10], ARGV[11] the job object's text before and after the value of created_at, rendered
+-- by the caller for a job queued at once (no delay, no hit); "" and "": the script renders it
+-- Only with cache 1 or a cache_version (absent otherwise, taken as "" and "0"):
+-- ARGV[12] cache_version ("" = none)  [13] cache (0|1)  [14] cache_ttl
 -- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
 -- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
--- ARGV[18], ARGV[19] the job object's text before and after the value of created_at, rendered
--- by the caller for a job queued at once (no delay, no hit); "" and "": the script renders it
--- Returns {new_type (1 when the type is new to the queue), job object, how[, id]}: the job object
--- is the text the job's `json` field holds (docs/redis.md, "The job object"); how is "new",
--- "cached" (a hit: the job was created done with the cached result) or "coalesced" (cache 1 and a
--- job of the same key is queued or running in the queue: nothing created; the object and the
--- id, 4th, are that job's).
+-- Keys built here, of the queue's tag (prefix P:{tag}: from KEYS[1]): the delayed set
+-- P:{tag}:q:<queue>:delayed (delay > 0), the in-flight marker
+-- P:{tag}:q:<queue>:inflight:<cache_key> and the job it names (cache 1), the expiry index
+-- P:{tag}:q:<queue>:expiry, the wake channel
+-- P:{tag}:wake:<queue>. No resharding guard is needed: the script never runs while its slot
+-- moves, since its first key, the new job's hash, is on neither node (docs/redis.md, "Resharding").
+-- Returns, for a new job whose object the caller gave (ARGV[10], ARGV[11]), its created_at in ms:
+-- negative when the type is new to the queue. Else {new_type (1 when the type is new to the
+-- queue), job object, how[, id]}: the job object is the text the job's `json` field holds
+-- (docs/redis.md, "The job object"); how is "new", "cached" (a hit: the job was created done with
+-- the cached result) or "coalesced" (cache 1 and a job of the same key is queued or running in
+-- the queue: nothing created; the object and the id, 4th, are that job's).
 -- A field with no value (progress, started_at, finished_at, run_at, worker, result, error,
 -- lease_until, cache_version, and cache, cached, cancel_requested, fence while not 1) is not
 -- written: readers take a missing field for an empty one (a flag: for 0).
 -- Retention: a job created done (cache hit) is put in the queue's expiry index
 -- P:{tag}:q:<queue>:expiry; each call drops up to 100 entries of that index whose time has come
--- from it and from the job index KEYS[5] (docs/redis.md, "Retention of the indexes").
+-- from it and from the job index KEYS[4] (docs/redis.md, "Retention of the indexes").
 local function int(x) return string.format('%.0f', x) end
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
@@ -40,9 +46,12 @@ local function int(x) return string.format('%.0f', x) end
 local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
   'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
   'cached', 'cache_key', 'cancel_requested', 'version'}
-local J_ESC = {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
-  ['\b'] = '\\b', ['\f'] = '\\f'}
-local function j_esc(c) return J_ESC[c] or string.format('\\u%04x', string.byte(c)) end
+local J_ESC   -- made by the first escape (most calls escape nothing)
+local function j_esc(c)
+  J_ESC = J_ESC or {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r',
+    ['\t'] = '\\t', ['\b'] = '\\b', ['\f'] = '\\f'}
+  return J_ESC[c] or string.format('\\u%04x', string.byte(c))
+end
 local function j_s(x)   -- free text
   if not x or x == '' then return 'null' end
   if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
@@ -75,8 +84,14 @@ local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (day
   if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
   local s = sod % 60
   local mi = (sod - s) / 60 % 60
-  return string.format('"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"', y, m, d, (sod - sod % 3600) / 3600,
-    mi, s, msec)
+  local h = (sod - sod % 3600) / 3600
+  -- the quoted text as its bytes, digit by digit, in one string.char (string.format costs a C
+  -- sprintf per number)
+  return string.char(34, 48 + (y - y % 1000) / 1000, 48 + (y - y % 100) / 100 % 10,
+    48 + (y - y % 10) / 10 % 10, 48 + y % 10, 45, 48 + (m - m % 10) / 10, 48 + m % 10, 45,
+    48 + (d - d % 10) / 10, 48 + d % 10, 84, 48 + (h - h % 10) / 10, 48 + h % 10, 58,
+    48 + (mi - mi % 10) / 10, 48 + mi % 10, 58, 48 + (s - s % 10) / 10, 48 + s % 10, 46,
+    48 + (msec - msec % 100) / 100, 48 + (msec - msec % 10) / 10 % 10, 48 + msec % 10, 90, 34)
 end
 -- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
 local function j_text(v)
@@ -120,13 +135,16 @@ end
 -- <<< render
 
 -- (the id has 128 random bits: it is not checked for being new)
-local cache, hit = ARGV[9] == '1', ARGV[15] == '1'
+local cache, hit = ARGV[13] == '1', ARGV[15] == '1'
+local delay = tonumber(ARGV[8])
+local P = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4)   -- P:{tag}: of P:{tag}:job:<id>
+local function qkey(what) return P .. 'q:' .. ARGV[2] .. ':' .. what end   -- built when used
 if cache and not hit then
   -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
   -- asked, no longer counts: a new job is made and takes the marker over
-  local other = redis.call('GET', KEYS[9])
+  local other = redis.call('GET', qkey('inflight:' .. ARGV[9]))
   if other then
-    local ok = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1]) .. other
+    local ok = P .. 'job:' .. other
     local f = redis.call('HMGET', ok, 'status', 'cancel_requested')
     if f[1] == 'queued' or (f[1] == 'running' and f[2] ~= '1') then
       return {0, shown(ok), 'coalesced', other}
@@ -138,17 +156,16 @@ local t = redis.call('TIME')
 -- digits of the microseconds
 local nows = t[1] .. string.sub('000000' .. t[2], -6, -4)
 local now = tonumber(nows)
-local seq = redis.call('INCR', KEYS[4])
-local expiry = string.sub(KEYS[5], 1, #KEYS[5] - #'jobs') .. 'expiry'
+local seq = redis.call('INCR', KEYS[3])
 if seq % 16 == 0 then   -- every 16th submit of the queue
+  local expiry = qkey('expiry')
   local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', nows, 'LIMIT', 0, 100)
   if #gone > 0 then
-    redis.call('ZREM', KEYS[5], unpack(gone))
+    redis.call('ZREM', KEYS[4], unpack(gone))
     redis.call('ZREM', expiry, unpack(gone))
   end
 end
 local score = int((1000 - tonumber(ARGV[5])) * 1099511627776 + seq)
-local delay = tonumber(ARGV[8])
 local run_at = false
 if delay > 0 and not hit then run_at = int(now + delay) end
 
@@ -156,41 +173,52 @@ if delay > 0 and not hit then run_at = int(now + delay) end
 local status, result, finished, cached = 'queued', false, false, false
 if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
 local text
-if (ARGV[18] or '') ~= '' and not run_at and not hit then
-  text = ARGV[18] .. j_t(nows) .. ARGV[19]
+local given = ARGV[10] ~= '' and not run_at and not hit   -- the caller rendered the object
+if given then
+  text = ARGV[10] .. j_t(nows) .. ARGV[11]
 else
   text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
-    false, finished, run_at, false, result, false, cached, ARGV[11], false, '1'})
+    false, finished, run_at, false, result, false, cached, ARGV[9], false, '1'})
 end
-local h = {
-  'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
-  'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
-  'attempts', '0', 'created_at', nows, 'cache_key', ARGV[11], 'version', '1',
-  'score', score, 'json', text}
+-- the fields every new job has, as arguments (a Lua table of 28 to unpack costs more), then
+-- those of its options
+local more = {}
 if cache then
-  h[#h + 1] = 'cache'; h[#h + 1] = '1'; h[#h + 1] = 'cache_ttl'; h[#h + 1] = ARGV[10]
+  more[#more + 1] = 'cache'; more[#more + 1] = '1'; more[#more + 1] = 'cache_ttl'
+  more[#more + 1] = ARGV[14]
 end
 if run_at then
-  h[#h + 1] = 'run_at'; h[#h + 1] = run_at; h[#h + 1] = 'ready_at'; h[#h + 1] = run_at
+  more[#more + 1] = 'run_at'; more[#more + 1] = run_at; more[#more + 1] = 'ready_at'
+  more[#more + 1] = run_at
 end
-if ARGV[12] ~= '' then h[#h + 1] = 'cache_version'; h[#h + 1] = ARGV[12] end
+if (ARGV[12] or '') ~= '' then more[#more + 1] = 'cache_version'; more[#more + 1] = ARGV[12] end
 if hit then
-  h[#h + 1] = 'result'; h[#h + 1] = result; h[#h + 1] = 'finished_at'; h[#h + 1] = finished
-  h[#h + 1] = 'cached'; h[#h + 1] = '1'
+  more[#more + 1] = 'result'; more[#more + 1] = result; more[#more + 1] = 'finished_at'
+  more[#more + 1] = finished; more[#more + 1] = 'cached'; more[#more + 1] = '1'
 end
-redis.call('HSET', KEYS[1], unpack(h))
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 'status', status,
+  'priority', ARGV[5], 'max_attempts', ARGV[6], 'timeout_ms', ARGV[7], 'payload', ARGV[4],
+  'attempts', '0', 'created_at', nows, 'cache_key', ARGV[9], 'version', '1', 'score', score,
+  'json', text, unpack(more))
 
+-- the type registry: a type's first submit to the queue is the one that makes its count 1
+-- (counts only grow), so the SADD runs then only
+local function count(what)
+  if redis.call('HINCRBY', KEYS[6], what .. ARGV[3], '1') == 1 then
+    return redis.call('SADD', KEYS[5], ARGV[3])
+  end
+  return 0
+end
 if hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
-  redis.call('ZADD', KEYS[5], nows, ARGV[1])
-  local new_type = redis.call('SADD', KEYS[6], ARGV[3])
-  redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], '1')
-  redis.call('HINCRBY', KEYS[7], 'done:' .. ARGV[3], '1')
-  redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
-    'ts', nows, 'stream', 'system', 'line', 'done: result from the cache')
+  redis.call('ZADD', KEYS[4], nows, ARGV[1])
+  local new_type = count('submitted:')
+  redis.call('HINCRBY', KEYS[6], 'done:' .. ARGV[3], '1')
+  redis.call('XADD', KEYS[7], '*', 'ts', nows, 'stream', 'system', 'line',
+    'done: result from the cache')
   redis.call('EXPIRE', KEYS[1], ARGV[17])
-  redis.call('EXPIRE', KEYS[8], ARGV[17])
-  redis.call('ZADD', expiry, int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
+  redis.call('EXPIRE', KEYS[7], ARGV[17])
+  redis.call('ZADD', qkey('expiry'), int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
   return {new_type, text, 'cached'}
 end
 if cache then
@@ -199,20 +227,22 @@ if cache then
   -- (1 h + 20 %), and a day of waiting in the queue
   local n = tonumber(ARGV[6])
   local ttl = delay + n * (tonumber(ARGV[7]) + 300000) + (n - 1) * 4320000 + 86400000
-  redis.call('SET', KEYS[9], ARGV[1], 'PX', int(ttl))
+  redis.call('SET', qkey('inflight:' .. ARGV[9]), ARGV[1], 'PX', int(ttl))
 end
 
 local line = 'queued'
 if run_at then
-  redis.call('ZADD', KEYS[3], run_at, ARGV[1])
+  redis.call('ZADD', qkey('delayed'), run_at, ARGV[1])
   line = 'queued, delayed until ' .. run_at .. ' ms'
 else
   redis.call('ZADD', KEYS[2], score, ARGV[1])
-  redis.call('SPUBLISH', ARGV[14], ARGV[3])
+  redis.call('SPUBLISH', P .. 'wake:' .. ARGV[2], ARGV[3])
 end
-redis.call('ZADD', KEYS[5], nows, ARGV[1])
-local new_type = redis.call('SADD', KEYS[6], ARGV[3])
-redis.call('HINCRBY', KEYS[7], 'submitted:' .. ARGV[3], '1')
-redis.call('XADD', KEYS[8], 'MAXLEN', ARGV[13], '*',
-  'ts', nows, 'stream', 'system', 'line', line)
+redis.call('ZADD', KEYS[4], nows, ARGV[1])
+local new_type = count('submitted:')
+-- a new job's log is a new stream (the id is new): no MAXLEN needed for its first entry
+redis.call('XADD', KEYS[7], '*', 'ts', nows, 'stream', 'system', 'line', line)
+-- the caller has the object it rendered but created_at: an integer answers (a table of three
+-- and the text cost Redis more than the rest of the answer's path)
+if given then return new_type == 1 and -now or now end
 return {new_type, text, 'new'}
