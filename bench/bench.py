@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from measure import commandstats, cpu_s, env, harness, pct, tree, wrk
+from measure import commandstats, cpu_s, env, harness, pct, submit_script_calls, tree, wrk
 import longpoll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,17 +92,9 @@ def fill_list_queue(s, queue, n):
     src = open(os.path.join(os.path.dirname(HERE), "redis", "submit.lua")).read()
     sha = s.redis("SCRIPT", "LOAD", src)
     tag = s.submit(type="echo", queue=queue, delay=86400)["id"][:8]
-    k = lambda what: "jobgate:{%s}:q:%s:%s" % (tag, queue, what)
     for start in range(0, n, 1000):
-        cmds = []
-        for i in range(start, min(n, start + 1000)):
-            jid = "%s.%s" % (tag, ("b%021d" % i))
-            cmds.append(["EVALSHA", sha, "9", "jobgate:{%s}:job:%s" % (tag, jid), k("ready:echo"),
-                         k("delayed"), k("seq"), k("jobs"), k("types"), k("counts"),
-                         "jobgate:{%s}:log:%s" % (tag, jid), k("inflight:x"),
-                         jid, queue, "echo", "{}", "0", "3", "300000", "86400000", "0", "604800",
-                         "0" * 64, "", "10000", "jobgate:{%s}:wake:" % tag + queue, "0", "", "86400"])
-        s.redis_pipeline(cmds)
+        ids = ["%s.%s" % (tag, ("b%021d" % i)) for i in range(start, min(n, start + 1000))]
+        s.redis_pipeline(submit_script_calls(sha, queue, "echo", ids, delay_ms=86400000))
 
 
 def list_latency(s, queue, pages=300):

@@ -175,3 +175,19 @@ def stop(procs):
             p.wait(30)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def submit_script_calls(sha, queue, type_, ids, payload=lambda i: "{}", delay_ms=0, prefix="jobgate"):
+    """EVALSHA calls of redis/submit.lua (loaded as sha) creating one job per id of `ids` in
+    queue, as jobgate-submit would, the script rendering each job object (docs/redis.md,
+    "submit.lua"): for benches that need many jobs without as many HTTP submits. Each id must
+    start with the queue's tag (keys.c)."""
+    calls = []
+    for i, jid in enumerate(ids):
+        tag = jid.split(".", 1)[0]
+        q = "%s:{%s}:q:%s:" % (prefix, tag, queue)
+        keys = ["%s:{%s}:job:%s" % (prefix, tag, jid), q + "ready:" + type_, q + "seq", q + "jobs",
+                q + "types", q + "counts", "%s:{%s}:log:%s" % (prefix, tag, jid)]
+        argv = [jid, queue, type_, payload(i), "0", "3", "300000", str(delay_ms), "0" * 64, "", ""]
+        calls.append(["EVALSHA", sha, str(len(keys))] + keys + argv)
+    return calls

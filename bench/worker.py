@@ -31,7 +31,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import harness  # noqa: E402
-from measure import cpu_s  # noqa: E402
+from measure import cpu_s, submit_script_calls  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_JOBS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
@@ -50,24 +50,14 @@ def new_id(queue):
 
 
 def submit_all(r, n):
-    src = open(os.path.join(ROOT, "redis", "submit.lua")).read()
-    sha = r.call("SCRIPT", "LOAD", src)
-    t = tag(QUEUE)
-    qk = "%s:{%s}:q:%s:" % (P, t, QUEUE)
-    cmds = []
-    for i in range(n):
-        jid = new_id(QUEUE)
-        payload = '{"n":%d}' % i
-        keys = ["%s:{%s}:job:%s" % (P, t, jid), qk + "ready:" + TYPE, qk + "delayed", qk + "seq",
-                qk + "jobs", qk + "types", qk + "counts", "%s:{%s}:log:%s" % (P, t, jid)]
-        argv = [jid, QUEUE, TYPE, payload, "0", "3", "300000", "0", "0", "604800", "0" * 64, "",
-                "10000", "%s:{%s}:wake:%s" % (P, t, QUEUE)]
-        cmds.append(["EVALSHA", sha, str(len(keys))] + keys + argv)
+    sha = r.call("SCRIPT", "LOAD", open(os.path.join(ROOT, "redis", "submit.lua")).read())
+    cmds = submit_script_calls(sha, QUEUE, TYPE, [new_id(QUEUE) for _ in range(n)],
+                                       payload=lambda i: '{"n":%d}' % i)
     for i in range(0, n, 500):
         for rep in r.pipeline(cmds[i:i + 500]):
             if isinstance(rep, Exception):
                 raise rep
-    return qk + "counts"
+    return "%s:{%s}:q:%s:counts" % (P, tag(QUEUE), QUEUE)
 
 
 def commandstats(r):

@@ -354,6 +354,9 @@ static int submit(jg_req_t *req)
     int set_now = idem_taken && !s.cache;
     rep = run_submit(req, &call, s.cache ? hit : -1, set_now ? idem : NULL, id, &set);
     if (rep == NULL) {
+        /* the job may exist (a lost answer, or a write the replicas did not acknowledge): the
+         * pending marker stays, so that a repeat answers that job, never makes a second one */
+        idem_taken = 0;
         jg_fail_unavailable(req);
         goto out;
     }

@@ -19,9 +19,10 @@ static int check(const jg_config_t *cfg, const jg_worker_opts_t *o)
 {
     jg_worker_opts_print(o, stdout);
     printf("REDIS_URL=%s\nJOBGATE_KEY_PREFIX=%s\nJOBGATE_LEASE=%ld\nJOBGATE_RETRY_BASE=%g\n"
-           "JOBGATE_RETENTION=%ld\nJOBGATE_LOG_MAX=%ld\n",
+           "JOBGATE_RETENTION=%ld\nJOBGATE_LOG_MAX=%ld\n"
+           "JOBGATE_REDIS_WAIT_REPLICAS=%ld\nJOBGATE_REDIS_WAIT_MS=%ld\n",
            cfg->redis_url_masked, cfg->key_prefix, cfg->lease, cfg->retry_base, cfg->retention,
-           cfg->log_max);
+           cfg->log_max, cfg->redis_wait_replicas, cfg->redis_wait_ms);
     int usable = 1;
     if (o->ntypes == 0) {
         printf("missing=%s\n", JG_WORKER_NO_TYPES);

@@ -19,6 +19,9 @@
 -- ARGV[10] wake channel P:{tag}:wake:<queue>
 -- Returns {1, status} when accepted (status: done, failed, queued or cancelled), or {0, why} when
 -- refused (why: "gone", "not running (<status>)" or "fenced (fence <current>)").
+-- Sent again (its first answer lost with a connection or a failover): a completion of the fence
+-- this script already applied (field `completed`, and no claim since) changes nothing and is
+-- answered as the first was, {1, status} with the job's status now.
 -- A job submitted with cache true: when it ends (done, failed, cancelled) its in-flight marker
 -- P:{tag}:q:<queue>:inflight:<cache_key> goes if it still names the job; when done, the answer
 -- is {1, "done", cache_key, cache_ttl}, and the worker then stores the result under
@@ -148,11 +151,20 @@ local BUCKETS = {'0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5',
 local jk, lk, id, outcome = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 -- the fields the job object shows (J_NAMES), then these
 local READ = {unpack(J_NAMES)}
-for _, name in ipairs({'fence', 'score', 'cache', 'cache_ttl'}) do READ[#READ + 1] = name end
+for _, name in ipairs({'fence', 'score', 'cache', 'cache_ttl', 'completed'}) do
+  READ[#READ + 1] = name
+end
 local FENCE, SCORE, CACHE, CACHE_TTL = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3, #J_NAMES + 4
+local COMPLETED = #J_NAMES + 5
 local f = redis.call('HMGET', jk, unpack(READ))
 local st = f[J_AT.status]
 if not st then return {0, 'gone'} end
+if st ~= 'running' and f[COMPLETED] == ARGV[2] and f[FENCE] == ARGV[2] then
+  if st == 'done' and f[CACHE] == '1' then
+    return {1, st, f[J_AT.cache_key], tonumber(f[CACHE_TTL])}
+  end
+  return {1, st}
+end
 if st ~= 'running' then return {0, 'not running (' .. st .. ')'} end
 if f[FENCE] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[FENCE] .. ')'} end
 
@@ -237,7 +249,7 @@ elseif outcome == 'failed' then
 end
 -- a change of the job object: version + 1 and the object, with the fields above (one HSET)
 local v = int(tonumber(f[J_AT.version]) + 1)
-set('version', v)
+set('completed', ARGV[2], 'version', v)
 change(jk, f, ch)
 redis.call('SPUBLISH', ARGV[9], 'job ' .. id .. ' ' .. v)
 if status == 'done' and f[CACHE] == '1' then

@@ -8,7 +8,13 @@
 -- ARGV[3]  log_max
 -- ARGV[4]  events channel P:{tag}:events
 -- ARGV[5]  progress 0..100 (decimal, no sign or leading zero), or "" for no change
--- ARGV[6], ARGV[7], ...  stream ("stdout" | "stderr"), line; 0..1000 pairs (more, or an odd
+-- ARGV[6]  how many lines of this attempt the worker sent before this batch's first (its first
+--          line's number, from 0), or "" (not numbered: every line appended). A batch sent again
+--          (its answer lost) is applied once: fields `log_fence` and `log_lines` of the job hash
+--          count the lines of the attempt of that fence appended so far, and lines numbered
+--          below that count are skipped; a batch all of whose lines are there is answered
+--          {1, cancel_requested} even when the attempt has ended since (still of that fence).
+-- ARGV[7], ARGV[8], ...  stream ("stdout" | "stderr"), line; 0..1000 pairs (more, or an odd
 --                        count, is an error reply and changes nothing)
 -- Returns {1, cancel_requested (0|1)} when accepted, or {0, why} when refused (as complete.lua).
 -- Lines do not change the job object: only a new progress bumps version and publishes
@@ -114,7 +120,7 @@ local function shown(key)
 end
 -- <<< render
 
-if #ARGV % 2 == 0 or (#ARGV - 5) / 2 > 1000 then
+if #ARGV % 2 == 1 or #ARGV < 6 or (#ARGV - 6) / 2 > 1000 then
   return redis.error_reply('ERR log.lua takes at most 1000 stream, line pairs')
 end
 -- the progress goes into the job object as it is: a decimal integer 0..100 with no sign or
@@ -122,15 +128,36 @@ end
 if ARGV[5] ~= '' and not (string.find(ARGV[5], '^[1-9]?%d$') or ARGV[5] == '100') then
   return redis.error_reply('ERR log.lua: progress must be 0..100 or ""')
 end
-local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'progress', 'cancel_requested')
+local first = tonumber(ARGV[6])
+if ARGV[6] ~= '' and not (first and first >= 0 and first == math.floor(first)) then
+  return redis.error_reply('ERR log.lua: the first line number must be an integer >= 0 or ""')
+end
+local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'progress', 'cancel_requested',
+  'log_fence', 'log_lines')
 if not f[1] then return {0, 'gone'} end
+-- a batch sent again whose every line is in the log already (its answer was lost; the attempt
+-- may have ended since): accepted, nothing to do
+if first and #ARGV > 6 and f[5] == ARGV[2] and f[2] == ARGV[2]
+    and first + (#ARGV - 6) / 2 <= (tonumber(f[6]) or 0) then
+  return {1, tonumber(f[4] or '0') or 0}
+end
 if f[1] ~= 'running' then return {0, 'not running (' .. f[1] .. ')'} end
 if f[2] ~= ARGV[2] then return {0, 'fenced (fence ' .. f[2] .. ')'} end
 
 local t = redis.call('TIME')
 local ts = int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local from = 7
+if first and #ARGV > 6 then
+  local had = 0
+  if f[5] == ARGV[2] then had = tonumber(f[6]) or 0 end
+  if had > first then from = 7 + 2 * (had - first) end
+  local upto = first + (#ARGV - 6) / 2
+  if upto > had then
+    redis.call('HSET', KEYS[1], 'log_fence', ARGV[2], 'log_lines', int(upto))
+  end
+end
 local last
-for i = 6, #ARGV - 1, 2 do
+for i = from, #ARGV - 1, 2 do
   last = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'ts', ts, 'stream', ARGV[i], 'line', ARGV[i + 1])
 end
 if last then

@@ -2,6 +2,7 @@
  * MOVED/ASK, one lazily opened connection per node, pipelines across nodes (see cluster.h).
  * Replies and error texts come from Redis: semi-trusted, every length and index is checked. */
 #include "cluster.h"
+#include "durable.h"
 #include "log.h"
 #include "redis.h"
 #include "scripts.h"
@@ -33,6 +34,7 @@ typedef struct pending {
     size_t len;
     redisReply *reply;
     int done;                  /* reply read (it may be NULL: the node failed) */
+    int wait;                  /* a WAIT follows it on its node (durable.h) */
 } pending_t;
 
 struct jg_cluster {
@@ -434,6 +436,33 @@ int jg_cluster_open_home(jg_redis_t *r, char *why, size_t whylen)
     return -1;
 }
 
+/* Reads the answer of the WAIT that follows a write on node idx (durable.h). A write not
+ * acknowledged by enough replicas is handled like a lost answer: *reply freed and NULL, the
+ * node's connection dropped. Returns 0, or -1 then. An error reply wrote nothing: no ack needed. */
+static int read_wait(jg_redis_t *r, int idx, redisReply **reply)
+{
+    redisContext *c = r->cluster->nodes[idx].ctx;
+    void *w = NULL;
+    if (c == NULL || redisGetReply(c, &w) != REDIS_OK) {
+        freeReplyObject(*reply);
+        *reply = NULL;
+        if (c)
+            node_drop(r, idx, c->errstr[0] ? c->errstr : "no reply");
+        return -1;
+    }
+    int ok = (*reply)->type == REDIS_REPLY_ERROR || jg_durable_acked(r->cfg, w);
+    freeReplyObject(w);
+    if (ok)
+        return 0;
+    freeReplyObject(*reply);
+    *reply = NULL;
+    char why[128];
+    snprintf(why, sizeof why, "write not acknowledged by %ld replica(s) in %ld ms",
+             r->cfg->redis_wait_replicas, r->cfg->redis_wait_ms);
+    node_drop(r, idx, why);
+    return -1;
+}
+
 /* Sends a command on a node (after ASKING when asking) and reads its reply. NULL when the node
  * failed; *sent says whether the command may have reached it. */
 static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, int asking,
@@ -443,8 +472,12 @@ static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, 
     redisContext *c = node_ctx(r, idx);
     if (c == NULL)
         return NULL;
+    int waits = jg_durable_wants(r->cfg, cmd, len);
+    char w[64];
+    size_t wl = waits ? jg_durable_wait_cmd(r->cfg, w, sizeof w) : 0;
     if ((asking && redisAppendCommand(c, "ASKING") != REDIS_OK) ||
-        redisAppendFormattedCommand(c, cmd, len) != REDIS_OK) {
+        redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
+        (waits && redisAppendFormattedCommand(c, w, wl) != REDIS_OK)) {
         node_drop(r, idx, "cannot append");
         return NULL;
     }
@@ -461,6 +494,8 @@ static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, 
         node_drop(r, idx, c->errstr[0] ? c->errstr : "no reply");
         return NULL;
     }
+    if (waits && read_wait(r, idx, (redisReply **)&reply))
+        return NULL;
     return reply;
 }
 
@@ -742,7 +777,11 @@ int jg_cluster_append(jg_redis_t *r, const char *cmd, size_t len)
     p->len = len;
     p->node = idx;
     p->gen = cl->nodes[idx].gen;
-    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK) {
+    p->wait = jg_durable_wants(r->cfg, cmd, len);
+    char w[64];
+    size_t wl = p->wait ? jg_durable_wait_cmd(r->cfg, w, sizeof w) : 0;
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
+        (p->wait && redisAppendFormattedCommand(c, w, wl) != REDIS_OK)) {
         free(p->cmd);
         node_drop(r, idx, "cannot append");
         return -1;
@@ -778,6 +817,8 @@ static void collect(jg_redis_t *r)
             node_drop(r, p->node, c->errstr[0] ? c->errstr : "no reply");
             continue;
         }
+        if (p->wait && read_wait(r, p->node, (redisReply **)&reply))
+            continue;   /* not acknowledged: as if its node had failed */
         p->reply = reply;
     }
     int64_t deadline = jg_monotonic_ms() + JG_CLUSTER_MIGRATION_WAIT_MS;   /* for them all */

@@ -282,6 +282,8 @@ int jg_config_load_env(jg_config_t *cfg, char *err, size_t errlen)
         {"JOBGATE_LOG_MAX", &cfg->log_max, 10000, 1, 10000000},
         {"JOBGATE_SSE_HEARTBEAT", &cfg->sse_heartbeat, 15, 1, 3600},
         {"JOBGATE_LEASE", &cfg->lease, 30, 2, 86400},
+        {"JOBGATE_REDIS_WAIT_REPLICAS", &cfg->redis_wait_replicas, 0, 0, 16},
+        {"JOBGATE_REDIS_WAIT_MS", &cfg->redis_wait_ms, 1000, 1, 60000},
     };
     for (size_t i = 0; i < sizeof longs / sizeof longs[0]; i++) {
         v = getenv(longs[i].name);
@@ -354,6 +356,8 @@ void jg_config_print(const jg_config_t *cfg, FILE *out)
     fprintf(out, "JOBGATE_SSE_HEARTBEAT=%ld\n", cfg->sse_heartbeat);
     fprintf(out, "JOBGATE_LEASE=%ld\n", cfg->lease);
     fprintf(out, "JOBGATE_RETRY_BASE=%g\n", cfg->retry_base);
+    fprintf(out, "JOBGATE_REDIS_WAIT_REPLICAS=%ld\nJOBGATE_REDIS_WAIT_MS=%ld\n",
+            cfg->redis_wait_replicas, cfg->redis_wait_ms);
     fprintf(out, "JOBGATE_CORS_ORIGINS=%s\n", cfg->cors_origins);
     fprintf(out, "JOBGATE_API_TOKENS=%s\n", cfg->api_tokens[0] ? "***" : "");
     fprintf(out, "JOBGATE_READ_TOKENS=%s\n", cfg->read_tokens[0] ? "***" : "");

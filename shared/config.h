@@ -28,6 +28,9 @@ typedef struct jg_config {
     long log_max;              /* JOBGATE_LOG_MAX entries, default 10000 */
     long sse_heartbeat;        /* JOBGATE_SSE_HEARTBEAT s, default 15 */
     long lease;                /* JOBGATE_LEASE s, default 30 */
+    long redis_wait_replicas;  /* JOBGATE_REDIS_WAIT_REPLICAS: WAIT for N replica acks after
+                                  every write (durable.h); 0 = off, the default */
+    long redis_wait_ms;        /* JOBGATE_REDIS_WAIT_MS: WAIT's timeout, default 1000 */
     double retry_base;         /* JOBGATE_RETRY_BASE s, default 1 */
     char cors_origins[1024];   /* JOBGATE_CORS_ORIGINS, comma list or "*"; empty = no CORS */
     char api_tokens[2048];     /* JOBGATE_API_TOKENS (secret) */

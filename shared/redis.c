@@ -2,6 +2,7 @@
 #include "redis.h"
 #include "buf.h"
 #include "cluster.h"
+#include "durable.h"
 #include "log.h"
 #include "scripts.h"
 #include "timefmt.h"
@@ -21,7 +22,9 @@ void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms)
 {
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
-    r->timeout_ms = timeout_ms;
+    /* a write's WAIT may take JOBGATE_REDIS_WAIT_MS before its answer (durable.h) */
+    r->timeout_ms = timeout_ms > 0 && cfg->redis_wait_replicas > 0
+                        ? timeout_ms + (int)cfg->redis_wait_ms : timeout_ms;
     r->backoff_ms = BACKOFF_MIN_MS;
     if (cfg->redis_cluster)
         r->cluster = jg_cluster_new(cfg);
@@ -30,6 +33,7 @@ void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms)
 /* Closes the connection(s); r stays usable. */
 static void close_conns(jg_redis_t *r)
 {
+    r->waits_head = r->waits_n = 0;   /* their replies are gone with the connection */
     if (r->cluster)
         jg_cluster_close_all(r);
     else if (r->ctx)
@@ -42,6 +46,9 @@ void jg_redis_close(jg_redis_t *r)
     close_conns(r);
     jg_cluster_free(r->cluster);
     r->cluster = NULL;
+    free(r->waits);
+    r->waits = NULL;
+    r->waits_cap = 0;
 }
 
 void jg_redis_drop(jg_redis_t *r, const char *why)
@@ -221,18 +228,84 @@ static size_t format_argv(char **out, int argc, const char **argv, const size_t 
     return (size_t)(p - cmd);
 }
 
+/* One Redis: appends cmd (wire format) to c, and `WAIT N ms` after it when it is a write and
+ * JOBGATE_REDIS_WAIT_REPLICAS is set (durable.h). *waits says whether a WAIT went. 0, or -1. */
+static int append_wire(const jg_redis_t *r, redisContext *c, const char *cmd, size_t len,
+                       int *waits)
+{
+    *waits = jg_durable_wants(r->cfg, cmd, len);
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK)
+        return -1;
+    if (*waits) {
+        char w[64];
+        size_t wl = jg_durable_wait_cmd(r->cfg, w, sizeof w);
+        if (redisAppendFormattedCommand(c, w, wl) != REDIS_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reads the reply of a command append_wire sent, and its WAIT's. NULL when the connection failed
+ * or the write was not acknowledged by enough replicas: then c->errstr says so, and the
+ * caller's checked() drops the connection (the write may have happened: like a lost answer). */
+static void *read_wire(const jg_redis_t *r, redisContext *c, int waits)
+{
+    void *reply = NULL, *w = NULL;
+    if (redisGetReply(c, &reply) != REDIS_OK)
+        return NULL;
+    if (!waits)
+        return reply;
+    if (redisGetReply(c, &w) != REDIS_OK) {
+        freeReplyObject(reply);
+        return NULL;
+    }
+    int ok = ((redisReply *)reply)->type == REDIS_REPLY_ERROR || jg_durable_acked(r->cfg, w);
+    freeReplyObject(w);
+    if (ok)
+        return reply;
+    freeReplyObject(reply);
+    snprintf(c->errstr, sizeof c->errstr, "write not acknowledged by %ld replica(s) in %ld ms",
+             r->cfg->redis_wait_replicas, r->cfg->redis_wait_ms);
+    return NULL;
+}
+
 /* One command on the one connection (not a cluster): appended in its wire form, then its reply
  * read. NULL when the connection failed (the caller's checked() drops it). */
-static void *command_argv(redisContext *c, int argc, const char **argv, const size_t *lens)
+static void *command_wire(const jg_redis_t *r, redisContext *c, const char *cmd, size_t len)
+{
+    int waits;
+    if (append_wire(r, c, cmd, len, &waits))
+        return NULL;
+    return read_wire(r, c, waits);
+}
+
+static void *command_argv(const jg_redis_t *r, redisContext *c, int argc, const char **argv,
+                          const size_t *lens)
 {
     char *cmd;
     size_t len = format_argv(&cmd, argc, argv, lens);
-    void *reply = NULL;
-    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
-        redisGetReply(c, &reply) != REDIS_OK)
-        reply = NULL;
+    void *reply = command_wire(r, c, cmd, len);
     free(cmd);
     return reply;
+}
+
+/* One Redis, pipelined: cmd appended (with its WAIT), and whether a WAIT follows remembered for
+ * jg_redis_get_reply. 0, or -1. */
+static int pipeline_wire(jg_redis_t *r, const char *cmd, size_t len)
+{
+    int waits;
+    if (r->waits_n == r->waits_cap) {
+        size_t cap = r->waits_cap ? r->waits_cap * 2 : 64;
+        unsigned char *q = realloc(r->waits, cap);
+        if (q == NULL)
+            abort();
+        r->waits = q;
+        r->waits_cap = cap;
+    }
+    if (append_wire(r, r->ctx, cmd, len, &waits))
+        return -1;
+    r->waits[r->waits_n++] = (unsigned char)waits;
+    return 0;
 }
 
 /* append 0: the reply of the call; append 1: 0 or -1 as jg_redis_append_argv. */
@@ -256,9 +329,19 @@ redisReply *jg_redis_cmd(jg_redis_t *r, const char *fmt, ...)
         return NULL;
     va_list ap;
     va_start(ap, fmt);
-    void *reply = r->cluster ? cluster_vcmd(r, fmt, ap) : redisvCommand(r->ctx, fmt, ap);
+    if (r->cluster) {
+        void *reply = cluster_vcmd(r, fmt, ap);
+        va_end(ap);
+        return reply;
+    }
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    return r->cluster ? reply : checked(r, reply);
+    if (len < 0)
+        abort();   /* a bad format string or no memory: a programming error */
+    void *reply = command_wire(r, r->ctx, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return checked(r, reply);
 }
 
 redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const size_t *lens)
@@ -267,7 +350,7 @@ redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const s
         return NULL;
     if (r->cluster)
         return cluster_argv(r, 0, NULL, argc, argv, lens);
-    return checked(r, command_argv(r->ctx, argc, argv, lens));
+    return checked(r, command_argv(r, r->ctx, argc, argv, lens));
 }
 
 /* Did the last call fail because the server had closed the connection (EOF, reset), as opposed
@@ -286,12 +369,12 @@ redisReply *jg_redis_read(jg_redis_t *r, int argc, const char **argv, const size
     if (r->cluster)
         return cluster_argv(r, 0, NULL, argc, argv, lens);
     errno = 0;
-    void *reply = command_argv(r->ctx, argc, argv, lens);
+    void *reply = command_argv(r, r->ctx, argc, argv, lens);
     if (reply == NULL && reused && closed_error(r->ctx, errno)) {
         jg_redis_drop(r, "closed by the server");
         if (reconnect(r))
             return NULL;
-        reply = command_argv(r->ctx, argc, argv, lens);
+        reply = command_argv(r, r->ctx, argc, argv, lens);
     }
     return checked(r, reply);
 }
@@ -311,7 +394,12 @@ int jg_redis_append(jg_redis_t *r, const char *fmt, ...)
         rc = jg_cluster_append(r, cmd, (size_t)len) ? REDIS_ERR : REDIS_OK;
         redisFreeCommand(cmd);
     } else {
-        rc = redisvAppendCommand(r->ctx, fmt, ap);
+        char *cmd = NULL;
+        int len = redisvFormatCommand(&cmd, fmt, ap);
+        if (len < 0)
+            abort();
+        rc = pipeline_wire(r, cmd, (size_t)len) ? REDIS_ERR : REDIS_OK;
+        redisFreeCommand(cmd);
     }
     va_end(ap);
     return rc == REDIS_OK ? 0 : -1;
@@ -328,9 +416,9 @@ int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_
     }
     char *cmd;
     size_t len = format_argv(&cmd, argc, argv, lens);
-    int rc = redisAppendFormattedCommand(r->ctx, cmd, len);
+    int rc = pipeline_wire(r, cmd, len);
     free(cmd);
-    return rc == REDIS_OK ? 0 : -1;
+    return rc;
 }
 
 redisReply *jg_redis_get_reply(jg_redis_t *r)
@@ -339,10 +427,10 @@ redisReply *jg_redis_get_reply(jg_redis_t *r)
         return jg_cluster_get_reply(r);
     if (r->ctx == NULL)
         return NULL;
-    void *reply = NULL;
-    if (redisGetReply(r->ctx, &reply) != REDIS_OK)
-        reply = NULL;
-    return checked(r, reply);
+    int waits = r->waits_head < r->waits_n && r->waits[r->waits_head];
+    if (r->waits_head < r->waits_n && ++r->waits_head == r->waits_n)
+        r->waits_head = r->waits_n = 0;
+    return checked(r, read_wire(r, r->ctx, waits));
 }
 
 redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,

@@ -23,6 +23,9 @@ typedef struct jg_redis {
     int failures;               /* connects that failed in a row (for logging once) */
     int64_t connected_at;       /* monotonic ms of the last successful connect */
     struct jg_cluster *cluster; /* redis+cluster://: the nodes, ctx is the home node's (cluster.h) */
+    /* one Redis, pipelined: for each reply still to read, whether a WAIT follows it (durable.h) */
+    unsigned char *waits;
+    size_t waits_head, waits_n, waits_cap;
 } jg_redis_t;
 
 void jg_redis_init(jg_redis_t *r, const jg_config_t *cfg, int timeout_ms);

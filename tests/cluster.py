@@ -186,6 +186,18 @@ class Cluster:
     def kill(self, node):
         node.proc.stop(signal.SIGKILL, 5)
 
+    def restart(self, node, timeout=30):
+        """Starts a killed node again (same port, its nodes.conf, no data): it rejoins as a
+        replica of the master that took its slots. Waits until that master counts it as a
+        replica whose link is up (its first sync done)."""
+        node.start()
+        harness.wait_until(lambda: node.call("PING") == "PONG", 10, "%r PING" % node)
+
+        def synced():
+            info = node.call("INFO", "replication")
+            return "role:slave" in info and "master_link_status:up" in info
+        harness.wait_until(synced, timeout, "%r a replica again, in sync" % node, interval=0.1)
+
     def wait_promoted(self, dead, timeout=30):
         """Waits until no slot is served by the dead node any more (its replica took over)."""
         def promoted():

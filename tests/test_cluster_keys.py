@@ -104,6 +104,17 @@ def test_every_script_runs_within_its_slot_on_a_cluster_node():
         got = s.redis("EVALSHA", renew, 2, P + "job:" + jid, P + "q:%s:running" % q, jid, fence,
                       30000)
         eq(got[:2], [1, 0], "renew.lua reply")
+        # giveback: a second job claimed, given back (the first kept: the worker runs it)
+        r = s.request("POST", "/jobs", json={"type": "t", "queue": q})
+        eq(r.status, 202, "submit")
+        lost = r.json()["id"]
+        test_render._claim_one(w, lost[:8], lost)
+        with open(os.path.join(harness.ROOT, "redis", "giveback.lua"), "rb") as f:
+            giveback = s.redis("SCRIPT", "LOAD", f.read())
+        got = s.redis("EVALSHA", giveback, 1, P + "q:%s:running" % q, P, q, "w-render.1", 10000,
+                      P + "events", P + "wake:" + q, jid)
+        eq(got, 1, "giveback.lua reply: jobs given back")
+        eq((s.job(lost)["status"], s.job(lost)["attempts"]), ("queued", 0), "the job given back")
         eq(w.complete(jid, fence, "done", "1"), [1, "done"], "complete")
         eq(s.request("DELETE", "/jobs/" + jid).status, 204, "delete")
         eq(s.request("GET", "/jobs/" + jid).status, 404, "the deleted job")

@@ -572,7 +572,8 @@ def _add_lines_as_one_batch(s, job, lines):
     fence = s.redis("HGET", jkey, "fence")
     with open(LOG_LUA) as f:
         script = f.read()
-    args = ["EVAL", script, "2", jkey, lkey, job, fence, "10000", "jobgate:{%s}:events" % job[:8], ""]
+    args = ["EVAL", script, "2", jkey, lkey, job, fence, "10000", "jobgate:{%s}:events" % job[:8], "",
+            ""]
     for ln in lines:
         args += ["stdout", ln]
     got = s.redis(*args)
@@ -724,7 +725,7 @@ def _line_through_a_fault(name, before, after, line, within, why):
         with open(LOG_LUA) as f:
             script = f.read()
         batch = ("EVAL", script, "2", jkey, lkey, job, fence, "10000", "jobgate:{%s}:events" % job[:8], "",
-                 "stdout", line)
+                 "", "stdout", line)
         s.redis_pipeline(list(before) + [batch] + list(after))
         t0 = time.time()
         got = None

@@ -112,7 +112,7 @@ class _Worker:
     def log(self, jid, fence, progress, *pairs):
         P = "jobgate:{%s}:" % jid[:8]
         return self.s.redis("EVALSHA", self.sha["log"], 2, P + "job:" + jid, P + "log:" + jid,
-                            jid, fence, 10000, P + "events", progress, *pairs)
+                            jid, fence, 10000, P + "events", progress, "", *pairs)
 
     def complete(self, jid, fence, outcome, text=""):
         P, q = "jobgate:{%s}:" % jid[:8], self.q

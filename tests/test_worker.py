@@ -698,11 +698,11 @@ def test_scripts_as_shipped_speak_the_documented_protocol():
     for i in range(1001):
         too_many += ["stdout", "l%d" % i]
     r = s.redis_pipeline([["EVALSHA", shas["log"], 2] + keys +
-                          [jid, fence, 10000, P + "events", ""] + too_many])[0]
+                          [jid, fence, 10000, P + "events", "", ""] + too_many])[0]
     check(isinstance(r, harness.RedisError) and "1000" in str(r),
           "expected an error reply for 1001 lines in one log.lua call", r)
     eq(lines_of(s, jid, "stdout"), [], "lines after the refused batch")
-    r = s.redis("EVALSHA", shas["log"], 2, *keys, jid, fence, 10000, P + "events", "50",
+    r = s.redis("EVALSHA", shas["log"], 2, *keys, jid, fence, 10000, P + "events", "50", "",
                 *too_many[:2000])
     eq(r, [1, 0], "log.lua reply for 1000 lines")
     eq(len(lines_of(s, jid, "stdout")), 1000, "lines logged")

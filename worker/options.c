@@ -33,7 +33,8 @@ void jg_worker_usage(FILE *out)
           "                         missing, ping Redis, exit 0 if usable\n"
           "      --help, --version\n"
           "Environment: REDIS_URL, JOBGATE_KEY_PREFIX, JOBGATE_LOG_MAX, JOBGATE_RETENTION,\n"
-          "JOBGATE_LEASE, JOBGATE_RETRY_BASE (see docs/worker.md).\n",
+          "JOBGATE_LEASE, JOBGATE_RETRY_BASE, JOBGATE_REDIS_WAIT_REPLICAS, JOBGATE_REDIS_WAIT_MS\n"
+          "(see docs/worker.md).\n",
           out);
 }
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const worker_scripts[] = {"claim", "log", "renew", "complete"};
+static const char *const worker_scripts[] = {"claim", "log", "renew", "complete", "giveback"};
 
 void jg_proto_init(jg_proto_t *p, jg_redis_t *r, const jg_config_t *cfg,
                    const jg_worker_opts_t *opts)
@@ -156,7 +156,8 @@ int jg_proto_renew_args(jg_proto_t *p, jg_args_t *a, const char *queue, const ch
     return 2;
 }
 
-int jg_proto_log_args(jg_proto_t *p, jg_args_t *a, const char *id, long long fence, int progress)
+int jg_proto_log_args(jg_proto_t *p, jg_args_t *a, const char *id, long long fence, int progress,
+                      long long first)
 {
     job_keys(p, a, id);
     jg_args_str(a, id);
@@ -169,7 +170,21 @@ int jg_proto_log_args(jg_proto_t *p, jg_args_t *a, const char *id, long long fen
         jg_args_int(a, progress);
     else
         jg_args_str(a, "");
+    jg_args_int(a, first);
     return 2;
+}
+
+int jg_proto_giveback_args(jg_proto_t *p, jg_args_t *a, int qi)
+{
+    const jg_proto_queue_t *q = &p->q[qi];
+    jg_args_str(a, q->running);
+    jg_args_str(a, q->prefix);
+    jg_args_str(a, p->opts->queues[qi]);
+    jg_args_str(a, p->opts->id);
+    jg_args_str(a, p->log_max);
+    jg_args_str(a, q->events);
+    jg_args_str(a, q->wake);
+    return 1;
 }
 
 int jg_proto_complete_args(jg_proto_t *p, jg_args_t *a, const char *queue, const char *type,

@@ -49,9 +49,12 @@ int jg_proto_noscript(jg_proto_t *p, const redisReply *rep);
 int jg_proto_claim_args(jg_proto_t *p, jg_args_t *a, int queue_index, int want);
 int jg_proto_renew_args(jg_proto_t *p, jg_args_t *a, const char *queue, const char *id,
                         long long fence);
-/* then add the stream, line pairs (jg_args_add) */
+/* then add the stream, line pairs (jg_args_add); first: how many lines of the attempt were sent
+ * before this batch's first (log.lua applies a batch sent again once) */
 int jg_proto_log_args(jg_proto_t *p, jg_args_t *a, const char *id, long long fence,
-                      int progress /* -1: none */);
+                      int progress /* -1: none */, long long first);
+/* giveback.lua for queue_index: then add the ids of the jobs of that queue the worker runs */
+int jg_proto_giveback_args(jg_proto_t *p, jg_args_t *a, int queue_index);
 /* outcome: "done", "failed", "cancelled", "requeue"; text: result JSON or error */
 int jg_proto_complete_args(jg_proto_t *p, jg_args_t *a, const char *queue, const char *type,
                            const char *id, long long fence, const char *outcome,

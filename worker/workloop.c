@@ -63,6 +63,7 @@ typedef struct slot {
     /* lines not yet accepted by Redis: records of [stream 'o'|'e'][u32 length][bytes] */
     jg_buf_t logq;
     int  logq_n;
+    long long log_sent;        /* lines of this attempt sent and answered (log.lua's numbering) */
     size_t logq_dropped;
     int  progress;             /* pending ::progress value, -1 = none */
     jg_buf_t last_err;         /* last stderr line, for "exit status N: ..." */
@@ -90,6 +91,9 @@ typedef struct worker {
     int claim_needed;          /* look for jobs (queues in order) as soon as a slot is free */
     int maybe_more;            /* the last claims filled every free slot: there may be more */
     int64_t last_claim_at[JG_WORKER_MAX_QUEUES];   /* per queue: promotion, taking back */
+    /* per queue: a claim's answer was lost (connection, failover, no replica ack): its jobs,
+     * leased to us but not started, are given back (giveback.lua) before any other call */
+    unsigned char giveback[JG_WORKER_MAX_QUEUES];
     int64_t tick_at, heartbeat_at, delayed_at;
     int64_t clock_offset;      /* Redis' clock minus ours, ms, from the last claim's `now` */
     int stopping;
@@ -374,10 +378,11 @@ static int append_logs(worker_t *w, pipeline_t *p, int si)
     slot_t *s = &w->slots[si];
     size_t off = 0;
     int left = s->logq_n, progress = s->progress;
+    long long first = s->log_sent;
     while (left > 0 || progress >= 0) {
         jg_args_t a;
         jg_args_init(&a);
-        int nkeys = jg_proto_log_args(&w->proto, &a, s->id, s->fence, progress);
+        int nkeys = jg_proto_log_args(&w->proto, &a, s->id, s->fence, progress, first);
         size_t start = off;
         int n = 0;
         while (left > 0 && n < LOG_BATCH_LINES) {
@@ -396,6 +401,7 @@ static int append_logs(worker_t *w, pipeline_t *p, int si)
             return JG_ERR;
         add_item(p, (item_t){ITEM_LOG, si, n, off - start, progress, 0, 0});
         progress = -1;
+        first += n;
     }
     return JG_OK;
 }
@@ -625,6 +631,9 @@ static int has_work(worker_t *w, int64_t now, int free_now)
 {
     if (now >= w->heartbeat_at)
         return 1;
+    for (int q = 0; q < w->o->nqueues; q++)
+        if (w->giveback[q])
+            return 1;
     for (int i = 0; i < w->nslots; i++) {
         slot_t *s = &w->slots[i];
         if (s->state == SLOT_ENDED || (s->state == SLOT_RUNNING && !s->lost &&
@@ -639,6 +648,44 @@ static int has_work(worker_t *w, int64_t now, int free_now)
     return free_now > 0 && w->claim_needed;
 }
 
+/* Gives back the jobs of claims whose answers were lost (giveback.lua, one call per such
+ * queue, each with the ids this worker runs in it). JG_OK once none is left to give back. */
+static int give_back(worker_t *w)
+{
+    char tmp[32];
+    for (int q = 0; q < w->o->nqueues; q++) {
+        if (!w->giveback[q])
+            continue;
+        jg_args_t a;
+        jg_args_init(&a);
+        int nkeys = jg_proto_giveback_args(&w->proto, &a, q);
+        for (int i = 0; i < w->nslots; i++)
+            if (w->slots[i].state != SLOT_FREE && w->slots[i].qi == q)
+                jg_args_str(&a, w->slots[i].id);
+        int rc = jg_proto_append(&w->proto, "giveback", nkeys, &a);
+        jg_args_free(&a);
+        redisReply *rep = rc == JG_OK ? jg_redis_get_reply(&w->cmd) : NULL;
+        if (rep == NULL)
+            return JG_ERR;   /* tried again next turn */
+        if (rep->type == REDIS_REPLY_INTEGER) {
+            w->giveback[q] = 0;
+            w->claim_needed = 1;
+            snprintf(tmp, sizeof tmp, "%lld", rep->integer);
+            if (rep->integer > 0)
+                jg_log_warn("gave back jobs of a claim whose answer was lost", "queue",
+                            w->o->queues[q], "count", tmp, NULL);
+        } else if (!jg_proto_noscript(&w->proto, rep) && !jg_cluster_is_tryagain(rep)) {
+            jg_log_error("redis script error", "error", rep->type == REDIS_REPLY_ERROR ?
+                         rep->str : "unexpected giveback.lua reply", NULL);
+        }
+        int left = w->giveback[q];
+        freeReplyObject(rep);
+        if (left)
+            return JG_ERR;
+    }
+    return JG_OK;
+}
+
 /* One loop turn's exchange with Redis: a pipeline of log batches, renewals, completions, the
  * heartbeat and a claim, then (for further queues) more claims while slots stay free. */
 static void flush(worker_t *w)
@@ -648,6 +695,8 @@ static void flush(worker_t *w)
     if (!has_work(w, now, free_now))
         return;
     if (jg_proto_ready(&w->proto))
+        return;
+    if (give_back(w) != JG_OK)
         return;
     if (store_results(w) != JG_OK)
         return;
@@ -709,10 +758,15 @@ send:;
         freeReplyObject(rep);
     }
     for (int k = 0; k < w->nslots; k++)
-        if (consumed[k])
+        if (consumed[k]) {
             logq_consume(&w->slots[k], consumed[k], lines[k]);
+            w->slots[k].log_sent += lines[k];
+        }
     if (i < p.n)
         w->claim_needed = 1;   /* lost mid-way: claims we did not hear back from are redone */
+    for (int k = i; k < p.n; k++)   /* ... after their jobs are given back */
+        if (p.items[k].kind == ITEM_CLAIM && p.items[k].nlines > 0)
+            w->giveback[p.items[k].qi] = 1;
     free(consumed);
     free(lines);
     free(p.items);
@@ -733,6 +787,7 @@ send:;
                 freeReplyObject(rep);
             } else {
                 w->claim_needed = 1;
+                w->giveback[q] = 1;
             }
         }
         free(p2.items);

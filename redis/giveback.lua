@@ -1,0 +1,155 @@
+#!lua flags=allow-oom
+-- giveback.lua — a worker gives back the jobs of a claim whose answer it never got (docs/redis.md,
+-- "giveback.lua"): its connection died, or the claim was not acknowledged by the replicas
+-- (JOBGATE_REDIS_WAIT_REPLICAS), after Redis may have run it. Every job of the queue that is
+-- running, leased to this worker and not among the attempts the worker runs is queued again at
+-- once: back in its ready set at its old place, its attempt not counted (attempts as before the
+-- lost claim), fence + 1 (a late call of the lost attempt is refused), version + 1 and the job
+-- object rendered, a system log line `attempt <n> given back: its worker never got the claim's
+-- answer`. A job whose cancel was asked meanwhile is left to its lease (taken back as cancelled).
+-- KEYS[1]  running             P:{tag}:q:<queue>:running
+-- ARGV[1]  the tag prefix P:{tag}:
+-- ARGV[2]  queue
+-- ARGV[3]  worker id
+-- ARGV[4]  log_max
+-- ARGV[5]  events channel P:{tag}:events
+-- ARGV[6]  wake channel P:{tag}:wake:<queue>
+-- ARGV[7], ARGV[8], ...  ids of the jobs of this queue the worker runs now (kept)
+-- Returns the number of jobs given back. Keys built inside: the job hashes and logs of the ids
+-- in running, the ready set of each given-back job's type (all of the queue's tag).
+local function int(x) return string.format('%.0f', x) end
+-- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
+-- byte, in every script that changes a job (tests/test_render.py checks the copies).
+-- The job object of contract section 4, as the `json` field of the job hash keeps it: the
+-- members in the contract's order; an absent or empty value null (the flags: false); the free
+-- texts (worker, error) escaped as RFC 8259 asks (" \ and U+0000..U+001F: the short forms where
+-- there are some, else \u00xx; "/" and non-ASCII bytes as they are); the strings whose characters
+-- never need escaping (id, queue, type, status, cache_key) quoted as they are; times RFC 3339 UTC
+-- with ms; numbers and the result as stored. Made with one concatenation (a Lua table grown
+-- piece by piece costs more than the whole object).
+local J_NAMES = {'id', 'queue', 'type', 'status', 'priority', 'attempts', 'max_attempts',
+  'progress', 'created_at', 'started_at', 'finished_at', 'run_at', 'worker', 'result', 'error',
+  'cached', 'cache_key', 'cancel_requested', 'version'}
+local J_ESC   -- made by the first escape (most calls escape nothing)
+local function j_esc(c)
+  J_ESC = J_ESC or {['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r',
+    ['\t'] = '\\t', ['\b'] = '\\b', ['\f'] = '\\f'}
+  return J_ESC[c] or string.format('\\u%04x', string.byte(c))
+end
+local function j_s(x)   -- free text
+  if not x or x == '' then return 'null' end
+  if string.find(x, '[%z\1-\31"\\]') then x = string.gsub(x, '[%z\1-\31"\\]', j_esc) end
+  return '"' .. x .. '"'
+end
+local function j_q(x) if not x or x == '' then return 'null' end return '"' .. x .. '"' end
+local function j_n(x) if not x or x == '' then return 'null' end return x end
+local function j_b(x) if x == '1' then return 'true' end return 'false' end
+local function j_t(x)   -- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (days_from_civil inverse)
+  if not x or x == '' then return 'null' end
+  local ms = tonumber(x) or 0
+  local msec = ms % 1000
+  local secs = (ms - msec) / 1000
+  local sod = secs % 86400
+  local days = (secs - sod) / 86400
+  local z = days + 719468
+  local doe = z % 146097
+  local era = (z - doe) / 146097
+  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
+    - (doe - doe % 146096) / 146096
+  local yoe = (a - a % 365) / 365
+  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
+  local b = 5 * doy + 2
+  local mp = (b - b % 153) / 153
+  local c = 153 * mp + 2
+  local d = doy - (c - c % 5) / 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
+  local s = sod % 60
+  local mi = (sod - s) / 60 % 60
+  local h = (sod - sod % 3600) / 3600
+  -- the quoted text as its bytes, digit by digit, in one string.char (string.format costs a C
+  -- sprintf per number)
+  return string.char(34, 48 + (y - y % 1000) / 1000, 48 + (y - y % 100) / 100 % 10,
+    48 + (y - y % 10) / 10 % 10, 48 + y % 10, 45, 48 + (m - m % 10) / 10, 48 + m % 10, 45,
+    48 + (d - d % 10) / 10, 48 + d % 10, 84, 48 + (h - h % 10) / 10, 48 + h % 10, 58,
+    48 + (mi - mi % 10) / 10, 48 + mi % 10, 58, 48 + (s - s % 10) / 10, 48 + s % 10, 46,
+    48 + (msec - msec % 100) / 100, 48 + (msec - msec % 10) / 10 % 10, 48 + msec % 10, 90, 34)
+end
+-- The text of the job object from v, its stored values in J_NAMES order (false or '' for none).
+local function j_text(v)
+  return '{"id":' .. j_q(v[1]) .. ',"queue":' .. j_q(v[2]) .. ',"type":' .. j_q(v[3]) ..
+    ',"status":' .. j_q(v[4]) .. ',"priority":' .. j_n(v[5]) .. ',"attempts":' .. j_n(v[6]) ..
+    ',"max_attempts":' .. j_n(v[7]) .. ',"progress":' .. j_n(v[8]) ..
+    ',"created_at":' .. j_t(v[9]) .. ',"started_at":' .. j_t(v[10]) ..
+    ',"finished_at":' .. j_t(v[11]) .. ',"run_at":' .. j_t(v[12]) ..
+    ',"worker":' .. j_s(v[13]) .. ',"result":' .. j_n(v[14]) .. ',"error":' .. j_s(v[15]) ..
+    ',"cached":' .. j_b(v[16]) .. ',"cache_key":' .. j_q(v[17]) ..
+    ',"cancel_requested":' .. j_b(v[18]) .. ',"version":' .. j_n(v[19]) .. '}'
+end
+-- Changes job key in one HSET: the flat list ch (field, value, ...) and the job object
+-- rendered from v (the job's values in J_NAMES order, as HMGET of J_NAMES gave them, extra
+-- fields after them allowed) with ch applied. The caller puts 'version' in ch. Returns the text.
+local J_AT = {id = 1, queue = 2, type = 3, status = 4, priority = 5, attempts = 6,
+  max_attempts = 7, progress = 8, created_at = 9, started_at = 10, finished_at = 11, run_at = 12,
+  worker = 13, result = 14, error = 15, cached = 16, cache_key = 17, cancel_requested = 18,
+  version = 19}
+local function change(key, v, ch)
+  for i = 1, #ch, 2 do
+    local at = J_AT[ch[i]]
+    if at then v[at] = ch[i + 1] end
+  end
+  local text = j_text(v)
+  ch[#ch + 1] = 'json'
+  ch[#ch + 1] = text
+  redis.call('HSET', key, unpack(ch))
+  return text
+end
+-- Renders job key from its hash into its `json` field; returns the text.
+local function render(key)
+  local text = j_text(redis.call('HMGET', key, unpack(J_NAMES)))
+  redis.call('HSET', key, 'json', text)
+  return text
+end
+-- The job object of job key as stored (rendered now if a job older than `json` has none).
+local function shown(key)
+  return redis.call('HGET', key, 'json') or render(key)
+end
+-- <<< render
+-- Resharding guard (as complete.lua): refused with TRYAGAIN while the queue's slot is migrating.
+if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot migrating: giveback.lua not run')
+end
+
+local P, queue, wid = ARGV[1], ARGV[2], ARGV[3]
+local keep = {}
+for i = 7, #ARGV do keep[ARGV[i]] = true end
+local t = redis.call('TIME')
+local now = int(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local READ = {unpack(J_NAMES)}
+for _, name in ipairs({'fence', 'score'}) do READ[#READ + 1] = name end
+local FENCE, SCORE = #J_NAMES + 1, #J_NAMES + 2
+local given = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not keep[id] then
+    local jk = P .. 'job:' .. id
+    local f = redis.call('HMGET', jk, unpack(READ))
+    if f[J_AT.status] == 'running' and f[J_AT.worker] == wid and f[J_AT.cancel_requested] ~= '1'
+        and f[SCORE] then
+      local n = tonumber(f[J_AT.attempts]) or 1
+      local v = int(tonumber(f[J_AT.version]) + 1)
+      change(jk, f, {'status', 'queued', 'attempts', int(n - 1),
+        'fence', int((tonumber(f[FENCE]) or 0) + 1), 'worker', '', 'started_at', '',
+        'lease_until', '', 'progress', '', 'ready_at', now, 'version', v})
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZADD', P .. 'q:' .. queue .. ':ready:' .. f[J_AT.type], f[SCORE], id)
+      redis.call('XADD', P .. 'log:' .. id, 'MAXLEN', ARGV[4], '*', 'ts', now, 'stream', 'system',
+        'line', 'attempt ' .. n .. ' given back: its worker never got the claim\'s answer')
+      redis.call('SPUBLISH', ARGV[5], 'job ' .. id .. ' ' .. v)
+      redis.call('SPUBLISH', ARGV[6], f[J_AT.type])
+      given = given + 1
+    end
+  end
+end
+return given
