@@ -8,7 +8,7 @@ DESTDIR ?=
 WARN    = -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Ishared -Iworker
-LDLIBS  = -lfcgi -lhiredis -ljson-c -lcrypto -lpthread -lm
+LDLIBS  = -lhiredis -ljson-c -lcrypto -lpthread -lm
 # Debian's interpreter, so that the tests see Debian's python3-* packages (a python3 earlier in
 # PATH, such as a pyenv one, would not).
 PYTHON ?= /usr/bin/python3

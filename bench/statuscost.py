@@ -5,7 +5,7 @@ Starts a private redis-server, jobgate-submit (plain) and jobgate-status under v
 callgrind (one thread), both on unix sockets of a temporary directory; submits one job through
 jobgate-submit, then sends N GETs of it to jobgate-status over one kept-alive FastCGI connection
 (as nginx's keepalive upstream does), counting only those. Prints instructions per GET (the
-program, libfcgi, hiredis, libc; not the kernel) — repeatable, unlike time on a shared machine.
+program, hiredis, libc; not the kernel) — repeatable, unlike time on a shared machine.
 --cluster: on a private Redis Cluster of 3 masters and 3 replicas (tests/cluster.py, loopback
 TCP) instead of one redis-server on a unix socket; --tcp: the one redis-server over loopback TCP
 (what the cluster's transport alone adds).

@@ -11,7 +11,7 @@ kept-alive FastCGI connection (as nginx's keepalive upstream does), counting onl
 - hit:    "cache":true with a payload whose result is in the result cache
 - idem:   plain with a new Idempotency-Key each time
 
-Prints per POST: jobgate-submit's instructions (the program, libfcgi, json-c, hiredis, OpenSSL,
+Prints per POST: jobgate-submit's instructions (the program, json-c, hiredis, OpenSSL,
 libc; not the kernel; repeatable, unlike time on a shared machine), Redis round trips (the reads
 Redis processed, INFO stats' total_reads_processed: a pipeline is one), the commands the program
 sent (MONITOR over 20 more POSTs), Redis' own µs for them (INFO commandstats: a script's usec

@@ -6,7 +6,7 @@
 # the system's instances anyway; each starts its own.
 set -eu
 
-PACKAGES="build-essential pkg-config libfcgi-dev libhiredis-dev libjson-c-dev libssl-dev
+PACKAGES="build-essential pkg-config libhiredis-dev libjson-c-dev libssl-dev
 spawn-fcgi nginx redis-server curl wrk python3 valgrind apache2
 clang-14 libclang-rt-14-dev python3-prometheus-client prometheus"
 

@@ -99,29 +99,40 @@ static int list(jg_req_t *req)
     return JG_OK;
 }
 
+/* One call of retry.lua (docs/redis.md): mode "job" retries the job id (key: its hash), mode
+ * "queue" the failed jobs of the queue name among batch entries of its job index (key) from
+ * start; tag_of names the tag (the job id, or the queue's tag) of the tagged key and the events
+ * channel. The reply, or NULL when Redis is unreachable. */
+static redisReply *retry_script(jg_req_t *req, const char *key, const char *tag_of,
+                                const char *mode, const char *name, long long start, int batch)
+{
+    char tagged[JG_KEY_MAX], events[JG_KEY_MAX];
+    jg_key_tagged(req->cfg, tag_of, tagged);
+    jg_chan_events(req->cfg, tag_of, events);
+    jg_args_t a;
+    jg_args_init(&a);
+    jg_args_str(&a, key);
+    jg_args_str(&a, tagged);
+    jg_args_str(&a, mode);
+    jg_args_str(&a, name);
+    jg_args_int(&a, start);
+    jg_args_int(&a, batch);
+    jg_args_int(&a, req->cfg->log_max);
+    jg_args_str(&a, events);
+    redisReply *rep = jg_redis_script(req->redis, "retry", 1, a.argc, a.argv, a.lens);
+    jg_args_free(&a);
+    return rep;
+}
+
 /* POST /jobs/{id}/retry -> 200 job | 404 | 409 */
 static int retry(jg_req_t *req)
 {
     const char *id = req->param;
     if (!jg_valid_job_id(id))
         return jg_fail(req, 404, "not_found", "no such job");
-    char k_job[JG_KEY_MAX], tagged[JG_KEY_MAX];
+    char k_job[JG_KEY_MAX];
     jg_key_job(req->cfg, id, k_job);
-    jg_key_tagged(req->cfg, id, tagged);
-    jg_args_t a;
-    jg_args_init(&a);
-    jg_args_str(&a, k_job);
-    jg_args_str(&a, tagged);
-    jg_args_str(&a, "job");
-    jg_args_str(&a, id);
-    jg_args_str(&a, "0");
-    jg_args_str(&a, "0");
-    jg_args_printf(&a, "%ld", req->cfg->log_max);
-    char events[JG_KEY_MAX];
-    jg_chan_events(req->cfg, id, events);
-    jg_args_str(&a, events);
-    redisReply *rep = jg_redis_script(req->redis, "retry", 1, a.argc, a.argv, a.lens);
-    jg_args_free(&a);
+    redisReply *rep = retry_script(req, k_job, id, "job", id, 0, 0);
     if (rep == NULL)
         return jg_fail_unavailable(req);
     int rc = JG_ERR;
@@ -201,13 +212,11 @@ static int queue_op(jg_req_t *req)
     const char *queue = req->param;
     if (!jg_valid_name(queue))
         return jg_fail(req, 400, "invalid_field", "queue must match ^[a-z0-9][a-z0-9_.-]{0,63}$");
-    char k_paused[JG_KEY_MAX], k_types[JG_KEY_MAX], k_jobs[JG_KEY_MAX], tagged[JG_KEY_MAX],
-        tag[JG_TAG_LEN + 1];
+    char k_paused[JG_KEY_MAX], k_types[JG_KEY_MAX], k_jobs[JG_KEY_MAX], tag[JG_TAG_LEN + 1];
     jg_key_queue(req->cfg, queue, "paused", k_paused);
     jg_key_queue(req->cfg, queue, "types", k_types);
     jg_key_queue(req->cfg, queue, "jobs", k_jobs);
     jg_queue_tag(queue, tag);
-    jg_key_tagged(req->cfg, tag, tagged);
     redisReply *rep = NULL;
 
     if (req->route->id == JG_ROUTE_PAUSE) {
@@ -243,22 +252,9 @@ static int queue_op(jg_req_t *req)
         return queue_answer(req, queue);
     }
     /* retry-failed: the queue's job index, a batch per call, until its end */
-    char events[JG_KEY_MAX];
-    jg_chan_events(req->cfg, tag, events);
     long long retried = 0, start = 0;
     while (start >= 0) {
-        jg_args_t a;
-        jg_args_init(&a);
-        jg_args_str(&a, k_jobs);
-        jg_args_str(&a, tagged);
-        jg_args_str(&a, "queue");
-        jg_args_str(&a, queue);
-        jg_args_printf(&a, "%lld", start);
-        jg_args_printf(&a, "%d", RETRY_BATCH);
-        jg_args_printf(&a, "%ld", req->cfg->log_max);
-        jg_args_str(&a, events);
-        rep = jg_redis_script(req->redis, "retry", 1, a.argc, a.argv, a.lens);
-        jg_args_free(&a);
+        rep = retry_script(req, k_jobs, tag, "queue", queue, start, RETRY_BATCH);
         if (rep == NULL)
             return jg_fail_unavailable(req);
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||

@@ -5,6 +5,7 @@
 #include "durable.h"
 #include "log.h"
 #include "redis.h"
+#include "replyreader.h"
 #include "scripts.h"
 #include "timefmt.h"
 
@@ -443,7 +444,7 @@ static int read_wait(jg_redis_t *r, int idx, redisReply **reply)
 {
     redisContext *c = r->cluster->nodes[idx].ctx;
     void *w = NULL;
-    if (c == NULL || redisGetReply(c, &w) != REDIS_OK) {
+    if (c == NULL || jg_reply_get(c, &w) != REDIS_OK) {
         freeReplyObject(*reply);
         *reply = NULL;
         if (c)
@@ -484,13 +485,13 @@ static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, 
     *sent = 1;
     void *reply = NULL;
     if (asking) {
-        if (redisGetReply(c, &reply) != REDIS_OK) {
+        if (jg_reply_get(c, &reply) != REDIS_OK) {
             node_drop(r, idx, c->errstr[0] ? c->errstr : "no reply");
             return NULL;
         }
         freeReplyObject(reply);
     }
-    if (redisGetReply(c, &reply) != REDIS_OK) {
+    if (jg_reply_get(c, &reply) != REDIS_OK) {
         node_drop(r, idx, c->errstr[0] ? c->errstr : "no reply");
         return NULL;
     }
@@ -628,7 +629,7 @@ static redisReply *settle(jg_redis_t *r, redisReply *rep, int idx, const char *c
             if (s == NULL)
                 break;
             redisContext *c = node_ctx(r, idx);
-            redisReply *l = c ? redisCommand(c, "SCRIPT LOAD %s", s->source) : NULL;
+            redisReply *l = c ? jg_reply_command(c, "SCRIPT LOAD %s", s->source) : NULL;
             if (l == NULL) {
                 node_drop(r, idx, "cannot load a script");
                 freeReplyObject(rep);
@@ -813,7 +814,7 @@ static void collect(jg_redis_t *r)
         void *reply = NULL;
         if (c == NULL || cl->nodes[p->node].gen != p->gen)
             continue;   /* its connection failed: the reply is lost */
-        if (redisGetReply(c, &reply) != REDIS_OK) {
+        if (jg_reply_get(c, &reply) != REDIS_OK) {
             node_drop(r, p->node, c->errstr[0] ? c->errstr : "no reply");
             continue;
         }

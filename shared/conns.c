@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <netdb.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,6 +118,73 @@ int jg_peer_allowed(const char *list, const char *addr)
         if (n == alen && memcmp(item, addr, n) == 0)
             return 1;
     return !any;
+}
+
+int jg_conns_listen(const char *spec, int backlog)
+{
+    const char *colon = strrchr(spec, ':');
+    int fd = -1;
+    if (colon && spec[0] != '/') {   /* HOST:PORT or :PORT */
+        char host[256];
+        size_t hl = (size_t)(colon - spec);
+        if (hl >= sizeof host) {
+            errno = EINVAL;
+            return -1;
+        }
+        memcpy(host, spec, hl);
+        host[hl] = '\0';
+        if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {   /* [::1]:9000 */
+            memmove(host, host + 1, hl - 2);
+            host[hl - 2] = '\0';
+        }
+        struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM}, *ai;
+        if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+            fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            int one = 1;
+            if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+                            bind(fd, a->ai_addr, a->ai_addrlen))) {
+                int err = errno;
+                close(fd);
+                fd = -1;
+                errno = err;
+            }
+        }
+        freeaddrinfo(ai);
+    } else {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(spec) >= sizeof sa.sun_path) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(sa.sun_path, spec, strlen(spec) + 1);
+        unlink(spec);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa)) {
+            int err = errno;
+            close(fd);
+            fd = -1;
+            errno = err;
+        }
+    }
+    if (fd >= 0 && listen(fd, backlog)) {
+        int err = errno;
+        close(fd);
+        fd = -1;
+        errno = err;
+    }
+    return fd;
+}
+
+int jg_conns_fd0_listens(void)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    /* a listening socket has no peer (libfcgi's test, OS_IsFcgi) */
+    return getpeername(STDIN_FILENO, (struct sockaddr *)&sa, &len) != 0 && errno == ENOTCONN;
 }
 
 /* The peer of a TCP connection, as text (an IPv4-mapped IPv6 address as IPv4). */
@@ -219,6 +288,11 @@ static int start_reading(jg_conns_t *c, int thread, int fd, int64_t since)
     return fd;
 }
 
+void jg_conns_reading(jg_conns_t *c, int thread, int fd)
+{
+    start_reading(c, thread, fd, jg_monotonic_ms());
+}
+
 void jg_conns_read_done(jg_conns_t *c, int thread)
 {
     pthread_mutex_lock(&c->mu);
@@ -252,7 +326,7 @@ static int take_new(jg_conns_t *c, int thread, int fd)
             return -1;
         }
     }
-    /* A request thread writes answers on this blocking socket (libfcgi): a client that stops
+    /* A request thread writes answers on this blocking socket: a client that stops
      * reading must not hold the thread for ever. Parked requests are written non-blocking by
      * the loop. */
     struct timeval tv = {SEND_TIMEOUT_S, 0};
@@ -310,7 +384,7 @@ int jg_conns_next(jg_conns_t *c, int thread)
             c->fresh_since[fd] = 0;
         }
         pthread_mutex_unlock(&c->mu);
-        if (mine)   /* the next request, or EOF: FCGX_Accept_r tells, and closes it */
+        if (mine)   /* the next request, or EOF: the thread's read tells, and closes it */
             return start_reading(c, thread, fd, since ? since : jg_monotonic_ms());
     }
 }

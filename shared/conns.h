@@ -32,6 +32,9 @@ int jg_conns_next(jg_conns_t *c, int thread);
 /* Between the reads of one request the thread works on it (the handler): the timeout applies
  * only while it is in a read (on = 1), so a slow handler is not cut off. */
 void jg_conns_in_read(jg_conns_t *c, int thread, int on);
+/* The thread goes on reading fd (a kept-alive connection whose next request already came
+ * along with the previous one), under --read-timeout from now. */
+void jg_conns_reading(jg_conns_t *c, int thread, int fd);
 /* The thread has read its request whole (or given up on it). */
 void jg_conns_read_done(jg_conns_t *c, int thread);
 /* A request ended on a kept-alive connection: wait for the next one in the shared set
@@ -42,6 +45,14 @@ void jg_conns_watch(jg_conns_t *c, int64_t now);
 /* SIGTERM: closes the listening socket and the idle connections, wakes every waiting thread
  * (jg_conns_next returns -1 from now on). */
 void jg_conns_stop(jg_conns_t *c);
+
+/* Opens a listening socket (close-on-exec) as libfcgi's FCGX_OpenSocket did: "HOST:PORT" or
+ * ":PORT" (all addresses) is TCP, anything else the path of a Unix socket (an old socket file
+ * there is removed first). Returns the fd, or -1 with errno set. */
+int jg_conns_listen(const char *spec, int backlog);
+/* Was the program started as a FastCGI server, i.e. is fd 0 a listening socket (spawn-fcgi)?
+ * Else it answers one plain CGI request. */
+int jg_conns_fd0_listens(void);
 
 /* Is addr (textual IPv4 or IPv6, as inet_ntop writes it) in list, a comma (or space)
  * separated list of addresses as FCGI_WEB_SERVER_ADDRS holds? An empty list allows all. */

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "redis.h"
+#include "replyreader.h"
 #include "timefmt.h"
 
 #include <errno.h>
@@ -367,7 +368,7 @@ static void read_node(jg_subscriber_t *s, int idx, int64_t now)
         return;
     }
     void *reply = NULL;
-    while (n->c && redisGetReplyFromReader(n->c, &reply) == REDIS_OK && reply) {
+    while (n->c && jg_reply_next(n->c, &reply) == REDIS_OK && reply) {
         on_reply(s, idx, reply, now);
         freeReplyObject(reply);
         reply = NULL;

@@ -1,4 +1,4 @@
-/* fcgi.c — FastCGI record framing for what the event loop writes (see fcgi.h). */
+/* fcgi.c — FastCGI record framing for everything jobgate writes (see fcgi.h). */
 #include "fcgi.h"
 
 #define FCGI_VERSION_1 1
@@ -22,7 +22,7 @@ void jg_fcgi_stdout_header(unsigned char h[JG_FCGI_HEADER_LEN], int request_id, 
     header(h, FCGI_STDOUT, request_id, len);
 }
 
-static void put_record(jg_buf_t *b, int type, int request_id, const char *data, size_t len)
+void jg_fcgi_put_record(jg_buf_t *b, int type, int request_id, const void *data, size_t len)
 {
     unsigned char h[JG_FCGI_HEADER_LEN];
     header(h, type, request_id, len);
@@ -35,15 +35,20 @@ void jg_fcgi_put_stdout(jg_buf_t *out, int request_id, const char *bytes, size_t
 {
     while (len) {
         size_t n = len > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : len;
-        put_record(out, FCGI_STDOUT, request_id, bytes, n);
+        jg_fcgi_put_record(out, FCGI_STDOUT, request_id, bytes, n);
         bytes += n;
         len -= n;
     }
 }
 
+void jg_fcgi_put_end_request(jg_buf_t *out, int request_id, int proto)
+{
+    const unsigned char body[8] = {0, 0, 0, 0, (unsigned char)proto, 0, 0, 0};   /* appStatus 0 */
+    jg_fcgi_put_record(out, FCGI_END_REQUEST, request_id, body, sizeof body);
+}
+
 void jg_fcgi_put_end(jg_buf_t *out, int request_id)
 {
-    static const char end_body[8] = {0};   /* appStatus 0, FCGI_REQUEST_COMPLETE, reserved */
-    put_record(out, FCGI_STDOUT, request_id, NULL, 0);
-    put_record(out, FCGI_END_REQUEST, request_id, end_body, sizeof end_body);
+    jg_fcgi_put_record(out, FCGI_STDOUT, request_id, NULL, 0);
+    jg_fcgi_put_end_request(out, request_id, 0);   /* FCGI_REQUEST_COMPLETE */
 }

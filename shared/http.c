@@ -1,9 +1,9 @@
 /* http.c — request parsing, the answer and the one error writer (see http.h). */
 #include "http.h"
+#include "fcgiparse.h"
 #include "json.h"
 #include "log.h"
 
-#include <fcgiapp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +39,7 @@ void jg_req_free(jg_req_t *req)
 
 const char *jg_req_param(const jg_req_t *req, const char *name)
 {
-    return req->envp ? FCGX_GetParam(name, req->envp) : NULL;
+    return req->envp ? jg_fcgi_getenv(req->envp, name) : NULL;
 }
 
 int jg_req_parse_target(jg_req_t *req)
@@ -115,6 +115,8 @@ int jg_req_read_json_body(jg_req_t *req, jg_buf_t *out)
     char chunk[16384];
     for (;;) {
         int n = req->read(req->io, chunk, sizeof chunk);
+        if (n == JG_READ_TOO_LONG)
+            return jg_fail(req, 413, "payload_too_large", "body over %zu bytes", req->cfg->max_body);
         if (n < 0)
             return jg_fail(req, 400, "invalid_json", "could not read the body");
         if (n == 0)

@@ -15,7 +15,10 @@
 
 typedef struct jg_req jg_req_t;
 
-/* How a request's body is read: returns bytes read (0 at its end), or -1 on error. */
+/* How a request's body is read: returns bytes read (0 at its end), -1 on error, or
+ * JG_READ_TOO_LONG at the end of a body longer than JOBGATE_MAX_BODY (only its first
+ * JOBGATE_MAX_BODY bytes were kept). */
+#define JG_READ_TOO_LONG (-2)
 typedef int (*jg_read_fn)(void *io, char *buf, int len);
 
 struct jg_req {

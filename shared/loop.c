@@ -334,7 +334,7 @@ static size_t io_unsent(const parked_io_t *io) { return io->out.len - io->out_of
 static int io_flush(jg_loop_t *loop, parked_io_t *io)
 {
     while (io->out_off < io->out.len) {
-        /* A parked connection stays a blocking socket (the request threads' libfcgi reads
+        /* A parked connection stays a blocking socket (the request threads' reads
          * and writes it when it is kept alive); the loop's own writes do not block
          * (MSG_DONTWAIT): no fcntl() to switch it at parking and back at the end. */
         const char *at = io->out.data + io->out_off;

@@ -1,8 +1,7 @@
 /* loop.h — the event loop thread, and the one owner of parked requests: long polls and streams
  * a handler gave up its thread for. The loop takes them from the request threads (through an
- * inbox), writes their FastCGI records itself with non-blocking sends (fcgi.h; libfcgi's
- * writers cannot), notices when the client goes away (EOF on the FastCGI connection: nginx
- * never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
+ * inbox), writes their FastCGI records itself with non-blocking sends (fcgi.h), notices
+ * when the client goes away (EOF on the FastCGI connection: nginx never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
  * hands the pub/sub messages of the queues' events channels it watches (events.h) to the
  * program's ops, and
  * reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked requests, let

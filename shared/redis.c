@@ -4,6 +4,7 @@
 #include "cluster.h"
 #include "durable.h"
 #include "log.h"
+#include "replyreader.h"
 #include "scripts.h"
 #include "timefmt.h"
 
@@ -77,9 +78,9 @@ static int handshake(const jg_redis_t *r, redisContext *c, char *why, size_t why
     redisReply *rep = NULL;
     if (cfg->redis_password[0]) {
         if (cfg->redis_user[0])
-            rep = redisCommand(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
+            rep = jg_reply_command(c, "AUTH %s %s", cfg->redis_user, cfg->redis_password);
         else
-            rep = redisCommand(c, "AUTH %s", cfg->redis_password);
+            rep = jg_reply_command(c, "AUTH %s", cfg->redis_password);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             /* the server's message never contains the password; ours neither */
             snprintf(why, whylen, "AUTH failed%s%s", rep ? ": " : "", rep ? rep->str : "");
@@ -88,7 +89,7 @@ static int handshake(const jg_redis_t *r, redisContext *c, char *why, size_t why
         freeReplyObject(rep);
     }
     if (cfg->redis_db) {
-        rep = redisCommand(c, "SELECT %d", cfg->redis_db);
+        rep = jg_reply_command(c, "SELECT %d", cfg->redis_db);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             snprintf(why, whylen, "SELECT failed%s%s", rep ? ": " : "", rep ? rep->str : "");
             goto fail;
@@ -138,6 +139,7 @@ redisContext *jg_redis_open(const jg_redis_t *r, const char *host, int port, cha
         snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
         goto fail;
     }
+    jg_reply_bound(c->reader, jg_reply_bulk_max(r->cfg->max_body));   /* replyreader.h */
     if (handshake(r, c, why, whylen))
         goto fail;
     struct timeval cmd_tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
@@ -251,11 +253,11 @@ static int append_wire(const jg_redis_t *r, redisContext *c, const char *cmd, si
 static void *read_wire(const jg_redis_t *r, redisContext *c, int waits)
 {
     void *reply = NULL, *w = NULL;
-    if (redisGetReply(c, &reply) != REDIS_OK)
+    if (jg_reply_get(c, &reply) != REDIS_OK)
         return NULL;
     if (!waits)
         return reply;
-    if (redisGetReply(c, &w) != REDIS_OK) {
+    if (jg_reply_get(c, &w) != REDIS_OK) {
         freeReplyObject(reply);
         return NULL;
     }

@@ -1,20 +1,20 @@
 /* server.c — main() of the web programs: options, signals, FastCGI or CGI, request threads,
  * routing around the program's handler (see server.h).
  *
- * How libfcgi is used. The shared set (conns.c) accepts connections and watches idle kept-alive
- * ones; a request thread gets a connection with a request waiting and lets libfcgi read it by
- * presetting FCGX_Request.ipcFd (FCGX_Accept_r then skips its own accept) and keepConnection
- * (so that finishing the previous request does not close it). libfcgi's fields below "Don't
- * use anything below here" are used for exactly these two, plus `detached` to skip libfcgi's
- * lingering close when the request was read whole; the layout has been stable since 2.4.0. */
+ * FastCGI without libfcgi. The shared set (conns.c) accepts connections and watches idle
+ * kept-alive ones; a request thread gets a connection with a request waiting, reads it whole
+ * (records, parameters and body: fcgiparse.c, under --read-timeout), runs the handler, and
+ * writes the answer's records (fcgi.c) in one write. Then the connection goes back to the set
+ * (FCGI_KEEP_CONN), to the loop (parked), or is closed. */
 #include "server.h"
 #include "access.h"
+#include "fcgi.h"
+#include "fcgiparse.h"
 #include "jg.h"
 #include "log.h"
 #include "timefmt.h"
 
 #include <errno.h>
-#include <fcgiapp.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
@@ -142,93 +142,163 @@ static int dispatch(jg_req_t *req)
 
 /* --- FastCGI --- */
 
-static _Thread_local int thread_no;   /* this request thread's number (--read-timeout) */
+/* A request thread's FastCGI connection: the parser (fcgiparse.h) and what was read from the
+ * socket and not parsed yet. One per thread, reused for every connection it serves. */
+typedef struct fcgi_conn {
+    int fd;
+    jg_fcgi_parser_t parser;
+    size_t off, len;          /* rbuf[off..len): read, not yet fed */
+    char rbuf[16384];
+} fcgi_conn_t;
 
-/* A handler's read of the body: under --read-timeout while it blocks. */
+/* The body of a request read whole, for the handler (jg_req_t.read). */
+typedef struct fcgi_body {
+    const jg_fcgi_parser_t *parser;
+    size_t off;
+} fcgi_body_t;
+
 static int fcgi_read(void *io, char *buf, int len)
 {
-    FCGX_Stream *in = io;
-    jg_conns_in_read(jg_loop_conns(server_loop), thread_no, 1);
-    int n = FCGX_GetStr(buf, len, in);
-    jg_conns_in_read(jg_loop_conns(server_loop), thread_no, 0);
-    return n == 0 && FCGX_GetError(in) ? -1 : n;
+    fcgi_body_t *b = io;
+    const jg_buf_t *body = &b->parser->body;
+    size_t n = body->len - b->off;
+    if (n == 0)   /* the end; a body over the limit was only counted */
+        return b->parser->stdin_total > body->len ? JG_READ_TOO_LONG : 0;
+    if (n > (size_t)len)
+        n = (size_t)len;
+    memcpy(buf, body->data + b->off, n);
+    b->off += n;
+    return (int)n;
 }
 
-/* Reads what is left of the body, so that the connection can carry the next request (or be
- * handed to the loop, where any byte from nginx means "gone"). Returns 0 if all was read. */
-static int drain_body(FCGX_Stream *in)
+static int write_all(int fd, const char *p, size_t n);
+
+/* Reads from the connection until the parser has a request (or an abort, or an error), writing
+ * the parser's replies (FCGI_GET_VALUES_RESULT and the like) as they come. Returns the parser's
+ * status; JG_FCGI_ERROR also for EOF, a read error and --read-timeout (the loop shuts a stalled
+ * socket down under the blocked read). */
+static jg_fcgi_status_t read_request(fcgi_conn_t *c)
 {
-    char buf[8192];
-    size_t total = 0;
-    int n;
-    while ((n = FCGX_GetStr(buf, sizeof buf, in)) > 0) {
-        total += (size_t)n;
-        if (total > config.max_body + 65536)
-            return -1;
+    jg_fcgi_parser_t *p = &c->parser;
+    for (;;) {
+        c->off += jg_fcgi_feed(p, c->rbuf + c->off, c->len - c->off);
+        if (p->reply.len) {
+            int w = write_all(c->fd, p->reply.data, p->reply.len);
+            jg_buf_reset(&p->reply);
+            if (w)
+                return JG_FCGI_ERROR;
+        }
+        if (p->status != JG_FCGI_MORE)
+            return p->status;
+        ssize_t n;
+        do
+            n = read(c->fd, c->rbuf, sizeof c->rbuf);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+            return JG_FCGI_ERROR;
+        c->off = 0;
+        c->len = (size_t)n;
     }
-    return FCGX_GetError(in) ? -1 : 0;
+}
+
+/* Writes the answer of request id: its STDOUT records, then (end) the empty STDOUT and
+ * END_REQUEST, in one write. Returns 0, or -1 if the peer is gone. */
+static int fcgi_answer(int fd, int id, jg_buf_t *rendered, jg_buf_t *out, int end)
+{
+    jg_buf_reset(out);
+    jg_fcgi_put_stdout(out, id, rendered->data, rendered->len);
+    if (end)
+        jg_fcgi_put_end(out, id);
+    return write_all(fd, out->data, out->len);
+}
+
+/* Serves the requests of one connection until it goes idle (back to the shared set), is
+ * parked, or is closed. */
+static void serve_conn(fcgi_conn_t *c, jg_conns_t *conns, int self, jg_req_t *req,
+                       jg_buf_t *rendered, jg_buf_t *out)
+{
+    for (;;) {
+        jg_fcgi_parser_t *p = &c->parser;
+        jg_fcgi_parser_next(p);
+        jg_fcgi_status_t st = read_request(c);
+        jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
+        if (st == JG_FCGI_ERROR) {   /* EOF, a protocol error or --read-timeout */
+            if (p->error)
+                jg_log_warn("closing a FastCGI connection", "error", p->error, NULL);
+            close(c->fd);
+            return;
+        }
+        int id = p->request_id, ok = 1;
+        if (st == JG_FCGI_ABORTED) {   /* before any answer: just its end */
+            jg_buf_reset(out);
+            jg_fcgi_put_end_request(out, id, 0);
+            ok = write_all(c->fd, out->data, out->len) == 0;
+        } else {
+            fcgi_body_t body = {p, 0};
+            jg_req_reset(req, &config, req->redis, p->envp, fcgi_read, &body);
+            int rc = p->params_over
+                         ? jg_fail(req, 413, "payload_too_large",
+                                   "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
+                         : dispatch(req);
+            int more = c->off < c->len;   /* bytes after the request: not a parkable client */
+            if (rc == JG_PARKED && req->streaming && !more) {   /* the stream's start */
+                jg_buf_reset(rendered);
+                jg_resp_render(req, rendered);
+                if (fcgi_answer(c->fd, id, rendered, out, 0))
+                    more = 1;   /* the client is gone: end it here */
+            }
+            if (rc == JG_PARKED && !more) {
+                jg_loop_park(server_loop, c->fd, id, p->keep_conn, 0, req->park_data);
+                return;
+            }
+            if (rc == JG_PARKED) {   /* not parked after all: free what the program set */
+                if (program->park && program->park->discard)
+                    program->park->discard(req->park_data);
+                if (req->streaming) {
+                    close(c->fd);
+                    return;
+                }
+                jg_fail(req, 500, "internal", "internal error");
+            }
+            jg_buf_reset(rendered);
+            jg_resp_render(req, rendered);
+            ok = fcgi_answer(c->fd, id, rendered, out, 1) == 0;
+        }
+        if (!ok || !p->keep_conn) {
+            close(c->fd);
+            return;
+        }
+        if (c->off == c->len) {   /* nothing more yet: wait in the shared set */
+            jg_conns_idle(conns, c->fd);
+            return;
+        }
+        jg_conns_reading(conns, self, c->fd);   /* the next request came along: read it */
+    }
 }
 
 static void *request_thread(void *arg)
 {
     int self = (int)(intptr_t)arg;
     jg_conns_t *conns = jg_loop_conns(server_loop);
-    thread_no = self;
     jg_redis_t redis;
     jg_redis_init(&redis, &config, 2000);
-    FCGX_Request fr;
-    FCGX_InitRequest(&fr, -1, 0);
+    fcgi_conn_t *c = malloc(sizeof *c);
+    if (c == NULL)
+        abort();
+    jg_fcgi_parser_init(&c->parser, JG_FCGI_MAX_PARAMS, config.max_body);
     jg_req_t req;
     memset(&req, 0, sizeof req);
-    jg_buf_t out = JG_BUF_INIT;
+    req.redis = &redis;
+    jg_buf_t rendered = JG_BUF_INIT, out = JG_BUF_INIT;
     int fd;
     while ((fd = jg_conns_next(conns, self)) >= 0) {
-        fr.ipcFd = fd;
-        fr.keepConnection = 1;
-        if (FCGX_Accept_r(&fr) < 0) {   /* EOF, a protocol error or --read-timeout: closed */
-            jg_conns_read_done(conns, self);
-            fr.ipcFd = -1;
-            continue;
-        }
-        jg_conns_in_read(conns, self, 0);   /* the handler's work is not under the timeout */
-        jg_req_reset(&req, &config, &redis, fr.envp, fcgi_read, fr.in);
-        int rc = dispatch(&req);
-        jg_conns_in_read(conns, self, 1);
-        int drained = drain_body(fr.in) == 0;
-        jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
-        if (rc == JG_PARKED && req.streaming) {   /* the stream's start, before parking */
-            jg_buf_reset(&out);
-            jg_resp_render(&req, &out);
-            if (FCGX_PutStr(out.data, (int)out.len, fr.out) < 0 || FCGX_FFlush(fr.out) < 0)
-                drained = 0;   /* the client is gone: end it here */
-        }
-        if (rc == JG_PARKED && drained) {
-            int pfd = fr.ipcFd;
-            fr.ipcFd = -1;
-            jg_loop_park(server_loop, pfd, fr.requestId, fr.keepConnection, 0, req.park_data);
-            FCGX_Free(&fr, 0);
-            continue;
-        }
-        if (rc == JG_PARKED) {   /* not parked after all: free what the program set */
-            if (program->park && program->park->discard)
-                program->park->discard(req.park_data);
-            if (!req.streaming)
-                jg_fail(&req, 500, "internal", "internal error");
-        } else {
-            jg_buf_reset(&out);
-            jg_resp_render(&req, &out);
-            FCGX_PutStr(out.data, (int)out.len, fr.out);
-        }
-        if (!drained)
-            fr.keepConnection = 0;
-        fr.detached = drained;   /* read whole: a plain close, no lingering */
-        FCGX_Finish_r(&fr);
-        if (fr.ipcFd >= 0) {
-            jg_conns_idle(conns, fr.ipcFd);
-            fr.ipcFd = -1;
-        }
-        fr.detached = 0;
+        c->fd = fd;
+        c->off = c->len = 0;
+        serve_conn(c, conns, self, &req, &rendered, &out);
     }
+    jg_fcgi_parser_free(&c->parser);
+    free(c);
+    jg_buf_free(&rendered);
     jg_buf_free(&out);
     jg_req_free(&req);
     jg_redis_close(&redis);
@@ -358,8 +428,8 @@ int jg_serve(const jg_program_t *prog, int argc, char **argv)
     if (rc)
         return rc - 1;
 
-    /* Our dispositions first, so libfcgi installs none of its own; SIGTERM and SIGINT are
-     * then blocked in every thread and read by the loop from a signalfd. */
+    /* SIGPIPE ignored (a peer gone fails a write instead); SIGTERM and SIGINT are blocked in
+     * every thread and read by the loop from a signalfd. */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
@@ -374,19 +444,15 @@ int jg_serve(const jg_program_t *prog, int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    if (FCGX_Init() != 0) {
-        fprintf(stderr, "%s: FastCGI library init failed\n", prog->name);
-        return 1;
-    }
     int listen_fd = 0;
     if (config.socket[0]) {
-        listen_fd = FCGX_OpenSocket(config.socket, 1024);
+        listen_fd = jg_conns_listen(config.socket, 1024);
         if (listen_fd < 0) {
             fprintf(stderr, "%s: cannot listen on %s: %s\n", prog->name, config.socket,
                     strerror(errno));
             return 1;
         }
-    } else if (FCGX_IsCGI()) {
+    } else if (!jg_conns_fd0_listens()) {
         return serve_cgi();
     }
     return serve_fastcgi(listen_fd);

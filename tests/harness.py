@@ -2,7 +2,7 @@
 unix socket), the jobgate web programs under spawn-fcgi, and a front end: nginx with the shipped
 nginx/jobgate.conf included exactly as shipped (and nginx/jobgate-upstreams.conf with its socket
 directory set), or Apache with the shipped apache/jobgate.conf (tests/apache_front.py). The front
-is FRONT ("nginx" unless JOBGATE_FRONT says "apache"; run.py sets it per pass with set_front()),
+is FRONT ("nginx" unless JOBGATE_FRONT says "apache"; run.py sets it per pass with set_pass()),
 or Stack(front=...). Python 3 standard library only.
 
     s = harness.stack()                 # the shared default stack, started on first use
@@ -33,6 +33,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import apache_front
@@ -52,7 +53,7 @@ FRONT = os.environ.get("JOBGATE_FRONT", "nginx")
 # The Redis the stacks run on, as FRONT is the front end: "single" (one redis-server per stack,
 # the default) or "cluster" (a 3+3 Redis Cluster, tests/cluster.py, started once per test process
 # and shared by its stacks, flushed before each test: see before_test()). JOBGATE_REDIS sets it;
-# run.py sets it per pass with set_redis().
+# run.py sets it per pass with set_pass().
 REDIS_KINDS = ("single", "cluster")
 REDIS_KIND = os.environ.get("JOBGATE_REDIS", "single")
 
@@ -152,7 +153,8 @@ _RUN_TOKEN = "%d-%d" % (os.getpid(), int(time.time()))
 
 
 class Proc:
-    """One started process: its own session/process group, output appended to log_path."""
+    """One started process: its own session/process group, output appended to log_path (a
+    later process may append to the same file: log() is this one's part only)."""
 
     def __init__(self, name, argv, env, log_path, cwd=None, stdin=None):
         self.name = name
@@ -160,6 +162,7 @@ class Proc:
         self.log_path = log_path
         self.expected_exit = False   # set when a test stops or kills it on purpose
         with open(log_path, "ab") as log:
+            self.log_start = log.tell()
             log.write(("# %s: %s\n" % (name, " ".join(argv))).encode())
             log.flush()
             self.p = subprocess.Popen(argv, env=env, cwd=cwd,
@@ -215,6 +218,7 @@ class Proc:
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
@@ -351,6 +355,30 @@ def wait_until(pred, timeout, what, interval=0.02):
             raise AssertionError("timed out after %.1f s waiting for %s (last: %r)"
                                  % (timeout, what, last))
         time.sleep(interval)
+
+
+class Bg(threading.Thread):
+    """fn() in a thread; result() re-raises its exception; ended: time.monotonic() at its end."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn, self.value, self.error, self.ended = fn, None, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.value = self.fn()
+        except BaseException as e:   # noqa: B902 - handed to the test's thread
+            self.error = e
+        self.ended = time.monotonic()
+
+    def result(self, timeout=60):
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError("still running after %s s" % timeout)
+        if self.error:
+            raise self.error
+        return self.value
 
 
 # ---- A tiny Redis client (RESP2) -----------------------------------------------------------------
@@ -1419,33 +1447,19 @@ def only_front(front):
     return mark
 
 
-def set_front(front):
-    """Makes front ("nginx" or "apache") the one new stacks (and the shared one) are put behind;
-    run.py calls it before each pass over the HTTP suites. Returns the problems found while
-    stopping the previous front's shared stack."""
-    global FRONT, _shared
-    if front not in FRONTS:
-        raise HarnessError("unknown front %r (one of %s)" % (front, ", ".join(FRONTS)))
+def set_pass(front, redis):
+    """Makes front ("nginx" or "apache") the front end and redis ("single" or "cluster") the Redis
+    that new stacks (and the shared one) get; run.py calls it before each pass. The shared stack
+    of another front or Redis is stopped; returns the problems found while stopping it."""
+    global FRONT, REDIS_KIND, _shared
+    for value, known, what in ((front, FRONTS, "front"), (redis, REDIS_KINDS, "Redis kind")):
+        if value not in known:
+            raise HarnessError("unknown %s %r (one of %s)" % (what, value, ", ".join(known)))
     problems = []
-    if _shared is not None and _shared.front != front:
+    if _shared is not None and (_shared.front, _shared.redis_kind) != (front, redis):
         problems = _shared.stop(check=False)
         _shared = None
-    FRONT = front
-    return problems
-
-
-def set_redis(kind):
-    """Makes kind ("single" or "cluster") the Redis new stacks (and the shared one) run on; run.py
-    calls it before each pass. Returns the problems found while stopping the shared stack of the
-    previous kind."""
-    global REDIS_KIND, _shared
-    if kind not in REDIS_KINDS:
-        raise HarnessError("unknown Redis kind %r (one of %s)" % (kind, ", ".join(REDIS_KINDS)))
-    problems = []
-    if _shared is not None and _shared.redis_kind != kind:
-        problems = _shared.stop(check=False)
-        _shared = None
-    REDIS_KIND = kind
+    FRONT, REDIS_KIND = front, redis
     return problems
 
 

@@ -199,12 +199,10 @@ def run_tests(tests):
     passed = failed = 0
     for ps, mod, name, func, import_error in tests:
         full = full_name(ps, mod, name)
-        for what, setter, value, now in (("front", harness.set_front, ps[0], harness.FRONT),
-                                          ("redis", harness.set_redis, ps[1], harness.REDIS_KIND)):
-            if value != now:
-                for p in setter(value):
-                    failed += 1
-                    print("FAIL - harness.stop (%s %s pass): %s" % (now, what, p), flush=True)
+        was = (harness.FRONT, harness.REDIS_KIND)
+        for p in harness.set_pass(*ps):
+            failed += 1
+            print("FAIL - harness.stop (%s front, %s Redis pass): %s" % (was + (p,)), flush=True)
         if func is None:
             failed += 1
             print("FAIL - %s: cannot import:\n%s" % (mod, import_error), flush=True)

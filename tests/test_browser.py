@@ -283,6 +283,20 @@ def test_demo_page_cancel_turns_a_running_job_cancelled():
            "the retry button is enabled once cancelled")
 
 
+def test_demo_page_card_is_not_taken_back_by_the_cancels_answer_arriving_after_the_change():
+    s = web_stack()
+    with browser(s) as b:
+        b.open("/")
+        job_id = demo_submit(b, "sleep", {"ms": 30000, "steps": 30})
+        wait_js(b, "return document.querySelector('article.job .ln.stdout')", 20,
+                "the first step line of the running job")
+        card = 'article.job[data-id="%s"]' % job_id
+        b.js(SLOW_CANCEL, card)
+        b.js("document.querySelector(arguments[0] + ' button.cancel').click()", card)
+        s.wait_status(job_id, "cancelled", timeout=15)
+        check_not_taken_back_by_the_late_cancel_answer(b, card, "the demo card")
+
+
 def test_demo_page_retry_runs_a_failed_job_again_and_its_log_goes_on_without_repeats():
     # POST /jobs/{id}/retry is jobgate-admin's (issue 11)
     s = web_stack()
@@ -403,6 +417,60 @@ def test_dashboard_retry_runs_a_failed_job_again():
         wait_js(b, "return document.querySelector('#job-view').dataset.status === 'failed' && "
                    "document.querySelectorAll('#job-view .ln.stderr').length >= 2", 20,
                 "the job page's live log showing the second attempt's stderr")
+
+
+# Delays the answer of every POST .../cancel by 2.5 s in the page (its fetch), and records each
+# status shown by the element matching arguments[0] (the dashboard's job page, a demo card).
+SLOW_CANCEL = r"""
+const orig = window.fetch;
+window.fetch = async (input, init) => {
+  const r = await orig(input, init);
+  const url = String(typeof input === 'string' ? input : input.url).split('?')[0];
+  if (init && init.method === 'POST' && url.endsWith('/cancel')) {
+    await new Promise((res) => setTimeout(res, 2500));
+  }
+  return r;
+};
+window.__statuses = [];
+new MutationObserver(() => {
+  const v = document.querySelector(arguments[0]);
+  if (v && v.dataset.status !== window.__statuses[window.__statuses.length - 1]) {
+    window.__statuses.push(v.dataset.status);
+  }
+}).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-status']});
+return true;
+"""
+
+
+def check_not_taken_back_by_the_late_cancel_answer(b, selector, what):
+    """After SLOW_CANCEL and a cancel the worker carried out: once the late answer of the cancel
+    has arrived, selector still shows 'cancelled', and showed nothing else after it."""
+    wait_js(b, "return document.querySelector(arguments[0]).dataset.status === 'cancelled'", 10,
+            "%s to say cancelled" % what, selector)
+    time.sleep(3.5)   # the delayed answer of the cancel has arrived by now
+    statuses = b.js("return window.__statuses")
+    eq(b.js("return document.querySelector(arguments[0]).dataset.status", selector), "cancelled",
+       "%s's status after the older answer of the cancel arrived (seen: %s)" % (what, statuses))
+    eq(statuses[statuses.index("cancelled"):], ["cancelled"],
+       "statuses %s showed from the first 'cancelled' on" % what)
+
+
+def test_dashboard_job_page_is_not_taken_back_by_an_older_answer_arriving_last():
+    s = web_stack()
+    job = s.submit(type="sleep", payload={"ms": 30000, "steps": 30})
+    s.wait_status(job["id"], "running")
+    with browser(s) as b:
+        b.open("/dashboard/#/job/" + job["id"])
+        wait_js(b, "return document.querySelector('#job-view[data-status=\"running\"] button.cancel')", 15,
+                "the job page showing the running job")
+        b.js(SLOW_CANCEL, "#job-view")
+        b.js("document.querySelector('#job-view button.cancel').click()")
+        # the worker stops the job; the long poll shows it before the cancel's own answer
+        # (cancel_requested, still running) arrives, 2.5 s late
+        s.wait_status(job["id"], "cancelled", timeout=15)
+        check_not_taken_back_by_the_late_cancel_answer(b, "#job-view", "the job page")
+        check(b.js("return document.querySelector('#job-view button.retry').disabled") is False,
+              "the retry button is enabled on the cancelled job")
 
 
 def test_pages_served_under_a_prefix_reach_the_api_next_to_them():

@@ -9,9 +9,8 @@ import hashlib
 import time
 
 import harness
-from harness import check, eq
+from harness import Bg, check, eq
 from test_cluster import _cluster_stack
-from test_hosts import Bg
 from test_logs import SSE
 
 
@@ -60,12 +59,7 @@ def test_long_polls_and_streams_of_queues_on_different_masters_are_woken():
         for q, j in jobs.items():
             sse = SSE(s, "/jobs/%s/logs" % j["id"], timeout=60)
             eq(sse.status, 200, "SSE status of the job of " + q)
-
-            def read_all(sse=sse):
-                events = list(sse.events())
-                sse.close()
-                return events
-            streams[q] = Bg(read_all)
+            streams[q] = sse.read_in_background()
         time.sleep(1)
         for q, p in polls.items():
             check(p.is_alive(), "the long poll of the queued job of %s still waits" % q, p.value)
@@ -129,12 +123,7 @@ def test_waiters_are_woken_after_their_queues_slot_moved_to_another_master():
         poll = _long_poll(s, job, wait=40)
         sse = SSE(s, "/jobs/%s/logs" % job["id"], timeout=60)
         eq(sse.status, 200, "SSE status")
-
-        def read_all():
-            events = list(sse.events())
-            sse.close()
-            return events
-        stream = Bg(read_all)
+        stream = sse.read_in_background()
         harness.wait_until(lambda: m_subs(src) == 2, 10,
                            "the status and logs processes subscribed on the slot's master")
         dst = next(m for m in c.masters() if m is not src)

@@ -77,3 +77,7 @@ def test_authorization_and_forwarded_for_headers_are_read_safely_on_every_input(
 
 def test_cluster_redirections_slot_maps_and_command_keys_are_read_safely_on_every_input():
     _replay("cluster_replies")
+
+
+def test_fastcgi_records_give_the_same_request_however_they_are_cut_on_every_input():
+    _replay("fcgi_records")

@@ -11,13 +11,12 @@ The hosts are made once, by the first test that needs them, and taken down by th
 
 import json
 import os
-import threading
 import time
 
 import harness
 import netns
 from cluster import Cluster
-from harness import check, eq
+from harness import Bg, check, eq
 from test_logs import SSE
 
 PROGRAMS = ("submit", "status", "logs", "admin")
@@ -85,30 +84,6 @@ def _links_here():
             if ln.count(":") >= 2}
 
 
-class Bg(threading.Thread):
-    """fn() in a thread; result() re-raises its exception; ended: time.monotonic() at its end."""
-
-    def __init__(self, fn):
-        super().__init__(daemon=True)
-        self.fn, self.value, self.error, self.ended = fn, None, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.value = self.fn()
-        except BaseException as e:   # noqa: B902 - handed to the test's thread
-            self.error = e
-        self.ended = time.monotonic()
-
-    def result(self, timeout=60):
-        self.join(timeout)
-        if self.is_alive():
-            raise AssertionError("still running after %s s" % timeout)
-        if self.error:
-            raise self.error
-        return self.value
-
-
 def _job_pids(job_id):
     """Pids of the processes whose environment says they run job_id (the job's shell and its
     children), with the inode of each one's network namespace."""
@@ -168,12 +143,7 @@ def _long_polled_and_streamed_on_b(h, a, b):
     with harness.in_netns(b.netns):
         sse = SSE(b, "/jobs/%s/logs" % job["id"], timeout=60)
     eq(sse.status, 200, "SSE status on host B")
-
-    def read_all():
-        events = list(sse.events())
-        sse.close()
-        return events
-    stream = Bg(read_all)
+    stream = sse.read_in_background()
     poll = Bg(lambda: b.request("GET", "/jobs/%s?wait=30" % job["id"],
                                 headers={"If-None-Match": '"%d"' % seen["version"]}, timeout=60))
     poll.join(0.5)

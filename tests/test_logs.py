@@ -62,6 +62,15 @@ class SSE:
     def close(self):
         self.conn.close()
 
+    def read_in_background(self):
+        """Reads every event until the response ends, in a thread, then closes: a harness.Bg
+        whose result() is the list of (event, id, data)."""
+        def read_all():
+            events = list(self.events())
+            self.close()
+            return events
+        return harness.Bg(read_all)
+
 
 def read_stream(s, path, headers=None, timeout=60):
     """The whole stream: (log entries [(id, entry)], status events, end event, SSE)."""

@@ -552,34 +552,32 @@ def test_redis_down_is_503_unavailable_then_recovers():
                            15, "submit to work again after Redis came back")
         harness.wait_until(lambda: s.request("GET", "/jobs/nosuchjob").status == 404, 15,
                            "status to work again after Redis came back")
-        time.sleep(2.5)   # every thread's reconnect backoff (at most 2 s) has run out
-        # Redis is back: no request may fail any more, whichever thread (and its connection
-        # from before the outage) takes it
-        j2 = None
-        for i in range(12):
-            r = s.request("POST", "/jobs", json={"type": "echo"})
-            eq(r.status, 202, "submit %d after Redis is back (%r)" % (i + 1, r.body[:100]))
-            j2 = r.json()
-            r = s.request("GET", "/jobs/" + j2["id"])
-            eq(r.status, 200, "GET %d after Redis is back (%r)" % (i + 1, r.body[:100]))
-        eq({p: s.program_pids(p) for p in PROGRAMS}, pids, "same processes after recovery")
-        # the long-poll subscription came back too: a change wakes a waiter
-        out = {}
+        serves_again_after_an_outage(s, pids, "Redis restarted")
 
-        def poll():
-            t0 = time.monotonic()
-            out["r"] = s.request("GET", "/jobs/%s?wait=30" % j2["id"],
-                                 headers={"If-None-Match": '"%d"' % j2["version"]}, timeout=60)
-            out["t"] = time.monotonic() - t0
-        time.sleep(2.5)   # let the subscriber's backoff run out
-        t = threading.Thread(target=poll, daemon=True)
-        t.start()
-        time.sleep(0.5)
-        s.request("POST", "/jobs/%s/cancel" % j2["id"])
-        t.join(40)
-        check("r" in out, "the long poll answered")
-        eq(out["r"].status, 200, "long poll after Redis restarted, woken by a change")
-        check(out["t"] < 20, "woken by the change, not by its wait running out", out["t"])
+
+def serves_again_after_an_outage(s, pids, what):
+    """After Redis came back (what: how it was away): once every thread's reconnect backoff has
+    run out, no submit or status request fails, whichever thread (and its connection from
+    before) takes it; the programs are the same processes (pids: name -> pids); and the
+    subscriber thread is back too: a change wakes a long poll."""
+    time.sleep(2.5)   # every thread's reconnect backoff (at most 2 s) has run out
+    j2 = None
+    for i in range(12):
+        r = s.request("POST", "/jobs", json={"type": "echo"})
+        eq(r.status, 202, "submit %d after %s (%r)" % (i + 1, what, r.body[:100]))
+        j2 = r.json()
+        r = s.request("GET", "/jobs/" + j2["id"])
+        eq(r.status, 200, "GET %d after %s (%r)" % (i + 1, what, r.body[:100]))
+    eq({p: s.program_pids(p) for p in pids}, pids, "same processes after %s" % what)
+    time.sleep(2.5)   # let the subscriber's backoff run out
+    t0 = time.monotonic()
+    poll = harness.Bg(lambda: s.request("GET", "/jobs/%s?wait=30" % j2["id"], timeout=60,
+                                        headers={"If-None-Match": '"%d"' % j2["version"]}))
+    time.sleep(0.5)
+    s.request("POST", "/jobs/%s/cancel" % j2["id"])
+    eq(poll.result(40).status, 200, "long poll after %s, woken by a change" % what)
+    check(poll.ended - t0 < 20, "woken by the change, not by its wait running out",
+          poll.ended - t0)
 
 
 @harness.single_redis_only("restarts the one Redis; on a cluster a master is killed instead "

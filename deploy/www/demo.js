@@ -107,7 +107,11 @@ class JobView {
 
   async cancel() {
     try {
-      this.job = Object.assign({}, await client.cancel(this.job.id));
+      const j = await client.cancel(this.job.id);
+      // the long poll may have shown a newer version (the job cancelled) before this answer
+      // (cancel requested, still running) arrived: an older one never takes the card back
+      if (j.version < this.job.version) return;
+      this.job = Object.assign({}, j);
       this.render();
     } catch (e) {
       this.problem(e);

@@ -1,15 +1,17 @@
 /* cluster_replies.c — fuzzes what shared/cluster.c reads from Redis and from its own callers:
  * the input is tried as a MOVED/ASK error text (jg_cluster_parse_redirect), as the bytes of a
- * CLUSTER SLOTS reply (read by hiredis, then jg_cluster_load_map) and as a command in the wire
- * format (jg_cluster_route). Properties: no crash; a redirection read has a slot below 16384, a
- * port 1..65535 and a host of visible characters that fits; a map read maps at most 16384 slots,
- * each to a node with a valid port, and a refused reply leaves the map as it was; a key found
- * lies inside the command. */
+ * CLUSTER SLOTS reply (read by hiredis with jobgate's bounded reply functions, shared/replyreader.c,
+ * then jg_cluster_load_map) and as a command in the wire format (jg_cluster_route). Properties:
+ * no crash; a redirection read has a slot below 16384, a port 1..65535 and a host of visible
+ * characters that fits; a reply refused by the reader says why, and one still arriving never
+ * waits longer than the bound; a map read maps at most 16384 slots, each to a node with a valid
+ * port, and a refused reply leaves the map as it was; a key found lies inside the command. */
 #include <string.h>
 
 #include "cluster.h"
 #include "config.h"
 #include "fuzz.h"
+#include "replyreader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,27 +29,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        "host byte 0x%02x", (unsigned char)host[i]);
     }
 
-    /* hiredis 0.14's reader allocates an array of the size an aggregate header declares before
-     * any element arrives (it has no maxelements; 1.0 has): "*420533333" is gigabytes. Redis is
-     * trusted for that, so replies declaring more elements than any CLUSTER SLOTS reply has are
-     * not given to the reader (the other two parts still see them). */
-    int sane = 1;
-    for (size_t i = 0; i + 1 < size && sane; i++)
-        if (in[i] == '*') {
-            long n = 0;
-            for (size_t k = i + 1; k < size && in[k] >= '0' && in[k] <= '9' && n <= 100000; k++)
-                n = n * 10 + (in[k] - '0');
-            sane = n <= 100000;
-        }
-
     jg_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
     snprintf(cfg.redis_seeds, sizeof cfg.redis_seeds, "127.0.0.1:7000");
     jg_cluster_t *cl = jg_cluster_new(&cfg);
+    /* Every input goes through jobgate's bounded reader (shared/replyreader.c), as every reply
+     * does: "*420533333" is refused, not allocated. A small bulk bound (4 KiB, below the 64 KiB
+     * of a line) lets inputs reach the refusal of an item still arriving; the input is fed in two pieces, cut where its first
+     * byte says, so that a split reads as the whole. */
     redisReader *rd = redisReaderCreate();
+    jg_reply_bound(rd, 4096);
     void *rep = NULL;
-    redisReaderFeed(rd, in, size);
-    if (sane && redisReaderGetReply(rd, &rep) == REDIS_OK && rep) {
+    char why[128] = "";
+    size_t cut = size ? (unsigned char)in[0] % (size + 1) : 0;
+    redisReaderFeed(rd, in, cut);
+    int rc = jg_reply_read(rd, &rep, why, sizeof why);
+    if (rc == 0 && rep == NULL) {
+        redisReaderFeed(rd, in + cut, size - cut);
+        rc = jg_reply_read(rd, &rep, why, sizeof why);
+    }
+    FUZZ_CHECK(rc == 0 || (why[0] && rep == NULL), "refused without a reason, or with a reply");
+    FUZZ_CHECK(rc != 0 || rep || rd->len - rd->pos <= JG_REPLY_MAX_LINE,
+               "%zu bytes of an item waiting, not refused", rd->len - rd->pos);
+    if (rc == 0 && rep) {
         int mapped = jg_cluster_load_map(cl, rep, "10.0.0.1");
         FUZZ_CHECK(mapped >= -1 && mapped <= JG_CLUSTER_SLOTS, "mapped %d", mapped);
         int seen = 0;

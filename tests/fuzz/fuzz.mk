@@ -8,7 +8,7 @@
 #                        tests/fuzz/crashes/<name>/ and fails the run
 
 FUZZ_NAMES   = json_check jcs body_fields query percent_decode redis_url worker_lines \
-               access_headers cluster_replies
+               access_headers cluster_replies fcgi_records
 FUZZ_SECONDS ?= 60
 FUZZ_REPLAY  = $(addprefix $(BUILD)/fuzz-replay/,$(FUZZ_NAMES))
 

@@ -291,6 +291,9 @@ function jobView(signal, id) {
 
   let job = null, last = null, following = null;
   const render = (j) => {
+    // the long poll's answers and the buttons' (cancel, retry) arrive in any order: a job older
+    // than the one shown (a lower version) never takes the page back
+    if (job && j.version < job.version) return;
     job = Object.assign({}, j);
     box.dataset.status = j.status;
     badge.className = "badge status " + j.status;
