@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -194,8 +195,9 @@ static int write_all(int fd, const char *p, size_t n);
 /* Reads from the connection until the parser has a request (or an abort, or an error), writing
  * the parser's replies (FCGI_GET_VALUES_RESULT and the like) as they come. Returns the parser's
  * status; JG_FCGI_ERROR also for EOF, a read error and --read-timeout (the loop shuts a stalled
- * socket down under the blocked read). */
-static jg_fcgi_status_t read_request(fcgi_conn_t *c)
+ * socket down under the blocked read). *wait (may be NULL): when set, a read that would block
+ * returns JG_FCGI_MORE at once instead (and clears *wait); call again to block. */
+static jg_fcgi_status_t read_request(fcgi_conn_t *c, int *wait)
 {
     jg_fcgi_parser_t *p = &c->parser;
     for (;;) {
@@ -210,8 +212,12 @@ static jg_fcgi_status_t read_request(fcgi_conn_t *c)
             return p->status;
         ssize_t n;
         do
-            n = read(c->fd, c->rbuf, sizeof c->rbuf);
+            n = recv(c->fd, c->rbuf, sizeof c->rbuf, wait && *wait ? MSG_DONTWAIT : 0);
         while (n < 0 && errno == EINTR);
+        if (n < 0 && wait && *wait && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            *wait = 0;
+            return JG_FCGI_MORE;
+        }
         if (n <= 0)
             return JG_FCGI_ERROR;
         c->off = 0;
@@ -265,14 +271,27 @@ static int respond(fcgi_conn_t *c, jg_req_t *req, int rc, jg_buf_t *rendered, jg
     return 1;
 }
 
+static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
+                     int *wait);
+
 /* Reads one request of c (the thread is reading it under --read-timeout). Returns JG_FCGI_REQUEST
  * with the request in c->parser, or 0 when the connection was closed or the request was aborted
  * and answered (*alive: the connection goes on). */
 static int read_one(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive)
 {
+    return read_rest(c, conns, self, alive, 1, NULL);
+}
+
+/* read_one, or (first 0) goes on with a request that read_request(c, wait) left unfinished. */
+static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
+                     int *wait)
+{
     jg_fcgi_parser_t *p = &c->parser;
-    jg_fcgi_parser_next(p);
-    jg_fcgi_status_t st = read_request(c);
+    if (first)
+        jg_fcgi_parser_next(p);
+    jg_fcgi_status_t st = read_request(c, wait);
+    if (st == JG_FCGI_MORE)   /* it would block: the caller comes back */
+        return 2;
     jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
     *alive = 0;
     if (st == JG_FCGI_ERROR) {   /* EOF, a protocol error or --read-timeout */
@@ -404,45 +423,67 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
         batch_respond(b, declined[k], handle(&b->reqs[declined[k]]), conns, rendered, out);
 }
 
-/* Serves the connections of one wake: each request is read, routed and checked; those the
- * program can batch are held, and their reads go to Redis together (before any request that is
- * not held is served, and at the end). */
+/* Slot i's request, read whole: routed and checked, then held for the batch's read, or answered
+ * (the held reads going first when it makes Redis calls of its own). */
+static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
+                       jg_buf_t *rendered, jg_buf_t *out)
+{
+    jg_fcgi_parser_t *p = &b->conns[i]->parser;
+    jg_req_t *req = &b->reqs[i];
+    b->bodies[i] = (fcgi_body_t){p, 0};
+    jg_req_reset(req, &config, redis, p->envp, fcgi_read, &b->bodies[i]);
+    int rc = p->params_over ? jg_fail(req, 413, "payload_too_large",
+                                      "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
+                            : route(req);
+    if (rc == ROUTED) {
+        rc = batch_ops->prepare(req, &b->cmds[i]);
+        if (rc == JG_OK) {
+            b->held[b->nheld++] = i;
+            return;
+        }
+        if (rc == JG_DECLINE) {   /* its own Redis calls: the held reads go first */
+            batch_flush(b, redis, conns, rendered, out);
+            rc = handle(req);
+        }
+    }
+    batch_respond(b, i, rc, conns, rendered, out);
+}
+
+/* Serves the connections of one wake: each request that is all there is read (without
+ * blocking), routed and checked; those the program can batch are held, and their reads go to
+ * Redis together (before any request that is not held is served, and at the end). A request
+ * not all there yet is read after that, blocking, as a lone one would be, so that it delays
+ * none of the others. */
 static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, int self,
                         jg_redis_t *redis, jg_buf_t *rendered, jg_buf_t *out)
 {
+    int slow[BATCH_MAX], nslow = 0;
     b->nheld = b->nlater = 0;
     for (int i = 0; i < n; i++) {
         fcgi_conn_t *c = b->conns[i];
         c->fd = fds[i];
         c->off = c->len = 0;
         jg_conns_reading(conns, self, c->fd);
-        int alive;
-        if (!read_one(c, conns, self, &alive)) {
-            if (alive && next_or_idle(c, conns, self))
-                b->later[b->nlater++] = i;
-            continue;
-        }
-        jg_fcgi_parser_t *p = &c->parser;
-        jg_req_t *req = &b->reqs[i];
-        b->bodies[i] = (fcgi_body_t){p, 0};
-        jg_req_reset(req, &config, redis, p->envp, fcgi_read, &b->bodies[i]);
-        int rc = p->params_over ? jg_fail(req, 413, "payload_too_large",
-                                          "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
-                                : route(req);
-        if (rc == ROUTED) {
-            rc = batch_ops->prepare(req, &b->cmds[i]);
-            if (rc == JG_OK) {
-                b->held[b->nheld++] = i;
-                continue;
-            }
-            if (rc == JG_DECLINE) {   /* its own Redis calls: the held reads go first */
-                batch_flush(b, redis, conns, rendered, out);
-                rc = handle(req);
-            }
-        }
-        batch_respond(b, i, rc, conns, rendered, out);
+        int alive, wait = 1;
+        int got = read_rest(c, conns, self, &alive, 1, &wait);
+        if (got == 2)
+            slow[nslow++] = i;
+        else if (got)
+            serve_slot(b, i, redis, conns, rendered, out);
+        else if (alive && next_or_idle(c, conns, self))
+            b->later[b->nlater++] = i;
     }
     batch_flush(b, redis, conns, rendered, out);
+    for (int k = 0; k < nslow; k++) {
+        int i = slow[k], alive;
+        fcgi_conn_t *c = b->conns[i];
+        jg_conns_reading(conns, self, c->fd);
+        if (read_rest(c, conns, self, &alive, 0, NULL))
+            serve_slot(b, i, redis, conns, rendered, out);
+        else if (alive && next_or_idle(c, conns, self))
+            b->later[b->nlater++] = i;
+        batch_flush(b, redis, conns, rendered, out);
+    }
     for (int k = 0; k < b->nlater; k++) {   /* connections whose next request came along */
         fcgi_conn_t *c = b->conns[b->later[k]];
         jg_conns_reading(conns, self, c->fd);

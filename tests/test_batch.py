@@ -166,3 +166,43 @@ def test_reads_that_arrive_together_are_503_while_redis_is_down_and_served_after
             for c in conns:
                 c.close()
         eq(s.check_alive(), [], "processes that died")
+
+
+@harness.front_independent
+def test_a_request_not_all_there_does_not_hold_up_the_others_that_arrived_with_it():
+    with harness.Stack(name="batchslow", threads=1, programs=("status", "submit")) as s:
+        conns = []
+        try:
+            jobs = [s.submit(type="echo", payload={"n": i}) for i in range(4)]
+            uris = ["/api/jobs/" + j["id"] for j in jobs]
+            for i in range(4):
+                c = harness.fcgi_connect(s.sock("status"), timeout=20)
+                _send(c, "GET", uris[0])
+                eq(harness.fcgi_read_response(c).status, 200, "first request on connection %d" % i)
+                conns.append(c)
+            slow = harness.fcgi_request_bytes(harness.fcgi_params("GET", uris[1]), keep_conn=True)
+            pid = s.program_pids("status")[0]
+            harness.os.kill(pid, signal.SIGSTOP)
+            try:
+                _send(conns[0], "GET", uris[0])
+                conns[1].sendall(slow[:len(slow) // 2])   # the rest comes later
+                _send(conns[2], "GET", uris[2])
+                _send(conns[3], "GET", uris[3])
+                time.sleep(0.2)
+            finally:
+                harness.os.kill(pid, signal.SIGCONT)
+            for i in (0, 2, 3):
+                # well within the program's 10 s --read-timeout of the unfinished request
+                conns[i].settimeout(5)
+                r = harness.fcgi_read_response(conns[i], "GET %d while request 1 is unfinished"
+                                               % i)
+                eq(r.status, 200, "GET %d, answered while request 1 is unfinished" % i)
+                eq(r.json()["id"], jobs[i]["id"], "the job answered to GET %d" % i)
+            conns[1].sendall(slow[len(slow) // 2:])
+            r = harness.fcgi_read_response(conns[1], "the finished request 1")
+            eq(r.status, 200, "GET 1 once all there")
+            eq(r.json()["id"], jobs[1]["id"], "the job answered to GET 1")
+        finally:
+            for c in conns:
+                c.close()
+        eq(s.check_alive(), [], "processes that died")
