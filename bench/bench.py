@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from measure import children, commandstats, cpu_s, env, harness, pct, submit_script_calls, wrk
+from measure import commandstats, cpu_s, env, harness, pct, submit_script_calls, tree, wrk
 import longpoll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,16 +46,9 @@ SERVER_EXTRA = r"""
         location ~ ^/bench/nokeepalive/jobs/([^/]+)$ {
             fastcgi_param REQUEST_METHOD  $request_method;
             fastcgi_param REQUEST_URI     /api/jobs/$1$is_args$args;
-            fastcgi_param DOCUMENT_URI    /api/jobs/$1;
-            fastcgi_param SCRIPT_NAME     /api/jobs/$1;
-            fastcgi_param QUERY_STRING    $query_string;
             fastcgi_param CONTENT_TYPE    $content_type;
             fastcgi_param CONTENT_LENGTH  $content_length;
-            fastcgi_param SERVER_PROTOCOL $server_protocol;
             fastcgi_param REMOTE_ADDR     $remote_addr;
-            fastcgi_param REMOTE_PORT     $remote_port;
-            fastcgi_param SERVER_NAME     $server_name;
-            fastcgi_param SERVER_PORT     $server_port;
             fastcgi_param HTTP_PROXY      "";
             fastcgi_pass unix:@DIR@/status.sock;
         }
@@ -162,9 +155,12 @@ def main():
         only = os.environ.get("BENCH_ONLY")   # e.g. "ceiling,keep-alive": a subset of the runs
         if only:
             runs = [runs[0]] + [r for r in runs[1:] if any(o in r[0] for o in only.split(","))]
+        # the ceiling again at the end, with the same wrk settings: the routes' share is of the
+        # mean of the two, and the two show how much the machine moved during the runs
+        runs.append((runs[0][0].replace("(ceiling)", "(again)"), runs[0][1], runs[0][2]))
         print("bench: wrk -t%d -c%d -d%ds per run, loopback, %d CPUs"
               % (WRK_THREADS, CONNECTIONS, DURATION, os.cpu_count() or 0), flush=True)
-        groups = {FRONT: children(s.nginx_proc.pid) + [s.nginx_proc.pid],
+        groups = {FRONT: tree(s.nginx_proc.pid),
                   "submit": s.program_pids("submit"), "status": s.program_pids("status"),
                   "admin": s.program_pids("admin"), "redis": [s.redis_proc.pid]}
         results = []
@@ -173,10 +169,12 @@ def main():
             before = {g: cpu_s(p) for g, p in groups.items()}
             s.redis("CONFIG", "RESETSTAT")
             res = wrk(url, DURATION, CONNECTIONS, WRK_THREADS, script)
+            wrk_cpu = res["cpu"]
             res["cpu"] = {g: cpu_s(p) - before[g] for g, p in groups.items()}
+            res["cpu"]["wrk"] = wrk_cpu
             res["cmds"] = commandstats(s.redis("INFO", "commandstats"))
             results.append((name, res))
-        ceiling = results[0][1]["rps"] or float("nan")
+        ceiling = (results[0][1]["rps"] + results[-1][1]["rps"]) / 2 or float("nan")
         print()
         print("%-38s %10s %9s %9s %9s %8s" % ("run", "req/s", "p50 ms", "p99 ms", "ceiling", "errors"))
         for name, r in results:
@@ -184,14 +182,18 @@ def main():
                 name, r["rps"], "%.2f" % r["p50"] if r["p50"] is not None else "-",
                 "%.2f" % r["p99"] if r["p99"] is not None else "-",
                 100.0 * r["rps"] / ceiling, r["non2xx"] + r["errors"]))
-        print("\nCPU time per 1000 requests (ms), by process (wrk itself not counted):")
-        print("%-38s %s" % ("run", " ".join("%9s" % g for g in groups)))
+        print("(ceiling: the mean of its two runs, first and last)")
+        print("\nCPU time per 1000 requests (ms), by process, and wrk's own (the client's share of "
+              "the same cores):")
+        cols = list(groups) + ["wrk"]
+        print("%-38s %s %9s" % ("run", " ".join("%9s" % g for g in cols), "all"))
         for name, r in results:
-            n = max(1.0, r["rps"] * DURATION / 1000.0)
-            print("%-38s %s" % (name, " ".join("%9.1f" % (1000 * r["cpu"][g] / n) for g in groups)))
+            n = max(1.0, r["requests"] / 1000.0)
+            print("%-38s %s %9.1f" % (name, " ".join("%9.1f" % (1000 * r["cpu"][g] / n) for g in cols),
+                                      1000 * sum(r["cpu"].values()) / n))
         print("\nRedis commands per request (INFO commandstats; scripts' own commands included):")
-        for name, r in results[1:]:
-            n = max(1.0, r["rps"] * DURATION)
+        for name, r in results[1:-1]:
+            n = max(1.0, r["requests"])
             print("  %-28s %s" % (name, ", ".join("%s %.2f" % (k, v / n) for k, v in
                                                   sorted(r["cmds"].items(), key=lambda kv: -kv[1])
                                                   if v / n >= 0.01) or "-"))

@@ -34,7 +34,7 @@ import os
 import subprocess
 import sys
 
-from measure import children, commandstats, cpu_s, env, harness, io_calls, wakeups, wrk
+from measure import commandstats, cpu_s, env, harness, io_calls, tree, wakeups, wrk
 
 import cluster as rcluster  # tests/cluster.py, on the path measure set
 
@@ -168,7 +168,7 @@ def run_kind(kind):
                       lua["GET", q], False) for q in sorted(QUEUES)]
             runs += [("POST, %d queue%s" % (q, "s" if q > 1 else ""), base + "/api/jobs",
                       lua["POST", q], True) for q in sorted(QUEUES)]
-            groups = {"nginx": children(s.nginx_proc.pid) + [s.nginx_proc.pid],
+            groups = {"nginx": tree(s.nginx_proc.pid),
                       "submit": s.program_pids("submit"), "status": s.program_pids("status")}
             print("bench: %s: %s; load %s" % (kind, ", ".join(l for l, _, _ in rs.nodes),
                                                load()), flush=True)

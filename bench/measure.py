@@ -9,6 +9,7 @@ harness, the stacks they start) and their BENCH_* settings read from the environ
 
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -93,36 +94,27 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
-def children(pid):
-    """The pids whose parent is pid (an nginx master's workers)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
 def _ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def wrk(url, duration, connections=64, threads=2, script=None):
     """Runs wrk for duration seconds; returns a dict: rps, requests (completed), p50 and p99
-    (ms, None if wrk gave none), non2xx, errors (socket errors) and raw (wrk's output)."""
+    (ms, None if wrk gave none), non2xx, errors (socket errors), cpu (wrk's own CPU seconds)
+    and raw (wrk's output)."""
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % duration,
             "--timeout", "10s", "--latency"]
     if script:
         argv += ["-s", script]
     argv.append(url)
+    # wrk's own CPU: what this process's reaped children used, before and after (the benches
+    # reap nothing else while wrk runs)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(argv, capture_output=True, timeout=duration + 60)
+    ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = p.stdout.decode()
     res = {"rps": 0.0, "requests": 0, "p50": None, "p99": None, "non2xx": 0, "errors": 0,
-           "raw": out}
+           "raw": out, "cpu": (ru2.ru_utime + ru2.ru_stime) - (ru.ru_utime + ru.ru_stime)}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         res["rps"] = float(m.group(1))
@@ -154,7 +146,8 @@ def commandstats(info):
 
 
 def tree(pid):
-    """pid and all its descendants (from /proc, at the time of the call)."""
+    """pid and all its descendants (from /proc, at the time of the call): e.g. an nginx master
+    and its workers."""
     kids = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():

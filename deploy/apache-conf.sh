@@ -52,6 +52,12 @@ MaxRequestWorkers 256
 MinSpareThreads 32
 MaxSpareThreads 256
 
+# As Debian's apache2.conf: no .htaccess files (Apache otherwise looks for one in every
+# directory of each request's path, the /api/ routes' too: 4 openat() per request here)
+<Directory />
+    AllowOverride None
+</Directory>
+
 <VirtualHost 127.0.0.1:$PORT>
     ServerName localhost
     Define JOBGATE_SOCKET_DIR $RUN

@@ -200,7 +200,8 @@ static int idem_or_error(jg_req_t *req, const char *idem)
 
 /* submit.lua (call), with the result cache lookup's count (count_hit 0 or 1; -1: none) appended
  * before it and the Idempotency-Key's record (idem, naming job_id; NULL: none) after it: one
- * round trip for the three (their keys lie in different slots, so they cannot be one script).
+ * round trip for the three on one Redis (their keys lie in different slots, so they cannot be one
+ * script; on a cluster the record is sent once the script has answered, see jg_redis_barrier).
  * *set gets the record's reply (the caller frees it). Returns the script's reply, or NULL when
  * Redis is unreachable. On NOSCRIPT the script runs again alone (jg_redis_script loads it). */
 static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_hit,
@@ -213,8 +214,10 @@ static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_h
         failed = jg_cache_count_append(r, req->cfg, count_hit), appended += !failed;
     if (!failed)
         failed = jg_script_append(r, call), appended += !failed;
-    if (!failed && idem)
+    if (!failed && idem) {
+        jg_redis_barrier(r);   /* the record never names a job not yet made (another slot) */
         failed = jg_redis_append(r, "SET %s %s EX %d", idem, job_id, IDEM_TTL_S);
+    }
     if (failed) {
         if (appended)   /* replies of the appended part must not stay pending */
             jg_redis_drop(r, "cannot pipeline");

@@ -830,6 +830,13 @@ static void collect(jg_redis_t *r)
     }
 }
 
+void jg_cluster_barrier(jg_redis_t *r)
+{
+    jg_cluster_t *cl = r->cluster;
+    if (cl->head < cl->nq && !cl->q[cl->nq - 1].done)
+        collect(r);
+}
+
 redisReply *jg_cluster_get_reply(jg_redis_t *r)
 {
     jg_cluster_t *cl = r->cluster;

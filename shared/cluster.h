@@ -56,6 +56,8 @@ redisReply *jg_cluster_call(struct jg_redis *r, const char *cmd, size_t len);
 
 /* Pipelining: 0, or -1 when the command's node is unreachable (nothing appended). */
 int jg_cluster_append(struct jg_redis *r, const char *cmd, size_t len);
+/* Reads every reply still pending (jg_redis_barrier). */
+void jg_cluster_barrier(struct jg_redis *r);
 /* The next reply in append order; NULL when its node failed (the later ones are dropped). A
  * command still refused with TRYAGAIN after JG_CLUSTER_MIGRATION_WAIT_MS keeps that error as its
  * reply (it did not run: the caller may send it again later). */

@@ -407,6 +407,12 @@ int jg_redis_append(jg_redis_t *r, const char *fmt, ...)
     return rc == REDIS_OK ? 0 : -1;
 }
 
+void jg_redis_barrier(jg_redis_t *r)
+{
+    if (r->cluster)
+        jg_cluster_barrier(r);
+}
+
 int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_t *lens)
 {
     if (jg_redis_connect(r))

@@ -51,6 +51,12 @@ redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int ar
 int jg_redis_append(jg_redis_t *r, const char *fmt, ...);
 int jg_redis_append_argv(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
 redisReply *jg_redis_get_reply(jg_redis_t *r);
+/* Commands appended after this are applied after every one appended before it. One connection
+ * keeps that order by itself; on a cluster a pipeline's commands go to their nodes at once, so
+ * the replies pending on other nodes are read first (kept for jg_redis_get_reply, in order).
+ * For a write that names what an earlier write of another slot made (an Idempotency-Key's
+ * record after its job). */
+void jg_redis_barrier(jg_redis_t *r);
 
 /* A new connection to host:port (host NULL: REDIS_URL's own host, port or unix socket), AUTH
  * and SELECT done, r's command timeout set. Returns NULL with the reason in why (no secret).

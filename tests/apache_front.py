@@ -101,6 +101,12 @@ MinSpareThreads {threads}
 MaxSpareThreads {maxw}
 MaxConnectionsPerChild 0
 
+# As Debian's apache2.conf: no .htaccess files (Apache otherwise looks for one in every
+# directory of each request's path, the /api/ routes' too: 4 openat() per request here)
+<Directory />
+    AllowOverride None
+</Directory>
+
 <VirtualHost 127.0.0.1:{port}>
     ServerName localhost
     Define JOBGATE_SOCKET_DIR {sockets}

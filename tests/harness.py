@@ -577,13 +577,8 @@ def _fcgi_len(n):
 
 def fcgi_params(method, uri, body=b"", headers=None, extra=None):
     """The CGI parameters nginx's jobgate.conf would send for this request."""
-    path, _, query = uri.partition("?")
     p = {
-        "REQUEST_METHOD": method, "REQUEST_URI": uri, "DOCUMENT_URI": path,
-        "SCRIPT_NAME": path, "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1",
-        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "jobgate-tests",
-        "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", "SERVER_ADDR": "127.0.0.1",
-        "SERVER_PORT": "80", "SERVER_NAME": "localhost", "REQUEST_SCHEME": "http",
+        "REQUEST_METHOD": method, "REQUEST_URI": uri, "REMOTE_ADDR": "127.0.0.1",
         "CONTENT_LENGTH": str(len(body)) if body else "", "CONTENT_TYPE": "",
     }
     for k, v in (headers or {}).items():

@@ -67,8 +67,10 @@ class JobView {
       this.log.append(el("div", { class: "ln " + e.stream, "data-cursor": e.id, title: e.ts }, e.line));
       this.lines++;
       this.log.scrollTop = this.log.scrollHeight;
-    } else if (ev.type === "status" && !isFinished(this.job.status)) {
-      // the stream's status events come between long-poll answers: show them at once
+    } else if (ev.type === "status" && !isFinished(this.job.status) && !isFinished(ev.status)) {
+      // the stream's status events come between long-poll answers: show them at once. An end
+      // (done, failed, cancelled) is shown from the long poll's answer, woken by the same change,
+      // which carries the result or error and the finish time the event does not
       this.live = Object.assign(this.live || {}, { status: ev.status });
       if (ev.attempts !== undefined) this.live.attempts = ev.attempts;
       if (ev.progress !== undefined && ev.progress !== null) this.live.progress = ev.progress;
