@@ -212,44 +212,63 @@ static int etag_matches(const char *inm, long long version)
     return 0;
 }
 
+/* The id and query of a read: JG_OK with wait and given (-1: no version=), or JG_ERR. */
+static int check_read(jg_req_t *req, double *wait, long *given)
+{
+    char arg[32];
+    *wait = 0;
+    *given = -1;
+    if (!jg_valid_job_id(req->param))
+        return jg_fail(req, 404, "not_found", "no such job");
+    int q = jg_query_get(req->query, "wait", arg, sizeof arg);
+    if (q < 0 || (q == 1 && jg_parse_double(arg, 0, 60, wait)))
+        return jg_fail(req, 400, "invalid_field", "wait must be a number of seconds, 0 to 60");
+    q = jg_query_get(req->query, "version", arg, sizeof arg);
+    if (q < 0 || (q == 1 && jg_parse_long(arg, 0, 1L << 62, given)))
+        return jg_fail(req, 400, "invalid_field", "version must be a non-negative integer");
+    return JG_OK;
+}
+
+#define CURRENT 3   /* answer_read: the client has this version (304, or a long poll) */
+
+/* The answer from rep, the reply of jg_job_read (NULL: Redis away): JG_OK with the job (200),
+ * JG_ERR, or CURRENT with *version and the ETag set. */
+static int answer_read(jg_req_t *req, const redisReply *rep, long given, long long *version)
+{
+    if (rep == NULL)
+        return jg_fail_unavailable(req);
+    if (rep->type != REDIS_REPLY_ARRAY)
+        return jg_fail_redis(req, rep);
+    *version = jg_job_json_hmget(rep, 0, &req->body);
+    if (*version < 0)
+        return jg_fail(req, 404, "not_found", "no such job");
+    char num[24];   /* the ETag header without printf: this runs for every read */
+    jg_buf_puts(&req->headers, "ETag: \"");
+    jg_buf_append(&req->headers, num, jg_fmt_int(*version, num));
+    jg_buf_puts(&req->headers, "\"\r\n");
+    int current = given >= 0 ? given == *version
+                             : etag_matches(jg_req_param(req, "HTTP_IF_NONE_MATCH"), *version);
+    return current ? CURRENT : JG_OK;
+}
+
 /* GET|HEAD /jobs/{id}[?wait=S][&version=V] */
 static int handle(jg_req_t *req)
 {
     const char *id = req->param;
-    if (!jg_valid_job_id(id))
-        return jg_fail(req, 404, "not_found", "no such job");
-    char arg[32];
-    double wait = 0;
-    long given = -1;
-    int q = jg_query_get(req->query, "wait", arg, sizeof arg);
-    if (q < 0 || (q == 1 && jg_parse_double(arg, 0, 60, &wait)))
-        return jg_fail(req, 400, "invalid_field", "wait must be a number of seconds, 0 to 60");
-    q = jg_query_get(req->query, "version", arg, sizeof arg);
-    if (q < 0 || (q == 1 && jg_parse_long(arg, 0, 1L << 62, &given)))
-        return jg_fail(req, 400, "invalid_field", "version must be a non-negative integer");
+    double wait;
+    long given;
+    if (check_read(req, &wait, &given) != JG_OK)
+        return JG_ERR;
 
     jg_loop_t *loop = jg_server_loop();
     uint64_t seq = jg_loop_message_seq(loop);
     redisReply *rep = jg_job_read(req->cfg, req->redis, id);
-    if (rep == NULL)
-        return jg_fail_unavailable(req);
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        int rc = jg_fail_redis(req, rep);
+    long long version = -1;
+    int rc = answer_read(req, rep, given, &version);
+    if (rep)
         freeReplyObject(rep);
+    if (rc != CURRENT)
         return rc;
-    }
-    long long version = jg_job_json_hmget(rep, 0, &req->body);
-    freeReplyObject(rep);
-    if (version < 0)
-        return jg_fail(req, 404, "not_found", "no such job");
-    char num[24];   /* the ETag header without printf: this runs for every read */
-    jg_buf_puts(&req->headers, "ETag: \"");
-    jg_buf_append(&req->headers, num, jg_fmt_int(version, num));
-    jg_buf_puts(&req->headers, "\"\r\n");
-    int current = given >= 0 ? given == version
-                             : etag_matches(jg_req_param(req, "HTTP_IF_NONE_MATCH"), version);
-    if (!current)
-        return JG_OK;
     if (wait <= 0) {
         req->status = 304;
         return JG_OK;
@@ -271,6 +290,47 @@ static int handle(jg_req_t *req)
     return JG_PARKED;
 }
 
+/* The same read with the other reads of a request thread's wake (server.h): a plain read (no
+ * wait) sends its first HMGET with theirs; a long poll goes to handle(). */
+static int batch_prepare(jg_req_t *req, jg_batch_cmd_t *cmd)
+{
+    double wait;
+    long given;
+    if (check_read(req, &wait, &given) != JG_OK)
+        return JG_ERR;
+    if (wait > 0)
+        return JG_DECLINE;
+    jg_job_read_cmd_t read;
+    jg_job_read_cmd(req->cfg, req->param, &read);
+    memcpy(cmd->key, read.key, sizeof read.key < sizeof cmd->key ? sizeof read.key
+                                                                  : sizeof cmd->key);
+    cmd->argc = 4;
+    for (int i = 0; i < 4; i++)
+        cmd->argv[i] = read.argv[i], cmd->lens[i] = read.lens[i];
+    cmd->argv[1] = cmd->key;
+    return JG_OK;
+}
+
+static int batch_finish(jg_req_t *req, const redisReply *rep)
+{
+    double wait;
+    long given;
+    long long version;
+    if (!jg_job_read_whole(rep))   /* a job that needs its fields read: handle() after */
+        return JG_DECLINE;
+    check_read(req, &wait, &given);   /* passed in batch_prepare */
+    int rc = answer_read(req, rep, given, &version);
+    if (rc == CURRENT)
+        req->status = 304;
+    return rc == CURRENT ? JG_OK : rc;
+}
+
+static const jg_batch_ops_t batch_ops = {batch_prepare, batch_finish};
+
 static const jg_program_t program = {"jobgate-status", "status", handle, &park_ops, init};
 
-int main(int argc, char **argv) { return jg_serve(&program, argc, argv); }
+int main(int argc, char **argv)
+{
+    jg_serve_batch(&batch_ops);
+    return jg_serve(&program, argc, argv);
+}

@@ -344,48 +344,74 @@ static int take_new(jg_conns_t *c, int thread, int fd)
     return -1;
 }
 
+/* What one event of the set gives the thread: a connection's fd to read (>= 0), nothing (-1),
+ * or the stop (-2). */
+static int take_event(jg_conns_t *c, int thread, const struct epoll_event *ev)
+{
+    if (ev->data.u64 == EV_STOP)
+        return -2;
+    if (ev->data.u64 == EV_LISTEN) {
+        int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int err = errno;
+        if (fd < 0 && out_of_resources(err))
+            accept_backoff(err);   /* the listener stays disarmed meanwhile */
+        /* re-armed at once, so that another thread takes the next connection */
+        pthread_mutex_lock(&c->mu);
+        if (!atomic_load(&c->stopping))
+            set_add(c, c->listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT, EPOLL_CTL_MOD);
+        pthread_mutex_unlock(&c->mu);
+        if (fd >= 0)
+            return take_new(c, thread, fd);
+        if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED &&
+            !out_of_resources(err) && !atomic_load(&c->stopping))
+            jg_log_warn("accept failed", "error", strerror(err), NULL);
+        return -1;
+    }
+    int fd = (int)ev->data.u64, mine;
+    int64_t since = 0;
+    pthread_mutex_lock(&c->mu);
+    mine = (size_t)fd < c->conn_cap && c->conn[fd] == CONN_IDLE;
+    if (mine) {
+        c->conn[fd] = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
+        since = c->fresh_since[fd];
+        c->fresh_since[fd] = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (mine)   /* the next request, or EOF: the thread's read tells, and closes it */
+        return start_reading(c, thread, fd, since ? since : jg_monotonic_ms());
+    return -1;
+}
+
 int jg_conns_next(jg_conns_t *c, int thread)
 {
+    int fd;
+    jg_conns_next_many(c, thread, &fd, 1);
+    return fd;
+}
+
+int jg_conns_next_many(jg_conns_t *c, int thread, int *fds, int max)
+{
+    struct epoll_event ev[JG_CONNS_MANY_MAX];
+    if (max > JG_CONNS_MANY_MAX)
+        max = JG_CONNS_MANY_MAX;
     for (;;) {
-        struct epoll_event ev;
-        int n = epoll_wait(c->epfd, &ev, 1, -1);
+        int n = epoll_wait(c->epfd, ev, max, -1);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || ev.data.u64 == EV_STOP)
-            return -1;
-        if (ev.data.u64 == EV_LISTEN) {
-            int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            int err = errno;
-            if (fd < 0 && out_of_resources(err))
-                accept_backoff(err);   /* the listener stays disarmed meanwhile */
-            /* re-armed at once, so that another thread takes the next connection */
-            pthread_mutex_lock(&c->mu);
-            if (!atomic_load(&c->stopping))
-                set_add(c, c->listen_fd, EV_LISTEN, EPOLLIN | EPOLLONESHOT, EPOLL_CTL_MOD);
-            pthread_mutex_unlock(&c->mu);
-            if (fd >= 0) {
-                fd = take_new(c, thread, fd);
-                if (fd >= 0)
-                    return fd;
-                continue;
-            }
-            if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED &&
-                !out_of_resources(err) && !atomic_load(&c->stopping))
-                jg_log_warn("accept failed", "error", strerror(err), NULL);
-            continue;
+        if (n <= 0)
+            return fds[0] = -1, -1;
+        int got = 0, stop = 0;
+        for (int i = 0; i < n; i++) {
+            int fd = take_event(c, thread, &ev[i]);
+            if (fd >= 0)
+                fds[got++] = fd;
+            else if (fd == -2)
+                stop = 1;
         }
-        int fd = (int)ev.data.u64, mine;
-        int64_t since = 0;
-        pthread_mutex_lock(&c->mu);
-        mine = (size_t)fd < c->conn_cap && c->conn[fd] == CONN_IDLE;
-        if (mine) {
-            c->conn[fd] = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
-            since = c->fresh_since[fd];
-            c->fresh_since[fd] = 0;
-        }
-        pthread_mutex_unlock(&c->mu);
-        if (mine)   /* the next request, or EOF: the thread's read tells, and closes it */
-            return start_reading(c, thread, fd, since ? since : jg_monotonic_ms());
+        if (got)   /* a stop seen with them is seen again on the next call (never read) */
+            return got;
+        if (stop)
+            return fds[0] = -1, -1;
     }
 }
 

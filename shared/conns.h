@@ -29,6 +29,11 @@ void jg_conns_free(jg_conns_t *c);
  * read (a request, or EOF) and returns its fd (blocking), or -1 when stopping. The thread is
  * then reading it, under --read-timeout, until jg_conns_read_done. */
 int jg_conns_next(jg_conns_t *c, int thread);
+/* The same for every connection ready on one wake: up to max (at most JG_CONNS_MANY_MAX) fds
+ * in fds, returns how many (>= 1), or -1 when stopping. The thread reads them one after the
+ * other: it calls jg_conns_reading before each (the read timeout follows one at a time). */
+#define JG_CONNS_MANY_MAX 16
+int jg_conns_next_many(jg_conns_t *c, int thread, int *fds, int max);
 /* Between the reads of one request the thread works on it (the handler): the timeout applies
  * only while it is in a read (on = 1), so a slow handler is not cut off. */
 void jg_conns_in_read(jg_conns_t *c, int thread, int on);

@@ -156,22 +156,34 @@ static redisReply *read_members(jg_redis_t *redis, const char *key)
     return jg_redis_read(redis, (int)(NMEMBERS + 2), argv, lens);
 }
 
-redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
+void jg_job_read_cmd(const jg_config_t *cfg, const char *id, jg_job_read_cmd_t *cmd)
 {
-    char key[JG_KEY_MAX];
-    jg_key_job(cfg, id, key);
-    const char *argv[] = {"HMGET", key, "json", "version"};
-    size_t lens[] = {5, strlen(key), 4, 7};
-    redisReply *rep = jg_redis_read(redis, 4, argv, lens);
+    jg_key_job(cfg, id, cmd->key);
+    cmd->argv[0] = "HMGET", cmd->lens[0] = 5;
+    cmd->argv[1] = cmd->key, cmd->lens[1] = strlen(cmd->key);
+    cmd->argv[2] = "json", cmd->lens[2] = 4;
+    cmd->argv[3] = "version", cmd->lens[3] = 7;
+}
+
+int jg_job_read_whole(const redisReply *rep)
+{
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[1]->type != REDIS_REPLY_STRING)
-        return rep;   /* no job (no version), or an error */
+        return 1;   /* no job (no version), or an error */
     /* the object stored is shown when it is of the hash's version; a job stored before `json`
      * existed, or changed by a writer that did not render it, is read field by field */
     const redisReply *text = rep->element[0];
-    if (text->type == REDIS_REPLY_STRING &&
-        text_version(text->str, text->len) == strtoll(rep->element[1]->str, NULL, 10))
+    return text->type == REDIS_REPLY_STRING &&
+           text_version(text->str, text->len) == strtoll(rep->element[1]->str, NULL, 10);
+}
+
+redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
+{
+    jg_job_read_cmd_t cmd;
+    jg_job_read_cmd(cfg, id, &cmd);
+    redisReply *rep = jg_redis_read(redis, 4, cmd.argv, cmd.lens);
+    if (jg_job_read_whole(rep))
         return rep;
     freeReplyObject(rep);
-    return read_members(redis, key);
+    return read_members(redis, cmd.key);
 }

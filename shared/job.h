@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "keys.h"
 #include "redis.h"
 
 /* Extra members some answers add (contract sections 3 and 6). */
@@ -19,6 +20,18 @@
  * shows. id must have passed jg_valid_job_id. Returns the reply (the caller frees it; format it
  * with jg_job_json_hmget), or NULL when Redis is unreachable. */
 redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id);
+
+/* The first command jg_job_read() sends, for a caller that pipelines it with others (server.c's
+ * batches): HMGET key json version, in argv/lens (argv[1] points into key). */
+typedef struct jg_job_read_cmd {
+    const char *argv[4];
+    size_t lens[4];
+    char key[JG_KEY_MAX];
+} jg_job_read_cmd_t;
+void jg_job_read_cmd(const jg_config_t *cfg, const char *id, jg_job_read_cmd_t *cmd);
+/* Is rep, the reply to that command, the whole answer (1: format it, or it says no job, or it
+ * is NULL or an error), or does the job need jg_job_read()'s second HMGET (0)? */
+int jg_job_read_whole(const redisReply *rep);
 
 /* Appends the job object of a reply of jg_job_read() (or any array whose first element is a
  * job's `json` field) to out, with the members flags adds. Returns the job's version, or -1

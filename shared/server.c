@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -29,6 +30,9 @@ extern char **environ;
 static const jg_program_t *program;
 static jg_config_t config;
 static jg_loop_t *server_loop;
+static const jg_batch_ops_t *batch_ops;
+
+void jg_serve_batch(const jg_batch_ops_t *ops) { batch_ops = ops; }
 
 jg_loop_t *jg_server_loop(void) { return server_loop; }
 
@@ -108,8 +112,10 @@ static int parse_options(int argc, char **argv)
     return ok ? 1 : 2;
 }
 
-/* Routing, preflights and the handler: one request, whatever carried it. */
-static int dispatch(jg_req_t *req)
+#define ROUTED 3   /* route(): the request goes to the program */
+
+/* Routing, preflights and access: ROUTED, or the answer's code (JG_OK, JG_ERR). */
+static int route(jg_req_t *req)
 {
     if (jg_req_parse_target(req))
         return jg_fail(req, 404, "not_found", "no such route");
@@ -134,10 +140,23 @@ static int dispatch(jg_req_t *req)
     }
     if (jg_access_check(req) != JG_OK)   /* tokens, rate limit: before any body or key */
         return JG_ERR;
+    return ROUTED;
+}
+
+/* The program's handler for a routed request. */
+static int handle(jg_req_t *req)
+{
     int rc = program->handle(req);
     if (rc == JG_ERR && !req->failed)   /* a handler bug: never an empty 200 */
         jg_fail(req, 500, "internal", "internal error");
     return rc;
+}
+
+/* Routing, preflights and the handler: one request, whatever carried it. */
+static int dispatch(jg_req_t *req)
+{
+    int rc = route(req);
+    return rc == ROUTED ? handle(req) : rc;
 }
 
 /* --- FastCGI --- */
@@ -176,8 +195,9 @@ static int write_all(int fd, const char *p, size_t n);
 /* Reads from the connection until the parser has a request (or an abort, or an error), writing
  * the parser's replies (FCGI_GET_VALUES_RESULT and the like) as they come. Returns the parser's
  * status; JG_FCGI_ERROR also for EOF, a read error and --read-timeout (the loop shuts a stalled
- * socket down under the blocked read). */
-static jg_fcgi_status_t read_request(fcgi_conn_t *c)
+ * socket down under the blocked read). *wait (may be NULL): when set, a read that would block
+ * returns JG_FCGI_MORE at once instead (and clears *wait); call again to block. */
+static jg_fcgi_status_t read_request(fcgi_conn_t *c, int *wait)
 {
     jg_fcgi_parser_t *p = &c->parser;
     for (;;) {
@@ -192,8 +212,12 @@ static jg_fcgi_status_t read_request(fcgi_conn_t *c)
             return p->status;
         ssize_t n;
         do
-            n = read(c->fd, c->rbuf, sizeof c->rbuf);
+            n = recv(c->fd, c->rbuf, sizeof c->rbuf, wait && *wait ? MSG_DONTWAIT : 0);
         while (n < 0 && errno == EINTR);
+        if (n < 0 && wait && *wait && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            *wait = 0;
+            return JG_FCGI_MORE;
+        }
         if (n <= 0)
             return JG_FCGI_ERROR;
         c->off = 0;
@@ -212,68 +236,274 @@ static int fcgi_answer(int fd, int id, jg_buf_t *rendered, jg_buf_t *out, int en
     return write_all(fd, out->data, out->len);
 }
 
+/* Sends the answer of a request read whole on c whose handler returned rc, or parks it.
+ * Returns 1 when the connection goes on (keep-alive), 0 when it is parked or closed. */
+static int respond(fcgi_conn_t *c, jg_req_t *req, int rc, jg_buf_t *rendered, jg_buf_t *out)
+{
+    jg_fcgi_parser_t *p = &c->parser;
+    int id = p->request_id;
+    int more = c->off < c->len;   /* bytes after the request: not a parkable client */
+    if (rc == JG_PARKED && req->streaming && !more) {   /* the stream's start */
+        jg_buf_reset(rendered);
+        jg_resp_render(req, rendered);
+        if (fcgi_answer(c->fd, id, rendered, out, 0))
+            more = 1;   /* the client is gone: end it here */
+    }
+    if (rc == JG_PARKED && !more) {
+        jg_loop_park(server_loop, c->fd, id, p->keep_conn, 0, req->park_data);
+        return 0;
+    }
+    if (rc == JG_PARKED) {   /* not parked after all: free what the program set */
+        if (program->park && program->park->discard)
+            program->park->discard(req->park_data);
+        if (req->streaming) {
+            close(c->fd);
+            return 0;
+        }
+        jg_fail(req, 500, "internal", "internal error");
+    }
+    jg_buf_reset(rendered);
+    jg_resp_render(req, rendered);
+    if (fcgi_answer(c->fd, id, rendered, out, 1) || !p->keep_conn) {
+        close(c->fd);
+        return 0;
+    }
+    return 1;
+}
+
+static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
+                     int *wait);
+
+/* Reads one request of c (the thread is reading it under --read-timeout). Returns JG_FCGI_REQUEST
+ * with the request in c->parser, or 0 when the connection was closed or the request was aborted
+ * and answered (*alive: the connection goes on). */
+static int read_one(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive)
+{
+    return read_rest(c, conns, self, alive, 1, NULL);
+}
+
+/* read_one, or (first 0) goes on with a request that read_request(c, wait) left unfinished. */
+static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
+                     int *wait)
+{
+    jg_fcgi_parser_t *p = &c->parser;
+    if (first)
+        jg_fcgi_parser_next(p);
+    jg_fcgi_status_t st = read_request(c, wait);
+    if (st == JG_FCGI_MORE)   /* it would block: the caller comes back */
+        return 2;
+    jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
+    *alive = 0;
+    if (st == JG_FCGI_ERROR) {   /* EOF, a protocol error or --read-timeout */
+        if (p->error)
+            jg_log_warn("closing a FastCGI connection", "error", p->error, NULL);
+        close(c->fd);
+        return 0;
+    }
+    if (st == JG_FCGI_ABORTED) {   /* before any answer: just its end */
+        jg_buf_t end = JG_BUF_INIT;
+        jg_fcgi_put_end_request(&end, p->request_id, 0);
+        *alive = write_all(c->fd, end.data, end.len) == 0 && p->keep_conn;
+        jg_buf_free(&end);
+        if (!*alive)
+            close(c->fd);
+        return 0;
+    }
+    return 1;
+}
+
+/* A connection whose request was answered and that goes on: 1 when its next request already
+ * came along (the thread reads it now), else it waits in the shared set (0). */
+static int next_or_idle(fcgi_conn_t *c, jg_conns_t *conns, int self)
+{
+    if (c->off == c->len) {   /* nothing more yet: wait in the shared set */
+        jg_conns_idle(conns, c->fd);
+        return 0;
+    }
+    jg_conns_reading(conns, self, c->fd);   /* the next request came along: read it */
+    return 1;
+}
+
 /* Serves the requests of one connection until it goes idle (back to the shared set), is
  * parked, or is closed. */
 static void serve_conn(fcgi_conn_t *c, jg_conns_t *conns, int self, jg_req_t *req,
                        jg_buf_t *rendered, jg_buf_t *out)
 {
     for (;;) {
-        jg_fcgi_parser_t *p = &c->parser;
-        jg_fcgi_parser_next(p);
-        jg_fcgi_status_t st = read_request(c);
-        jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
-        if (st == JG_FCGI_ERROR) {   /* EOF, a protocol error or --read-timeout */
-            if (p->error)
-                jg_log_warn("closing a FastCGI connection", "error", p->error, NULL);
-            close(c->fd);
-            return;
-        }
-        int id = p->request_id, ok = 1;
-        if (st == JG_FCGI_ABORTED) {   /* before any answer: just its end */
-            jg_buf_reset(out);
-            jg_fcgi_put_end_request(out, id, 0);
-            ok = write_all(c->fd, out->data, out->len) == 0;
-        } else {
+        int alive;
+        if (read_one(c, conns, self, &alive)) {
+            jg_fcgi_parser_t *p = &c->parser;
             fcgi_body_t body = {p, 0};
             jg_req_reset(req, &config, req->redis, p->envp, fcgi_read, &body);
             int rc = p->params_over
                          ? jg_fail(req, 413, "payload_too_large",
                                    "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
                          : dispatch(req);
-            int more = c->off < c->len;   /* bytes after the request: not a parkable client */
-            if (rc == JG_PARKED && req->streaming && !more) {   /* the stream's start */
-                jg_buf_reset(rendered);
-                jg_resp_render(req, rendered);
-                if (fcgi_answer(c->fd, id, rendered, out, 0))
-                    more = 1;   /* the client is gone: end it here */
-            }
-            if (rc == JG_PARKED && !more) {
-                jg_loop_park(server_loop, c->fd, id, p->keep_conn, 0, req->park_data);
-                return;
-            }
-            if (rc == JG_PARKED) {   /* not parked after all: free what the program set */
-                if (program->park && program->park->discard)
-                    program->park->discard(req->park_data);
-                if (req->streaming) {
-                    close(c->fd);
-                    return;
-                }
-                jg_fail(req, 500, "internal", "internal error");
-            }
-            jg_buf_reset(rendered);
-            jg_resp_render(req, rendered);
-            ok = fcgi_answer(c->fd, id, rendered, out, 1) == 0;
+            alive = respond(c, req, rc, rendered, out);
         }
-        if (!ok || !p->keep_conn) {
-            close(c->fd);
+        if (!alive || !next_or_idle(c, conns, self))
             return;
-        }
-        if (c->off == c->len) {   /* nothing more yet: wait in the shared set */
-            jg_conns_idle(conns, c->fd);
-            return;
-        }
-        jg_conns_reading(conns, self, c->fd);   /* the next request came along: read it */
     }
+}
+
+/* --- requests that arrive together (server.h, jg_batch_ops_t) --- */
+
+#define BATCH_MAX JG_CONNS_MANY_MAX
+
+/* A request thread's batch: a connection, a request and a command per slot, reused. The
+ * bodies are each parser's own (bounded by JOBGATE_MAX_BODY), so a batch holds at most 16
+ * requests' bounded bodies. */
+typedef struct batch {
+    fcgi_conn_t *conns[BATCH_MAX];
+    jg_req_t reqs[BATCH_MAX];
+    fcgi_body_t bodies[BATCH_MAX];
+    jg_batch_cmd_t cmds[BATCH_MAX];
+    int held[BATCH_MAX], nheld;     /* slots waiting for their Redis read */
+    int later[BATCH_MAX], nlater;   /* slots whose connection goes on after the batch */
+} batch_t;
+
+/* Answers slot i with rc and notes a connection that goes on with bytes already read. */
+static void batch_respond(batch_t *b, int i, int rc, jg_conns_t *conns,
+                          jg_buf_t *rendered, jg_buf_t *out)
+{
+    fcgi_conn_t *c = b->conns[i];
+    if (!respond(c, &b->reqs[i], rc, rendered, out))
+        return;
+    if (c->off == c->len)
+        jg_conns_idle(conns, c->fd);
+    else
+        b->later[b->nlater++] = i;   /* its next request is read after the batch */
+}
+
+/* Sends the held requests' reads together and answers each from its own reply. */
+static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
+                        jg_buf_t *rendered, jg_buf_t *out)
+{
+    const jg_batch_ops_t *ops = batch_ops;
+    int n = b->nheld, declined[BATCH_MAX], ndeclined = 0;
+    b->nheld = 0;
+    if (n == 0)
+        return;
+    int failed = 0;
+    if (n == 1) {   /* alone: jg_redis_read (a closed reused connection is retried once) */
+        jg_batch_cmd_t *cmd = &b->cmds[b->held[0]];
+        redisReply *rep = jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
+        int rc = ops->finish(&b->reqs[b->held[0]], rep);
+        if (rep)
+            freeReplyObject(rep);
+        if (rc == JG_DECLINE)
+            declined[ndeclined++] = b->held[0];
+        else
+            batch_respond(b, b->held[0], rc, conns, rendered, out);
+    } else {
+        for (int k = 0; k < n && !failed; k++) {
+            jg_batch_cmd_t *cmd = &b->cmds[b->held[k]];
+            if (jg_redis_append_argv(redis, cmd->argc, cmd->argv, cmd->lens)) {
+                if (k > 0)   /* some were appended: this connection cannot be used any more */
+                    jg_redis_drop(redis, "pipeline append failed");
+                failed = 1;
+            }
+        }
+        /* each reply as it is used: one reply in memory at a time */
+        for (int k = 0; k < n; k++) {
+            int i = b->held[k];
+            redisReply *rep = failed ? NULL : jg_redis_get_reply(redis);
+            if (rep == NULL)
+                failed = 1;   /* the connection is gone: the replies after it too */
+            int rc = ops->finish(&b->reqs[i], rep);
+            if (rep)
+                freeReplyObject(rep);
+            if (rc == JG_DECLINE)
+                declined[ndeclined++] = i;
+            else
+                batch_respond(b, i, rc, conns, rendered, out);
+        }
+    }
+    for (int k = 0; k < ndeclined; k++)   /* the batch's replies are all read: the usual way */
+        batch_respond(b, declined[k], handle(&b->reqs[declined[k]]), conns, rendered, out);
+}
+
+/* Slot i's request, read whole: routed and checked, then held for the batch's read, or answered
+ * (the held reads going first when it makes Redis calls of its own). */
+static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
+                       jg_buf_t *rendered, jg_buf_t *out)
+{
+    jg_fcgi_parser_t *p = &b->conns[i]->parser;
+    jg_req_t *req = &b->reqs[i];
+    b->bodies[i] = (fcgi_body_t){p, 0};
+    jg_req_reset(req, &config, redis, p->envp, fcgi_read, &b->bodies[i]);
+    int rc = p->params_over ? jg_fail(req, 413, "payload_too_large",
+                                      "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
+                            : route(req);
+    if (rc == ROUTED) {
+        rc = batch_ops->prepare(req, &b->cmds[i]);
+        if (rc == JG_OK) {
+            b->held[b->nheld++] = i;
+            return;
+        }
+        if (rc == JG_DECLINE) {   /* its own Redis calls: the held reads go first */
+            batch_flush(b, redis, conns, rendered, out);
+            rc = handle(req);
+        }
+    }
+    batch_respond(b, i, rc, conns, rendered, out);
+}
+
+/* Serves the connections of one wake: each request that is all there is read (without
+ * blocking), routed and checked; those the program can batch are held, and their reads go to
+ * Redis together (before any request that is not held is served, and at the end). A request
+ * not all there yet is read after that, blocking, as a lone one would be, so that it delays
+ * none of the others. */
+static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, int self,
+                        jg_redis_t *redis, jg_buf_t *rendered, jg_buf_t *out)
+{
+    int slow[BATCH_MAX], nslow = 0;
+    b->nheld = b->nlater = 0;
+    for (int i = 0; i < n; i++) {
+        fcgi_conn_t *c = b->conns[i];
+        c->fd = fds[i];
+        c->off = c->len = 0;
+        jg_conns_reading(conns, self, c->fd);
+        int alive, wait = 1;
+        int got = read_rest(c, conns, self, &alive, 1, &wait);
+        if (got == 2)
+            slow[nslow++] = i;
+        else if (got)
+            serve_slot(b, i, redis, conns, rendered, out);
+        else if (alive && next_or_idle(c, conns, self))
+            b->later[b->nlater++] = i;
+    }
+    batch_flush(b, redis, conns, rendered, out);
+    for (int k = 0; k < nslow; k++) {
+        int i = slow[k], alive;
+        fcgi_conn_t *c = b->conns[i];
+        jg_conns_reading(conns, self, c->fd);
+        if (read_rest(c, conns, self, &alive, 0, NULL))
+            serve_slot(b, i, redis, conns, rendered, out);
+        else if (alive && next_or_idle(c, conns, self))
+            b->later[b->nlater++] = i;
+        batch_flush(b, redis, conns, rendered, out);
+    }
+    for (int k = 0; k < b->nlater; k++) {   /* connections whose next request came along */
+        fcgi_conn_t *c = b->conns[b->later[k]];
+        jg_conns_reading(conns, self, c->fd);
+        serve_conn(c, conns, self, &b->reqs[b->later[k]], rendered, out);
+    }
+}
+
+static fcgi_conn_t *conn_new(void)
+{
+    fcgi_conn_t *c = malloc(sizeof *c);
+    if (c == NULL)
+        abort();
+    jg_fcgi_parser_init(&c->parser, JG_FCGI_MAX_PARAMS, config.max_body);
+    return c;
+}
+
+static void conn_free(fcgi_conn_t *c)
+{
+    jg_fcgi_parser_free(&c->parser);
+    free(c);
 }
 
 static void *request_thread(void *arg)
@@ -282,25 +512,39 @@ static void *request_thread(void *arg)
     jg_conns_t *conns = jg_loop_conns(server_loop);
     jg_redis_t redis;
     jg_redis_init(&redis, &config, 2000);
-    fcgi_conn_t *c = malloc(sizeof *c);
-    if (c == NULL)
-        abort();
-    jg_fcgi_parser_init(&c->parser, JG_FCGI_MAX_PARAMS, config.max_body);
-    jg_req_t req;
-    memset(&req, 0, sizeof req);
-    req.redis = &redis;
     jg_buf_t rendered = JG_BUF_INIT, out = JG_BUF_INIT;
-    int fd;
-    while ((fd = jg_conns_next(conns, self)) >= 0) {
-        c->fd = fd;
-        c->off = c->len = 0;
-        serve_conn(c, conns, self, &req, &rendered, &out);
+    if (batch_ops) {
+        batch_t *b = calloc(1, sizeof *b);
+        if (b == NULL)
+            abort();
+        for (int i = 0; i < BATCH_MAX; i++) {
+            b->conns[i] = conn_new();
+            b->reqs[i].redis = &redis;
+        }
+        int fds[BATCH_MAX], n;
+        while ((n = jg_conns_next_many(conns, self, fds, BATCH_MAX)) > 0)
+            serve_batch(b, fds, n, conns, self, &redis, &rendered, &out);
+        for (int i = 0; i < BATCH_MAX; i++) {
+            conn_free(b->conns[i]);
+            jg_req_free(&b->reqs[i]);
+        }
+        free(b);
+    } else {
+        fcgi_conn_t *c = conn_new();
+        jg_req_t req;
+        memset(&req, 0, sizeof req);
+        req.redis = &redis;
+        int fd;
+        while ((fd = jg_conns_next(conns, self)) >= 0) {
+            c->fd = fd;
+            c->off = c->len = 0;
+            serve_conn(c, conns, self, &req, &rendered, &out);
+        }
+        conn_free(c);
+        jg_req_free(&req);
     }
-    jg_fcgi_parser_free(&c->parser);
-    free(c);
     jg_buf_free(&rendered);
     jg_buf_free(&out);
-    jg_req_free(&req);
     jg_redis_close(&redis);
     OPENSSL_thread_stop();   /* RAND_bytes' per-thread state (job ids) */
     jg_loop_thread_done(server_loop);

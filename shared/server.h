@@ -17,6 +17,28 @@
 #include "http.h"
 #include "loop.h"
 
+/* Requests that arrive together, served together (optional; server.c): a request thread takes
+ * every ready connection of one wake (16 at most), reads each request whole, routes it and
+ * checks its access, then asks prepare: JG_OK after filling cmd with the one Redis read (a
+ * command that changes nothing) the request needs, which holds the request; JG_ERR after
+ * jg_fail(); JG_DECLINE to have handle() serve it as usual (a long poll, say). The held
+ * requests' commands go to Redis pipelined (one write; over a cluster, each to its node), and
+ * finish gets each reply in order (NULL: Redis unreachable): JG_OK or JG_ERR as handle would
+ * answer, never JG_PARKED; or JG_DECLINE, touching nothing in req, to have handle() serve it
+ * after the batch's replies are read. */
+#define JG_DECLINE 2
+#define JG_BATCH_ARGS 8
+typedef struct jg_batch_cmd {
+    int argc;
+    const char *argv[JG_BATCH_ARGS];
+    size_t lens[JG_BATCH_ARGS];
+    char key[256];            /* storage for a key argument (argv may point into it) */
+} jg_batch_cmd_t;
+typedef struct jg_batch_ops {
+    int (*prepare)(jg_req_t *req, jg_batch_cmd_t *cmd);
+    int (*finish)(jg_req_t *req, const redisReply *reply);
+} jg_batch_ops_t;
+
 typedef struct jg_program {
     const char *name;                 /* "jobgate-status": logs, --help, --version */
     const char *routes;               /* route owner in routes.c: "status" */
@@ -26,6 +48,10 @@ typedef struct jg_program {
 } jg_program_t;
 
 int jg_serve(const jg_program_t *program, int argc, char **argv);
+
+/* Gives the program's batch ops (above), before jg_serve. Without them a request thread takes
+ * one connection per wake. */
+void jg_serve_batch(const jg_batch_ops_t *ops);
 
 /* The running process's loop, for handlers that park (jg_loop_message_seq etc.). */
 jg_loop_t *jg_server_loop(void);
