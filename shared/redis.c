@@ -387,24 +387,14 @@ int jg_redis_append(jg_redis_t *r, const char *fmt, ...)
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    int rc;
-    if (r->cluster) {
-        char *cmd = NULL;
-        int len = redisvFormatCommand(&cmd, fmt, ap);
-        if (len < 0)
-            abort();
-        rc = jg_cluster_append(r, cmd, (size_t)len) ? REDIS_ERR : REDIS_OK;
-        redisFreeCommand(cmd);
-    } else {
-        char *cmd = NULL;
-        int len = redisvFormatCommand(&cmd, fmt, ap);
-        if (len < 0)
-            abort();
-        rc = pipeline_wire(r, cmd, (size_t)len) ? REDIS_ERR : REDIS_OK;
-        redisFreeCommand(cmd);
-    }
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    return rc == REDIS_OK ? 0 : -1;
+    if (len < 0)
+        abort();
+    int rc = r->cluster ? jg_cluster_append(r, cmd, (size_t)len) : pipeline_wire(r, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    return rc ? -1 : 0;
 }
 
 void jg_redis_barrier(jg_redis_t *r)
