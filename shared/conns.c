@@ -28,6 +28,15 @@
 #define EV_STOP (UINT64_MAX - 1)
 enum { CONN_NONE, CONN_IDLE, CONN_BUSY };
 
+/* Closes fd, whose setup failed, keeping the failure's errno. Returns -1. */
+static int close_failed(int fd)
+{
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+}
+
 /* A request thread and the request it reads. */
 typedef struct reader {
     int fd;                   /* -1: no request being read */
@@ -146,12 +155,8 @@ int jg_conns_listen(const char *spec, int backlog)
             fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
             int one = 1;
             if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-                            bind(fd, a->ai_addr, a->ai_addrlen))) {
-                int err = errno;
-                close(fd);
-                fd = -1;
-                errno = err;
-            }
+                            bind(fd, a->ai_addr, a->ai_addrlen)))
+                fd = close_failed(fd);
         }
         freeaddrinfo(ai);
     } else {
@@ -163,19 +168,11 @@ int jg_conns_listen(const char *spec, int backlog)
         memcpy(sa.sun_path, spec, strlen(spec) + 1);
         unlink(spec);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa)) {
-            int err = errno;
-            close(fd);
-            fd = -1;
-            errno = err;
-        }
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa))
+            fd = close_failed(fd);
     }
-    if (fd >= 0 && listen(fd, backlog)) {
-        int err = errno;
-        close(fd);
-        fd = -1;
-        errno = err;
-    }
+    if (fd >= 0 && listen(fd, backlog))
+        fd = close_failed(fd);
     return fd;
 }
 
