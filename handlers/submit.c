@@ -28,6 +28,7 @@
 #define IDEM_TTL_S      86400        /* an Idempotency-Key is remembered 24 h */
 #define IDEM_PENDING_MS 10000        /* ... and held this long while its job is being created */
 #define IDEM_PENDING    "pending:"   /* the value's prefix meanwhile: "pending:<id>" */
+#define NULL_LEN        4            /* "null": created_at's value at jg_job_submitted's cut */
 #define IDEM_ABSENT     2            /* idem_answer(): the key is not taken */
 
 /* A submitted job, validated. Strings point into the parsed body. */
@@ -333,7 +334,7 @@ static int submit(jg_req_t *req)
         jg_fmt_int(s.max_attempts, attempts);
         jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, &shown_parts, &cut);
         jg_args_add(a, shown_parts.data, cut);
-        jg_args_add(a, shown_parts.data + cut + 4, shown_parts.len - cut - 4);   /* after null */
+        jg_args_add(a, shown_parts.data + cut + NULL_LEN, shown_parts.len - cut - NULL_LEN);
     } else {
         jg_args_str(a, "");
         jg_args_str(a, "");
@@ -375,7 +376,8 @@ static int submit(jg_req_t *req)
         jg_buf_putc(&req->body, '"');
         jg_buf_puts(&req->body, at);
         jg_buf_putc(&req->body, '"');
-        jg_buf_append(&req->body, shown_parts.data + cut + 4, shown_parts.len - cut - 4);
+        jg_buf_append(&req->body, shown_parts.data + cut + NULL_LEN,
+                      shown_parts.len - cut - NULL_LEN);
         new_type = rep->integer < 0;
         how = "new";
         shown = 1;
