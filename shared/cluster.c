@@ -437,33 +437,6 @@ int jg_cluster_open_home(jg_redis_t *r, char *why, size_t whylen)
     return -1;
 }
 
-/* Reads the answer of the WAIT that follows a write on node idx (durable.h). A write not
- * acknowledged by enough replicas is handled like a lost answer: *reply freed and NULL, the
- * node's connection dropped. Returns 0, or -1 then. An error reply wrote nothing: no ack needed. */
-static int read_wait(jg_redis_t *r, int idx, redisReply **reply)
-{
-    redisContext *c = r->cluster->nodes[idx].ctx;
-    void *w = NULL;
-    if (c == NULL || jg_reply_get(c, &w) != REDIS_OK) {
-        freeReplyObject(*reply);
-        *reply = NULL;
-        if (c)
-            node_drop(r, idx, c->errstr[0] ? c->errstr : "no reply");
-        return -1;
-    }
-    int ok = (*reply)->type == REDIS_REPLY_ERROR || jg_durable_acked(r->cfg, w);
-    freeReplyObject(w);
-    if (ok)
-        return 0;
-    freeReplyObject(*reply);
-    *reply = NULL;
-    char why[128];
-    snprintf(why, sizeof why, "write not acknowledged by %ld replica(s) in %ld ms",
-             r->cfg->redis_wait_replicas, r->cfg->redis_wait_ms);
-    node_drop(r, idx, why);
-    return -1;
-}
-
 /* Sends a command on a node (after ASKING when asking) and reads its reply. NULL when the node
  * failed; *sent says whether the command may have reached it. */
 static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, int asking,
@@ -473,12 +446,9 @@ static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, 
     redisContext *c = node_ctx(r, idx);
     if (c == NULL)
         return NULL;
-    int waits = jg_durable_wants(r->cfg, cmd, len);
-    char w[64];
-    size_t wl = waits ? jg_durable_wait_cmd(r->cfg, w, sizeof w) : 0;
+    int waits;
     if ((asking && redisAppendCommand(c, "ASKING") != REDIS_OK) ||
-        redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
-        (waits && redisAppendFormattedCommand(c, w, wl) != REDIS_OK)) {
+        jg_durable_append(r->cfg, c, cmd, len, &waits)) {
         node_drop(r, idx, "cannot append");
         return NULL;
     }
@@ -491,12 +461,8 @@ static redisReply *send_on(jg_redis_t *r, int idx, const char *cmd, size_t len, 
         }
         freeReplyObject(reply);
     }
-    if (jg_reply_get(c, &reply) != REDIS_OK) {
+    if ((reply = jg_durable_read(r->cfg, c, waits)) == NULL)
         node_drop(r, idx, c->errstr[0] ? c->errstr : "no reply");
-        return NULL;
-    }
-    if (waits && read_wait(r, idx, (redisReply **)&reply))
-        return NULL;
     return reply;
 }
 
@@ -778,11 +744,7 @@ int jg_cluster_append(jg_redis_t *r, const char *cmd, size_t len)
     p->len = len;
     p->node = idx;
     p->gen = cl->nodes[idx].gen;
-    p->wait = jg_durable_wants(r->cfg, cmd, len);
-    char w[64];
-    size_t wl = p->wait ? jg_durable_wait_cmd(r->cfg, w, sizeof w) : 0;
-    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK ||
-        (p->wait && redisAppendFormattedCommand(c, w, wl) != REDIS_OK)) {
+    if (jg_durable_append(r->cfg, c, cmd, len, &p->wait)) {
         free(p->cmd);
         node_drop(r, idx, "cannot append");
         return -1;
@@ -811,16 +773,11 @@ static void collect(jg_redis_t *r)
             continue;
         p->done = 1;
         redisContext *c = cl->nodes[p->node].ctx;
-        void *reply = NULL;
         if (c == NULL || cl->nodes[p->node].gen != p->gen)
             continue;   /* its connection failed: the reply is lost */
-        if (jg_reply_get(c, &reply) != REDIS_OK) {
+        /* NULL also for a write not acknowledged: as if its node had failed */
+        if ((p->reply = jg_durable_read(r->cfg, c, p->wait)) == NULL)
             node_drop(r, p->node, c->errstr[0] ? c->errstr : "no reply");
-            continue;
-        }
-        if (p->wait && read_wait(r, p->node, (redisReply **)&reply))
-            continue;   /* not acknowledged: as if its node had failed */
-        p->reply = reply;
     }
     int64_t deadline = jg_monotonic_ms() + JG_CLUSTER_MIGRATION_WAIT_MS;   /* for them all */
     for (size_t i = cl->head; i < cl->nq; i++) {

@@ -1,5 +1,7 @@
-/* durable.c — which commands WAIT follows, and WAIT itself (see durable.h). */
+/* durable.c — which commands WAIT follows, WAIT itself, and a command sent and read with it
+ * (see durable.h). */
 #include "durable.h"
+#include "replyreader.h"
 #include "scripts.h"
 
 #include <stdio.h>
@@ -95,4 +97,41 @@ size_t jg_durable_wait_cmd(const jg_config_t *cfg, char *buf, size_t cap)
 int jg_durable_acked(const jg_config_t *cfg, const redisReply *rep)
 {
     return rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= cfg->redis_wait_replicas;
+}
+
+int jg_durable_append(const jg_config_t *cfg, redisContext *c, const char *cmd, size_t len,
+                      int *waits)
+{
+    *waits = jg_durable_wants(cfg, cmd, len);
+    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK)
+        return -1;
+    if (*waits) {
+        char w[64];
+        size_t wl = jg_durable_wait_cmd(cfg, w, sizeof w);
+        if (redisAppendFormattedCommand(c, w, wl) != REDIS_OK)
+            return -1;
+    }
+    return 0;
+}
+
+void *jg_durable_read(const jg_config_t *cfg, redisContext *c, int waits)
+{
+    void *reply = NULL, *w = NULL;
+    if (jg_reply_get(c, &reply) != REDIS_OK)
+        return NULL;
+    if (!waits)
+        return reply;
+    if (jg_reply_get(c, &w) != REDIS_OK) {
+        freeReplyObject(reply);
+        return NULL;
+    }
+    /* an error reply wrote nothing: no acknowledgement needed */
+    int ok = ((redisReply *)reply)->type == REDIS_REPLY_ERROR || jg_durable_acked(cfg, w);
+    freeReplyObject(w);
+    if (ok)
+        return reply;
+    freeReplyObject(reply);
+    snprintf(c->errstr, sizeof c->errstr, "write not acknowledged by %ld replica(s) in %ld ms",
+             cfg->redis_wait_replicas, cfg->redis_wait_ms);
+    return NULL;
 }

@@ -6,7 +6,8 @@
  * answer with the command's: no extra round trip. A write whose WAIT counts fewer than N
  * replicas is treated like a lost connection: the connection is dropped and the call answers
  * NULL ("unavailable": 503 for a web program; the worker's lost-answer path, docs/redis.md
- * "Failover"). Pure functions: no I/O here. */
+ * "Failover"). jg_durable_append/jg_durable_read send and read a command with its WAIT on one
+ * connection; the rest are pure functions. */
 #ifndef JG_DURABLE_H
 #define JG_DURABLE_H
 
@@ -26,5 +27,16 @@ size_t jg_durable_wait_cmd(const jg_config_t *cfg, char *buf, size_t cap);
 
 /* Did WAIT's reply count at least cfg's N replicas? 1 yes, 0 no (fewer, or not an integer). */
 int jg_durable_acked(const jg_config_t *cfg, const redisReply *wait_reply);
+
+/* Appends cmd (wire format) to c, and the WAIT after it when jg_durable_wants(cmd); *waits
+ * says whether a WAIT went. 0, or -1 (nothing is sent: the context only buffers). */
+int jg_durable_append(const jg_config_t *cfg, redisContext *c, const char *cmd, size_t len,
+                      int *waits);
+
+/* Reads the reply of a command jg_durable_append sent, and its WAIT's (through replyreader.h's
+ * bounded reader). NULL when the connection failed, or when the write was not acknowledged by
+ * enough replicas: then c->errstr says so, and the caller drops the connection (the write may
+ * have happened: like a lost answer). An error reply needs no acknowledgement. */
+void *jg_durable_read(const jg_config_t *cfg, redisContext *c, int waits);
 
 #endif

@@ -230,55 +230,14 @@ static size_t format_argv(char **out, int argc, const char **argv, const size_t 
     return (size_t)(p - cmd);
 }
 
-/* One Redis: appends cmd (wire format) to c, and `WAIT N ms` after it when it is a write and
- * JOBGATE_REDIS_WAIT_REPLICAS is set (durable.h). *waits says whether a WAIT went. 0, or -1. */
-static int append_wire(const jg_redis_t *r, redisContext *c, const char *cmd, size_t len,
-                       int *waits)
-{
-    *waits = jg_durable_wants(r->cfg, cmd, len);
-    if (redisAppendFormattedCommand(c, cmd, len) != REDIS_OK)
-        return -1;
-    if (*waits) {
-        char w[64];
-        size_t wl = jg_durable_wait_cmd(r->cfg, w, sizeof w);
-        if (redisAppendFormattedCommand(c, w, wl) != REDIS_OK)
-            return -1;
-    }
-    return 0;
-}
-
-/* Reads the reply of a command append_wire sent, and its WAIT's. NULL when the connection failed
- * or the write was not acknowledged by enough replicas: then c->errstr says so, and the
- * caller's checked() drops the connection (the write may have happened: like a lost answer). */
-static void *read_wire(const jg_redis_t *r, redisContext *c, int waits)
-{
-    void *reply = NULL, *w = NULL;
-    if (jg_reply_get(c, &reply) != REDIS_OK)
-        return NULL;
-    if (!waits)
-        return reply;
-    if (jg_reply_get(c, &w) != REDIS_OK) {
-        freeReplyObject(reply);
-        return NULL;
-    }
-    int ok = ((redisReply *)reply)->type == REDIS_REPLY_ERROR || jg_durable_acked(r->cfg, w);
-    freeReplyObject(w);
-    if (ok)
-        return reply;
-    freeReplyObject(reply);
-    snprintf(c->errstr, sizeof c->errstr, "write not acknowledged by %ld replica(s) in %ld ms",
-             r->cfg->redis_wait_replicas, r->cfg->redis_wait_ms);
-    return NULL;
-}
-
 /* One command on the one connection (not a cluster): appended in its wire form, then its reply
  * read. NULL when the connection failed (the caller's checked() drops it). */
 static void *command_wire(const jg_redis_t *r, redisContext *c, const char *cmd, size_t len)
 {
     int waits;
-    if (append_wire(r, c, cmd, len, &waits))
+    if (jg_durable_append(r->cfg, c, cmd, len, &waits))
         return NULL;
-    return read_wire(r, c, waits);
+    return jg_durable_read(r->cfg, c, waits);
 }
 
 static void *command_argv(const jg_redis_t *r, redisContext *c, int argc, const char **argv,
@@ -304,7 +263,7 @@ static int pipeline_wire(jg_redis_t *r, const char *cmd, size_t len)
         r->waits = q;
         r->waits_cap = cap;
     }
-    if (append_wire(r, r->ctx, cmd, len, &waits))
+    if (jg_durable_append(r->cfg, r->ctx, cmd, len, &waits))
         return -1;
     r->waits[r->waits_n++] = (unsigned char)waits;
     return 0;
@@ -428,7 +387,7 @@ redisReply *jg_redis_get_reply(jg_redis_t *r)
     int waits = r->waits_head < r->waits_n && r->waits[r->waits_head];
     if (r->waits_head < r->waits_n && ++r->waits_head == r->waits_n)
         r->waits_head = r->waits_n = 0;
-    return checked(r, read_wire(r, r->ctx, waits));
+    return checked(r, jg_durable_read(r->cfg, r->ctx, waits));
 }
 
 redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,
