@@ -448,17 +448,6 @@ static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
     batch_respond(b, i, rc, conns, rendered, out);
 }
 
-/* After read_rest of slot i (got: 1 a request, 0 none; alive: the connection goes on): the
- * request served, or a connection whose next request already came noted for after the batch. */
-static void serve_read(batch_t *b, int i, int got, int alive, int self, jg_redis_t *redis,
-                       jg_conns_t *conns, jg_buf_t *rendered, jg_buf_t *out)
-{
-    if (got)
-        serve_slot(b, i, redis, conns, rendered, out);
-    else if (alive && next_or_idle(b->conns[i], conns, self))
-        b->later[b->nlater++] = i;
-}
-
 /* Serves the connections of one wake: each request that is all there is read (without
  * blocking), routed and checked; those the program can batch are held, and their reads go to
  * Redis together (before any request that is not held is served, and at the end). A request
@@ -478,16 +467,20 @@ static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, in
         int got = read_rest(c, conns, self, &alive, 1, &wait);
         if (got == 2)
             slow[nslow++] = i;
-        else
-            serve_read(b, i, got, alive, self, redis, conns, rendered, out);
+        else if (got)
+            serve_slot(b, i, redis, conns, rendered, out);
+        else if (alive && next_or_idle(c, conns, self))
+            b->later[b->nlater++] = i;
     }
     batch_flush(b, redis, conns, rendered, out);
     for (int k = 0; k < nslow; k++) {
         int i = slow[k], alive;
         fcgi_conn_t *c = b->conns[i];
         jg_conns_reading(conns, self, c->fd);
-        int got = read_rest(c, conns, self, &alive, 0, NULL);
-        serve_read(b, i, got, alive, self, redis, conns, rendered, out);
+        if (read_rest(c, conns, self, &alive, 0, NULL))
+            serve_slot(b, i, redis, conns, rendered, out);
+        else if (alive && next_or_idle(c, conns, self))
+            b->later[b->nlater++] = i;
         batch_flush(b, redis, conns, rendered, out);
     }
     for (int k = 0; k < b->nlater; k++) {   /* connections whose next request came along */
