@@ -300,7 +300,14 @@ static int batch_prepare(jg_req_t *req, jg_batch_cmd_t *cmd)
         return JG_ERR;
     if (wait > 0)
         return JG_DECLINE;
-    cmd->argc = jg_job_read_cmd(req->cfg, req->param, cmd->key, cmd->argv, cmd->lens);
+    jg_job_read_cmd_t read;
+    jg_job_read_cmd(req->cfg, req->param, &read);
+    memcpy(cmd->key, read.key, sizeof read.key < sizeof cmd->key ? sizeof read.key
+                                                                  : sizeof cmd->key);
+    cmd->argc = 4;
+    for (int i = 0; i < 4; i++)
+        cmd->argv[i] = read.argv[i], cmd->lens[i] = read.lens[i];
+    cmd->argv[1] = cmd->key;
     return JG_OK;
 }
 

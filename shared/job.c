@@ -156,15 +156,13 @@ static redisReply *read_members(jg_redis_t *redis, const char *key)
     return jg_redis_read(redis, (int)(NMEMBERS + 2), argv, lens);
 }
 
-int jg_job_read_cmd(const jg_config_t *cfg, const char *id, char key[JG_KEY_MAX],
-                    const char **argv, size_t *lens)
+void jg_job_read_cmd(const jg_config_t *cfg, const char *id, jg_job_read_cmd_t *cmd)
 {
-    jg_key_job(cfg, id, key);
-    argv[0] = "HMGET", lens[0] = 5;
-    argv[1] = key, lens[1] = strlen(key);
-    argv[2] = "json", lens[2] = 4;
-    argv[3] = "version", lens[3] = 7;
-    return 4;
+    jg_key_job(cfg, id, cmd->key);
+    cmd->argv[0] = "HMGET", cmd->lens[0] = 5;
+    cmd->argv[1] = cmd->key, cmd->lens[1] = strlen(cmd->key);
+    cmd->argv[2] = "json", cmd->lens[2] = 4;
+    cmd->argv[3] = "version", cmd->lens[3] = 7;
 }
 
 int jg_job_read_whole(const redisReply *rep)
@@ -181,12 +179,11 @@ int jg_job_read_whole(const redisReply *rep)
 
 redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id)
 {
-    char key[JG_KEY_MAX];
-    const char *argv[4];
-    size_t lens[4];
-    redisReply *rep = jg_redis_read(redis, jg_job_read_cmd(cfg, id, key, argv, lens), argv, lens);
+    jg_job_read_cmd_t cmd;
+    jg_job_read_cmd(cfg, id, &cmd);
+    redisReply *rep = jg_redis_read(redis, 4, cmd.argv, cmd.lens);
     if (jg_job_read_whole(rep))
         return rep;
     freeReplyObject(rep);
-    return read_members(redis, key);
+    return read_members(redis, cmd.key);
 }

@@ -22,10 +22,13 @@
 redisReply *jg_job_read(const jg_config_t *cfg, jg_redis_t *redis, const char *id);
 
 /* The first command jg_job_read() sends, for a caller that pipelines it with others (server.c's
- * batches): HMGET key json version, in argv/lens (at least 4 each; argv[1] points into key).
- * Returns its argument count, 4. */
-int jg_job_read_cmd(const jg_config_t *cfg, const char *id, char key[JG_KEY_MAX],
-                    const char **argv, size_t *lens);
+ * batches): HMGET key json version, in argv/lens (argv[1] points into key). */
+typedef struct jg_job_read_cmd {
+    const char *argv[4];
+    size_t lens[4];
+    char key[JG_KEY_MAX];
+} jg_job_read_cmd_t;
+void jg_job_read_cmd(const jg_config_t *cfg, const char *id, jg_job_read_cmd_t *cmd);
 /* Is rep, the reply to that command, the whole answer (1: format it, or it says no job, or it
  * is NULL or an error), or does the job need jg_job_read()'s second HMGET (0)? */
 int jg_job_read_whole(const redisReply *rep);

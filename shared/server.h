@@ -15,7 +15,6 @@
 #define JG_SERVER_H
 
 #include "http.h"
-#include "keys.h"
 #include "loop.h"
 
 /* Requests that arrive together, served together (optional; server.c): a request thread takes
@@ -33,7 +32,7 @@ typedef struct jg_batch_cmd {
     int argc;
     const char *argv[JG_BATCH_ARGS];
     size_t lens[JG_BATCH_ARGS];
-    char key[JG_KEY_MAX];     /* storage for a key argument (argv may point into it) */
+    char key[256];            /* storage for a key argument (argv may point into it) */
 } jg_batch_cmd_t;
 typedef struct jg_batch_ops {
     int (*prepare)(jg_req_t *req, jg_batch_cmd_t *cmd);
