@@ -324,19 +324,6 @@ static int next_or_idle(fcgi_conn_t *c, jg_conns_t *conns, int self)
     return 1;
 }
 
-/* Makes req the request parsed on p (its body read through body, its Redis calls on redis).
- * Returns 0, or JG_ERR (the 413 failed in req) when its parameters were over the limit. */
-static int begin_request(jg_req_t *req, const jg_fcgi_parser_t *p, fcgi_body_t *body,
-                         jg_redis_t *redis)
-{
-    *body = (fcgi_body_t){p, 0};
-    jg_req_reset(req, &config, redis, p->envp, fcgi_read, body);
-    if (p->params_over)
-        return jg_fail(req, 413, "payload_too_large", "request headers over %u bytes",
-                       JG_FCGI_MAX_PARAMS);
-    return 0;
-}
-
 /* Serves the requests of one connection until it goes idle (back to the shared set), is
  * parked, or is closed. */
 static void serve_conn(fcgi_conn_t *c, jg_conns_t *conns, int self, jg_req_t *req,
@@ -345,9 +332,14 @@ static void serve_conn(fcgi_conn_t *c, jg_conns_t *conns, int self, jg_req_t *re
     for (;;) {
         int alive;
         if (read_one(c, conns, self, &alive)) {
-            fcgi_body_t body;
-            int rc = begin_request(req, &c->parser, &body, req->redis);
-            alive = respond(c, req, rc ? rc : dispatch(req), rendered, out);
+            jg_fcgi_parser_t *p = &c->parser;
+            fcgi_body_t body = {p, 0};
+            jg_req_reset(req, &config, req->redis, p->envp, fcgi_read, &body);
+            int rc = p->params_over
+                         ? jg_fail(req, 413, "payload_too_large",
+                                   "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
+                         : dispatch(req);
+            alive = respond(c, req, rc, rendered, out);
         }
         if (!alive || !next_or_idle(c, conns, self))
             return;
@@ -393,10 +385,16 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
     if (n == 0)
         return;
     int failed = 0;
-    redisReply *alone = NULL;
     if (n == 1) {   /* alone: jg_redis_read (a closed reused connection is retried once) */
         jg_batch_cmd_t *cmd = &b->cmds[b->held[0]];
-        alone = jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
+        redisReply *rep = jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
+        int rc = ops->finish(&b->reqs[b->held[0]], rep);
+        if (rep)
+            freeReplyObject(rep);
+        if (rc == JG_DECLINE)
+            declined[ndeclined++] = b->held[0];
+        else
+            batch_respond(b, b->held[0], rc, conns, rendered, out);
     } else {
         for (int k = 0; k < n && !failed; k++) {
             jg_batch_cmd_t *cmd = &b->cmds[b->held[k]];
@@ -406,20 +404,20 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
                 failed = 1;
             }
         }
-    }
-    /* each reply as it is used: one reply in memory at a time */
-    for (int k = 0; k < n; k++) {
-        int i = b->held[k];
-        redisReply *rep = n == 1 ? alone : failed ? NULL : jg_redis_get_reply(redis);
-        if (rep == NULL)
-            failed = 1;   /* the connection is gone: the replies after it too */
-        int rc = ops->finish(&b->reqs[i], rep);
-        if (rep)
-            freeReplyObject(rep);
-        if (rc == JG_DECLINE)
-            declined[ndeclined++] = i;
-        else
-            batch_respond(b, i, rc, conns, rendered, out);
+        /* each reply as it is used: one reply in memory at a time */
+        for (int k = 0; k < n; k++) {
+            int i = b->held[k];
+            redisReply *rep = failed ? NULL : jg_redis_get_reply(redis);
+            if (rep == NULL)
+                failed = 1;   /* the connection is gone: the replies after it too */
+            int rc = ops->finish(&b->reqs[i], rep);
+            if (rep)
+                freeReplyObject(rep);
+            if (rc == JG_DECLINE)
+                declined[ndeclined++] = i;
+            else
+                batch_respond(b, i, rc, conns, rendered, out);
+        }
     }
     for (int k = 0; k < ndeclined; k++)   /* the batch's replies are all read: the usual way */
         batch_respond(b, declined[k], handle(&b->reqs[declined[k]]), conns, rendered, out);
@@ -430,10 +428,13 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
 static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
                        jg_buf_t *rendered, jg_buf_t *out)
 {
+    jg_fcgi_parser_t *p = &b->conns[i]->parser;
     jg_req_t *req = &b->reqs[i];
-    int rc = begin_request(req, &b->conns[i]->parser, &b->bodies[i], redis);
-    if (rc == 0)
-        rc = route(req);
+    b->bodies[i] = (fcgi_body_t){p, 0};
+    jg_req_reset(req, &config, redis, p->envp, fcgi_read, &b->bodies[i]);
+    int rc = p->params_over ? jg_fail(req, 413, "payload_too_large",
+                                      "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
+                            : route(req);
     if (rc == ROUTED) {
         rc = batch_ops->prepare(req, &b->cmds[i]);
         if (rc == JG_OK) {
