@@ -14,7 +14,8 @@ over a FastCGI connection per request (a mod_proxy worker without enablereuse).
 
 Environment: FRONT (nginx), BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
 threads, 2), BENCH_WAITERS, BENCH_LP_IDLE, BENCH_LP_CHANGES, BENCH_LP_ROUNDS (longpoll.py;
-BENCH_WAITERS=0 skips the long polls), BENCH_PROGRAM_THREADS (8),
+BENCH_WAITERS=0 skips the long polls), BENCH_PROGRAM_THREADS (each program's default: 8, and
+one per CPU for jobgate-status),
 BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), BENCH_LIST_JOBS (jobs in the
 listed queue, 100000; 0 skips it), JOBGATE_BUILD (build).
 """
@@ -33,7 +34,7 @@ CONNECTIONS = env("BENCH_CONNECTIONS", 64)
 WRK_THREADS = env("BENCH_THREADS", 2)
 WAITERS = longpoll.WAITERS
 IDLE = longpoll.IDLE
-PROGRAM_THREADS = env("BENCH_PROGRAM_THREADS", 8)
+PROGRAM_THREADS = env("BENCH_PROGRAM_THREADS", 0)   # 0: no --threads, each program's default
 LIST_JOBS = env("BENCH_LIST_JOBS", 100000)
 STATS_QUEUES = ["bench-q%d" % i for i in range(10)]
 
@@ -127,8 +128,8 @@ def main():
         if subprocess.run(["sh", "-c", "command -v " + tool], capture_output=True).returncode:
             sys.exit("bench: %s is not installed (make deps)" % tool)
     harness.install_signal_handlers()
-    print("bench: starting a stack behind %s (threads %d per program) ..." % (FRONT, PROGRAM_THREADS),
-          flush=True)
+    print("bench: starting a stack behind %s (threads %s per program) ..."
+          % (FRONT, PROGRAM_THREADS or "the default"), flush=True)
     with harness.Stack(name="bench", threads=PROGRAM_THREADS, nginx_extra=SERVER_EXTRA,
                        front=FRONT, apache_extra=APACHE_EXTRA, apache_workers=WAITERS + IDLE + 256,
                        nginx_http_extra=HTTP_EXTRA, grace=5,

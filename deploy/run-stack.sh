@@ -11,15 +11,16 @@
 # 127.0.0.1:${REDIS_CLUSTER_PORT:-7000}..+5 (and their bus ports +10000), files under
 # ./run/cluster/, no persistence. REDIS_URL=...: an existing Redis or cluster, none started.
 #
-# Environment: PORT (8080), FRONT (nginx or apache), JOBGATE_BUILD (build), JOBGATE_RUN_DIR (./run), THREADS (8),
-# CONCURRENCY (4), and any JOBGATE_* setting, which the programs and the worker see.
+# Environment: PORT (8080), FRONT (nginx or apache), JOBGATE_BUILD (build), JOBGATE_RUN_DIR (./run),
+# THREADS (--threads for every web program; unset: each program's default), CONCURRENCY (4),
+# and any JOBGATE_* setting, which the programs and the worker see.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$ROOT/${JOBGATE_BUILD:-build}"
 RUN="${JOBGATE_RUN_DIR:-$ROOT/run}"
 PORT="${PORT:-8080}"
-THREADS="${THREADS:-8}"
+THREADS="${THREADS:-}"
 CONCURRENCY="${CONCURRENCY:-4}"
 WEB_PROGRAMS="submit status logs cache admin"
 DEMO_TYPES="echo sleep lines fail flaky"
@@ -167,7 +168,7 @@ for p in $WEB_PROGRAMS; do
     [ -x "$BUILD/jobgate-$p" ] || continue
     # shellcheck disable=SC2086
     start "$p" "$RUN/$p.log" spawn-fcgi -n -s "$RUN/$p.sock" -M 0660 $SOCKET_OWNER -- \
-        "$BUILD/jobgate-$p" --threads "$THREADS"
+        "$BUILD/jobgate-$p" ${THREADS:+--threads "$THREADS"}
     started="$started $p"
 done
 for p in $started; do

@@ -332,5 +332,6 @@ static const jg_program_t program = {"jobgate-status", "status", handle, &park_o
 int main(int argc, char **argv)
 {
     jg_serve_batch(&batch_ops);
+    jg_serve_threads(JG_THREADS_PER_CPU);   /* batches grow with fewer threads: server.h */
     return jg_serve(&program, argc, argv);
 }

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,7 +35,24 @@ static const jg_batch_ops_t *batch_ops;
 
 void jg_serve_batch(const jg_batch_ops_t *ops) { batch_ops = ops; }
 
+static int threads_default;   /* jg_serve_threads; 0: 8 */
+
+void jg_serve_threads(int threads) { threads_default = threads; }
+
 jg_loop_t *jg_server_loop(void) { return server_loop; }
+
+/* --threads without the option: the program's own (jg_serve_threads), else 8. */
+static int default_threads(void)
+{
+    if (threads_default > 0)
+        return threads_default;
+    if (threads_default != JG_THREADS_PER_CPU)
+        return 8;
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                          : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 2 ? 2 : n > 1024 ? 1024 : (int)n;
+}
 
 static void usage(FILE *out)
 {
@@ -47,7 +65,8 @@ static void usage(FILE *out)
             "with --socket it opens its own; started otherwise it answers one plain CGI request.\n"
             "\n"
             "  --socket PATH|HOST:PORT  listen here instead of on fd 0\n"
-            "  --threads N              request threads, each with its own Redis connection (8)\n"
+            "  --threads N              request threads, each with its own Redis connection (%d)\n"
+            "%s"
             "  --grace S                on SIGTERM, seconds to finish requests in flight (5)\n"
             "  --max-streams N          parked long polls / streams held at most (10000)\n"
             "  --read-timeout S         close a connection that has not delivered a whole\n"
@@ -58,7 +77,9 @@ static void usage(FILE *out)
             "Configuration comes from the environment: REDIS_URL, JOBGATE_KEY_PREFIX,\n"
             "JOBGATE_PREFIX (mount prefix, /api) and the JOBGATE_* settings of the README;\n"
             "FCGI_WEB_SERVER_ADDRS (comma list) limits the peers of a TCP --socket.\n",
-            program->name, program->name);
+            program->name, program->name, default_threads(),
+            threads_default == JG_THREADS_PER_CPU
+                ? "                           (by default one per CPU, at least 2)\n" : "");
 }
 
 /* Returns 0 to go on, or exit status + 1. */
@@ -680,6 +701,7 @@ int jg_serve(const jg_program_t *prog, int argc, char **argv)
         fprintf(stderr, "%s: %s\n", prog->name, err);
         return 2;
     }
+    config.threads = default_threads();
     int rc = parse_options(argc, argv);
     if (rc)
         return rc - 1;

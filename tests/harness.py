@@ -912,7 +912,9 @@ class Stack:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(sock)
         argv = ["spawn-fcgi", "-n", "-s", sock, "-M", "0666", "--", binary(name),
-                "--threads", str(threads or self.threads), "--grace", str(self.grace)]
+                "--grace", str(self.grace)]
+        if threads or self.threads:   # threads=0 for the stack: each program's own default
+            argv += ["--threads", str(threads or self.threads)]
         argv += list(self.program_args) + list(args)
         log = os.path.join(self.dir, "%s.log" % name if n == 0 else "%s-%d.log" % (name, n))
         proc = Proc(name, netns_argv(self.netns, argv), self.program_env(env), log)

@@ -932,3 +932,27 @@ def test_a_tcp_socket_refuses_peers_not_in_fcgi_web_server_addrs():
     check("FCGI_WEB_SERVER_ADDRS" in proc.log(), "the refusal is logged", proc.log()[-500:])
     rc, took, killed = proc.stop(signal.SIGTERM, 10)
     check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
+
+
+@harness.front_independent
+def test_jobgate_status_runs_a_request_thread_per_cpu_by_default_and_the_others_eight():
+    # jobgate-status batches the requests of a wake, and fewer threads make bigger batches
+    # (server.h, jg_serve_threads); --threads still decides when given
+    s = stack()
+    job = s.submit(type="echo")
+    cpus = max(2, len(os.sched_getaffinity(0)))
+    for name, args, want in (("status", [], cpus), ("status", ["--threads", "3"], 3),
+                             ("submit", [], 8)):
+        path = os.path.join(s.dir, "threads-%s-%d.sock" % (name, len(args)))
+        proc = _own_program(s, name, ["--socket", path, "--grace", "2"] + args)
+        harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
+        harness.wait_until(lambda: "msg=serving" in proc.log(), 10, "the program's serving line")
+        m = re.search(r"msg=serving threads=(\d+)", proc.log())
+        eq(int(m.group(1)) if m else None, want,
+           "request threads of jobgate-%s %s" % (name, " ".join(args) or "without --threads"))
+        if name == "status":
+            r = harness.fcgi_request(path, harness.fcgi_params("GET", "/api/jobs/" + job["id"]),
+                                     timeout=15)
+            eq(r.status, 200, "a GET served by jobgate-status %s" % " ".join(args))
+        rc, took, killed = proc.stop(signal.SIGTERM, 10)
+        check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
