@@ -26,20 +26,7 @@
 /* What threads find in the set: a connection's fd, or one of these. */
 #define EV_LISTEN UINT64_MAX
 #define EV_STOP (UINT64_MAX - 1)
-
-/* A connection's state in the set. It is registered once, edge-triggered (EPOLLET), and stays
- * registered, armed, while a thread or the loop has it, so that answering a request costs no
- * epoll_ctl to re-arm it: an event then only marks it WOKEN (nginx sends nothing on a
- * connection whose request is being answered, so that is rare), and it is re-checked when it
- * goes idle. A thread that takes a connection reads it without blocking first: a wake for bytes
- * its previous owner already read finds nothing, and the connection goes back, idle. */
-enum {
-    CONN_NONE,    /* not in the set (new, or closed) */
-    CONN_IDLE,    /* in the set, nobody has it: the next event hands it to a thread */
-    CONN_BUSY,    /* in the set, a thread or the loop has it */
-    CONN_WOKEN    /* BUSY, and an event came meanwhile */
-};
-#define CONN_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+enum { CONN_NONE, CONN_IDLE, CONN_BUSY };
 
 /* Closes fd, whose setup failed, keeping the failure's errno. Returns -1. */
 static int close_failed(int fd)
@@ -54,7 +41,6 @@ static int close_failed(int fd)
 typedef struct reader {
     int fd;                   /* -1: no request being read */
     int64_t deadline;         /* monotonic ms: the request must be whole by then */
-    int64_t fresh;            /* fd was taken idle and fresh: accepted then (ms); else 0 */
     int in_read;              /* in a read of it now (not in the handler's own work) */
     int fired;                /* shut down for its deadline */
 } reader_t;
@@ -68,7 +54,8 @@ struct jg_conns {
     atomic_int stopping;
 
     pthread_mutex_t mu;       /* guards the rest */
-    unsigned char *conn;      /* conn[fd]: CONN_* */
+    unsigned char *conn;      /* conn[fd]: CONN_IDLE (armed in the set), CONN_BUSY (in the
+                                 set, disarmed: a thread has it) */
     int64_t *fresh_since;     /* conn[fd] idle and fresh: accepted then (ms); else 0 */
     size_t conn_cap;
     reader_t *readers;        /* one per request thread */
@@ -268,19 +255,14 @@ static void watch_idle(jg_conns_t *c, int fd, int64_t fresh_since)
         return;
     }
     conn_room(c, fd);
-    /* BUSY: still in the set and armed, nothing to do. WOKEN: bytes may have come that no
-     * thread read; EPOLL_CTL_MOD queues an event again if there are. NONE: added (a new
-     * connection's mark is reset at accept: take_new). */
-    int rc = 0;
-    if (c->conn[fd] == CONN_WOKEN) {
-        rc = set_add(c, fd, (uint64_t)fd, CONN_EVENTS, EPOLL_CTL_MOD);
-        if (rc && errno == ENOENT)
-            rc = set_add(c, fd, (uint64_t)fd, CONN_EVENTS, EPOLL_CTL_ADD);
-    } else if (c->conn[fd] != CONN_BUSY) {
-        rc = set_add(c, fd, (uint64_t)fd, CONN_EVENTS, EPOLL_CTL_ADD);
-        if (rc && errno == EEXIST)
-            rc = set_add(c, fd, (uint64_t)fd, CONN_EVENTS, EPOLL_CTL_MOD);
-    }
+    /* Re-arm it where it still is (one syscall); a closed fd left the set by itself, so a
+     * BUSY mark may belong to an earlier connection with this number: then add it anew. */
+    uint32_t events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    int rc = -1;
+    if (c->conn[fd] == CONN_BUSY)
+        rc = set_add(c, fd, (uint64_t)fd, events, EPOLL_CTL_MOD);
+    if (rc != 0)
+        rc = set_add(c, fd, (uint64_t)fd, events, EPOLL_CTL_ADD);
     if (rc == 0) {
         c->conn[fd] = CONN_IDLE;
         c->fresh_since[fd] = fresh_since;
@@ -293,33 +275,19 @@ static void watch_idle(jg_conns_t *c, int fd, int64_t fresh_since)
 
 void jg_conns_idle(jg_conns_t *c, int fd) { watch_idle(c, fd, 0); }
 
-/* The thread starts reading fd: its request must be whole by since + --read-timeout. fresh:
- * fd was idle in the set since its accept then (or 0). */
-static int start_reading(jg_conns_t *c, int thread, int fd, int64_t since, int64_t fresh)
+/* The thread starts reading fd: its request must be whole by deadline. */
+static int start_reading(jg_conns_t *c, int thread, int fd, int64_t since)
 {
     pthread_mutex_lock(&c->mu);
     if (thread >= 0 && thread < c->nreaders)
-        c->readers[thread] = (reader_t){fd, since + timeout_ms(c), fresh, 1, 0};
+        c->readers[thread] = (reader_t){fd, since + timeout_ms(c), 1, 0};
     pthread_mutex_unlock(&c->mu);
     return fd;
 }
 
 void jg_conns_reading(jg_conns_t *c, int thread, int fd)
 {
-    start_reading(c, thread, fd, jg_monotonic_ms(), 0);
-}
-
-void jg_conns_unread(jg_conns_t *c, int thread, int fd)
-{
-    int64_t fresh = 0;
-    pthread_mutex_lock(&c->mu);
-    if (thread >= 0 && thread < c->nreaders) {
-        fresh = c->readers[thread].fresh;
-        c->readers[thread].fd = -1;
-        c->readers[thread].in_read = 0;
-    }
-    pthread_mutex_unlock(&c->mu);
-    watch_idle(c, fd, fresh);
+    start_reading(c, thread, fd, jg_monotonic_ms());
 }
 
 void jg_conns_read_done(jg_conns_t *c, int thread)
@@ -355,10 +323,6 @@ static int take_new(jg_conns_t *c, int thread, int fd)
             return -1;
         }
     }
-    pthread_mutex_lock(&c->mu);   /* an earlier connection with this number left its mark */
-    conn_room(c, fd);
-    c->conn[fd] = CONN_NONE;
-    pthread_mutex_unlock(&c->mu);
     /* A request thread writes answers on this blocking socket: a client that stops
      * reading must not hold the thread for ever. Parked requests are written non-blocking by
      * the loop. */
@@ -368,7 +332,7 @@ static int take_new(jg_conns_t *c, int thread, int fd)
     char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0)
-        return start_reading(c, thread, fd, now, 0);
+        return start_reading(c, thread, fd, now);
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         close(fd);
         return -1;
@@ -405,15 +369,13 @@ static int take_event(jg_conns_t *c, int thread, const struct epoll_event *ev)
     pthread_mutex_lock(&c->mu);
     mine = (size_t)fd < c->conn_cap && c->conn[fd] == CONN_IDLE;
     if (mine) {
-        c->conn[fd] = CONN_BUSY;   /* stays in the set, armed (EPOLLET) */
+        c->conn[fd] = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
         since = c->fresh_since[fd];
         c->fresh_since[fd] = 0;
-    } else if ((size_t)fd < c->conn_cap && c->conn[fd] == CONN_BUSY) {
-        c->conn[fd] = CONN_WOKEN;   /* its owner looks again when it goes idle */
     }
     pthread_mutex_unlock(&c->mu);
-    if (mine)   /* the next request, EOF, or nothing: the thread's read tells */
-        return start_reading(c, thread, fd, since ? since : jg_monotonic_ms(), since);
+    if (mine)   /* the next request, or EOF: the thread's read tells, and closes it */
+        return start_reading(c, thread, fd, since ? since : jg_monotonic_ms());
     return -1;
 }
 

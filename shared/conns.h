@@ -1,12 +1,8 @@
 /* conns.h — the request threads' connections: one shared epoll set, on which every request
  * thread waits itself, holding the listening socket and the idle FastCGI connections (fresh
- * ones that sent nothing yet, and kept-alive ones between requests). The listener is
- * registered EPOLLONESHOT, a connection edge-triggered once for its life (no epoll_ctl per
- * request); either way one thread wakes per ready fd and takes it: an idle connection never
- * pins a thread, and no other thread sits between the socket and the thread that serves it.
- * A wake may find nothing to read (bytes a connection's previous owner read already): the first
- * read of a connection handed out is non-blocking, and one that finds nothing is handed back
- * (jg_conns_unread).
+ * ones that sent nothing yet, and kept-alive ones between requests). Each fd is registered
+ * EPOLLONESHOT, so one thread wakes per ready fd: an idle connection never pins a thread, and
+ * no other thread sits between the socket and the thread that serves it.
  *
  * It also enforces the two FastCGI rules of a listening socket:
  *   - --read-timeout: a connection that has not delivered a whole request (FastCGI records up
@@ -30,9 +26,8 @@ jg_conns_t *jg_conns_new(const jg_config_t *cfg, int listen_fd);
 void jg_conns_free(jg_conns_t *c);
 
 /* Request thread number thread (0 .. --threads - 1) blocks until a connection has something to
- * read (a request, or EOF; rarely nothing, see above) and returns its fd (blocking), or -1
- * when stopping. The thread is then reading it, under --read-timeout, until
- * jg_conns_read_done or jg_conns_unread. */
+ * read (a request, or EOF) and returns its fd (blocking), or -1 when stopping. The thread is
+ * then reading it, under --read-timeout, until jg_conns_read_done. */
 int jg_conns_next(jg_conns_t *c, int thread);
 /* The same for every connection ready on one wake: up to max (at most JG_CONNS_MANY_MAX) fds
  * in fds, returns how many (>= 1), or -1 when stopping. The thread reads them one after the
@@ -45,10 +40,6 @@ void jg_conns_in_read(jg_conns_t *c, int thread, int on);
 /* The thread goes on reading fd (a kept-alive connection whose next request already came
  * along with the previous one), under --read-timeout from now. */
 void jg_conns_reading(jg_conns_t *c, int thread, int fd);
-/* The thread's first, non-blocking read of fd (handed out by jg_conns_next*) found nothing:
- * fd goes back to the set as it was (idle, a fresh one keeping its read timeout), and the
- * thread reads nothing more. */
-void jg_conns_unread(jg_conns_t *c, int thread, int fd);
 /* The thread has read its request whole (or given up on it). */
 void jg_conns_read_done(jg_conns_t *c, int thread);
 /* A request ended on a kept-alive connection: wait for the next one in the shared set

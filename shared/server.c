@@ -297,20 +297,10 @@ static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, in
 
 /* Reads one request of c (the thread is reading it under --read-timeout). Returns JG_FCGI_REQUEST
  * with the request in c->parser, or 0 when the connection was closed or the request was aborted
- * and answered (*alive: the connection goes on), or went back to the set with nothing read (a
- * wake for bytes read already: jg_conns_unread). The first read does not block. */
+ * and answered (*alive: the connection goes on). */
 static int read_one(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive)
 {
-    int wait = 1;
-    int got = read_rest(c, conns, self, alive, 1, &wait);
-    if (got != 2)
-        return got;
-    *alive = 0;
-    if (c->len == 0) {   /* nothing came */
-        jg_conns_unread(conns, self, c->fd);
-        return 0;
-    }
-    return read_rest(c, conns, self, alive, 0, NULL);   /* half a record: the rest, blocking */
+    return read_rest(c, conns, self, alive, 1, NULL);
 }
 
 /* read_one, or (first 0) goes on with a request that read_request(c, wait) left unfinished. */
@@ -497,9 +487,7 @@ static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, in
         jg_conns_reading(conns, self, c->fd);
         int alive, wait = 1;
         int got = read_rest(c, conns, self, &alive, 1, &wait);
-        if (got == 2 && c->len == 0)   /* nothing came: a wake for bytes read already */
-            jg_conns_unread(conns, self, c->fd);
-        else if (got == 2)
+        if (got == 2)
             slow[nslow++] = i;
         else if (got)
             serve_slot(b, i, redis, conns, rendered, out);
