@@ -56,7 +56,7 @@ void jg_serve_batch(const jg_batch_ops_t *ops);
 /* The program's default --threads, before jg_serve (without it: 8). JG_THREADS_PER_CPU: one
  * request thread per CPU the process may run on, at least 2 — for a program that batches
  * (jobgate-status): with fewer threads more requests are ready at each wake, so there are fewer
- * wakes per request (docs/architecture.md, "Where a request's time goes"). */
+ * wakes per request (docs/architecture.md, "Threads and wakes"). */
 #define JG_THREADS_PER_CPU (-1)
 void jg_serve_threads(int threads);
 
