@@ -51,7 +51,7 @@ static int default_threads(void)
     cpu_set_t set;
     long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
                                                           : sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 2 ? 2 : n > 1024 ? 1024 : (int)n;
+    return n < 2 ? 2 : n > 8 ? 8 : (int)n;
 }
 
 static void usage(FILE *out)
@@ -79,7 +79,7 @@ static void usage(FILE *out)
             "FCGI_WEB_SERVER_ADDRS (comma list) limits the peers of a TCP --socket.\n",
             program->name, program->name, default_threads(),
             threads_default == JG_THREADS_PER_CPU
-                ? "                           (by default one per CPU, at least 2)\n" : "");
+                ? "                           (by default one per CPU, 2 to 8)\n" : "");
 }
 
 /* Returns 0 to go on, or exit status + 1. */

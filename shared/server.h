@@ -54,7 +54,7 @@ int jg_serve(const jg_program_t *program, int argc, char **argv);
 void jg_serve_batch(const jg_batch_ops_t *ops);
 
 /* The program's default --threads, before jg_serve (without it: 8). JG_THREADS_PER_CPU: one
- * request thread per CPU the process may run on, at least 2 — for a program that batches
+ * request thread per CPU the process may run on, 2 to 8 — for a program that batches
  * (jobgate-status): with fewer threads more requests are ready at each wake, so there are fewer
  * wakes per request (docs/architecture.md, "Threads and wakes"). */
 #define JG_THREADS_PER_CPU (-1)
