@@ -298,18 +298,9 @@ def test_redis_stalled_while_a_batch_waits_for_its_replies_is_503_with_no_job_tw
         try:
             s.submit(type="echo", queue="stall")
             bodies = [{"type": "echo", "queue": "stall", "payload": {"n": i}} for i in range(8)]
-            pid = s.program_pids("submit")[0]
-            harness.os.kill(pid, signal.SIGSTOP)
+            s.redis_proc.signal(signal.SIGSTOP)   # the batch goes out, no reply comes
             try:
-                for c, b in zip(conns, bodies):
-                    c.sendall(_post(b))
-                time.sleep(0.2)
-                s.redis_proc.signal(signal.SIGSTOP)   # the batch goes out, no reply comes
-            finally:
-                harness.os.kill(pid, signal.SIGCONT)
-            try:
-                got = [harness.fcgi_read_response(c, "request %d" % i)
-                       for i, c in enumerate(conns)]
+                got = _together(s, conns, [_post(b) for b in bodies])
             finally:
                 s.redis_proc.signal(signal.SIGCONT)
             for i, r in enumerate(got):
