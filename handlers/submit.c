@@ -603,6 +603,13 @@ static int handle(jg_req_t *req)
 #define TODO_NOSCRIPT 2   /* sent, NOSCRIPT */
 #define TODO_QUEUES   3   /* answered; the type is new to the queue */
 
+/* A slot's request answered: what it parsed is let go (the body's memory too, when large). */
+static int done(submit_state_t *st, int rc)
+{
+    state_clear(st);
+    return rc;
+}
+
 static int batch_prepare(jg_req_t *req, jg_batch_cmd_t *cmd)
 {
     submit_state_t *st = cmd->data;
@@ -618,13 +625,13 @@ static int batch_prepare(jg_req_t *req, jg_batch_cmd_t *cmd)
     if (req->route->id != JG_ROUTE_SUBMIT || jg_req_param(req, "HTTP_IDEMPOTENCY_KEY"))
         return JG_DECLINE;
     if (parse(req, st) != JG_OK)
-        return JG_ERR;
+        return done(st, JG_ERR);
     if (st->s.cache) {
         st->todo = TODO_CACHE;
         return JG_DECLINE;
     }
     if (new_id(req, st) != JG_OK)
-        return JG_ERR;
+        return done(st, JG_ERR);
     build(req, st, NULL);
     cmd->script = &st->call;
     return JG_OK;
@@ -645,7 +652,7 @@ static int batch_finish(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *re
     submit_state_t *st = cmd->data;
     int new_type;
     if (rep == NULL)   /* the job may exist (a lost answer): as submit(), 503 */
-        return jg_fail_unavailable(req);
+        return done(st, jg_fail_unavailable(req));
     if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         st->todo = TODO_NOSCRIPT;
         return JG_DECLINE;
@@ -655,7 +662,7 @@ static int batch_finish(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *re
         st->todo = TODO_QUEUES;
         return JG_DECLINE;
     }
-    return rc;
+    return done(st, rc);
 }
 
 static int batch_after(jg_req_t *req, jg_batch_cmd_t *cmd)
@@ -665,13 +672,13 @@ static int batch_after(jg_req_t *req, jg_batch_cmd_t *cmd)
     if (st == NULL || st->todo == TODO_USUAL)
         return handle(req);
     if (st->todo == TODO_CACHE)
-        return submit_parsed(req, st, "");
+        return done(st, submit_parsed(req, st, ""));
     if (st->todo == TODO_NOSCRIPT) {
         jg_script_call_t *c = &st->call;
         redisReply *rep = jg_redis_script(req->redis, c->name, c->nkeys, c->args.argc,
                                           c->args.argv, c->args.lens);
         if (rep == NULL)
-            return jg_fail_unavailable(req);
+            return done(st, jg_fail_unavailable(req));
         rc = batch_answer(req, st, rep, &new_type);
         freeReplyObject(rep);
     } else {
@@ -679,7 +686,7 @@ static int batch_after(jg_req_t *req, jg_batch_cmd_t *cmd)
     }
     if (rc == JG_OK && new_type)
         register_queue(req, st->s.queue);
-    return rc;
+    return done(st, rc);
 }
 
 static void batch_free(void *data)

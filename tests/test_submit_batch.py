@@ -240,15 +240,22 @@ def test_submits_that_arrive_together_reach_redis_in_one_read():
             def reads():
                 info = s.redis("INFO", "stats")
                 return int(info.split("total_reads_processed:")[1].split()[0])
-            bodies = [{"type": "echo", "queue": "one", "payload": {"n": i}} for i in range(8)]
-            before = reads()
-            got = _together(s, conns, [_post(b) for b in bodies])
-            after = reads()
-            for i, r in enumerate(got):
-                _check_new_job(s, r, bodies[i], "submit %d" % i)
+            # SIGSTOP makes them arrive together, but on a loaded machine the stop may land late
+            # and a submit be served before the others are there: up to 3 tries
+            tries = []
+            for attempt in range(3):
+                bodies = [{"type": "echo", "queue": "one", "payload": {"n": i, "try": attempt}}
+                          for i in range(8)]
+                before = reads()
+                got = _together(s, conns, [_post(b) for b in bodies])
+                tries.append(reads() - before)
+                for i, r in enumerate(got):
+                    _check_new_job(s, r, bodies[i], "try %d, submit %d" % (attempt, i))
+                if tries[-1] <= 3:
+                    break
             # INFO before and after are one read each; a submit at a time would be 8 more
-            check(after - before <= 3, "expected the 8 submits in one read of Redis (INFO "
-                  "itself is one more)", after - before)
+            check(min(tries) <= 3, "expected the 8 submits in one read of Redis (INFO itself is "
+                  "one more), in one of 3 tries", tries)
         finally:
             for c in conns:
                 c.close()
