@@ -31,8 +31,9 @@
  * can serve without running it again (a read; a script's NOSCRIPT, which ran nothing).
  * Served as usual: by ops->after(req, cmd) when the program gives one (it may call Redis and
  * use what prepare and finish kept in cmd->data; a body prepare read is not read again),
- * else by handle() (finish then declines touching nothing in req). cmd->data is the program's own state for the slot, NULL at first, kept
- * from one request to the next and freed by ops->free at the thread's end. */
+ * else by handle() (finish then declines touching nothing in req). cmd->data is the program's
+ * own state for the slot, NULL at first, kept from one request to the next and freed by
+ * ops->free at the thread's end. */
 #define JG_DECLINE 2
 #define JG_BATCH_ARGS 8
 typedef struct jg_batch_cmd {
