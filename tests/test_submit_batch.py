@@ -10,6 +10,7 @@ let go: every connection is then ready on its first wake."""
 import hashlib
 import json
 import signal
+import struct
 import threading
 import time
 
@@ -150,6 +151,62 @@ def test_jobs_submitted_one_after_another_keep_their_order_among_concurrent_subm
         eq(set(others), {202}, "the other submits' statuses")
         order = [m for m in s.redis("ZRANGE", _ready(q), 0, -1) if m in set(mine)]
         eq(order, mine, "the sequence's jobs in the queue's order (FIFO within a priority)")
+
+
+def _read_answers(conn, n, what):
+    """n answers read from conn, which may come in one read (harness.fcgi_read_response would drop
+    the bytes after the first)."""
+    answers, stdout, buf = [], [], b""
+    while len(answers) < n:
+        while len(buf) >= 8 and len(answers) < n:
+            _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
+            if len(buf) < 8 + clen + plen:
+                break
+            content, buf = buf[8:8 + clen], buf[8 + clen + plen:]
+            if rtype == harness.FCGI_STDOUT:
+                stdout.append(content)
+            elif rtype == harness.FCGI_END:
+                answers.append(harness.parse_cgi_response(b"".join(stdout), what))
+                stdout = []
+        if len(answers) < n:
+            chunk = conn.recv(65536)
+            check(chunk, "%s: expected %d answers before the connection closed" % (what, n),
+                  len(answers))
+            buf += chunk
+    return answers
+
+
+@harness.front_independent
+def test_submits_pipelined_on_one_connection_are_made_in_their_order_among_a_batch():
+    with harness.Stack(name="sbpipe", threads=1, programs=("status", "submit")) as s:
+        conns = _connections(s, 5)
+        try:
+            q = harness.unique_queue("pipe")
+            mine = [{"type": "echo", "queue": q, "payload": {"seq": i}} for i in range(4)]
+            others = [{"type": "echo", "queue": q, "payload": {"other": i}} for i in range(4)]
+            # conns[0] sends its 4 submits at once (a client that pipelines); the others one each
+            pid = s.program_pids("submit")[0]
+            harness.os.kill(pid, signal.SIGSTOP)
+            try:
+                conns[0].sendall(b"".join(_post(b) for b in mine))
+                for c, b in zip(conns[1:], others):
+                    c.sendall(_post(b))
+                time.sleep(0.2)
+            finally:
+                harness.os.kill(pid, signal.SIGCONT)
+            answers = _read_answers(conns[0], 4, "pipelined submits")
+            got = [None] + [harness.fcgi_read_response(c, "another connection's submit")
+                            for c in conns[1:]]
+            ids = [_check_new_job(s, r, mine[i], "pipelined submit %d" % i)["id"]
+                   for i, r in enumerate(answers)]
+            for i, r in enumerate(got[1:]):
+                _check_new_job(s, r, others[i], "submit %d of another connection" % i)
+            order = [m for m in s.redis("ZRANGE", _ready(q), 0, -1) if m in set(ids)]
+            eq(order, ids, "the pipelined jobs in the queue's order (FIFO within a priority)")
+        finally:
+            for c in conns:
+                c.close()
+        eq(s.check_alive(), [], "processes that died")
 
 
 @harness.front_independent
