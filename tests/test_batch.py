@@ -6,7 +6,6 @@ polls and submits arrives, and a Redis outage costs them what it costs a lone re
 To make requests arrive together, jobgate-status is stopped (SIGSTOP) while they are sent, then
 let go: every connection is then ready on its first wake."""
 
-import os
 import signal
 import threading
 import time
@@ -16,20 +15,6 @@ from harness import eq
 
 # HTTP suite: runs behind nginx and again behind Apache, and on the cluster (run.py)
 FRONTS = harness.FRONTS
-
-
-def _stop(pid):
-    """SIGSTOP, then waits until every thread of pid is stopped: the signal takes each thread
-    when it next leaves the kernel, so a thread woken by a request sent just after kill() could
-    take it alone (and a request sent half would then hold the others up)."""
-    def stopped():
-        for t in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] not in "Tt":
-                    return False
-        return True
-    harness.os.kill(pid, signal.SIGSTOP)
-    harness.wait_until(stopped, 10, "every thread of the program stopped")
 
 
 def _while_stopped(s, program, calls):
@@ -44,7 +29,7 @@ def _while_stopped(s, program, calls):
         except Exception as e:  # reported below, as the request's answer
             out[i] = e
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
-    _stop(pid)
+    harness.sigstop(pid)
     try:
         for t in threads:
             t.start()
@@ -123,7 +108,7 @@ def _together(s, conns, uris):
     """Sends GET uris[i] on conns[i] (kept-alive FastCGI connections) while jobgate-status is
     stopped, lets it go, and returns the answers in order."""
     pid = s.program_pids("status")[0]
-    _stop(pid)
+    harness.sigstop(pid)
     try:
         for c, uri in zip(conns, uris):
             _send(c, "GET", uri)
@@ -197,7 +182,7 @@ def test_a_request_not_all_there_does_not_hold_up_the_others_that_arrived_with_i
                 conns.append(c)
             slow = harness.fcgi_request_bytes(harness.fcgi_params("GET", uris[1]), keep_conn=True)
             pid = s.program_pids("status")[0]
-            _stop(pid)
+            harness.sigstop(pid)
             try:
                 _send(conns[0], "GET", uris[0])
                 conns[1].sendall(slow[:len(slow) // 2])   # the rest comes later
