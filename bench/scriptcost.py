@@ -131,6 +131,8 @@ def main():
         phase("setup")
         cpu0 = cpu(p.pid)
         old = b"-- KEYS[9]" in script(a.rev, "submit")   # before 18 arguments (9 keys)
+        # 2 keys (the queue's built by the script) and created_at's text to the second
+        two = b"-- KEYS[3]" not in script(a.rev, "submit")
         calls = []
         for i, jid in enumerate(ids):
             # the job object but created_at, as jobgate-submit renders it for a job queued at
@@ -146,13 +148,21 @@ def main():
                               P + "log:" + jid, Q + "inflight:" + "0" * 64, jid, q, "echo",
                               '{"n":%d}' % i, 0, 3, 300000, 0, 0, 604800, "0" * 64, "", 10000,
                               P + "wake:" + q, 0, "", 86400, before, after))
+            elif two:   # created_at's text to its second from the client's clock at the send
+                def call(jid=jid, i=i, before=before, after=after):
+                    now = time.time()
+                    head = time.strftime('"%Y-%m-%dT%H:%M:%S.', time.gmtime(now))
+                    return run["submit"] + (2, P + "job:" + jid, Q + "ready:echo", jid, q, "echo",
+                                            '{"n":%d}' % i, 0, 3, 300000, 0, "0" * 64,
+                                            before + head, 'Z"' + after, str(int(now)))
+                calls.append(call)
             else:
                 calls.append(run["submit"] + (7, P + "job:" + jid, Q + "ready:echo",
                               Q + "seq", Q + "jobs", Q + "types", Q + "counts", P + "log:" + jid,
                               jid, q, "echo", '{"n":%d}' % i, 0, 3, 300000, 0, "0" * 64, before,
                               after))
         for i in range(0, len(calls), a.pipe):   # --pipe K: K calls a round trip
-            for rep in r.pipeline(calls[i:i + a.pipe]):
+            for rep in r.pipeline([c() if callable(c) else c for c in calls[i:i + a.pipe]]):
                 if isinstance(rep, harness.RedisError):
                     raise rep
         cpu1 = cpu(p.pid)

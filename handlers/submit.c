@@ -28,7 +28,8 @@
 #define IDEM_TTL_S      86400        /* an Idempotency-Key is remembered 24 h */
 #define IDEM_PENDING_MS 10000        /* ... and held this long while its job is being created */
 #define IDEM_PENDING    "pending:"   /* the value's prefix meanwhile: "pending:<id>" */
-#define NULL_LEN        4            /* "null": created_at's value at jg_job_submitted's cut */
+#define AT_LEN          26           /* "YYYY-MM-DDTHH:MM:SS.mmmZ": created_at at the cut */
+#define AT_SECOND_LEN   21           /* its part to the second ("YYYY-MM-DDTHH:MM:SS.) */
 #define IDEM_ABSENT     2            /* idem_answer(): the key is not taken */
 
 /* A submitted job, validated. Strings point into the parsed body. */
@@ -245,14 +246,12 @@ static int submit(jg_req_t *req)
     redisReply *rep = NULL, *entry = NULL, *set = NULL;
     jg_script_call_t call;   /* not zeroed: jg_args_init sets what is read (a list is ~20 KB) */
     call.name = "submit";
-    call.nkeys = 7;
+    call.nkeys = 2;
     jg_args_t *a = &call.args;
     jg_args_init(a);
     submission_t s;
     char id[JG_ID_LEN + 1], cache_key[65], idem[JG_KEY_MAX] = "";
-    char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_seq[JG_KEY_MAX], k_jobs[JG_KEY_MAX],
-        k_types[JG_KEY_MAX], k_counts[JG_KEY_MAX], k_log[JG_KEY_MAX], k_entry[JG_KEY_MAX],
-        ready_what[JG_NAME_MAX + 8];
+    char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_entry[JG_KEY_MAX], ready_what[JG_NAME_MAX + 8];
     int rc = JG_ERR, idem_taken = 0;
 
     const char *ik = jg_req_param(req, "HTTP_IDEMPOTENCY_KEY");
@@ -307,16 +306,10 @@ static int submit(jg_req_t *req)
     memcpy(ready_what + 6, s.k.type, strlen(s.k.type) + 1);
     jg_key_job(req->cfg, id, k_job);
     jg_key_queue(req->cfg, s.queue, ready_what, k_ready);
-    jg_key_queue(req->cfg, s.queue, "seq", k_seq);
-    jg_key_queue(req->cfg, s.queue, "jobs", k_jobs);
-    jg_key_queue(req->cfg, s.queue, "types", k_types);
-    jg_key_queue(req->cfg, s.queue, "counts", k_counts);
-    jg_key_log(req->cfg, id, k_log);
 
-    /* the delayed set, the in-flight marker and the wake channel: built by the script */
-    const char *keys[] = {k_job, k_ready, k_seq, k_jobs, k_types, k_counts, k_log};
-    for (size_t i = 0; i < JG_ARRAY_LEN(keys); i++)
-        jg_args_str(a, keys[i]);
+    /* the queue's other keys, the job's log and the wake channel: built by the script */
+    jg_args_str(a, k_job);
+    jg_args_str(a, k_ready);
     jg_args_str(a, id);
     jg_args_str(a, s.queue);
     jg_args_str(a, s.k.type);
@@ -328,14 +321,21 @@ static int submit(jg_req_t *req)
     jg_args_str(a, cache_key);
     int hit = entry && entry->type == REDIS_REPLY_STRING;
     size_t cut = 0;
-    if (!hit && s.delay_ms == 0) {   /* queued now: the object but its created_at from here */
-        char prio[24], attempts[24];
+    if (!hit && s.delay_ms == 0) {
+        /* queued now: the object as of this clock, cut in created_at after its second, which
+         * the script keeps when Redis' clock is in the same second (it adds the ms) */
+        char prio[24], attempts[24], now[24];
+        int64_t ms = jg_now_ms();
         jg_fmt_int(s.priority, prio);
         jg_fmt_int(s.max_attempts, attempts);
-        jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, &shown_parts, &cut);
-        jg_args_add(a, shown_parts.data, cut);
-        jg_args_add(a, shown_parts.data + cut + NULL_LEN, shown_parts.len - cut - NULL_LEN);
+        jg_fmt_int(ms, now);
+        jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, now, &shown_parts,
+                         &cut);
+        jg_args_add(a, shown_parts.data, cut + AT_SECOND_LEN);
+        jg_args_add(a, shown_parts.data + cut + AT_LEN - 2, shown_parts.len - cut - AT_LEN + 2);
+        jg_args_int(a, ms / 1000);
     } else {
+        jg_args_str(a, "");
         jg_args_str(a, "");
         jg_args_str(a, "");
     }
@@ -376,8 +376,7 @@ static int submit(jg_req_t *req)
         jg_buf_putc(&req->body, '"');
         jg_buf_puts(&req->body, at);
         jg_buf_putc(&req->body, '"');
-        jg_buf_append(&req->body, shown_parts.data + cut + NULL_LEN,
-                      shown_parts.len - cut - NULL_LEN);
+        jg_buf_append(&req->body, shown_parts.data + cut + AT_LEN, shown_parts.len - cut - AT_LEN);
         new_type = rep->integer < 0;
         how = "new";
         shown = 1;
