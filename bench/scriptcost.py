@@ -3,9 +3,10 @@
 
 Starts a private redis-server (unix socket in a temporary directory), loads redis/*.lua as they
 are in the work tree (or, with --rev REV, as they are in git revision REV), and runs N jobs
-through submit.lua, claim.lua (one job a call), log.lua (a progress) and complete.lua (done),
-then N status reads as jobgate-status makes them (HMGET json version, or the shown fields for a
-revision without `json`). Prints each script's usec_per_call (Redis' own CPU time, no network)
+through submit.lua, claim.lua (one job a call), log.lua (a line and a progress, then a line
+alone) and complete.lua (done), then N status reads as jobgate-status makes them (HMGET json
+version, or the shown fields for a revision without `json`), then N claims with nothing to do
+(an idle worker's). Prints each script's usec_per_call (Redis' own CPU time, no network)
 and the commands run inside the scripts. Figures of one quiet run; compare revisions run the
 same way, one after the other. With --callgrind, Redis runs under valgrind's callgrind and each
 phase is also given in instructions per call (repeatable, unlike time on a shared machine).
@@ -179,6 +180,12 @@ def main():
             r.call(*run["log"], 2, P + "job:" + jid, P + "log:" + jid, jid, fence, 10000,
                    P + "events", "50", "0", "stdout", "a line")
         phase("log")
+        sl0 = stats(r)
+        for jid, fence in zip(ids, fences):   # a batch of lines alone: a job's common log call
+            r.call(*run["log"], 2, P + "job:" + jid, P + "log:" + jid, jid, fence, 10000,
+                   P + "events", "", "1", "stdout", "another line")
+        phase("line")
+        sl1 = stats(r)
         for jid, fence in zip(ids, fences):
             r.call(*run["complete"], 6, P + "job:" + jid, P + "log:" + jid,
                    Q + "running", Q + "delayed", Q + "counts", Q + "ready:echo", jid, fence, "done",
@@ -193,6 +200,11 @@ def main():
                 r.call("HMGET", P + "job:" + jid, *SHOWN)
         phase("read")
         s3 = stats(r)
+        for jid in ids:   # nothing due, nothing to take back, nothing ready: an idle worker's
+            r.call(*run["claim"], 4, Q + "delayed", Q + "running", Q + "counts",
+                   Q + "ready:echo", P, q, "w1", 1, 30000, 1000, 1000, 86400, 10000,
+                   P + "events", P + "wake:" + q)
+        phase("idle")
     finally:
         p.terminate()
         p.wait()
@@ -213,7 +225,7 @@ def main():
              if k not in ("evalsha", "fcall", "script|load", "function|load", "config|resetstat")}
     print("    inside: " + ", ".join("%s %.1f/job (%.2f us each)" % (k, v[0] / n, v[1] / v[0])
                                       for k, v in sorted(inner.items(), key=lambda x: -x[1][1])))
-    e2 = s2[cmd][1] - evalsha[1]
+    e2 = s2[cmd][1] - evalsha[1] - (sl1[cmd][1] - sl0[cmd][1])   # not the lines alone
     print("  claim + log + complete  %6.1f us per job" % (e2 / n))
     hm = s3.get("hmget", (0, 0))
     hm0 = s2.get("hmget", (0, 0))
@@ -222,9 +234,11 @@ def main():
 
     if a.callgrind:
         print("  instructions per call (callgrind, %s): submit %d, claim %d, "
-              "log (a line and a progress) %d, complete %d, status read %d"
+              "log (a line and a progress) %d, complete %d, status read %d, "
+              "log (a line alone) %d, claim with nothing to do %d"
               % ((("request path" if a.request_path else "whole redis-server"),)
-                 + tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read"))))
+                 + tuple(instr[k] / n for k in ("submit", "claim", "log", "worker", "read",
+                                                "line", "idle"))))
 
 
 if __name__ == "__main__":
