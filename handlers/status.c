@@ -311,8 +311,9 @@ static int batch_prepare(jg_req_t *req, jg_batch_cmd_t *cmd)
     return JG_OK;
 }
 
-static int batch_finish(jg_req_t *req, const redisReply *rep)
+static int batch_finish(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *rep)
 {
+    (void)cmd;
     double wait;
     long given;
     long long version;
@@ -325,7 +326,7 @@ static int batch_finish(jg_req_t *req, const redisReply *rep)
     return rc == CURRENT ? JG_OK : rc;
 }
 
-static const jg_batch_ops_t batch_ops = {batch_prepare, batch_finish};
+static const jg_batch_ops_t batch_ops = {batch_prepare, batch_finish, NULL, NULL};
 
 static const jg_program_t program = {"jobgate-status", "status", handle, &park_ops, init};
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fields.h"
@@ -200,6 +201,193 @@ static int idem_or_error(jg_req_t *req, const char *idem)
     return JG_ERR;
 }
 
+/* A submit under way: the parsed body and the script call built from it. submit() keeps one on
+ * its stack; a request thread's batch keeps one per slot (cmd->data), reused. Strings in s and
+ * in the call point into body, shown_parts and the key buffers. */
+typedef struct submit_state {
+    jg_buf_t body, shown_parts;   /* the request's body; the object rendered here (see build) */
+    json_object *obj;
+    submission_t s;
+    char id[JG_ID_LEN + 1], cache_key[65];
+    char keys[2][JG_KEY_MAX], ready_what[JG_NAME_MAX + 8];
+    size_t cut;                   /* where created_at goes in shown_parts */
+    jg_script_call_t call;        /* not zeroed: jg_args_init sets what is read (~20 KB) */
+    int todo;                     /* the batch: what after() does (TODO_*) */
+} submit_state_t;
+
+#define BODY_KEEP 65536   /* a batch slot keeps a body buffer up to this size between requests */
+
+static void state_init(submit_state_t *st)
+{
+    st->body = (jg_buf_t)JG_BUF_INIT;
+    st->shown_parts = (jg_buf_t)JG_BUF_INIT;
+    st->obj = NULL;
+    jg_args_init(&st->call.args);
+}
+
+/* Ready for the next request; the buffers' memory is kept (a large body's is not). */
+static void state_clear(submit_state_t *st)
+{
+    json_object_put(st->obj);
+    st->obj = NULL;
+    jg_args_free(&st->call.args);
+    if (st->body.cap > BODY_KEEP)
+        jg_buf_free(&st->body);
+    jg_buf_reset(&st->body);
+    jg_buf_reset(&st->shown_parts);
+}
+
+static void state_free(submit_state_t *st)
+{
+    state_clear(st);
+    jg_buf_free(&st->body);
+    jg_buf_free(&st->shown_parts);
+}
+
+/* Reads and checks the body into st (contract section 3). JG_OK, or JG_ERR after jg_fail. */
+static int parse(jg_req_t *req, submit_state_t *st)
+{
+    if (jg_req_read_json_body(req, &st->body) ||
+        (st->obj = jg_body_object(req, &st->body)) == NULL ||
+        validate(req, &st->body, st->obj, &st->s) != JG_OK ||
+        jg_key_fields_key(req, &st->s.k, st->cache_key) != JG_OK)
+        return JG_ERR;
+    return JG_OK;
+}
+
+/* A new job id for st. JG_OK, or JG_ERR (500). */
+static int new_id(jg_req_t *req, submit_state_t *st)
+{
+    if (jg_new_job_id(st->s.queue, st->id))
+        return jg_fail(req, 500, "internal", "no randomness for a job id");
+    return JG_OK;
+}
+
+/* Builds st's submit.lua call. entry: the result cache's entry (GET; a string is a hit), or NULL
+ * when not looked up. */
+static void build(jg_req_t *req, submit_state_t *st, const redisReply *entry)
+{
+    submission_t *s = &st->s;
+    jg_args_t *a = &st->call.args;
+    st->call.name = "submit";
+    st->call.nkeys = 2;
+    jg_args_init(a);
+    memcpy(st->ready_what, "ready:", 6);
+    memcpy(st->ready_what + 6, s->k.type, strlen(s->k.type) + 1);
+    jg_key_job(req->cfg, st->id, st->keys[0]);
+    jg_key_queue(req->cfg, s->queue, st->ready_what, st->keys[1]);
+
+    /* the queue's other keys, the job's log and the wake channel: built by the script */
+    for (size_t i = 0; i < JG_ARRAY_LEN(st->keys); i++)
+        jg_args_str(a, st->keys[i]);
+    jg_args_str(a, st->id);
+    jg_args_str(a, s->queue);
+    jg_args_str(a, s->k.type);
+    jg_args_add(a, s->k.payload, s->k.payload_len);
+    jg_args_int(a, s->priority);
+    jg_args_int(a, s->max_attempts);
+    jg_args_int(a, s->timeout_ms);
+    jg_args_int(a, s->delay_ms);
+    jg_args_str(a, st->cache_key);
+    int hit = entry && entry->type == REDIS_REPLY_STRING;
+    st->cut = 0;
+    jg_buf_reset(&st->shown_parts);
+    if (!hit && s->delay_ms == 0) {
+        /* queued now: the object as of this clock, cut in created_at after its second, which
+         * the script keeps when Redis' clock is in the same second (it adds the ms) */
+        char prio[24], attempts[24], now[24];
+        int64_t ms = jg_now_ms();
+        jg_fmt_int(s->priority, prio);
+        jg_fmt_int(s->max_attempts, attempts);
+        jg_fmt_int(ms, now);
+        jg_job_submitted(st->id, s->queue, s->k.type, prio, attempts, st->cache_key, now,
+                         &st->shown_parts, &st->cut);
+        jg_args_add(a, st->shown_parts.data, st->cut + AT_SECOND_LEN);
+        jg_args_add(a, st->shown_parts.data + st->cut + AT_LEN - 2,
+                    st->shown_parts.len - st->cut - AT_LEN + 2);
+        jg_args_int(a, ms / 1000);
+    } else {
+        jg_args_str(a, "");
+        jg_args_str(a, "");
+        jg_args_str(a, "");
+    }
+    /* the rest only when used (each argument costs Redis about 1,500 instructions) */
+    if (s->cache || (s->k.cache_version && s->k.cache_version[0])) {
+        jg_args_str(a, s->k.cache_version);
+        jg_args_str(a, s->cache ? "1" : "0");
+        jg_args_int(a, s->cache_ttl);
+        if (hit) {
+            jg_args_str(a, "1");
+            jg_args_add(a, entry->str, entry->len);
+        } else {
+            jg_args_str(a, "0");
+            jg_args_str(a, "");
+        }
+        jg_args_int(a, req->cfg->retention);
+    }
+}
+
+/* The job object from submit.lua's reply rep (not NULL, not NOSCRIPT) into req->body. Returns
+ * JG_OK with *how ("new", "cached", "coalesced", ...), *job_id (st->id, or the coalesced job's,
+ * pointing into rep) and *new_type (a type new to the queue), or JG_ERR (500). */
+static int script_answer(jg_req_t *req, submit_state_t *st, const redisReply *rep,
+                         const char **how, const char **job_id, int *new_type)
+{
+    const jg_buf_t *parts = &st->shown_parts;
+    long long shown;   /* the job object's version; -1: not a job object */
+    *job_id = st->id;
+    if (rep->type == REDIS_REPLY_INTEGER && parts->len > 0 && rep->integer != 0) {
+        /* a new job queued at once: its created_at in ms (negative: a type new to the queue),
+         * joined into the object rendered here, as the script stored it */
+        char at[32];
+        jg_time_format(rep->integer < 0 ? -rep->integer : rep->integer, at);
+        jg_buf_append(&req->body, parts->data, st->cut);
+        jg_buf_putc(&req->body, '"');
+        jg_buf_puts(&req->body, at);
+        jg_buf_putc(&req->body, '"');
+        jg_buf_append(&req->body, parts->data + st->cut + AT_LEN, parts->len - st->cut - AT_LEN);
+        *new_type = rep->integer < 0;
+        *how = "new";
+        shown = 1;
+    } else {   /* {new_type, job object, how[, id of the coalesced job]} */
+        int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
+                 rep->element[2]->type == REDIS_REPLY_STRING;
+        *how = ok ? rep->element[2]->str : "";
+        int coalesced = strcmp(*how, "coalesced") == 0;
+        if (coalesced)
+            *job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
+                              jg_valid_job_id(rep->element[3]->str)
+                          ? rep->element[3]->str
+                          : NULL;
+        shown = ok && *job_id ? jg_job_json_text(rep->element[1],
+                                                 coalesced ? JG_JOB_COALESCED : 0, &req->body)
+                              : -1;
+        *new_type = ok && rep->element[0]->type == REDIS_REPLY_INTEGER &&
+                    rep->element[0]->integer == 1;
+    }
+    return shown < 0 ? jg_fail_redis(req, rep) : JG_OK;
+}
+
+/* A type new to the queue: the queue may be new too (P:queues is not in its slot). */
+static void register_queue(jg_req_t *req, const char *queue)
+{
+    redisReply *r2 = jg_redis_cmd(req->redis, "SADD %s:queues %s", req->cfg->key_prefix, queue);
+    if (r2)
+        freeReplyObject(r2);
+}
+
+/* The answer's status, Location and log line, once the job is there. */
+static void submitted(jg_req_t *req, const submit_state_t *st, const char *how,
+                      const char *job_id)
+{
+    int coalesced = strcmp(how, "coalesced") == 0;
+    req->status = strcmp(how, "cached") == 0 ? 200 : 202;
+    location(req, job_id);
+    jg_log_info(coalesced ? "job coalesced" : req->status == 200 ? "job submitted, cached result"
+                                                                 : "job submitted",
+                "job", job_id, "queue", st->s.queue, "type", st->s.k.type, NULL);
+}
+
 /* submit.lua (call), with the result cache lookup's count (count_hit 0 or 1; -1: none) appended
  * before it and the Idempotency-Key's record (idem, naming job_id; NULL: none) after it: one
  * round trip for the three on one Redis (their keys lie in different slots, so they cannot be one
@@ -238,44 +426,18 @@ static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_h
     return rep;
 }
 
-/* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
-static int submit(jg_req_t *req)
+/* A submit whose body passed (parse), from its job id on: the Idempotency-Key (idem, "" when
+ * none), the result cache, the script, the answer. */
+static int submit_parsed(jg_req_t *req, submit_state_t *st, const char *idem)
 {
-    jg_buf_t body = JG_BUF_INIT, shown_parts = JG_BUF_INIT;
-    json_object *obj = NULL;
     redisReply *rep = NULL, *entry = NULL, *set = NULL;
-    jg_script_call_t call;   /* not zeroed: jg_args_init sets what is read (a list is ~20 KB) */
-    call.name = "submit";
-    call.nkeys = 2;
-    jg_args_t *a = &call.args;
-    jg_args_init(a);
-    submission_t s;
-    char id[JG_ID_LEN + 1], cache_key[65], idem[JG_KEY_MAX] = "";
-    char k_job[JG_KEY_MAX], k_ready[JG_KEY_MAX], k_entry[JG_KEY_MAX], ready_what[JG_NAME_MAX + 8];
     int rc = JG_ERR, idem_taken = 0;
-
-    const char *ik = jg_req_param(req, "HTTP_IDEMPOTENCY_KEY");
-    if (ik) {
-        if (!jg_valid_idempotency_key(ik))
-            return jg_fail(req, 400, "invalid_field",
-                           "Idempotency-Key must be 1 to 128 visible ASCII characters");
-        jg_key_idempotency(req->cfg, req->caller, ik, idem);
-    }
-    if (jg_req_read_json_body(req, &body) || (obj = jg_body_object(req, &body)) == NULL ||
-        validate(req, &body, obj, &s) != JG_OK ||
-        jg_key_fields_key(req, &s.k, cache_key) != JG_OK) {
-        if (idem[0])   /* a repeat gets the first job, whatever its body says */
-            rc = idem_or_error(req, idem);
+    if (new_id(req, st) != JG_OK)
         goto out;
-    }
-    if (jg_new_job_id(s.queue, id)) {
-        jg_fail(req, 500, "internal", "no randomness for a job id");
-        goto out;
-    }
     if (idem[0]) {
         /* one command decides among racing requests with this key and tells a repeat the job:
          * the one whose SET NX finds the key free creates the job; the others get its value */
-        rep = jg_redis_cmd(req->redis, "SET %s " IDEM_PENDING "%s NX GET PX %d", idem, id,
+        rep = jg_redis_cmd(req->redis, "SET %s " IDEM_PENDING "%s NX GET PX %d", idem, st->id,
                            IDEM_PENDING_MS);
         if (rep == NULL) {
             jg_fail_unavailable(req);
@@ -290,8 +452,9 @@ static int submit(jg_req_t *req)
         rep = NULL;
         idem_taken = 1;
     }
-    if (s.cache) {   /* a cached result: the script creates the job done with it */
-        jg_key_cache(req->cfg, cache_key, k_entry);
+    if (st->s.cache) {   /* a cached result: the script creates the job done with it */
+        char k_entry[JG_KEY_MAX];
+        jg_key_cache(req->cfg, st->cache_key, k_entry);
         entry = jg_redis_cmd(req->redis, "GET %s", k_entry);
         if (entry == NULL) {
             jg_fail_unavailable(req);
@@ -302,61 +465,12 @@ static int submit(jg_req_t *req)
             goto out;
         }
     }
-    memcpy(ready_what, "ready:", 6);
-    memcpy(ready_what + 6, s.k.type, strlen(s.k.type) + 1);
-    jg_key_job(req->cfg, id, k_job);
-    jg_key_queue(req->cfg, s.queue, ready_what, k_ready);
-
-    /* the queue's other keys, the job's log and the wake channel: built by the script */
-    jg_args_str(a, k_job);
-    jg_args_str(a, k_ready);
-    jg_args_str(a, id);
-    jg_args_str(a, s.queue);
-    jg_args_str(a, s.k.type);
-    jg_args_add(a, s.k.payload, s.k.payload_len);
-    jg_args_int(a, s.priority);
-    jg_args_int(a, s.max_attempts);
-    jg_args_int(a, s.timeout_ms);
-    jg_args_int(a, s.delay_ms);
-    jg_args_str(a, cache_key);
+    build(req, st, entry);
     int hit = entry && entry->type == REDIS_REPLY_STRING;
-    size_t cut = 0;
-    if (!hit && s.delay_ms == 0) {
-        /* queued now: the object as of this clock, cut in created_at after its second, which
-         * the script keeps when Redis' clock is in the same second (it adds the ms) */
-        char prio[24], attempts[24], now[24];
-        int64_t ms = jg_now_ms();
-        jg_fmt_int(s.priority, prio);
-        jg_fmt_int(s.max_attempts, attempts);
-        jg_fmt_int(ms, now);
-        jg_job_submitted(id, s.queue, s.k.type, prio, attempts, cache_key, now, &shown_parts,
-                         &cut);
-        jg_args_add(a, shown_parts.data, cut + AT_SECOND_LEN);
-        jg_args_add(a, shown_parts.data + cut + AT_LEN - 2, shown_parts.len - cut - AT_LEN + 2);
-        jg_args_int(a, ms / 1000);
-    } else {
-        jg_args_str(a, "");
-        jg_args_str(a, "");
-        jg_args_str(a, "");
-    }
-    /* the rest only when used (each argument costs Redis about 1,500 instructions) */
-    if (s.cache || (s.k.cache_version && s.k.cache_version[0])) {
-        jg_args_str(a, s.k.cache_version);
-        jg_args_str(a, s.cache ? "1" : "0");
-        jg_args_int(a, s.cache_ttl);
-        if (hit) {
-            jg_args_str(a, "1");
-            jg_args_add(a, entry->str, entry->len);
-        } else {
-            jg_args_str(a, "0");
-            jg_args_str(a, "");
-        }
-        jg_args_int(a, req->cfg->retention);
-    }
     /* Without cache the job made is this id, so the Idempotency-Key's record goes in the same
      * round trip; with it the script may answer another job (coalesced): recorded after. */
-    int set_now = idem_taken && !s.cache;
-    rep = run_submit(req, &call, s.cache ? hit : -1, set_now ? idem : NULL, id, &set);
+    int set_now = idem_taken && !st->s.cache;
+    rep = run_submit(req, &st->call, st->s.cache ? hit : -1, set_now ? idem : NULL, st->id, &set);
     if (rep == NULL) {
         /* the job may exist (a lost answer, or a write the replicas did not acknowledge): the
          * pending marker stays, so that a repeat answers that job, never makes a second one */
@@ -364,49 +478,12 @@ static int submit(jg_req_t *req)
         jg_fail_unavailable(req);
         goto out;
     }
-    int new_type, coalesced = 0;
-    const char *how, *job_id = id;
-    long long shown;   /* the job object's version; -1: not a job object */
-    if (rep->type == REDIS_REPLY_INTEGER && shown_parts.len > 0 && rep->integer != 0) {
-        /* a new job queued at once: its created_at in ms (negative: a type new to the queue),
-         * joined into the object rendered here, as the script stored it */
-        char at[32];
-        jg_time_format(rep->integer < 0 ? -rep->integer : rep->integer, at);
-        jg_buf_append(&req->body, shown_parts.data, cut);
-        jg_buf_putc(&req->body, '"');
-        jg_buf_puts(&req->body, at);
-        jg_buf_putc(&req->body, '"');
-        jg_buf_append(&req->body, shown_parts.data + cut + AT_LEN, shown_parts.len - cut - AT_LEN);
-        new_type = rep->integer < 0;
-        how = "new";
-        shown = 1;
-    } else {   /* {new_type, job object, how[, id of the coalesced job]} */
-        int ok = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 &&
-                 rep->element[2]->type == REDIS_REPLY_STRING;
-        how = ok ? rep->element[2]->str : "";
-        coalesced = strcmp(how, "coalesced") == 0;
-        if (coalesced)
-            job_id = rep->elements == 4 && rep->element[3]->type == REDIS_REPLY_STRING &&
-                             jg_valid_job_id(rep->element[3]->str)
-                         ? rep->element[3]->str
-                         : NULL;
-        shown = ok && job_id ? jg_job_json_text(rep->element[1],
-                                                coalesced ? JG_JOB_COALESCED : 0, &req->body)
-                             : -1;
-        new_type = ok && rep->element[0]->type == REDIS_REPLY_INTEGER &&
-                   rep->element[0]->integer == 1;
-    }
-    if (shown < 0) {
-        jg_fail_redis(req, rep);
+    const char *how, *job_id;
+    int new_type;
+    if (script_answer(req, st, rep, &how, &job_id, &new_type) != JG_OK)
         goto out;   /* idem_taken: the record is deleted there (no job was made) */
-    }
-    if (new_type) {
-        /* a type new to the queue: the queue may be new too (P:queues is not in its slot) */
-        redisReply *r2 = jg_redis_cmd(req->redis, "SADD %s:queues %s", req->cfg->key_prefix,
-                                      s.queue);
-        if (r2)
-            freeReplyObject(r2);
-    }
+    if (new_type)
+        register_queue(req, st->s.queue);
     if (idem_taken) {
         /* the job exists: the key names it for 24 h (a coalesced submit: the other job) */
         if (!set_now)
@@ -417,11 +494,7 @@ static int submit(jg_req_t *req)
                         set ? set->str : "Redis unreachable", NULL);
     }
     idem_taken = 0;   /* the key names a job now: keep it */
-    req->status = strcmp(how, "cached") == 0 ? 200 : 202;
-    location(req, job_id);
-    jg_log_info(coalesced ? "job coalesced" : req->status == 200 ? "job submitted, cached result"
-                                                                 : "job submitted",
-                "job", job_id, "queue", s.queue, "type", s.k.type, NULL);
+    submitted(req, st, how, job_id);
     rc = JG_OK;
 out:
     if (idem_taken) {   /* no job was made: let a repeat try again */
@@ -435,10 +508,28 @@ out:
         freeReplyObject(rep);
     if (entry)
         freeReplyObject(entry);
-    jg_args_free(a);
-    json_object_put(obj);
-    jg_buf_free(&shown_parts);
-    jg_buf_free(&body);
+    return rc;
+}
+
+/* POST /jobs -> 202 job + Location | 200 cached | 202 coalesced | 200 repeat */
+static int submit(jg_req_t *req)
+{
+    char idem[JG_KEY_MAX] = "";
+    const char *ik = jg_req_param(req, "HTTP_IDEMPOTENCY_KEY");
+    if (ik) {
+        if (!jg_valid_idempotency_key(ik))
+            return jg_fail(req, 400, "invalid_field",
+                           "Idempotency-Key must be 1 to 128 visible ASCII characters");
+        jg_key_idempotency(req->cfg, req->caller, ik, idem);
+    }
+    submit_state_t st;
+    state_init(&st);
+    int rc;
+    if (parse(req, &st) != JG_OK)   /* a repeat gets the first job, whatever its body says */
+        rc = idem[0] ? idem_or_error(req, idem) : JG_ERR;
+    else
+        rc = submit_parsed(req, &st, idem);
+    state_free(&st);
     return rc;
 }
 
@@ -497,6 +588,117 @@ static int handle(jg_req_t *req)
     return req->route->id == JG_ROUTE_SUBMIT ? submit(req) : cancel(req);
 }
 
+/* --- submits that arrive together (server.h, jg_batch_ops_t) ---
+ * A plain submit (no Idempotency-Key, no cache: true) is checked and its submit.lua call built
+ * in prepare; the batch's calls go to Redis in one write, and finish answers each from its own
+ * reply, with the bytes submit() would send. What needs Redis calls of its own goes to after():
+ * a cancel or an Idempotency-Key (submit() as a lone request), cache: true (its cache entry is
+ * read first: submit_parsed, from the body parsed here), NOSCRIPT (nothing ran: the same call
+ * alone, which loads the script) and a type new to the queue (the queue registry's SADD). A
+ * call whose reply was lost is 503, never sent again: it may have run. */
+#define TODO_USUAL    0   /* not prepared: handle() */
+#define TODO_CACHE    1   /* parsed, cache: true */
+#define TODO_NOSCRIPT 2   /* sent, NOSCRIPT */
+#define TODO_QUEUES   3   /* answered; the type is new to the queue */
+
+/* A slot's request answered: what it parsed is let go (the body's memory too, when large). */
+static int done(submit_state_t *st, int rc)
+{
+    state_clear(st);
+    return rc;
+}
+
+static int batch_prepare(jg_req_t *req, jg_batch_cmd_t *cmd)
+{
+    submit_state_t *st = cmd->data;
+    if (st == NULL) {
+        if ((st = malloc(sizeof *st)) == NULL)
+            abort();
+        state_init(st);
+        cmd->data = st;
+    } else {
+        state_clear(st);
+    }
+    st->todo = TODO_USUAL;
+    if (req->route->id != JG_ROUTE_SUBMIT || jg_req_param(req, "HTTP_IDEMPOTENCY_KEY"))
+        return JG_DECLINE;
+    if (parse(req, st) != JG_OK)
+        return done(st, JG_ERR);
+    if (st->s.cache) {
+        st->todo = TODO_CACHE;
+        return JG_DECLINE;
+    }
+    if (new_id(req, st) != JG_OK)
+        return done(st, JG_ERR);
+    build(req, st, NULL);
+    cmd->script = &st->call;
+    return JG_OK;
+}
+
+/* The answer from the script's reply rep (not NULL, not NOSCRIPT). */
+static int batch_answer(jg_req_t *req, submit_state_t *st, const redisReply *rep, int *new_type)
+{
+    const char *how, *job_id;
+    if (script_answer(req, st, rep, &how, &job_id, new_type) != JG_OK)
+        return JG_ERR;
+    submitted(req, st, how, job_id);
+    return JG_OK;
+}
+
+static int batch_finish(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *rep)
+{
+    submit_state_t *st = cmd->data;
+    int new_type;
+    if (rep == NULL)   /* the job may exist (a lost answer): as submit(), 503 */
+        return done(st, jg_fail_unavailable(req));
+    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        st->todo = TODO_NOSCRIPT;
+        return JG_DECLINE;
+    }
+    int rc = batch_answer(req, st, rep, &new_type);
+    if (rc == JG_OK && new_type) {
+        st->todo = TODO_QUEUES;
+        return JG_DECLINE;
+    }
+    return done(st, rc);
+}
+
+static int batch_after(jg_req_t *req, jg_batch_cmd_t *cmd)
+{
+    submit_state_t *st = cmd->data;
+    int rc, new_type = 1;
+    if (st == NULL || st->todo == TODO_USUAL)
+        return handle(req);
+    if (st->todo == TODO_CACHE)
+        return done(st, submit_parsed(req, st, ""));
+    if (st->todo == TODO_NOSCRIPT) {
+        jg_script_call_t *c = &st->call;
+        redisReply *rep = jg_redis_script(req->redis, c->name, c->nkeys, c->args.argc,
+                                          c->args.argv, c->args.lens);
+        if (rep == NULL)
+            return done(st, jg_fail_unavailable(req));
+        rc = batch_answer(req, st, rep, &new_type);
+        freeReplyObject(rep);
+    } else {
+        rc = JG_OK;   /* TODO_QUEUES: answered in finish */
+    }
+    if (rc == JG_OK && new_type)
+        register_queue(req, st->s.queue);
+    return done(st, rc);
+}
+
+static void batch_free(void *data)
+{
+    state_free(data);
+    free(data);
+}
+
+static const jg_batch_ops_t batch_ops = {batch_prepare, batch_finish, batch_after, batch_free};
+
 static const jg_program_t program = {"jobgate-submit", "submit", handle, NULL, NULL};
 
-int main(int argc, char **argv) { return jg_serve(&program, argc, argv); }
+int main(int argc, char **argv)
+{
+    jg_serve_batch(&batch_ops);
+    return jg_serve(&program, argc, argv);
+}

@@ -375,7 +375,19 @@ static void batch_respond(batch_t *b, int i, int rc, jg_conns_t *conns,
         b->later[b->nlater++] = i;   /* its next request is read after the batch */
 }
 
-/* Sends the held requests' reads together and answers each from its own reply. */
+/* A request the batch declined, served the usual way: the program's after() (server.h), or its
+ * handler. */
+static int batch_declined(batch_t *b, int i)
+{
+    if (batch_ops->after == NULL)
+        return handle(&b->reqs[i]);
+    int rc = batch_ops->after(&b->reqs[i], &b->cmds[i]);
+    if (rc == JG_ERR && !b->reqs[i].failed)   /* as handle(): never an empty 200 */
+        jg_fail(&b->reqs[i], 500, "internal", "internal error");
+    return rc;
+}
+
+/* Sends the held requests' commands together and answers each from its own reply. */
 static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
                         jg_buf_t *rendered, jg_buf_t *out)
 {
@@ -385,10 +397,14 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
     if (n == 0)
         return;
     int failed = 0;
-    if (n == 1) {   /* alone: jg_redis_read (a closed reused connection is retried once) */
+    if (n == 1) {   /* alone: as a lone request (a read: a closed reused connection is retried
+                       once; a script: loaded on NOSCRIPT) */
         jg_batch_cmd_t *cmd = &b->cmds[b->held[0]];
-        redisReply *rep = jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
-        int rc = ops->finish(&b->reqs[b->held[0]], rep);
+        jg_script_call_t *sc = cmd->script;
+        redisReply *rep = sc ? jg_redis_script(redis, sc->name, sc->nkeys, sc->args.argc,
+                                               sc->args.argv, sc->args.lens)
+                             : jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
+        int rc = ops->finish(&b->reqs[b->held[0]], cmd, rep);
         if (rep)
             freeReplyObject(rep);
         if (rc == JG_DECLINE)
@@ -398,7 +414,8 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
     } else {
         for (int k = 0; k < n && !failed; k++) {
             jg_batch_cmd_t *cmd = &b->cmds[b->held[k]];
-            if (jg_redis_append_argv(redis, cmd->argc, cmd->argv, cmd->lens)) {
+            if (cmd->script ? jg_script_append(redis, cmd->script)
+                            : jg_redis_append_argv(redis, cmd->argc, cmd->argv, cmd->lens)) {
                 if (k > 0)   /* some were appended: this connection cannot be used any more */
                     jg_redis_drop(redis, "pipeline append failed");
                 failed = 1;
@@ -410,7 +427,7 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
             redisReply *rep = failed ? NULL : jg_redis_get_reply(redis);
             if (rep == NULL)
                 failed = 1;   /* the connection is gone: the replies after it too */
-            int rc = ops->finish(&b->reqs[i], rep);
+            int rc = ops->finish(&b->reqs[i], &b->cmds[i], rep);
             if (rep)
                 freeReplyObject(rep);
             if (rc == JG_DECLINE)
@@ -420,7 +437,7 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
         }
     }
     for (int k = 0; k < ndeclined; k++)   /* the batch's replies are all read: the usual way */
-        batch_respond(b, declined[k], handle(&b->reqs[declined[k]]), conns, rendered, out);
+        batch_respond(b, declined[k], batch_declined(b, declined[k]), conns, rendered, out);
 }
 
 /* Slot i's request, read whole: routed and checked, then held for the batch's read, or answered
@@ -436,6 +453,7 @@ static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
                                       "request headers over %u bytes", JG_FCGI_MAX_PARAMS)
                             : route(req);
     if (rc == ROUTED) {
+        b->cmds[i].script = NULL;
         rc = batch_ops->prepare(req, &b->cmds[i]);
         if (rc == JG_OK) {
             b->held[b->nheld++] = i;
@@ -443,7 +461,7 @@ static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
         }
         if (rc == JG_DECLINE) {   /* its own Redis calls: the held reads go first */
             batch_flush(b, redis, conns, rendered, out);
-            rc = handle(req);
+            rc = batch_declined(b, i);
         }
     }
     batch_respond(b, i, rc, conns, rendered, out);
@@ -527,6 +545,8 @@ static void *request_thread(void *arg)
         for (int i = 0; i < BATCH_MAX; i++) {
             conn_free(b->conns[i]);
             jg_req_free(&b->reqs[i]);
+            if (batch_ops->free && b->cmds[i].data)
+                batch_ops->free(b->cmds[i].data);
         }
         free(b);
     } else {

@@ -16,16 +16,24 @@
 
 #include "http.h"
 #include "loop.h"
+#include "pipeline.h"
 
 /* Requests that arrive together, served together (optional; server.c): a request thread takes
  * every ready connection of one wake (16 at most), reads each request whole, routes it and
- * checks its access, then asks prepare: JG_OK after filling cmd with the one Redis read (a
- * command that changes nothing) the request needs, which holds the request; JG_ERR after
- * jg_fail(); JG_DECLINE to have handle() serve it as usual (a long poll, say). The held
- * requests' commands go to Redis pipelined (one write; over a cluster, each to its node), and
+ * checks its access, then asks prepare: JG_OK after filling cmd with the one Redis command the
+ * request needs (argv, or a script call in cmd->script: pipeline.h), which holds the request;
+ * JG_ERR after jg_fail(); JG_DECLINE to have it served as usual (a long poll, say). The held
+ * requests' commands go to Redis pipelined (one write; over a cluster, each to its node; a
+ * batch of one as a lone request: a read by jg_redis_read, a script by jg_redis_script), and
  * finish gets each reply in order (NULL: Redis unreachable): JG_OK or JG_ERR as handle would
- * answer, never JG_PARKED; or JG_DECLINE, touching nothing in req, to have handle() serve it
- * after the batch's replies are read. */
+ * answer, never JG_PARKED; or JG_DECLINE to have it served as usual after the batch's replies
+ * are read. A command sent in a batch may have run: finish declines only what the usual way
+ * can serve without running it again (a read; a script's NOSCRIPT, which ran nothing).
+ * Served as usual: by ops->after(req, cmd) when the program gives one (it may call Redis and
+ * use what prepare and finish kept in cmd->data; a body prepare read is not read again),
+ * else by handle() (finish then declines touching nothing in req). cmd->data is the program's
+ * own state for the slot, NULL at first, kept from one request to the next and freed by
+ * ops->free at the thread's end. */
 #define JG_DECLINE 2
 #define JG_BATCH_ARGS 8
 typedef struct jg_batch_cmd {
@@ -33,10 +41,14 @@ typedef struct jg_batch_cmd {
     const char *argv[JG_BATCH_ARGS];
     size_t lens[JG_BATCH_ARGS];
     char key[256];            /* storage for a key argument (argv may point into it) */
+    jg_script_call_t *script; /* instead of argv: EVALSHA (jg_script_append); NULL */
+    void *data;               /* the program's (above) */
 } jg_batch_cmd_t;
 typedef struct jg_batch_ops {
     int (*prepare)(jg_req_t *req, jg_batch_cmd_t *cmd);
-    int (*finish)(jg_req_t *req, const redisReply *reply);
+    int (*finish)(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *reply);
+    int (*after)(jg_req_t *req, jg_batch_cmd_t *cmd);   /* optional (above) */
+    void (*free)(void *data);                           /* optional (above) */
 } jg_batch_ops_t;
 
 typedef struct jg_program {
