@@ -336,6 +336,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+def sigstop(pid, timeout=10.0):
+    """Stops process pid (SIGSTOP) and returns once every one of its threads is stopped: kill()
+    only queues the signal, and on a loaded machine a thread may run on for a while (tests that
+    send requests "while the program is stopped" would race it)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped():
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except FileNotFoundError:
+            return True   # gone: nothing runs
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if state not in ("T", "t"):
+                return False
+        return True
+    wait_until(all_stopped, timeout, "process %d stopped" % pid, interval=0.005)
+
+
 def wait_until(pred, timeout, what, interval=0.02):
     """Polls pred() until it returns a true value (returned) or timeout seconds pass
     (AssertionError naming what was awaited)."""

@@ -29,7 +29,7 @@ def _while_stopped(s, program, calls):
         except Exception as e:  # reported below, as the request's answer
             out[i] = e
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
-    harness.os.kill(pid, signal.SIGSTOP)
+    harness.sigstop(pid)
     try:
         for t in threads:
             t.start()
@@ -108,7 +108,7 @@ def _together(s, conns, uris):
     """Sends GET uris[i] on conns[i] (kept-alive FastCGI connections) while jobgate-status is
     stopped, lets it go, and returns the answers in order."""
     pid = s.program_pids("status")[0]
-    harness.os.kill(pid, signal.SIGSTOP)
+    harness.sigstop(pid)
     try:
         for c, uri in zip(conns, uris):
             _send(c, "GET", uri)
@@ -182,7 +182,7 @@ def test_a_request_not_all_there_does_not_hold_up_the_others_that_arrived_with_i
                 conns.append(c)
             slow = harness.fcgi_request_bytes(harness.fcgi_params("GET", uris[1]), keep_conn=True)
             pid = s.program_pids("status")[0]
-            harness.os.kill(pid, signal.SIGSTOP)
+            harness.sigstop(pid)
             try:
                 _send(conns[0], "GET", uris[0])
                 conns[1].sendall(slow[:len(slow) // 2])   # the rest comes later

@@ -59,7 +59,7 @@ def _together(s, conns, requests, meanwhile=None):
     """Sends requests[i] (bytes) on conns[i] while jobgate-submit is stopped, runs meanwhile()
     (if given) before letting it go, and returns the answers in order."""
     pid = s.program_pids("submit")[0]
-    harness.os.kill(pid, signal.SIGSTOP)
+    harness.sigstop(pid)
     try:
         for c, data in zip(conns, requests):
             c.sendall(data)
@@ -103,7 +103,7 @@ def test_submits_that_arrive_together_each_get_their_own_job_exactly_once():
                     out[i] = e
             threads = [threading.Thread(target=run, args=(i,), daemon=True)
                        for i in range(len(bodies))]
-            harness.os.kill(pid, signal.SIGSTOP)
+            harness.sigstop(pid)
             try:
                 for t in threads:
                     t.start()
@@ -186,7 +186,7 @@ def test_submits_pipelined_on_one_connection_are_made_in_their_order_among_a_bat
             others = [{"type": "echo", "queue": q, "payload": {"other": i}} for i in range(4)]
             # conns[0] sends its 4 submits at once (a client that pipelines); the others one each
             pid = s.program_pids("submit")[0]
-            harness.os.kill(pid, signal.SIGSTOP)
+            harness.sigstop(pid)
             try:
                 conns[0].sendall(b"".join(_post(b) for b in mine))
                 for c, b in zip(conns[1:], others):
