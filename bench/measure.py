@@ -186,8 +186,8 @@ def submit_script_calls(sha, queue, type_, ids, payload=lambda i: "{}", delay_ms
     for i, jid in enumerate(ids):
         tag = jid.split(".", 1)[0]
         q = "%s:{%s}:q:%s:" % (prefix, tag, queue)
-        keys = ["%s:{%s}:job:%s" % (prefix, tag, jid), q + "ready:" + type_, q + "seq", q + "jobs",
-                q + "types", q + "counts", "%s:{%s}:log:%s" % (prefix, tag, jid)]
-        argv = [jid, queue, type_, payload(i), "0", "3", "300000", str(delay_ms), "0" * 64, "", ""]
+        keys = ["%s:{%s}:job:%s" % (prefix, tag, jid), q + "ready:" + type_]
+        argv = [jid, queue, type_, payload(i), "0", "3", "300000", str(delay_ms), "0" * 64, "", "",
+                ""]
         calls.append(["EVALSHA", sha, str(len(keys))] + keys + argv)
     return calls

@@ -29,7 +29,8 @@
 #define IDEM_TTL_S      86400        /* an Idempotency-Key is remembered 24 h */
 #define IDEM_PENDING_MS 10000        /* ... and held this long while its job is being created */
 #define IDEM_PENDING    "pending:"   /* the value's prefix meanwhile: "pending:<id>" */
-#define NULL_LEN        4            /* "null": created_at's value at jg_job_submitted's cut */
+#define AT_LEN          26           /* "YYYY-MM-DDTHH:MM:SS.mmmZ": created_at at the cut */
+#define AT_SECOND_LEN   21           /* its part to the second ("YYYY-MM-DDTHH:MM:SS.) */
 #define IDEM_ABSENT     2            /* idem_answer(): the key is not taken */
 
 /* A submitted job, validated. Strings point into the parsed body. */
@@ -208,7 +209,7 @@ typedef struct submit_state {
     json_object *obj;
     submission_t s;
     char id[JG_ID_LEN + 1], cache_key[65];
-    char keys[7][JG_KEY_MAX], ready_what[JG_NAME_MAX + 8];
+    char keys[2][JG_KEY_MAX], ready_what[JG_NAME_MAX + 8];
     size_t cut;                   /* where created_at goes in shown_parts */
     jg_script_call_t call;        /* not zeroed: jg_args_init sets what is read (~20 KB) */
     int todo;                     /* the batch: what after() does (TODO_*) */
@@ -269,22 +270,14 @@ static void build(jg_req_t *req, submit_state_t *st, const redisReply *entry)
     submission_t *s = &st->s;
     jg_args_t *a = &st->call.args;
     st->call.name = "submit";
-    st->call.nkeys = 7;
+    st->call.nkeys = 2;
     jg_args_init(a);
-    char *k_job = st->keys[0], *k_ready = st->keys[1], *k_seq = st->keys[2],
-         *k_jobs = st->keys[3], *k_types = st->keys[4], *k_counts = st->keys[5],
-         *k_log = st->keys[6];
     memcpy(st->ready_what, "ready:", 6);
     memcpy(st->ready_what + 6, s->k.type, strlen(s->k.type) + 1);
-    jg_key_job(req->cfg, st->id, k_job);
-    jg_key_queue(req->cfg, s->queue, st->ready_what, k_ready);
-    jg_key_queue(req->cfg, s->queue, "seq", k_seq);
-    jg_key_queue(req->cfg, s->queue, "jobs", k_jobs);
-    jg_key_queue(req->cfg, s->queue, "types", k_types);
-    jg_key_queue(req->cfg, s->queue, "counts", k_counts);
-    jg_key_log(req->cfg, st->id, k_log);
+    jg_key_job(req->cfg, st->id, st->keys[0]);
+    jg_key_queue(req->cfg, s->queue, st->ready_what, st->keys[1]);
 
-    /* the delayed set, the in-flight marker and the wake channel: built by the script */
+    /* the queue's other keys, the job's log and the wake channel: built by the script */
     for (size_t i = 0; i < JG_ARRAY_LEN(st->keys); i++)
         jg_args_str(a, st->keys[i]);
     jg_args_str(a, st->id);
@@ -299,16 +292,22 @@ static void build(jg_req_t *req, submit_state_t *st, const redisReply *entry)
     int hit = entry && entry->type == REDIS_REPLY_STRING;
     st->cut = 0;
     jg_buf_reset(&st->shown_parts);
-    if (!hit && s->delay_ms == 0) {   /* queued now: the object but its created_at from here */
-        char prio[24], attempts[24];
+    if (!hit && s->delay_ms == 0) {
+        /* queued now: the object as of this clock, cut in created_at after its second, which
+         * the script keeps when Redis' clock is in the same second (it adds the ms) */
+        char prio[24], attempts[24], now[24];
+        int64_t ms = jg_now_ms();
         jg_fmt_int(s->priority, prio);
         jg_fmt_int(s->max_attempts, attempts);
-        jg_job_submitted(st->id, s->queue, s->k.type, prio, attempts, st->cache_key,
+        jg_fmt_int(ms, now);
+        jg_job_submitted(st->id, s->queue, s->k.type, prio, attempts, st->cache_key, now,
                          &st->shown_parts, &st->cut);
-        jg_args_add(a, st->shown_parts.data, st->cut);
-        jg_args_add(a, st->shown_parts.data + st->cut + NULL_LEN,
-                    st->shown_parts.len - st->cut - NULL_LEN);
+        jg_args_add(a, st->shown_parts.data, st->cut + AT_SECOND_LEN);
+        jg_args_add(a, st->shown_parts.data + st->cut + AT_LEN - 2,
+                    st->shown_parts.len - st->cut - AT_LEN + 2);
+        jg_args_int(a, ms / 1000);
     } else {
+        jg_args_str(a, "");
         jg_args_str(a, "");
         jg_args_str(a, "");
     }
@@ -346,8 +345,7 @@ static int script_answer(jg_req_t *req, submit_state_t *st, const redisReply *re
         jg_buf_putc(&req->body, '"');
         jg_buf_puts(&req->body, at);
         jg_buf_putc(&req->body, '"');
-        jg_buf_append(&req->body, parts->data + st->cut + NULL_LEN,
-                      parts->len - st->cut - NULL_LEN);
+        jg_buf_append(&req->body, parts->data + st->cut + AT_LEN, parts->len - st->cut - AT_LEN);
         *new_type = rep->integer < 0;
         *how = "new";
         shown = 1;

@@ -148,7 +148,6 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
-j_tables()
 -- Resharding guard (docs/redis.md, "Redis Cluster"): while this queue's slot is being migrated,
 -- a key this script builds may be on the other node already (Redis would stop the script at it,
 -- after the writes before it) or, run by ASKING on the importing node, not there yet (read as
@@ -184,14 +183,19 @@ local function expires(id)
   redis.call('ZADD', qprefix .. 'expiry', int(now + tonumber(ARGV[8]) * 1000), id)
 end
 -- the job's fields that the steps below read: those the job object shows (J_NAMES), then these;
--- the payload (it can be large) only by the claim (CLAIM_READ)
-local READ = {unpack(J_NAMES)}
-for _, name in ipairs({'score', 'cache', 'timeout_ms', 'fence'}) do READ[#READ + 1] = name end
-local SCORE, CACHE, TIMEOUT, FENCE = #J_NAMES + 1, #J_NAMES + 2, #J_NAMES + 3, #J_NAMES + 4
-local CLAIM_READ = {unpack(READ)}
-CLAIM_READ[#CLAIM_READ + 1] = 'payload'
-CLAIM_READ[#CLAIM_READ + 1] = 'cache_ttl'
-local PAYLOAD, CACHE_TTL = #CLAIM_READ - 1, #CLAIM_READ
+-- the payload (it can be large) only by the claim (CLAIM_READ). Made by reads() when a step first
+-- reads a job: a claim with nothing to do (an idle worker's) needs none of them.
+local READ, CLAIM_READ, SCORE, CACHE, TIMEOUT, FENCE, PAYLOAD, CACHE_TTL
+local function reads()
+  if READ then return end
+  j_tables()
+  local n = #J_NAMES
+  SCORE, CACHE, TIMEOUT, FENCE, PAYLOAD, CACHE_TTL = n + 1, n + 2, n + 3, n + 4, n + 5, n + 6
+  READ = {unpack(J_NAMES)}
+  READ[SCORE], READ[CACHE], READ[TIMEOUT], READ[FENCE] = 'score', 'cache', 'timeout_ms', 'fence'
+  CLAIM_READ = {unpack(READ)}
+  CLAIM_READ[PAYLOAD], CLAIM_READ[CACHE_TTL] = 'payload', 'cache_ttl'
+end
 -- a change of the job object: the fields of ch and version + 1 set, the object rendered, in one
 -- HSET (change); the change published
 local function bump(id, f, ch)
@@ -206,6 +210,7 @@ end
 local woken = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[1], id)
+  reads()
   local f = redis.call('HMGET', jobkey(id), unpack(READ))
   if f[J_AT.status] == 'queued' then
     redis.call('ZADD', readykey(f[J_AT.type]), f[SCORE], id)
@@ -220,6 +225,7 @@ local taken = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now), 'LIMIT', 0, 100)) do
   redis.call('ZREM', KEYS[2], id)
   local jk = jobkey(id)
+  reads()
   local f = redis.call('HMGET', jk, unpack(READ))
   if f[J_AT.status] == 'running' then
     taken = taken + 1
@@ -275,6 +281,7 @@ while claimed < want do
   local id = redis.call('ZRANGE', KEYS[best], 0, 0)[1]
   redis.call('ZREM', KEYS[best], id)
   local jk = jobkey(id)
+  reads()
   local f = redis.call('HMGET', jk, unpack(CLAIM_READ))
   if f[J_AT.status] == 'queued' then
     local n = (tonumber(f[J_AT.attempts]) or 0) + 1

@@ -140,7 +140,6 @@ local function shown(key)
   return redis.call('HGET', key, 'json') or render(key)
 end
 -- <<< render
-j_tables()
 
 if #ARGV % 2 == 1 or #ARGV < 6 or (#ARGV - 6) / 2 > 1000 then
   return redis.error_reply('ERR log.lua takes at most 1000 stream, line pairs')
@@ -187,7 +186,10 @@ if last then
   redis.call('SPUBLISH', ARGV[4], 'log ' .. ARGV[1] .. ' ' .. last)
 end
 if ARGV[5] ~= '' and ARGV[5] ~= f[3] then
-  -- a change of the job object: progress and version + 1 set, the object rendered (one HSET)
+  -- a change of the job object: progress and version + 1 set, the object rendered (one HSET);
+  -- the renderer's tables made here only (about 10,000 instructions that a batch of lines
+  -- without a new progress, the common call, does not need)
+  j_tables()
   local g = redis.call('HMGET', KEYS[1], unpack(J_NAMES))
   local v = int(tonumber(g[J_AT.version]) + 1)
   change(KEYS[1], g, {'progress', ARGV[5], 'version', v})

@@ -2,26 +2,28 @@
 -- submit.lua — create a job (docs/redis.md, "submit.lua").
 -- KEYS[1] job hash            P:{tag}:job:<id>
 -- KEYS[2] ready set of type   P:{tag}:q:<queue>:ready:<type>
--- KEYS[3] seq                 P:{tag}:q:<queue>:seq
--- KEYS[4] jobs                P:{tag}:q:<queue>:jobs
--- KEYS[5] types               P:{tag}:q:<queue>:types
--- KEYS[6] counts              P:{tag}:q:<queue>:counts
--- KEYS[7] log                 P:{tag}:log:<id>
 -- ARGV[1] id  [2] queue  [3] type  [4] payload (JSON text)  [5] priority  [6] max_attempts
 -- ARGV[7] timeout_ms  [8] delay_ms  [9] cache_key
 -- ARGV[10], ARGV[11] the job object's text before and after the value of created_at, rendered
--- by the caller for a job queued at once (no delay, no hit); "" and "": the script renders it
+-- by the caller for a job queued at once (no delay, no hit), with created_at's own text cut
+-- after its second: ARGV[10] ends with its first 21 bytes ("YYYY-MM-DDTHH:MM:SS.) and ARGV[11]
+-- starts with its last 2 (Z"), for the second ARGV[12] (seconds since the epoch, the caller's
+-- clock). When Redis' clock is in that second, the script puts in only the milliseconds; else it
+-- drops those 23 bytes and renders created_at whole. "", "" and "": the script renders the object.
 -- Only with cache 1 or a cache_version (absent otherwise, taken as "" and "0"):
--- ARGV[12] cache_version ("" = none)  [13] cache (0|1)  [14] cache_ttl
--- ARGV[15] cache hit (0|1): the caller found ARGV[16] in the result cache P:cache:<cache_key>
--- ARGV[16] the cached result's JSON text ("" unless a hit)  [17] retention seconds
--- Keys built here, of the queue's tag (prefix P:{tag}: from KEYS[1]): the delayed set
+-- ARGV[13] cache_version ("" = none)  [14] cache (0|1)  [15] cache_ttl
+-- ARGV[16] cache hit (0|1): the caller found ARGV[17] in the result cache P:cache:<cache_key>
+-- ARGV[17] the cached result's JSON text ("" unless a hit)  [18] retention seconds
+-- Keys built here, of the queue's tag (prefix P:{tag}: from KEYS[1]), each an argument less to
+-- pass (about 1,500 instructions of Redis each): the queue's seq P:{tag}:q:<queue>:seq, job index
+-- P:{tag}:q:<queue>:jobs, types P:{tag}:q:<queue>:types and counts P:{tag}:q:<queue>:counts, the
+-- job's log P:{tag}:log:<id>; on the paths that use them only: the delayed set
 -- P:{tag}:q:<queue>:delayed (delay > 0), the in-flight marker
 -- P:{tag}:q:<queue>:inflight:<cache_key> and the job it names (cache 1), the expiry index
 -- P:{tag}:q:<queue>:expiry, the wake channel
 -- P:{tag}:wake:<queue>. No resharding guard is needed: the script never runs while its slot
 -- moves, since its first key, the new job's hash, is on neither node (docs/redis.md, "Resharding").
--- Returns, for a new job whose object the caller gave (ARGV[10], ARGV[11]), its created_at in ms:
+-- Returns, for a new job whose object the caller gave (ARGV[10..12]), its created_at in ms:
 -- negative when the type is new to the queue. Else {new_type (1 when the type is new to the
 -- queue), job object, how[, id]}: the job object is the text the job's `json` field holds
 -- (docs/redis.md, "The job object"); how is "new", "cached" (a hit: the job was created done with
@@ -32,7 +34,7 @@
 -- written: readers take a missing field for an empty one (a flag: for 0).
 -- Retention: a job created done (cache hit) is put in the queue's expiry index
 -- P:{tag}:q:<queue>:expiry; each call drops up to 100 entries of that index whose time has come
--- from it and from the job index KEYS[4] (docs/redis.md, "Retention of the indexes").
+-- from it and from the job index (docs/redis.md, "Retention of the indexes").
 local function int(x) return string.format('%.0f', x) end
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
@@ -156,10 +158,13 @@ end
 -- <<< render
 
 -- (the id has 128 random bits: it is not checked for being new)
-local cache, hit = ARGV[13] == '1', ARGV[15] == '1'
+local cache, hit = ARGV[14] == '1', ARGV[16] == '1'
 local delay = tonumber(ARGV[8])
 local P = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4)   -- P:{tag}: of P:{tag}:job:<id>
-local function qkey(what) return P .. 'q:' .. ARGV[2] .. ':' .. what end   -- built when used
+local Q = P .. 'q:' .. ARGV[2] .. ':'   -- P:{tag}:q:<queue>:
+local function qkey(what) return Q .. what end   -- built when used
+local k_seq, k_jobs, k_types, k_counts = Q .. 'seq', Q .. 'jobs', Q .. 'types', Q .. 'counts'
+local k_log = P .. 'log:' .. ARGV[1]
 if cache and not hit then
   -- the marker names a job of this queue (same tag); a finished one, or one whose cancel was
   -- asked, no longer counts: a new job is made and takes the marker over
@@ -177,12 +182,12 @@ local t = redis.call('TIME')
 -- digits of the microseconds
 local nows = t[1] .. string.sub('000000' .. t[2], -6, -4)
 local now = tonumber(nows)
-local seq = redis.call('INCR', KEYS[3])
+local seq = redis.call('INCR', k_seq)
 if seq % 16 == 0 then   -- every 16th submit of the queue
   local expiry = qkey('expiry')
   local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', nows, 'LIMIT', 0, 100)
   if #gone > 0 then
-    redis.call('ZREM', KEYS[4], unpack(gone))
+    redis.call('ZREM', k_jobs, unpack(gone))
     redis.call('ZREM', expiry, unpack(gone))
   end
 end
@@ -192,11 +197,15 @@ if delay > 0 and not hit then run_at = int(now + delay) end
 
 -- the job object's values (J_NAMES order); a cache hit is created done with the cached result
 local status, result, finished, cached = 'queued', false, false, false
-if hit then status, result, finished, cached = 'done', ARGV[16], nows, '1' end
+if hit then status, result, finished, cached = 'done', ARGV[17], nows, '1' end
 local text
 local given = ARGV[10] ~= '' and not run_at and not hit   -- the caller rendered the object
 if given then
-  text = ARGV[10] .. j_t(now) .. ARGV[11]
+  if t[1] == ARGV[12] then   -- the caller's second (almost always): only the ms to put in
+    text = ARGV[10] .. string.sub(nows, -3) .. ARGV[11]
+  else   -- its clock was in another second: created_at rendered here (j_t: ~11,000 instructions)
+    text = string.sub(ARGV[10], 1, -22) .. j_t(now) .. string.sub(ARGV[11], 3)
+  end
 else
   text = j_text({ARGV[1], ARGV[2], ARGV[3], status, ARGV[5], '0', ARGV[6], false, nows,
     false, finished, run_at, false, result, false, cached, ARGV[9], false, '1'})
@@ -206,13 +215,13 @@ end
 local more = {}
 if cache then
   more[#more + 1] = 'cache'; more[#more + 1] = '1'; more[#more + 1] = 'cache_ttl'
-  more[#more + 1] = ARGV[14]
+  more[#more + 1] = ARGV[15]
 end
 if run_at then
   more[#more + 1] = 'run_at'; more[#more + 1] = run_at; more[#more + 1] = 'ready_at'
   more[#more + 1] = run_at
 end
-if (ARGV[12] or '') ~= '' then more[#more + 1] = 'cache_version'; more[#more + 1] = ARGV[12] end
+if (ARGV[13] or '') ~= '' then more[#more + 1] = 'cache_version'; more[#more + 1] = ARGV[13] end
 if hit then
   more[#more + 1] = 'result'; more[#more + 1] = result; more[#more + 1] = 'finished_at'
   more[#more + 1] = finished; more[#more + 1] = 'cached'; more[#more + 1] = '1'
@@ -225,21 +234,21 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'queue', ARGV[2], 'type', ARGV[3], 's
 -- the type registry: a type's first submit to the queue is the one that makes its count 1
 -- (counts only grow), so the SADD runs then only
 local function count(what)
-  if redis.call('HINCRBY', KEYS[6], what .. ARGV[3], '1') == 1 then
-    return redis.call('SADD', KEYS[5], ARGV[3])
+  if redis.call('HINCRBY', k_counts, what .. ARGV[3], '1') == 1 then
+    return redis.call('SADD', k_types, ARGV[3])
   end
   return 0
 end
 if hit then
   -- created finished: the result cache's answer, never run, kept as long as any finished job
-  redis.call('ZADD', KEYS[4], nows, ARGV[1])
+  redis.call('ZADD', k_jobs, nows, ARGV[1])
   local new_type = count('submitted:')
-  redis.call('HINCRBY', KEYS[6], 'done:' .. ARGV[3], '1')
-  redis.call('XADD', KEYS[7], '*', 'ts', nows, 'stream', 'system', 'line',
+  redis.call('HINCRBY', k_counts, 'done:' .. ARGV[3], '1')
+  redis.call('XADD', k_log, '*', 'ts', nows, 'stream', 'system', 'line',
     'done: result from the cache')
-  redis.call('EXPIRE', KEYS[1], ARGV[17])
-  redis.call('EXPIRE', KEYS[7], ARGV[17])
-  redis.call('ZADD', qkey('expiry'), int(now + tonumber(ARGV[17]) * 1000), ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[18])
+  redis.call('EXPIRE', k_log, ARGV[18])
+  redis.call('ZADD', qkey('expiry'), int(now + tonumber(ARGV[18]) * 1000), ARGV[1])
   return {new_type, text, 'cached'}
 end
 if cache then
@@ -259,10 +268,10 @@ else
   redis.call('ZADD', KEYS[2], score, ARGV[1])
   redis.call('SPUBLISH', P .. 'wake:' .. ARGV[2], ARGV[3])
 end
-redis.call('ZADD', KEYS[4], nows, ARGV[1])
+redis.call('ZADD', k_jobs, nows, ARGV[1])
 local new_type = count('submitted:')
 -- a new job's log is a new stream (the id is new): no MAXLEN needed for its first entry
-redis.call('XADD', KEYS[7], '*', 'ts', nows, 'stream', 'system', 'line', line)
+redis.call('XADD', k_log, '*', 'ts', nows, 'stream', 'system', 'line', line)
 -- the caller has the object it rendered but created_at: an integer answers (a table of three
 -- and the text cost Redis more than the rest of the answer's path)
 if given then return new_type == 1 and -now or now end

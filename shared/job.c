@@ -77,11 +77,12 @@ static long long format(const char *const values[NMEMBERS], int flags, jg_buf_t 
 }
 
 void jg_job_submitted(const char *id, const char *queue, const char *type, const char *priority,
-                      const char *max_attempts, const char *cache_key, jg_buf_t *out, size_t *cut)
+                      const char *max_attempts, const char *cache_key, const char *created_at,
+                      jg_buf_t *out, size_t *cut)
 {
     /* the stored values of such a job, as submit.lua writes them (members[] order) */
     const char *values[NMEMBERS] = {id, queue, type, "queued", priority, "0", max_attempts,
-                                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                    NULL, created_at, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                                     cache_key, NULL, "1"};
     static const char created[] = "\"created_at\":";
     size_t start = out->len;

@@ -42,12 +42,15 @@ long long jg_job_json_hmget(const redisReply *values, int flags, jg_buf_t *out);
 long long jg_job_json_text(const redisReply *text, int flags, jg_buf_t *out);
 
 /* The job object of a job that submit.lua is about to create queued at once (no delay, no cached
- * result), made by the same formatter, for the script to store without rendering it itself: only
- * its created_at is missing, which only Redis' clock gives. Appends the object with created_at
- * null to out, and sets *cut to the offset of that null: the script stores the text before it,
- * created_at, and the text after it (docs/redis.md, "submit.lua"). priority and max_attempts are
- * decimal text; every string here passed its rule (id, name, 64 hex), so it needs no escaping. */
+ * result), made by the same formatter, for the script to store without rendering it itself:
+ * only its created_at is not known here, which Redis' clock gives. Appends the object with
+ * created_at the time created_at (ms text, this host's clock) to out, and sets *cut to the
+ * offset of that value ("YYYY-MM-DDTHH:MM:SS.mmmZ", quoted): the script keeps its text to the
+ * second when Redis' clock is in that second, else renders its own (docs/redis.md,
+ * "submit.lua"). priority and max_attempts are decimal text; every string here passed its rule
+ * (id, name, 64 hex), so it needs no escaping. */
 void jg_job_submitted(const char *id, const char *queue, const char *type, const char *priority,
-                      const char *max_attempts, const char *cache_key, jg_buf_t *out, size_t *cut);
+                      const char *max_attempts, const char *cache_key, const char *created_at,
+                      jg_buf_t *out, size_t *cut);
 
 #endif

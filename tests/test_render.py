@@ -311,3 +311,45 @@ def test_times_on_the_calendar_edges_are_rendered_as_the_contract_says():
         same(s, jid, "times %r" % times, r.body)
         eq([r.json()[k] for k in ("created_at", "started_at", "finished_at", "run_at")],
            [_time(t).decode().strip('"') for t in times], "the times cancel.lua rendered")
+
+
+def test_a_submit_stores_redis_time_whichever_second_the_callers_clock_was_in():
+    # jobgate-submit renders a job queued at once with its own clock's created_at cut after the
+    # second (submit.lua's ARGV[10..12]); the script keeps that text only when Redis' clock is in
+    # the same second, else renders created_at itself: either way the stored object shows
+    # Redis' time, and the answer is that time. submit.lua called as jobgate-submit calls it.
+    s = stack()
+    q = unique_queue("rclock")
+    tag = s.request("POST", "/jobs", json={"type": "t", "queue": q}).json()["id"][:8]
+    with open(os.path.join(harness.ROOT, "redis", "submit.lua"), "rb") as fh:
+        sha = s.redis("SCRIPT", "LOAD", fh.read())
+    P = "jobgate:{%s}:" % tag
+
+    def submit(n, second):
+        jid = "%s.clock%017d" % (tag, n)   # a valid id: 22 base64url characters
+        fields = {b"id": jid.encode(), b"queue": q.encode(), b"type": b"t", b"status": b"queued",
+                  b"priority": b"0", b"attempts": b"0", b"max_attempts": b"3",
+                  b"created_at": b"%d123" % second, b"cache_key": b"0" * 64, b"version": b"1"}
+        text = expected(fields).decode()
+        cut = text.index('"created_at":') + len('"created_at":')
+        at = s.redis("EVALSHA", sha, 2, P + "job:" + jid, P + "q:%s:ready:t" % q, jid, q, "t",
+                     "{}", 0, 3, 300000, 0, "0" * 64, text[:cut + 21], text[cut + 24:],
+                     str(second))
+        f = _fields(s, jid)
+        eq(abs(at), int(f[b"created_at"]), "the answer is the stored created_at")
+        same(s, jid, "submitted with the caller's clock at second %d" % second)
+        return jid, abs(at)
+
+    # a clock in another second (2001): its text is not kept
+    jid, at = submit(0, 1000000000)
+    check(abs(at / 1000 - time.time()) < 60, "created_at is Redis' time, not the caller's", at)
+    eq(s.request("GET", "/jobs/" + jid).json()["created_at"][:4],
+       time.strftime("%Y", time.gmtime(at / 1000)), "the year shown")
+    # a clock in Redis' second: only the ms joined in (a boundary between TIME and the script
+    # makes it the case above, so a few tries)
+    for n in range(1, 6):
+        second = int(s.redis("TIME")[0])
+        jid, at = submit(n, second)
+        if at // 1000 == second:
+            break
+    eq(at // 1000, second, "a submit within the caller's second")
