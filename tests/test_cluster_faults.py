@@ -165,9 +165,7 @@ def _check_each_job_ran_once(s, ids, runs_path, unacked=0, timeout=30, log=True,
           % unacked, extra)
     n_given = 0
     for jid in ids if log else ():
-        r = s.request("GET", "/jobs/%s/logs?limit=1000" % jid)
-        eq(r.status, 200, "GET logs of %s" % jid)
-        got = [(e["stream"], e["line"].split(" on worker ")[0]) for e in r.json()["entries"]]
+        got = _log_lines(s, jid)
         if given_back:
             k = _given_back(got)
             check(k is not None, "expected the whole log of job %s, each line once: queued, "
@@ -223,9 +221,7 @@ def _failover_losses(s, ids, runs_path, unacked, timeout=45):
     for jid in ids:
         if jid in losses:
             continue
-        r = s.request("GET", "/jobs/%s/logs?limit=1000" % jid)
-        eq(r.status, 200, "GET logs of %s" % jid)
-        got = [(e["stream"], e["line"].split(" on worker ")[0]) for e in r.json()["entries"]]
+        got = _log_lines(s, jid)
         if jid in again:   # its one run's output, once
             got = [x for x in got if x[0] == "stdout"]
             if got != [("stdout", "step 1"), ("stdout", "step 2")]:
@@ -233,6 +229,20 @@ def _failover_losses(s, ids, runs_path, unacked, timeout=45):
         elif _given_back(got) is None:
             losses[jid] = "log lines lost: %r" % got
     return losses, again
+
+
+def _log_lines(s, jid):
+    """Job jid's log as (stream, line) pairs, the worker's name cut off. Read after the load,
+    once the failover is over, but a program thread that was idle since the kill may still meet
+    the dead master first and a node that has not yet heard of the promotion (gossip): a 503
+    there is asked again for up to 10 s (the availability during the failover is what the load's
+    answers check)."""
+    def answered():
+        r = s.request("GET", "/jobs/%s/logs?limit=1000" % jid)
+        return r if r.status != 503 else None
+    r = harness.wait_until(answered, 10, "logs of %s answered other than 503" % jid)
+    eq(r.status, 200, "GET logs of %s" % jid)
+    return [(e["stream"], e["line"].split(" on worker ")[0]) for e in r.json()["entries"]]
 
 
 def _given_back(got):
