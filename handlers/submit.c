@@ -393,7 +393,7 @@ static void submitted(jg_req_t *req, const submit_state_t *st, const char *how,
  * round trip for the three on one Redis (their keys lie in different slots, so they cannot be one
  * script; on a cluster the record is sent once the script has answered, see jg_redis_barrier).
  * *set gets the record's reply (the caller frees it). Returns the script's reply, or NULL when
- * Redis is unreachable. On NOSCRIPT the script runs again alone (jg_redis_script loads it). */
+ * Redis is unreachable. On NOSCRIPT the script runs again alone (jg_script_run loads it). */
 static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_hit,
                               const char *idem, const char *job_id, redisReply **set)
 {
@@ -418,10 +418,9 @@ static redisReply *run_submit(jg_req_t *req, jg_script_call_t *call, int count_h
     redisReply *rep = jg_redis_get_reply(r);
     if (idem)
         *set = jg_redis_get_reply(r);
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+    if (jg_redis_is_noscript(rep)) {
         freeReplyObject(rep);
-        rep = jg_redis_script(r, call->name, call->nkeys, call->args.argc, call->args.argv,
-                              call->args.lens);
+        rep = jg_script_run(r, call);
     }
     return rep;
 }
@@ -651,7 +650,7 @@ static int batch_finish(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *re
     int new_type;
     if (rep == NULL)   /* the job may exist (a lost answer): as submit(), 503 */
         return done(st, jg_fail_unavailable(req));
-    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+    if (jg_redis_is_noscript(rep)) {
         st->todo = TODO_NOSCRIPT;
         return JG_DECLINE;
     }
@@ -672,9 +671,7 @@ static int batch_after(jg_req_t *req, jg_batch_cmd_t *cmd)
     if (st->todo == TODO_CACHE)
         return done(st, submit_parsed(req, st, ""));
     if (st->todo == TODO_NOSCRIPT) {
-        jg_script_call_t *c = &st->call;
-        redisReply *rep = jg_redis_script(req->redis, c->name, c->nkeys, c->args.argc,
-                                          c->args.argv, c->args.lens);
+        redisReply *rep = jg_script_run(req->redis, &st->call);
         if (rep == NULL)
             return done(st, jg_fail_unavailable(req));
         rc = batch_answer(req, st, rep, &new_type);

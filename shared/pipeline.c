@@ -23,6 +23,11 @@ int jg_script_append(jg_redis_t *r, const jg_script_call_t *c)
     return jg_redis_append_argv(r, c->args.argc + 3, argv, lens);
 }
 
+redisReply *jg_script_run(jg_redis_t *r, jg_script_call_t *c)
+{
+    return jg_redis_script(r, c->name, c->nkeys, c->args.argc, c->args.argv, c->args.lens);
+}
+
 int jg_scripts_pipelined(jg_redis_t *r, jg_script_call_t *calls, size_t n, redisReply **replies)
 {
     size_t appended = 0;
@@ -40,12 +45,9 @@ int jg_scripts_pipelined(jg_redis_t *r, jg_script_call_t *calls, size_t n, redis
         if ((replies[i] = jg_redis_get_reply(r)) == NULL)
             return -1;
     for (size_t i = 0; i < n; i++) {
-        redisReply *x = replies[i];
-        if (x->type == REDIS_REPLY_ERROR && strncmp(x->str, "NOSCRIPT", 8) == 0) {
-            freeReplyObject(x);
-            jg_script_call_t *c = &calls[i];
-            replies[i] = jg_redis_script(r, c->name, c->nkeys, c->args.argc, c->args.argv,
-                                         c->args.lens);
+        if (jg_redis_is_noscript(replies[i])) {
+            freeReplyObject(replies[i]);
+            replies[i] = jg_script_run(r, &calls[i]);
             if (replies[i] == NULL)
                 return -1;
         }

@@ -390,6 +390,11 @@ redisReply *jg_redis_get_reply(jg_redis_t *r)
     return checked(r, jg_durable_read(r->cfg, r->ctx, waits));
 }
 
+int jg_redis_is_noscript(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0;
+}
+
 redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,
                             const char **args, const size_t *lens)
 {
@@ -408,7 +413,7 @@ redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int ar
         argl[i + 3] = lens[i];
     }
     redisReply *rep = jg_redis_cmdargv(r, argc + 3, argv, argl);
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+    if (jg_redis_is_noscript(rep)) {
         freeReplyObject(rep);
         rep = jg_redis_cmd(r, "SCRIPT LOAD %s", s->source);
         if (rep == NULL)

@@ -42,9 +42,14 @@ redisReply *jg_redis_cmdargv(jg_redis_t *r, int argc, const char **argv, const s
  * restart), it is sent once more on a new one. Returns as jg_redis_cmdargv. */
 redisReply *jg_redis_read(jg_redis_t *r, int argc, const char **argv, const size_t *lens);
 
-/* Runs the script named name (redis/NAME.lua) with numkeys KEYS then ARGV in args. */
+/* Runs the script named name (redis/NAME.lua) with numkeys KEYS then ARGV in args (loaded
+ * first when Redis answers NOSCRIPT). */
 redisReply *jg_redis_script(jg_redis_t *r, const char *name, int numkeys, int argc,
                             const char **args, const size_t *lens);
+
+/* A NOSCRIPT error: Redis did not know an EVALSHA's script (a restart, SCRIPT FLUSH), so the
+ * call ran nothing. */
+int jg_redis_is_noscript(const redisReply *rep);
 
 /* Pipelining: append commands, then read each reply in order with jg_redis_get_reply().
  * jg_redis_append* return 0, or -1 when disconnected (nothing was appended). */

@@ -421,10 +421,8 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
     if (n == 1) {   /* alone: as a lone request (a read: a closed reused connection is retried
                        once; a script: loaded on NOSCRIPT) */
         jg_batch_cmd_t *cmd = &b->cmds[b->held[0]];
-        jg_script_call_t *sc = cmd->script;
-        redisReply *rep = sc ? jg_redis_script(redis, sc->name, sc->nkeys, sc->args.argc,
-                                               sc->args.argv, sc->args.lens)
-                             : jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
+        redisReply *rep = cmd->script ? jg_script_run(redis, cmd->script)
+                                      : jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
         int rc = ops->finish(&b->reqs[b->held[0]], cmd, rep);
         if (rep)
             freeReplyObject(rep);
