@@ -359,6 +359,33 @@ def sigstop(pid, timeout=10.0):
     wait_until(all_stopped, timeout, "process %d stopped" % pid, interval=0.005)
 
 
+def while_stopped(pid, calls):
+    """Starts every call (a function) in its own thread while process pid is stopped (sigstop),
+    lets it go once they have had time to send, and returns their results in order: so that
+    requests reach a program together. A call that raised or did not end in 60 s fails."""
+    out = [None] * len(calls)
+
+    def run(i):
+        try:
+            out[i] = calls[i]()
+        except Exception as e:  # reported below, as the request's answer
+            out[i] = e
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    sigstop(pid)
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    for t in threads:
+        t.join(60)
+    for i, r in enumerate(out):
+        if isinstance(r, Exception) or r is None:
+            raise AssertionError("request %d: expected an answer, got %r" % (i, r))
+    return out
+
+
 def wait_until(pred, timeout, what, interval=0.02):
     """Polls pred() until it returns a true value (returned) or timeout seconds pass
     (AssertionError naming what was awaited)."""

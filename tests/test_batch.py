@@ -7,7 +7,6 @@ To make requests arrive together, jobgate-status is stopped (SIGSTOP) while they
 let go: every connection is then ready on its first wake."""
 
 import signal
-import threading
 import time
 
 import harness
@@ -18,30 +17,8 @@ FRONTS = harness.FRONTS
 
 
 def _while_stopped(s, program, calls):
-    """Starts every call (a function) in its own thread while program is stopped, lets the
-    program go once they have had time to send, and returns their results in order."""
-    pid = s.program_pids(program)[0]
-    out = [None] * len(calls)
-
-    def run(i):
-        try:
-            out[i] = calls[i]()
-        except Exception as e:  # reported below, as the request's answer
-            out[i] = e
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
-    harness.sigstop(pid)
-    try:
-        for t in threads:
-            t.start()
-        time.sleep(0.5)
-    finally:
-        harness.os.kill(pid, signal.SIGCONT)
-    for t in threads:
-        t.join(60)
-    for i, r in enumerate(out):
-        if isinstance(r, Exception) or r is None:
-            raise AssertionError("request %d: expected an answer, got %r" % (i, r))
-    return out
+    """harness.while_stopped of program's process: the calls' requests arrive together."""
+    return harness.while_stopped(s.program_pids(program)[0], calls)
 
 
 def test_reads_and_submits_that_arrive_together_each_get_their_own_answer():

@@ -93,25 +93,9 @@ def test_submits_that_arrive_together_each_get_their_own_job_exactly_once():
             what = "round %d" % round_no
             bodies = [{"type": "echo", "queue": queues[i % 4], "priority": i - 16,
                        "payload": {"n": i, "round": round_no}} for i in range(32)]
-            pid = s.program_pids("submit")[0]
-            out = [None] * len(bodies)
-
-            def run(i):
-                try:
-                    out[i] = s.request("POST", "/jobs", json=bodies[i])
-                except Exception as e:  # reported below, as the request's answer
-                    out[i] = e
-            threads = [threading.Thread(target=run, args=(i,), daemon=True)
-                       for i in range(len(bodies))]
-            harness.sigstop(pid)
-            try:
-                for t in threads:
-                    t.start()
-                time.sleep(0.5)
-            finally:
-                harness.os.kill(pid, signal.SIGCONT)
-            for t in threads:
-                t.join(60)
+            out = harness.while_stopped(
+                s.program_pids("submit")[0],
+                [lambda b=b: s.request("POST", "/jobs", json=b) for b in bodies])
             ids = []
             for i, r in enumerate(out):
                 check(isinstance(r, harness.Response), "%s, POST %d: expected an answer" % (what, i),
