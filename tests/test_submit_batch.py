@@ -161,6 +161,44 @@ def _read_answers(conn, n, what):
 
 
 @harness.front_independent
+def test_clients_that_leave_a_batch_cost_the_others_nothing():
+    # while jobgate-submit is stopped: 8 submits sent whole, then two of their clients close
+    # before any answer, and a ninth client sends half a submit and closes too
+    with harness.Stack(name="sbgone", threads=1, programs=("status", "submit")) as s:
+        conns = _connections(s, 9)
+        try:
+            bodies = [{"type": "echo", "queue": "gone", "payload": {"n": i}} for i in range(8)]
+            half = _post({"type": "echo", "queue": "gone", "payload": {"n": 8}})
+            pid = s.program_pids("submit")[0]
+            harness.sigstop(pid)
+            try:
+                for c, b in zip(conns, bodies):
+                    c.sendall(_post(b))
+                conns[8].sendall(half[:len(half) // 2])
+                for i in (2, 5, 8):
+                    conns[i].close()
+                time.sleep(0.2)
+            finally:
+                harness.os.kill(pid, signal.SIGCONT)
+            stayed = [i for i in range(8) if i not in (2, 5)]
+            for i in stayed:
+                r = harness.fcgi_read_response(conns[i], "submit %d" % i)
+                _check_new_job(s, r, bodies[i], "submit %d, beside the clients that left" % i)
+            # the two that left were sent whole: made once or not at all; the half one never
+            n = int(s.redis("ZCARD", _ready("gone")))
+            check(6 <= n <= 8, "expected the 6 answered jobs, and at most the 2 whole ones of "
+                  "the clients that left, in the queue", n)
+            conns[0].sendall(_post({"type": "echo", "queue": "gone", "payload": {"after": 1}}))
+            r = harness.fcgi_read_response(conns[0], "a submit after the batch")
+            _check_new_job(s, r, {"type": "echo", "queue": "gone", "payload": {"after": 1}},
+                           "a submit after the batch, on a connection that stayed")
+        finally:
+            for c in conns:
+                c.close()
+        eq(s.check_alive(), [], "processes that died")
+
+
+@harness.front_independent
 def test_submits_pipelined_on_one_connection_are_made_in_their_order_among_a_batch():
     with harness.Stack(name="sbpipe", threads=1, programs=("status", "submit")) as s:
         conns = _connections(s, 5)
