@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from measure import commandstats, cpu_s, env, harness, pct, submit_script_calls, tree, wrk
+from measure import commandstats, cpu_s, env, harness, info_field, pct, submit_script_calls, tree, wrk
 import longpoll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -174,6 +174,7 @@ def main():
             res["cpu"] = {g: cpu_s(p) - before[g] for g, p in groups.items()}
             res["cpu"]["wrk"] = wrk_cpu
             res["cmds"] = commandstats(s.redis("INFO", "commandstats"))
+            res["reads"] = info_field(s.redis("INFO", "stats"), "total_reads_processed")
             results.append((name, res))
         ceiling = (results[0][1]["rps"] + results[-1][1]["rps"]) / 2 or float("nan")
         print()
@@ -198,6 +199,11 @@ def main():
             print("  %-28s %s" % (name, ", ".join("%s %.2f" % (k, v / n) for k, v in
                                                   sorted(r["cmds"].items(), key=lambda kv: -kv[1])
                                                   if v / n >= 0.01) or "-"))
+        print("\nRedis reads per request (INFO stats total_reads_processed: a batch sent in one "
+              "write is about one read):")
+        for name, r in results[1:-1]:
+            n = max(1.0, r["requests"])
+            print("  %-28s %.2f" % (name, r["reads"] / n))
         bad = [(n, r) for n, r in results if r["rps"] == 0]
         for n, r in bad:
             print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))

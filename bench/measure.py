@@ -145,6 +145,12 @@ def commandstats(info):
     return out
 
 
+def info_field(info, name):
+    """The integer field name of an INFO section's text (0 when absent)."""
+    m = re.search(r"^%s:(\d+)" % re.escape(name), info, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def tree(pid):
     """pid and all its descendants (from /proc, at the time of the call): e.g. an nginx master
     and its workers."""

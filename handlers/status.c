@@ -326,7 +326,7 @@ static int batch_finish(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *re
     return rc == CURRENT ? JG_OK : rc;
 }
 
-static const jg_batch_ops_t batch_ops = {batch_prepare, batch_finish, NULL, NULL};
+static const jg_batch_ops_t batch_ops = {batch_prepare, batch_finish, NULL, NULL, NULL};
 
 static const jg_program_t program = {"jobgate-status", "status", handle, &park_ops, init};
 

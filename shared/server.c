@@ -408,51 +408,70 @@ static int batch_declined(batch_t *b, int i)
     return rc;
 }
 
-/* Sends the held requests' commands together and answers each from its own reply. */
+/* Answers the held requests of lead (lead[k] == l) from its reply rep (NULL: Redis unreachable);
+ * those finish declines are noted in declined[]. */
+static void batch_finish_call(batch_t *b, const int *lead, int n, int l, redisReply *rep,
+                              int *declined, int *ndeclined, jg_conns_t *conns,
+                              jg_buf_t *rendered, jg_buf_t *out)
+{
+    for (int k = l; k < n; k++) {
+        if (lead[k] != l)
+            continue;
+        int i = b->held[k];
+        int rc = batch_ops->finish(&b->reqs[i], &b->cmds[i], rep);
+        if (rc == JG_DECLINE)
+            declined[(*ndeclined)++] = i;
+        else
+            batch_respond(b, i, rc, conns, rendered, out);
+    }
+    if (rep)
+        freeReplyObject(rep);
+}
+
+/* Sends the held requests' commands together and answers each from its own reply. A command the
+ * program's join() folds into an earlier one's (server.h) is not sent: that one's reply answers
+ * both. */
 static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
                         jg_buf_t *rendered, jg_buf_t *out)
 {
     const jg_batch_ops_t *ops = batch_ops;
     int n = b->nheld, declined[BATCH_MAX], ndeclined = 0;
+    int lead[BATCH_MAX], calls[BATCH_MAX], ncalls = 0;   /* k -> the k whose command it rides */
     b->nheld = 0;
     if (n == 0)
         return;
-    int failed = 0;
-    if (n == 1) {   /* alone: as a lone request (a read: a closed reused connection is retried
-                       once; a script: loaded on NOSCRIPT) */
+    for (int k = 0; k < n; k++) {
+        lead[k] = k;
+        for (int c = 0; c < ncalls && ops->join && lead[k] == k; c++)
+            if (ops->join(&b->cmds[b->held[calls[c]]], &b->cmds[b->held[k]]))
+                lead[k] = calls[c];
+        if (lead[k] == k)
+            calls[ncalls++] = k;
+    }
+    if (ncalls == 1) {   /* alone: as a lone request (a read: a closed reused connection is
+                            retried once; a script: loaded on NOSCRIPT) */
         jg_batch_cmd_t *cmd = &b->cmds[b->held[0]];
         redisReply *rep = cmd->script ? jg_script_run(redis, cmd->script)
                                       : jg_redis_read(redis, cmd->argc, cmd->argv, cmd->lens);
-        int rc = ops->finish(&b->reqs[b->held[0]], cmd, rep);
-        if (rep)
-            freeReplyObject(rep);
-        if (rc == JG_DECLINE)
-            declined[ndeclined++] = b->held[0];
-        else
-            batch_respond(b, b->held[0], rc, conns, rendered, out);
+        batch_finish_call(b, lead, n, 0, rep, declined, &ndeclined, conns, rendered, out);
     } else {
-        for (int k = 0; k < n && !failed; k++) {
-            jg_batch_cmd_t *cmd = &b->cmds[b->held[k]];
+        int failed = 0;
+        for (int c = 0; c < ncalls && !failed; c++) {
+            jg_batch_cmd_t *cmd = &b->cmds[b->held[calls[c]]];
             if (cmd->script ? jg_script_append(redis, cmd->script)
                             : jg_redis_append_argv(redis, cmd->argc, cmd->argv, cmd->lens)) {
-                if (k > 0)   /* some were appended: this connection cannot be used any more */
+                if (c > 0)   /* some were appended: this connection cannot be used any more */
                     jg_redis_drop(redis, "pipeline append failed");
                 failed = 1;
             }
         }
         /* each reply as it is used: one reply in memory at a time */
-        for (int k = 0; k < n; k++) {
-            int i = b->held[k];
+        for (int c = 0; c < ncalls; c++) {
             redisReply *rep = failed ? NULL : jg_redis_get_reply(redis);
             if (rep == NULL)
                 failed = 1;   /* the connection is gone: the replies after it too */
-            int rc = ops->finish(&b->reqs[i], &b->cmds[i], rep);
-            if (rep)
-                freeReplyObject(rep);
-            if (rc == JG_DECLINE)
-                declined[ndeclined++] = i;
-            else
-                batch_respond(b, i, rc, conns, rendered, out);
+            batch_finish_call(b, lead, n, calls[c], rep, declined, &ndeclined, conns, rendered,
+                              out);
         }
     }
     for (int k = 0; k < ndeclined; k++)   /* the batch's replies are all read: the usual way */

@@ -33,7 +33,10 @@
  * use what prepare and finish kept in cmd->data; a body prepare read is not read again),
  * else by handle() (finish then declines touching nothing in req). cmd->data is the program's
  * own state for the slot, NULL at first, kept from one request to the next and freed by
- * ops->free at the thread's end. */
+ * ops->free at the thread's end.
+ * Optional ops->join(lead, cmd), asked before sending for each held command with each earlier
+ * one that is sent: 1 when the program has folded cmd's work into lead's command (a script call
+ * that does both: cmd is then not sent), and finish gets lead's one reply for each of them. */
 #define JG_DECLINE 2
 #define JG_BATCH_ARGS 8
 typedef struct jg_batch_cmd {
@@ -49,6 +52,7 @@ typedef struct jg_batch_ops {
     int (*finish)(jg_req_t *req, jg_batch_cmd_t *cmd, const redisReply *reply);
     int (*after)(jg_req_t *req, jg_batch_cmd_t *cmd);   /* optional (above) */
     void (*free)(void *data);                           /* optional (above) */
+    int (*join)(jg_batch_cmd_t *lead, jg_batch_cmd_t *cmd);   /* optional (above) */
 } jg_batch_ops_t;
 
 typedef struct jg_program {

@@ -353,3 +353,77 @@ def test_a_submit_stores_redis_time_whichever_second_the_callers_clock_was_in():
         if at // 1000 == second:
             break
     eq(at // 1000, second, "a submit within the caller's second")
+
+
+def test_a_submit_call_of_several_jobs_stores_each_as_a_call_of_one_would():
+    # jobgate-submit folds the plain submits of one queue and type that arrive together into one
+    # submit.lua call: the first job's 12 arguments, then 8 for each further job (docs/redis.md,
+    # "submit.lua"). Each job is stored as a call of its own would store it, with Redis' time
+    # (whichever second the caller's clock was in), in the ready set by priority then arrival, in
+    # the index, counted, with its own "queued" log entry; the answer is their created_at.
+    s = stack()
+    q = unique_queue("rmany")
+    tag = s.request("POST", "/jobs", json={"type": "t", "queue": q}).json()["id"][:8]
+    with open(os.path.join(harness.ROOT, "redis", "submit.lua"), "rb") as fh:
+        sha = s.redis("SCRIPT", "LOAD", fh.read())
+    P, Q = "jobgate:{%s}:" % tag, "jobgate:{%s}:q:%s:" % (tag, q)
+
+    def args(jid, priority, second, first):
+        fields = {b"id": jid.encode(), b"queue": q.encode(), b"type": b"t", b"status": b"queued",
+                  b"priority": b"%d" % priority, b"attempts": b"0", b"max_attempts": b"3",
+                  b"created_at": b"%d123" % second, b"cache_key": b"%064d" % priority,
+                  b"version": b"1"}
+        text = expected(fields).decode()
+        cut = text.index('"created_at":') + len('"created_at":')
+        before, after = text[:cut + 21], text[cut + 24:]
+        if first:
+            return [jid, q, "t", '{"p":%d}' % priority, priority, 3, 300000, 0, "%064d" % priority,
+                    before, after, str(second)]
+        return [jid, '{"p":%d}' % priority, priority, 3, 300000, "%064d" % priority, before,
+                after]
+
+    def call(round_no, priorities, second):
+        ids = ["%s.many%02d%016d" % (tag, round_no, i) for i in range(len(priorities))]
+        argv = args(ids[0], priorities[0], second, True)
+        for jid, p in zip(ids[1:], priorities[1:]):
+            argv += args(jid, p, second, False)
+        seq, counted = int(s.redis("GET", Q + "seq")), int(s.redis("HGET", Q + "counts",
+                                                                      "submitted:t"))
+        at = s.redis("EVALSHA", sha, 2, P + "job:" + ids[0], Q + "ready:t", *argv)
+        what = "round %d (caller's second %d)" % (round_no, second)
+        eq(int(s.redis("GET", Q + "seq")), seq + len(ids), what + ": the queue's seq")
+        eq(int(s.redis("HGET", Q + "counts", "submitted:t")), counted + len(ids),
+           what + ": the type's count")
+        for i, jid in enumerate(ids):
+            f = _fields(s, jid)
+            eq(abs(at), int(f[b"created_at"]), what + ": job %d's created_at is the answer" % i)
+            eq(f[b"payload"], b'{"p":%d}' % priorities[i], what + ": job %d's payload" % i)
+            same(s, jid, "%s: job %d" % (what, i))
+            eq(s.request("GET", "/jobs/" + jid).json()["priority"], priorities[i],
+               what + ": job %d read over HTTP" % i)
+            eq([e[1][5] for e in s.redis("XRANGE", P + "log:" + jid, "-", "+")], ["queued"],
+               what + ": job %d's log" % i)
+            check(s.redis("ZSCORE", Q + "jobs", jid) is not None, what + ": job %d indexed" % i)
+        ready = [m for m in s.redis("ZRANGE", Q + "ready:t", 0, -1) if m in set(ids)]
+        eq(ready, [ids[i] for i in sorted(range(len(ids)), key=lambda i: -priorities[i])],
+           what + ": the ready set's order (priority, then the order in the call)")
+        return abs(at)
+
+    at = call(0, [0, 5, 0, -3, 5], 1000000000)   # a caller's clock in 2001: rendered by the script
+    check(abs(at / 1000 - time.time()) < 60, "created_at is Redis' time, not the caller's", at)
+    for n in range(1, 6):   # the caller's clock in Redis' second: only the ms joined in
+        second = int(s.redis("TIME")[0])
+        if call(n, [1, 2, 1], second) // 1000 == second:
+            break
+    # further jobs ride only a first queued at once: a delayed first is refused, nothing written
+    seq = s.redis("GET", Q + "seq")
+    first = args(tag + ".manydelay00000000000000", 0, 1000000000, True)
+    first[7] = 5000
+    try:
+        s.redis("EVALSHA", sha, 2, P + "job:" + first[0], Q + "ready:t",
+                *(first + args(tag + ".manydelay00000000000001", 0, 1000000000, False)))
+        check(False, "expected further jobs after a delayed first refused")
+    except harness.RedisError as e:
+        check("further jobs" in str(e), "expected submit.lua's error", str(e))
+    eq(s.redis("GET", Q + "seq"), seq, "the seq after the refused call")
+    eq(s.redis("EXISTS", P + "job:" + first[0]), 0, "the refused call's first job")
