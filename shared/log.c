@@ -9,6 +9,33 @@
 
 static const char *log_prog = "jobgate";
 
+/* A request thread serving a batch holds its lines (jg_log_hold) and writes them together. */
+#define HOLD_MAX 8192
+static __thread char held[HOLD_MAX];
+static __thread size_t held_len;
+static __thread int holding;
+
+static void emit(const char *p, size_t n)
+{
+    ssize_t ignored = write(STDERR_FILENO, p, n);
+    (void)ignored;
+}
+
+void jg_log_hold(void) { holding = 1; }
+
+void jg_log_flush(void)
+{
+    if (held_len)
+        emit(held, held_len);
+    held_len = 0;
+}
+
+void jg_log_release(void)
+{
+    jg_log_flush();
+    holding = 0;
+}
+
 void jg_log_init(const char *prog) { log_prog = prog; }
 const char *jg_log_prog(void) { return log_prog; }
 
@@ -45,8 +72,15 @@ static void log_line(const char *level, const char *msg, va_list ap)
         put_value(&b, v ? v : "");
     }
     jg_buf_putc(&b, '\n');
-    ssize_t ignored = write(STDERR_FILENO, b.data, b.len);
-    (void)ignored;
+    if (holding && b.len <= HOLD_MAX) {
+        if (held_len + b.len > HOLD_MAX)
+            jg_log_flush();
+        memcpy(held + held_len, b.data, b.len);
+        held_len += b.len;
+    } else {
+        jg_log_flush();   /* (in order) */
+        emit(b.data, b.len);
+    }
     jg_buf_free(&b);
 }
 

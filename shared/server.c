@@ -438,8 +438,10 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
     int n = b->nheld, declined[BATCH_MAX], ndeclined = 0;
     int lead[BATCH_MAX], calls[BATCH_MAX], ncalls = 0;   /* k -> the k whose command it rides */
     b->nheld = 0;
-    if (n == 0)
+    if (n == 0) {
+        jg_log_flush();
         return;
+    }
     for (int k = 0; k < n; k++) {
         lead[k] = k;
         for (int c = 0; c < ncalls && ops->join && lead[k] == k; c++)
@@ -476,6 +478,7 @@ static void batch_flush(batch_t *b, jg_redis_t *redis, jg_conns_t *conns,
     }
     for (int k = 0; k < ndeclined; k++)   /* the batch's replies are all read: the usual way */
         batch_respond(b, declined[k], batch_declined(b, declined[k]), conns, rendered, out);
+    jg_log_flush();   /* the batch's log lines, in one write */
 }
 
 /* Slot i's request, read whole: routed and checked, then held for the batch's read, or answered
@@ -515,6 +518,7 @@ static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, in
 {
     int slow[BATCH_MAX], nslow = 0;
     b->nheld = b->nlater = 0;
+    jg_log_hold();   /* until the batch's answers are out (batch_flush) */
     for (int i = 0; i < n; i++) {
         fcgi_conn_t *c = b->conns[i];
         c->fd = fds[i];
@@ -540,6 +544,7 @@ static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, in
             b->later[b->nlater++] = i;
         batch_flush(b, redis, conns, rendered, out);
     }
+    jg_log_release();
     for (int k = 0; k < b->nlater; k++) {   /* connections whose next request came along */
         fcgi_conn_t *c = b->conns[b->later[k]];
         jg_conns_reading(conns, self, c->fd);
