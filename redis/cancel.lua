@@ -8,7 +8,7 @@
 -- Returns {404} | {200, job} (was queued: now cancelled)
 --       | {202, job} (running: cancel requested, its worker told) | {409, status} (finished);
 -- job is the job object, as its `json` field holds it (docs/redis.md, "The job object").
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the

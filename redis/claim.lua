@@ -27,7 +27,7 @@
 -- is {id, type, attempt, fence, timeout_ms, lease_until, payload, cache_key, cache_ttl}
 -- (cache_key "" and cache_ttl 0 unless the job asked for the result cache). Every number is an
 -- integer reply; id, type, payload and cache_key are bulk strings.
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the

@@ -36,7 +36,7 @@
 -- for the first bucket bound (seconds, as in BUCKETS below) at or above it, or <type>:le:+Inf.
 -- A job that ends is put in the queue's expiry index P:{tag}:q:<queue>:expiry (score: the ms
 -- its hash expires), which claim.lua and submit.lua trim from the queue's job index.
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the

@@ -17,7 +17,7 @@
 -- ARGV[7], ARGV[8], ...  ids of the jobs of this queue the worker runs now (kept)
 -- Returns the number of jobs given back. Keys built inside: the job hashes and logs of the ids
 -- in running, the ready set of each given-back job's type (all of the queue's tag).
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the

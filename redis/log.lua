@@ -19,7 +19,7 @@
 -- Returns {1, cancel_requested (0|1)} when accepted, or {0, why} when refused (as complete.lua).
 -- Lines do not change the job object: only a new progress bumps version and publishes
 -- `job <id> <version>`; a batch of lines publishes `log <id> <last cursor>`.
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the

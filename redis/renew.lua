@@ -9,7 +9,7 @@
 -- ARGV[3]  lease ms
 -- Returns {1, cancel_requested (0|1), lease_until} when renewed, or {0, why} when refused
 -- (as complete.lua). lease_until is not part of the job object: version does not change.
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 
 local f = redis.call('HMGET', KEYS[1], 'status', 'fence', 'cancel_requested')
 if not f[1] then return {0, 'gone'} end

@@ -15,7 +15,7 @@
 -- its type published on P:{tag}:wake:<queue>.
 -- Returns mode job: {200, job object (its `json` field)} | {409, status} | {404}; mode queue:
 -- {retried, next rank or -1}.
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the

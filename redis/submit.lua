@@ -42,7 +42,7 @@
 -- Retention: a job created done (cache hit) is put in the queue's expiry index
 -- P:{tag}:q:<queue>:expiry; each call drops up to 100 entries of that index whose time has come
 -- from it and from the job index (docs/redis.md, "Retention of the indexes").
-local function int(x) return string.format('%.0f', x) end
+local function int(x) return string.format('%d', x) end   -- (no float printing, as %.0f)
 -- >>> render: the job object (docs/redis.md, "The job object"). This block is the same, byte for
 -- byte, in every script that changes a job (tests/test_render.py checks the copies).
 -- The job object of contract section 4, as the `json` field of the job hash keeps it: the
