@@ -89,8 +89,42 @@ static int finished(const char *status)
 
 /* --- reading --- */
 
+/* A reply element of hiredis' shape (freeReplyObject frees it): a string, or an array of n. */
+static redisReply *made_reply(int type, const char *s, size_t n)
+{
+    redisReply *r = calloc(1, sizeof *r);
+    if (r == NULL || (s && (r->str = strdup(s)) == NULL) ||
+        (n && (r->element = calloc(n, sizeof *r->element)) == NULL))
+        abort();
+    r->type = type;
+    r->len = s ? strlen(s) : 0;
+    r->elements = n;
+    return r;
+}
+
+/* The XRANGE reply of a log whose one entry is the `queued` of a job created at created_at (ms,
+ * digits): [["<created_at>-0", ["ts", created_at, "stream", "system", "line", "queued"]]]. */
+static redisReply *queued_entry(const char *created_at)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%s-0", created_at);
+    static const char *const fields[] = {"ts", NULL, "stream", "system", "line", "queued"};
+    redisReply *all = made_reply(REDIS_REPLY_ARRAY, NULL, 1);
+    redisReply *e = all->element[0] = made_reply(REDIS_REPLY_ARRAY, NULL, 2);
+    e->element[0] = made_reply(REDIS_REPLY_STRING, id, 0);
+    e->element[1] = made_reply(REDIS_REPLY_ARRAY, NULL, 6);
+    for (size_t i = 0; i < 6; i++)
+        e->element[1]->element[i] =
+            made_reply(REDIS_REPLY_STRING, fields[i] ? fields[i] : created_at, 0);
+    return all;
+}
+
 /* One round trip: the job's status, progress, attempts and up to count entries after c.
- * Returns the XRANGE reply (caller frees) with *st filled, or NULL when Redis is away. */
+ * Returns the XRANGE reply (caller frees) with *st filled, or NULL when Redis is away.
+ * A job queued at once has no log until a script first adds to it (claim.lua, cancel.lua), which
+ * then writes its `queued` entry with the id <created_at>-0 (docs/redis.md, "The job's log").
+ * Every log of a job holds an entry at or after that id, so a read from before it that finds
+ * nothing finds no log yet: it is answered that entry, as the log will hold it. */
 static redisReply *read_log(const jg_config_t *cfg, jg_redis_t *r, const char *id, cursor_t c,
                             long count, job_state_t *st)
 {
@@ -101,23 +135,25 @@ static redisReply *read_log(const jg_config_t *cfg, jg_redis_t *r, const char *i
     format_cursor(c, start + 1);
     jg_fmt_int(count, n);
     /* argv, not a format: hiredis' printf-like formatting cost more than the rest of a read */
-    const char *hmget[] = {"HMGET", job, "status", "progress", "attempts"};
+    const char *hmget[] = {"HMGET", job, "status", "progress", "attempts", "created_at"};
     const char *xrange[] = {"XRANGE", log, start, "+", "COUNT", n};
-    size_t hmget_len[5], xrange_len[6];
-    for (size_t i = 0; i < 5; i++)
+    size_t hmget_len[6], xrange_len[6];
+    for (size_t i = 0; i < 6; i++)
         hmget_len[i] = strlen(hmget[i]);
     for (size_t i = 0; i < 6; i++)
         xrange_len[i] = strlen(xrange[i]);
-    if (jg_redis_append_argv(r, 5, hmget, hmget_len) ||
+    if (jg_redis_append_argv(r, 6, hmget, hmget_len) ||
         jg_redis_append_argv(r, 6, xrange, xrange_len))
         return NULL;
     redisReply *fields = jg_redis_get_reply(r);
     redisReply *entries = fields ? jg_redis_get_reply(r) : NULL;
     memset(st, 0, sizeof *st);
-    if (fields && fields->type == REDIS_REPLY_ARRAY && fields->elements == 3) {
-        char *dst[] = {st->status, st->progress, st->attempts};
-        size_t cap[] = {sizeof st->status, sizeof st->progress, sizeof st->attempts};
-        for (int i = 0; i < 3; i++)
+    char created_at[24] = "";
+    if (fields && fields->type == REDIS_REPLY_ARRAY && fields->elements == 4) {
+        char *dst[] = {st->status, st->progress, st->attempts, created_at};
+        size_t cap[] = {sizeof st->status, sizeof st->progress, sizeof st->attempts,
+                        sizeof created_at};
+        for (int i = 0; i < 4; i++)
             if (fields->element[i]->type == REDIS_REPLY_STRING)
                 snprintf(dst[i], cap[i], "%s", fields->element[i]->str);
         st->finished = finished(st->status);
@@ -127,6 +163,13 @@ static redisReply *read_log(const jg_config_t *cfg, jg_redis_t *r, const char *i
     if (entries && entries->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(entries);
         return NULL;
+    }
+    cursor_t queued;
+    if (entries && entries->elements == 0 && st->status[0] &&
+        created_at[0] && strspn(created_at, "0123456789") == strlen(created_at) &&
+        parse_cursor(created_at, &queued) == 0 && cursor_after(queued, c)) {
+        freeReplyObject(entries);
+        entries = queued_entry(created_at);
     }
     return entries;
 }

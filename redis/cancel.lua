@@ -139,7 +139,8 @@ if type(redis.pcall('EXISTS', KEYS[1], KEYS[1] .. ':probe')) == 'table' then
 end
 
 local job = KEYS[1]
-local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker', 'cache', 'cache_key')
+local f = redis.call('HMGET', job, 'status', 'queue', 'type', 'worker', 'cache', 'cache_key',
+  'created_at')
 local status, queue, jtype, worker = f[1], f[2], f[3], f[4]
 if not status then return {404} end
 local t = redis.call('TIME')
@@ -156,6 +157,11 @@ if status == 'queued' then
     redis.call('DEL', qkey .. 'inflight:' .. f[6])   -- the result cache's in-flight marker
   end
   redis.call('HINCRBY', qkey .. 'counts', 'cancelled:' .. jtype, 1)
+  -- a job queued at once has no log yet: its first entry is `queued`, with the id
+  -- <created_at>-0 that jobgate-logs showed for it (docs/redis.md, "The job's log")
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('XADD', KEYS[2], f[7] .. '-0', 'ts', f[7], 'stream', 'system', 'line', 'queued')
+  end
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*',
     'ts', int(now), 'stream', 'system', 'line', 'cancelled')
   redis.call('EXPIRE', job, ARGV[2])

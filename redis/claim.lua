@@ -170,6 +170,14 @@ local function addlog(id, line)
   redis.call('XADD', logkey(id), 'MAXLEN', log_max, '*',
     'ts', int(now), 'stream', 'system', 'line', line)
 end
+-- A job queued at once has no log until now (submit.lua): its first entry is `queued`, with the
+-- id <created_at>-0 that jobgate-logs showed for it meanwhile (docs/redis.md, "The job's log").
+local function queued_entry(id, created_at)
+  if redis.call('EXISTS', logkey(id)) == 0 then
+    redis.call('XADD', logkey(id), created_at .. '-0', 'ts', created_at, 'stream', 'system',
+      'line', 'queued')
+  end
+end
 -- A job submitted with cache true that ends here leaves the result cache's in-flight marker.
 local function end_inflight(id, cache, cache_key)
   local mk = P .. 'q:' .. queue .. ':inflight:' .. (cache_key or '')
@@ -291,6 +299,7 @@ while claimed < want do
       'started_at', int(now), 'worker', wid, 'lease_until', lease_until, 'run_at', '',
       'progress', ''})
     redis.call('ZADD', KEYS[2], lease_until, id)
+    if n == 1 then queued_entry(id, f[J_AT.created_at]) end
     addlog(id, 'attempt ' .. n .. ' started on worker ' .. wid)
     local ckey, cttl = '', 0
     if f[CACHE] == '1' then ckey, cttl = f[J_AT.cache_key] or '', tonumber(f[CACHE_TTL]) or 0 end

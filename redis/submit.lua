@@ -19,12 +19,13 @@
 -- ARGV[12+8(i-1)+1..8] id, payload, priority, max_attempts, timeout_ms, cache_key, the object's
 -- text before and after created_at's ms (as ARGV[10], ARGV[11]; same second ARGV[12]). A call of
 -- n jobs costs Redis about half of n calls of one: one TIME, INCRBY seq, SPUBLISH, HINCRBY of the
--- count, one ZADD to the ready set and one to the index for all (each job: its HSET and XADD).
+-- count, one ZADD to the ready set and one to the index for all (each job: its HSET).
 -- All get the same created_at. The jobs' hashes P:{tag}:job:<id> are built here (same tag).
 -- Keys built here, of the queue's tag (prefix P:{tag}: from KEYS[1]), each an argument less to
 -- pass (about 1,500 instructions of Redis each): the queue's seq P:{tag}:q:<queue>:seq, job index
--- P:{tag}:q:<queue>:jobs, types P:{tag}:q:<queue>:types and counts P:{tag}:q:<queue>:counts, the
--- job's log P:{tag}:log:<id>; on the paths that use them only: the delayed set
+-- P:{tag}:q:<queue>:jobs, types P:{tag}:q:<queue>:types and counts P:{tag}:q:<queue>:counts; on
+-- the paths that use them only: the job's log P:{tag}:log:<id> (made here only for a delayed job
+-- and a cache hit, with their first entry), the delayed set
 -- P:{tag}:q:<queue>:delayed (delay > 0), the in-flight marker
 -- P:{tag}:q:<queue>:inflight:<cache_key> and the job it names (cache 1), the expiry index
 -- P:{tag}:q:<queue>:expiry, the wake channel
@@ -241,13 +242,15 @@ if hit then
   more[#more + 1] = 'result'; more[#more + 1] = result; more[#more + 1] = 'finished_at'
   more[#more + 1] = finished; more[#more + 1] = 'cached'; more[#more + 1] = '1'
 end
-local line = 'queued'
+-- the log's first entry: a job queued at once gets none here (its log is made with `queued` by
+-- the first script that adds to it: docs/redis.md, "The job's log")
+local line = false
 if hit then line = 'done: result from the cache'
 elseif run_at then line = 'queued, delayed until ' .. run_at .. ' ms' end
 local first = int((1000 - tonumber(ARGV[5])) * 1099511627776 + seq + 1)
 
 -- Each job's hash: the fields every new job has, as arguments (a Lua table of 28 to unpack costs
--- more), then those of its options; and its log's first entry (a new stream: no MAXLEN needed).
+-- more), then those of its options; and the first's log entry if any (a new stream: no MAXLEN).
 -- The further jobs (ARGV[4 + 8i + 1..8]: id, payload, priority, max_attempts, timeout_ms,
 -- cache_key, the object's text before and after created_at's ms) are queued like the first and
 -- go into the ready set and the index by the first's ZADDs (ready, index).
@@ -269,7 +272,9 @@ for i = 0, further do
     'status', status, 'priority', priority, 'max_attempts', max, 'timeout_ms', timeout,
     'payload', payload, 'attempts', '0', 'created_at', nows, 'cache_key', ckey, 'version', '1',
     'score', sc, 'json', text, unpack(more))
-  redis.call('XADD', P .. 'log:' .. id, '*', 'ts', nows, 'stream', 'system', 'line', line)
+  if line then
+    redis.call('XADD', P .. 'log:' .. id, '*', 'ts', nows, 'stream', 'system', 'line', line)
+  end
 end
 
 -- the type registry: a type's first submit to the queue is the one that makes its count reach

@@ -186,6 +186,57 @@ def test_sse_opened_before_the_job_runs_sees_lines_live():
           statuses)
 
 
+def test_a_queued_jobs_log_shows_queued_under_the_cursor_it_keeps_once_the_job_runs():
+    # a job queued at once has no log stream until it is claimed or cancelled (docs/redis.md,
+    # "The job's log"): jobgate-logs shows its `queued` entry meanwhile, with the cursor the
+    # entry gets when the log is made; a reader that took that cursor misses nothing and sees
+    # nothing twice
+    s = stack()
+    q = unique_queue("lazy")
+    job = submit(s, {"type": "sleep", "queue": q, "payload": {"ms": 300, "steps": 2}})
+    created = s.request("GET", "/jobs/" + job).json()["created_at"]
+    page = s.request("GET", "/jobs/%s/logs" % job).json()
+    eq([(e["stream"], e["line"], e["ts"]) for e in page["entries"]], [("system", "queued", created)],
+       "the log of a queued job")
+    first = page["entries"][0]["id"]
+    eq(page["next"], first, "the page's next cursor")
+    eq(s.request("GET", "/jobs/%s/logs?after=%s" % (job, first)).json()["entries"], [],
+       "entries after the queued entry, before the job runs")
+    sse = SSE(s, "/jobs/%s/logs" % job)
+    events = sse.events()
+    seen = []
+    for event, eid, data in events:   # the status at the start, then the queued entry
+        seen.append((event, eid))
+        if event == "log":
+            eq((eid, json.loads(data)["line"]), (first, "queued"), "the stream's first entry")
+            break
+    s.start_worker(queues=[q], types=["sleep"])
+    live = [eid for event, eid, _ in events if event == "log"]   # until its end event
+    sse.close()
+    eq(s.request("GET", "/jobs/" + job).json()["status"], "done", "the job after its stream ended")
+    whole = s.request("GET", "/jobs/%s/logs" % job).json()["entries"]
+    eq(whole[0]["id"], first, "the queued entry's cursor once the log is made")
+    eq([e["line"] for e in whole].count("queued"), 1, "queued entries in the finished log")
+    check(whole[1]["line"].startswith("attempt 1 started"), "expected the attempt after queued",
+          whole[1])
+    eq(live, [e["id"] for e in whole[1:]], "what the live stream got after the queued entry")
+    rest, _, end, _ = read_stream(s, "/jobs/%s/logs" % job, headers={"Last-Event-ID": first})
+    eq([i for i, _ in rest], [e["id"] for e in whole[1:]], "a stream resumed after queued")
+    eq(end, {"status": "done"}, "its end")
+
+
+def test_a_job_cancelled_while_queued_has_queued_then_cancelled_in_its_log():
+    s = stack()
+    q = unique_queue("lazycancel")
+    job = submit(s, {"type": "sleep", "queue": q})
+    first = s.request("GET", "/jobs/%s/logs" % job).json()["entries"][0]["id"]
+    eq(s.request("POST", "/jobs/%s/cancel" % job).status, 200, "cancel of the queued job")
+    log = s.request("GET", "/jobs/%s/logs" % job).json()
+    eq([(e["id"] == first, e["line"]) for e in log["entries"]],
+       [(True, "queued"), (False, "cancelled")], "the log: queued (same cursor), cancelled")
+    eq(log["done"], True, "the page says the job is done")
+
+
 def test_a_live_stream_whose_reader_pauses_still_gets_every_line_in_order():
     # Streams caught up before the job prints get each line as it comes; one whose client
     # stops reading for a while (a small receive buffer, so the bytes back up through the front
