@@ -345,14 +345,20 @@ def test_a_script_flush_while_submits_arrive_together_makes_every_job_once():
     with harness.Stack(name="sbflush", threads=1, programs=("status", "submit")) as s:
         conns = _connections(s, 8)
         try:
-            s.submit(type="echo", queue="flush")   # the script is loaded, then flushed
-            bodies = [{"type": "echo", "queue": "flush", "payload": {"n": i}} for i in range(8)]
-            got = _together(s, conns, [_post(b) for b in bodies],
-                            meanwhile=lambda: s.redis("SCRIPT", "FLUSH"))
-            ids = [_check_new_job(s, r, bodies[i], "submit %d" % i)["id"]
-                   for i, r in enumerate(got)]
-            eq(len(set(ids)), 8, "distinct jobs")
-            eq(int(s.redis("ZCARD", _ready("flush"))), 9, "jobs ready in the queue")
+            # one queue: one script call of 8 jobs, run alone (jg_script_run loads the script);
+            # two queues: two calls of 4 in one write, both answered NOSCRIPT, each job then alone
+            for nq in (1, 2):
+                s.submit(type="echo", queue="flush")   # the script is loaded, then flushed
+                bodies = [{"type": "echo", "queue": "flush%d.%d" % (nq, i % nq),
+                           "payload": {"n": i}} for i in range(8)]
+                got = _together(s, conns, [_post(b) for b in bodies],
+                                meanwhile=lambda: s.redis("SCRIPT", "FLUSH"))
+                ids = [_check_new_job(s, r, bodies[i], "%d queues, submit %d" % (nq, i))["id"]
+                       for i, r in enumerate(got)]
+                eq(len(set(ids)), 8, "%d queues: distinct jobs" % nq)
+                for k in range(nq):
+                    q = "flush%d.%d" % (nq, k)
+                    eq(int(s.redis("ZCARD", _ready(q))), 8 // nq, "jobs ready in queue " + q)
         finally:
             for c in conns:
                 c.close()
