@@ -213,7 +213,8 @@ def main():
             if r["jobs"] > 0:   # what each job kept costs Redis for its retention (24 h default)
                 print("\nRedis memory per job made by %s (used_memory's growth over the run / jobs "
                       "made, %d; Redis with %s): %.0f bytes"
-                      % (name, r["jobs"], " ".join(harness.REDIS_RECOMMENDED), r["mem"] / r["jobs"]))
+                      % (name, r["jobs"], " ".join(harness.REDIS_RECOMMENDED),
+                         r["mem"] / r["jobs"]))
         bad = [(n, r) for n, r in results if r["rps"] == 0]
         for n, r in bad:
             print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))

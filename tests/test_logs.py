@@ -414,7 +414,8 @@ def test_a_log_of_many_stream_nodes_reads_back_whole_in_order_paged_and_resumed(
         eq([e["id"] for e in b["entries"]], ids[k + 1:k + 4], "3 entries after entry %d" % k)
     for k in (0, 17, 750, len(ids) - 2):
         rest, _, end, _ = read_stream(s, "/jobs/%s/logs" % job, headers={"Last-Event-ID": ids[k]})
-        eq([i for i, _ in rest], ids[k + 1:], "entries streamed after Last-Event-ID of entry %d" % k)
+        eq([i for i, _ in rest], ids[k + 1:],
+           "entries streamed after Last-Event-ID of entry %d" % k)
         eq(end, {"status": "done"}, "end after the rest resumed at entry %d" % k)
 
 
