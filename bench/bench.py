@@ -3,7 +3,7 @@
 `return 200` measured in the same run (the ceiling), and the long-poll tests of longpoll.py (one
 waiter among 1,000 idle ones; 1,000 waiters of one job woken by one change); jobgate-admin's /health and /stats (10
 queues, 4 workers) beside the status route, and GET /jobs?limit=50 with BENCH_LIST_JOBS jobs in
-Redis. Prints figures; asserts nothing.
+Redis; Redis' memory per job made by the POST run. Prints figures; asserts nothing.
 
 Starts its own stack (tests/harness.py: private Redis, spawn-fcgi'd programs, nginx including
 nginx/jobgate.conf as shipped) on free loopback ports, and stops it at the end.
@@ -165,8 +165,11 @@ def main():
                   "submit": s.program_pids("submit"), "status": s.program_pids("status"),
                   "admin": s.program_pids("admin"), "redis": [s.redis_proc.pid]}
         results = []
+        jobs_key = "jobgate:{%s}:q:bench:jobs" % job["id"][:8]   # the POST runs' queue's index
         for name, url, script in runs:
             print("bench: %s ..." % name, flush=True)
+            mem0 = info_field(s.redis("INFO", "memory"), "used_memory")
+            jobs0 = s.redis("ZCARD", jobs_key)
             before = {g: cpu_s(p) for g, p in groups.items()}
             s.redis("CONFIG", "RESETSTAT")
             res = wrk(url, DURATION, CONNECTIONS, WRK_THREADS, script)
@@ -175,6 +178,8 @@ def main():
             res["cpu"]["wrk"] = wrk_cpu
             res["cmds"] = commandstats(s.redis("INFO", "commandstats"))
             res["reads"] = info_field(s.redis("INFO", "stats"), "total_reads_processed")
+            res["mem"] = info_field(s.redis("INFO", "memory"), "used_memory") - mem0
+            res["jobs"] = s.redis("ZCARD", jobs_key) - jobs0
             results.append((name, res))
         ceiling = (results[0][1]["rps"] + results[-1][1]["rps"]) / 2 or float("nan")
         print()
@@ -204,6 +209,12 @@ def main():
         for name, r in results[1:-1]:
             n = max(1.0, r["requests"])
             print("  %-28s %.2f" % (name, r["reads"] / n))
+        for name, r in results:
+            if r["jobs"] > 0:   # what each job kept costs Redis for its retention (24 h default)
+                print("\nRedis memory per job made by %s (used_memory's growth over the run / jobs "
+                      "made, %d; Redis with %s): %.0f bytes"
+                      % (name, r["jobs"], " ".join(harness.REDIS_RECOMMENDED),
+                         r["mem"] / r["jobs"]))
         bad = [(n, r) for n, r in results if r["rps"] == 0]
         for n, r in bad:
             print("\nbench: %s gave no figures; wrk said:\n%s" % (n, r["raw"]))

@@ -7,7 +7,10 @@ through submit.lua, claim.lua (one job a call), log.lua (a line and a progress, 
 alone) and complete.lua (done), then N status reads as jobgate-status makes them (HMGET json
 version, or the shown fields for a revision without `json`), then N claims with nothing to do
 (an idle worker's). Prints each script's usec_per_call (Redis' own CPU time, no network)
-and the commands run inside the scripts. Figures of one quiet run; compare revisions run the
+and the commands run inside the scripts, Redis' memory per job (used_memory's growth / jobs) and
+its minor page faults per submit. Redis runs with jobgate's recommended settings
+(tests/harness.py REDIS_RECOMMENDED); --node-bytes B sets stream-node-max-bytes instead (4096 is
+Redis' default). Figures of one quiet run; compare revisions run the
 same way, one after the other. With --callgrind, Redis runs under valgrind's callgrind and each
 phase is also given in instructions per call (repeatable, unlike time on a shared machine).
 
@@ -19,7 +22,7 @@ LOAD once, then FCALL with the same keys and arguments) instead of EVALSHA; --jt
 that library's j_t keep the last second it rendered.
 
     /usr/bin/python3 bench/scriptcost.py [--n 5000] [--rev main] [--callgrind] [--pipe K]
-                                         [--fcall [--jt-cache]]
+                                         [--fcall [--jt-cache]] [--node-bytes B]
 """
 
 import argparse
@@ -55,6 +58,12 @@ def cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def minflt(pid):
+    """Minor page faults of process pid so far (fresh pages it touched), from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
 def stats(r):
     out = {}
     for line in r.call("INFO", "commandstats").splitlines():
@@ -63,6 +72,14 @@ def stats(r):
             kv = dict(p.split("=") for p in rest.split(","))
             out[name] = (int(kv["calls"]), float(kv["usec"]))
     return out
+
+
+def used_memory(r):
+    """Redis' used_memory (bytes its allocator holds for data, from INFO memory)."""
+    for line in r.call("INFO", "memory").splitlines():
+        if line.startswith("used_memory:"):
+            return int(line.split(":")[1])
+    return 0
 
 
 def main():
@@ -81,6 +98,9 @@ def main():
                     help="run the scripts as functions of one library (FCALL), not EVALSHA")
     ap.add_argument("--jt-cache", action="store_true",
                     help="with --fcall, j_t keeps the last second it rendered")
+    ap.add_argument("--node-bytes", type=int, default=None,
+                    help="redis-server --stream-node-max-bytes (default: jobgate's recommended "
+                    "settings, tests/harness.py REDIS_RECOMMENDED; 4096 is Redis' own default)")
     ap.add_argument("--lib", default=None,
                     help="with --fcall, load this library file instead (a hand-made variant)")
     a = ap.parse_args()
@@ -109,7 +129,10 @@ def main():
             subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True,
                            capture_output=True)
     p = subprocess.Popen(grind + ["redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
-                          "--appendonly", "no", "--dir", d], stdout=subprocess.DEVNULL)
+                          "--appendonly", "no", "--dir", d]
+                         + (["--stream-node-max-bytes", str(a.node_bytes)] if a.node_bytes
+                            else list(harness.REDIS_RECOMMENDED)),
+                         stdout=subprocess.DEVNULL)
     try:
         for _ in range(3000 if a.callgrind else 200):
             if os.path.exists(sock):
@@ -129,8 +152,10 @@ def main():
         Q = P + "q:%s:" % q
         ids = ["%s.%022d" % (tag, i) for i in range(a.n)]
         r.call("CONFIG", "RESETSTAT")
+        mem0 = used_memory(r)
         phase("setup")
         cpu0 = cpu(p.pid)
+        flt0 = minflt(p.pid)
         old = b"-- KEYS[9]" in script(a.rev, "submit")   # before 18 arguments (9 keys)
         # 2 keys (the queue's built by the script) and created_at's text to the second
         two = b"-- KEYS[3]" not in script(a.rev, "submit")
@@ -167,6 +192,8 @@ def main():
                 if isinstance(rep, harness.RedisError):
                     raise rep
         cpu1 = cpu(p.pid)
+        flt1 = minflt(p.pid)
+        mem1 = used_memory(r)
         phase("submit")
         s1 = stats(r)
         fences = []
@@ -191,6 +218,7 @@ def main():
                    Q + "running", Q + "delayed", Q + "counts", Q + "ready:echo", jid, fence, "done",
                    '{"n":1}', 1000, 1000, 86400, 10000, P + "events", P + "wake:" + q)
         phase("worker")
+        mem2 = used_memory(r)
         s2 = stats(r)
         has_json = r.call("HEXISTS", P + "job:" + ids[0], "json") == 1
         for jid in ids:
@@ -232,6 +260,13 @@ def main():
     print("  status read (%s) %5.2f us" % ("HMGET json version" if has_json else
                                            "HMGET of 19 fields", (hm[1] - hm0[1]) / n))
 
+    print("  Redis memory per retained job (used_memory delta / jobs, %s): "
+          "%.0f B queued, %.0f B after claim, 2 log calls and complete"
+          % ("--stream-node-max-bytes %d" % a.node_bytes if a.node_bytes
+             else " ".join(harness.REDIS_RECOMMENDED), (mem1 - mem0) / n, (mem2 - mem0) / n))
+    if not a.callgrind:
+        print("  redis-server's minor page faults per submit (fresh pages, from /proc): %.2f"
+              % ((flt1 - flt0) / n))
     if a.callgrind:
         print("  instructions per call (callgrind, %s): submit %d, claim %d, "
               "log (a line and a progress) %d, complete %d, status read %d, "

@@ -43,7 +43,8 @@ def main():
             rs = os.path.join(d, "redis.sock")
             port = harness.free_port() if a.tcp else 0
             procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--unixsocket", rs,
-                                           "--save", "", "--appendonly", "no", "--dir", d],
+                                           "--save", "", "--appendonly", "no", "--dir", d]
+                                          + list(harness.REDIS_RECOMMENDED),
                                           stdout=subprocess.DEVNULL))
             harness.wait_until(lambda: harness.accepts(rs), 60, "redis-server")
             url = "redis://127.0.0.1:%d/0" % port if a.tcp else "unix://" + rs

@@ -104,7 +104,8 @@ def main():
     try:
         rs = os.path.join(d, "redis.sock")
         procs.append(subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", rs,
-                                       "--save", "", "--appendonly", "no", "--dir", d],
+                                       "--save", "", "--appendonly", "no", "--dir", d]
+                                      + list(harness.REDIS_RECOMMENDED),
                                       stdout=subprocess.DEVNULL))
         harness.wait_until(lambda: harness.accepts(rs), 60, "redis-server")
         r = harness.Redis(unix=rs, timeout=120)

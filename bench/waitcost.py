@@ -35,7 +35,8 @@ def replica_of(s):
     os.makedirs(d)
     p = harness.Proc("replica", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                  "--replicaof", "127.0.0.1", str(s.redis_port), "--save", "",
-                                 "--appendonly", "no", "--dir", d, "--logfile", ""],
+                                 "--appendonly", "no", "--dir", d, "--logfile", ""]
+                     + list(harness.REDIS_RECOMMENDED),
                      dict(os.environ), os.path.join(d, "redis.log"))
     r = harness.Redis(port=port, timeout=5)
     harness.wait_until(lambda: "master_link_status:up" in r.call("INFO", "replication"), 15,

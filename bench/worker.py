@@ -112,7 +112,8 @@ def run(nworkers):
     try:
         redis = harness.Proc("redis", ["redis-server", "--port", "0", "--unixsocket", sock,
                                        "--save", "", "--appendonly", "no", "--dir", d,
-                                       "--logfile", ""], env, os.path.join(d, "redis.log"))
+                                       "--logfile", ""] + list(harness.REDIS_RECOMMENDED),
+                             env, os.path.join(d, "redis.log"))
         procs.append(redis)
         r = harness.Redis(unix=sock)
         harness.wait_until(lambda: r.call("PING") == "PONG", 10, "redis")

@@ -69,7 +69,7 @@ class Node:
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no",
                 "--dir", self.dir, "--daemonize", "no", "--protected-mode", "no",
-                "--logfile", ""]
+                "--logfile", ""] + list(harness.REDIS_RECOMMENDED)
         env = dict(os.environ)
         env["JOBGATE_HARNESS_TOKEN"] = harness._RUN_TOKEN
         self.proc = harness.Proc("redis-%d" % self.port,
@@ -310,6 +310,8 @@ class ClusterClient:
         name = str(args[0]).upper()
         if name in ("EVALSHA", "EVAL"):
             return args[3] if len(args) > 3 and int(args[2]) > 0 else None
+        if name in ("XINFO", "MEMORY", "OBJECT") and len(args) > 2:   # <sub> key
+            return args[2]
         if name in ("PING", "TIME", "INFO", "PUBLISH", "SCRIPT", "CONFIG", "ROLE", "CLUSTER",
                     "SUBSCRIBE", "ECHO", "PUBSUB") or len(args) < 2:
             return None

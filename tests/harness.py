@@ -56,6 +56,11 @@ FRONT = os.environ.get("JOBGATE_FRONT", "nginx")
 # run.py sets it per pass with set_pass().
 REDIS_KINDS = ("single", "cluster")
 REDIS_KIND = os.environ.get("JOBGATE_REDIS", "single")
+# The redis-server settings jobgate recommends to a site (README, "Redis"; docs/redis.md, "The job
+# log"), given to every Redis the tests and benchmarks start, one or a cluster's nodes, as
+# deploy/run-stack.sh gives them to `make run`'s: a new stream node (every job's log starts one)
+# takes 512 bytes instead of Redis 7.0's 4,096.
+REDIS_RECOMMENDED = ("--stream-node-max-bytes", "512")
 
 # Sanitizer settings for every jobgate process (no effect on uninstrumented binaries).
 SAN_ENV = {
@@ -922,7 +927,7 @@ class Stack:
                 "--unixsocket", self.redis_sock, "--unixsocketperm", "777",
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
                 "--daemonize", "no", "--protected-mode", "no", "--maxclients", "20000",
-                "--logfile", ""]
+                "--logfile", ""] + list(REDIS_RECOMMENDED)
         if self.redis_password:
             args += ["--requirepass", self.redis_password]
         args += list(self.redis_args)

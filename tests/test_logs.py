@@ -427,6 +427,49 @@ def test_polling_pages_through_the_same_entries():
     check(got[0]["ts"].endswith("Z") and len(got[0]["ts"]) == 24, "RFC 3339 ms UTC", got[0]["ts"])
 
 
+def test_a_log_of_many_stream_nodes_reads_back_whole_in_order_paged_and_resumed():
+    """A job's log is a Redis stream, which Redis keeps in nodes; the Redis that jobgate starts
+    (and recommends: README, "Redis") makes a node at most 512 bytes (stream-node-max-bytes), so
+    the log of a 1,500-line job spans about 120 nodes. A whole stream, pages of any size and
+    reads after any cursor (inside a node, across a node's end) give every entry once, in order."""
+    s = stack()
+    job, _ = lines_job(s, 1500)
+    wait_done(s, job)
+    info = s.redis("XINFO", "STREAM", "jobgate:{%s}:log:%s" % (job[:8], job))
+    info = dict(zip(info[::2], info[1::2]))
+    # Redis' default (4,096-byte nodes) would hold this log in 16
+    check(info["radix-tree-keys"] >= 50, "the log spans at least 50 stream nodes",
+          info["radix-tree-keys"])
+    logs, _, end, _ = read_stream(s, "/jobs/%s/logs" % job)
+    ids = [i for i, _ in logs]
+    eq(len(ids), info["length"], "entries streamed (the log's length)")
+    eq([e["line"] for _, e in logs if e["stream"] == "stdout"],
+       ["line %d" % i for i in range(1, 1501)], "stdout lines streamed, in order")
+    eq(end, {"status": "done"}, "end event")
+    for limit in (7, 100, 1000):
+        got, after = [], None
+        while True:
+            r = s.request("GET", "/jobs/%s/logs?limit=%d" % (job, limit)
+                          + ("&after=" + after if after else ""))
+            eq(r.status, 200, "poll status (limit %d)" % limit)
+            b = r.json()
+            got += b["entries"]
+            after = b["next"]
+            if b["done"] or len(got) > len(ids):
+                break
+        eq([e["id"] for e in got], ids, "ids polled in pages of %d" % limit)
+    # the 3 entries after each of the first 60 cursors (a node holds about 12 of these entries,
+    # so this crosses several node ends) and after some further on
+    for k in list(range(60)) + [500, 999, len(ids) - 4]:
+        b = s.request("GET", "/jobs/%s/logs?limit=3&after=%s" % (job, ids[k])).json()
+        eq([e["id"] for e in b["entries"]], ids[k + 1:k + 4], "3 entries after entry %d" % k)
+    for k in (0, 17, 750, len(ids) - 2):
+        rest, _, end, _ = read_stream(s, "/jobs/%s/logs" % job, headers={"Last-Event-ID": ids[k]})
+        eq([i for i, _ in rest], ids[k + 1:],
+           "entries streamed after Last-Event-ID of entry %d" % k)
+        eq(end, {"status": "done"}, "end after the rest resumed at entry %d" % k)
+
+
 def test_polling_with_wait_returns_when_an_entry_comes():
     s = stack()
     q = unique_queue("pollwait")
