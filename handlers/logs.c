@@ -122,7 +122,7 @@ static redisReply *queued_entry(const char *created_at)
 /* One round trip: the job's status, progress, attempts and up to count entries after c.
  * Returns the XRANGE reply (caller frees) with *st filled, or NULL when Redis is away.
  * A job queued at once has no log until a script first adds to it (claim.lua, cancel.lua), which
- * then writes its `queued` entry with the id <created_at>-0 (docs/redis.md, "The job's log").
+ * then writes its `queued` entry with the id <created_at>-0 (docs/redis.md, "The job log").
  * Every log of a job holds an entry at or after that id, so a read from before it that finds
  * nothing finds no log yet: it is answered that entry, as the log will hold it. */
 static redisReply *read_log(const jg_config_t *cfg, jg_redis_t *r, const char *id, cursor_t c,

@@ -158,8 +158,8 @@ if status == 'queued' then
   end
   redis.call('HINCRBY', qkey .. 'counts', 'cancelled:' .. jtype, 1)
   -- a job queued at once has no log yet: its first entry is `queued`, with the id
-  -- <created_at>-0 that jobgate-logs showed for it (docs/redis.md, "The job's log")
-  if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- <created_at>-0 that jobgate-logs showed for it (docs/redis.md, "The job log")
+  if f[7] and string.match(f[7], '^%d+$') and redis.call('EXISTS', KEYS[2]) == 0 then
     redis.call('XADD', KEYS[2], f[7] .. '-0', 'ts', f[7], 'stream', 'system', 'line', 'queued')
   end
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*',

@@ -171,9 +171,12 @@ local function addlog(id, line)
     'ts', int(now), 'stream', 'system', 'line', line)
 end
 -- A job queued at once has no log until now (submit.lua): its first entry is `queued`, with the
--- id <created_at>-0 that jobgate-logs showed for it meanwhile (docs/redis.md, "The job's log").
+-- id <created_at>-0 that jobgate-logs showed for it meanwhile (docs/redis.md, "The job log").
 local function queued_entry(id, created_at)
-  if redis.call('EXISTS', logkey(id)) == 0 then
+  -- (a hash not made by submit.lua may lack created_at: no entry then, rather than an error after
+  -- the claim's writes)
+  if created_at and string.match(created_at, '^%d+$') and
+      redis.call('EXISTS', logkey(id)) == 0 then
     redis.call('XADD', logkey(id), created_at .. '-0', 'ts', created_at, 'stream', 'system',
       'line', 'queued')
   end

@@ -243,7 +243,7 @@ if hit then
   more[#more + 1] = finished; more[#more + 1] = 'cached'; more[#more + 1] = '1'
 end
 -- the log's first entry: a job queued at once gets none here (its log is made with `queued` by
--- the first script that adds to it: docs/redis.md, "The job's log")
+-- the first script that adds to it: docs/redis.md, "The job log")
 local line = false
 if hit then line = 'done: result from the cache'
 elseif run_at then line = 'queued, delayed until ' .. run_at .. ' ms' end
