@@ -38,6 +38,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import harness  # noqa: E402  (the RESP client)
+from measure import callgrind_phase  # noqa: E402
 
 
 def script(name):
@@ -73,17 +74,8 @@ def run_one(a, node_bytes, size):
     def phase(name, calls):   # instructions per call since the last phase (zero, then dump)
         if not a.callgrind:
             return
-        subprocess.run(["callgrind_control", "-d", name, str(p.pid)], check=True,
-                       capture_output=True)
-        total = 0
-        for f in sorted(os.listdir(d)):
-            if f.startswith("cg.") and f not in seen:
-                seen.add(f)
-                for line in open(os.path.join(d, f)):
-                    if line.startswith(("summary:", "totals:")):
-                        total = int(line.split()[1])
+        total = callgrind_phase(p.pid, d, seen, name)
         out[name] = total / calls if calls else 0
-        subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True, capture_output=True)
 
     try:
         for _ in range(3000 if a.callgrind else 200):

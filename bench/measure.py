@@ -151,6 +151,22 @@ def info_field(info, name):
     return int(m.group(1)) if m else 0
 
 
+def callgrind_phase(pid, d, seen, name):
+    """Instructions callgrind counted in process pid since its last zeroing: dumps them as part
+    name (its files cg.* in directory d; those in the set seen are older dumps, and the new one
+    is added), reads the new dump's total, zeroes the counts. Returns the total."""
+    subprocess.run(["callgrind_control", "-d", name, str(pid)], check=True, capture_output=True)
+    total = 0
+    for f in sorted(os.listdir(d)):
+        if f.startswith("cg.") and f not in seen:
+            seen.add(f)
+            for line in open(os.path.join(d, f)):
+                if line.startswith(("summary:", "totals:")):
+                    total = int(line.split()[1])
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    return total
+
+
 def tree(pid):
     """pid and all its descendants (from /proc, at the time of the call): e.g. an nginx master
     and its workers."""

@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import harness  # noqa: E402  (the RESP client)
 import funclib  # noqa: E402  (the function library prototype)
+from measure import callgrind_phase  # noqa: E402
 
 SHOWN = ["id", "queue", "type", "status", "priority", "attempts", "max_attempts", "progress",
          "created_at", "started_at", "finished_at", "run_at", "worker", "result", "error",
@@ -116,18 +117,7 @@ def main():
 
     def phase(name):   # instructions since the last phase (callgrind: zero, then dump)
         if a.callgrind:
-            subprocess.run(["callgrind_control", "-d", name, str(p.pid)], check=True,
-                           capture_output=True)
-            total = 0
-            for f in sorted(os.listdir(d)):
-                if f.startswith("cg.") and f not in seen:
-                    seen.add(f)
-                    for line in open(os.path.join(d, f)):
-                        if line.startswith(("summary:", "totals:")):
-                            total = int(line.split()[1])
-            instr[name] = total
-            subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True,
-                           capture_output=True)
+            instr[name] = callgrind_phase(p.pid, d, seen, name)
     p = subprocess.Popen(grind + ["redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
                           "--appendonly", "no", "--dir", d]
                          + (["--stream-node-max-bytes", str(a.node_bytes)] if a.node_bytes

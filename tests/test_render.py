@@ -313,6 +313,25 @@ def test_times_on_the_calendar_edges_are_rendered_as_the_contract_says():
            [_time(t).decode().strip('"') for t in times], "the times cancel.lua rendered")
 
 
+def _submitted_parts(jid, queue, priority, second, cache_key):
+    """The job object jobgate-submit renders for a job queued at once, cut as submit.lua takes it
+    (ARGV[10], ARGV[11]): the text up to created_at's second (its clock at `second`), the text
+    from its closing 'Z"' on."""
+    fields = {b"id": jid.encode(), b"queue": queue.encode(), b"type": b"t", b"status": b"queued",
+              b"priority": b"%d" % priority, b"attempts": b"0", b"max_attempts": b"3",
+              b"created_at": b"%d123" % second, b"cache_key": cache_key.encode(), b"version": b"1"}
+    text = expected(fields).decode()
+    cut = text.index('"created_at":') + len('"created_at":')
+    return text[:cut + 21], text[cut + 24:]
+
+
+def _submit_script(s, queue):
+    """(the queue's tag, submit.lua's SHA-1 loaded from the work tree), a job made first."""
+    tag = s.request("POST", "/jobs", json={"type": "t", "queue": queue}).json()["id"][:8]
+    with open(os.path.join(harness.ROOT, "redis", "submit.lua"), "rb") as fh:
+        return tag, s.redis("SCRIPT", "LOAD", fh.read())
+
+
 def test_a_submit_stores_redis_time_whichever_second_the_callers_clock_was_in():
     # jobgate-submit renders a job queued at once with its own clock's created_at cut after the
     # second (submit.lua's ARGV[10..12]); the script keeps that text only when Redis' clock is in
@@ -320,21 +339,14 @@ def test_a_submit_stores_redis_time_whichever_second_the_callers_clock_was_in():
     # Redis' time, and the answer is that time. submit.lua called as jobgate-submit calls it.
     s = stack()
     q = unique_queue("rclock")
-    tag = s.request("POST", "/jobs", json={"type": "t", "queue": q}).json()["id"][:8]
-    with open(os.path.join(harness.ROOT, "redis", "submit.lua"), "rb") as fh:
-        sha = s.redis("SCRIPT", "LOAD", fh.read())
+    tag, sha = _submit_script(s, q)
     P = "jobgate:{%s}:" % tag
 
     def submit(n, second):
         jid = "%s.clock%017d" % (tag, n)   # a valid id: 22 base64url characters
-        fields = {b"id": jid.encode(), b"queue": q.encode(), b"type": b"t", b"status": b"queued",
-                  b"priority": b"0", b"attempts": b"0", b"max_attempts": b"3",
-                  b"created_at": b"%d123" % second, b"cache_key": b"0" * 64, b"version": b"1"}
-        text = expected(fields).decode()
-        cut = text.index('"created_at":') + len('"created_at":')
+        before, after = _submitted_parts(jid, q, 0, second, "0" * 64)
         at = s.redis("EVALSHA", sha, 2, P + "job:" + jid, P + "q:%s:ready:t" % q, jid, q, "t",
-                     "{}", 0, 3, 300000, 0, "0" * 64, text[:cut + 21], text[cut + 24:],
-                     str(second))
+                     "{}", 0, 3, 300000, 0, "0" * 64, before, after, str(second))
         f = _fields(s, jid)
         eq(abs(at), int(f[b"created_at"]), "the answer is the stored created_at")
         same(s, jid, "submitted with the caller's clock at second %d" % second)
@@ -363,19 +375,11 @@ def test_a_submit_call_of_several_jobs_stores_each_as_a_call_of_one_would():
     # the index, counted, its log showing "queued"; the answer is their created_at.
     s = stack()
     q = unique_queue("rmany")
-    tag = s.request("POST", "/jobs", json={"type": "t", "queue": q}).json()["id"][:8]
-    with open(os.path.join(harness.ROOT, "redis", "submit.lua"), "rb") as fh:
-        sha = s.redis("SCRIPT", "LOAD", fh.read())
+    tag, sha = _submit_script(s, q)
     P, Q = "jobgate:{%s}:" % tag, "jobgate:{%s}:q:%s:" % (tag, q)
 
     def args(jid, priority, second, first):
-        fields = {b"id": jid.encode(), b"queue": q.encode(), b"type": b"t", b"status": b"queued",
-                  b"priority": b"%d" % priority, b"attempts": b"0", b"max_attempts": b"3",
-                  b"created_at": b"%d123" % second, b"cache_key": b"%064d" % priority,
-                  b"version": b"1"}
-        text = expected(fields).decode()
-        cut = text.index('"created_at":') + len('"created_at":')
-        before, after = text[:cut + 21], text[cut + 24:]
+        before, after = _submitted_parts(jid, q, priority, second, "%064d" % priority)
         if first:
             return [jid, q, "t", '{"p":%d}' % priority, priority, 3, 300000, 0, "%064d" % priority,
                     before, after, str(second)]
