@@ -266,6 +266,12 @@ static int new_id(jg_req_t *req, submit_state_t *st)
     return JG_OK;
 }
 
+/* Where build() puts what batch_join() reuses among submit.lua's arguments (its 2 keys first) */
+#define ARG_ID       2    /* ARGV[1] */
+#define ARG_PAYLOAD  5    /* ARGV[4]; priority, max_attempts, timeout_ms follow */
+#define ARG_SECOND   13   /* ARGV[12]; cache_key and the object's two texts come before it */
+#define ARGS_PLAIN   14   /* all of them, without the cache options */
+
 /* Builds st's submit.lua call. entry: the result cache's entry (GET; a string is a hit), or NULL
  * when not looked up. */
 static void build(jg_req_t *req, submit_state_t *st, const redisReply *entry)
@@ -686,12 +692,6 @@ static int batch_after(jg_req_t *req, jg_batch_cmd_t *cmd)
         register_queue(req, st->s.queue);
     return done(st, rc);
 }
-
-/* submit.lua's arguments (build): where a submit's own are in its call's */
-#define ARG_ID       2
-#define ARG_PAYLOAD  5
-#define ARG_SECOND   13
-#define ARGS_PLAIN   14   /* no cache options */
 
 /* A submit that can ride another's submit.lua call: queued at once with the object rendered here
  * (no delay, no cache_version, no cache: 14 arguments). */

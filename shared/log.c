@@ -3,14 +3,17 @@
 #include "buf.h"
 #include "timefmt.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
 static const char *log_prog = "jobgate";
 
-/* A request thread serving a batch holds its lines (jg_log_hold) and writes them together. */
-#define HOLD_MAX 8192
+/* A request thread serving a batch holds its lines (jg_log_hold) and writes them together, at
+ * most PIPE_BUF bytes a write: a write that size to a pipe (stderr under systemd, say) is never
+ * interleaved with another thread's, so lines stay whole. */
+#define HOLD_MAX PIPE_BUF
 static __thread char held[HOLD_MAX];
 static __thread size_t held_len;
 static __thread int holding;

@@ -15,9 +15,9 @@ void jg_log_warn(const char *msg, ...) __attribute__((sentinel));
 void jg_log_error(const char *msg, ...) __attribute__((sentinel));
 
 /* A thread that answers several requests in one go (server.c's batches) holds its lines from
- * jg_log_hold, up to 8 KB, and writes them in one write at jg_log_flush (still holding) or
- * jg_log_release (no longer): a write less per request. A line is never held past the batch
- * that logged it. */
+ * jg_log_hold, up to PIPE_BUF (4 KB: one write that no other thread's splits), and writes them
+ * in one write at jg_log_flush (still holding) or jg_log_release (no longer): a write less per
+ * request. A line is never held past the batch that logged it. */
 void jg_log_hold(void);
 void jg_log_flush(void);
 void jg_log_release(void);
