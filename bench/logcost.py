@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -78,10 +77,8 @@ def run_one(a, node_bytes, size):
         out[name] = total / calls if calls else 0
 
     try:
-        for _ in range(3000 if a.callgrind else 200):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.02)
+        harness.wait_until(lambda: harness.accepts(sock), 60 if a.callgrind else 4,
+                           "the private redis-server")
         r = harness.Redis(unix=sock, timeout=120)
         sha = {n: r.call("SCRIPT", "LOAD", script(n)) for n in ("submit", "claim", "log")}
         q, tag = "default", "37a8eec1"

@@ -124,10 +124,8 @@ def main():
                             else list(harness.REDIS_RECOMMENDED)),
                          stdout=subprocess.DEVNULL)
     try:
-        for _ in range(3000 if a.callgrind else 200):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.02)
+        harness.wait_until(lambda: harness.accepts(sock), 60 if a.callgrind else 4,
+                           "the private redis-server")
         r = harness.Redis(unix=sock, timeout=120)
         if a.fcall:   # ("FCALL", name) where the scripts are called ("EVALSHA", sha)
             lib = (open(a.lib).read() if a.lib else
