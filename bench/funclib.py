@@ -24,43 +24,24 @@ SCRIPTS = ["submit", "claim", "log", "complete", "giveback", "cancel", "retry", 
            "resume", "list", "qstats", "ratelimit"]
 
 JT_OLD_HEAD = "local function j_t(x)"
+JT_RENDER_HEAD = "local function j_t_render(x)"
+# after the block's j_t, renamed j_t_render: j_t renders a new second with it and keeps that
+# second's text (to its ".", 21 bytes) for the next times in the same second
 JT_CACHE = '''local jt_sec, jt_head   -- the last second rendered (ms // 1000), its text to "."
-local function j_t(x)   -- ms since the epoch (a number or its text) -> "YYYY-MM-DDTHH:MM:SS.mmmZ"
+local function j_t(x)   -- j_t_render's text, a time in the last second rendered from jt_head
   if not x or x == '' then return 'null' end
   local ms = tonumber(x) or 0
   local msec = ms % 1000
   local secs = (ms - msec) / 1000
-  if secs == jt_sec then
-    return jt_head .. string.char(48 + (msec - msec % 100) / 100,
-      48 + (msec - msec % 10) / 10 % 10, 48 + msec % 10, 90, 34)
+  if secs ~= jt_sec then
+    local text = j_t_render(ms)
+    jt_sec, jt_head = secs, string.sub(text, 1, 21)
+    return text
   end
-  local sod = secs % 86400
-  local z = (secs - sod) / 86400 + 719468
-  local doe = z % 146097
-  local a = doe - (doe - doe % 1460) / 1460 + (doe - doe % 36524) / 36524
-    - (doe - doe % 146096) / 146096
-  local yoe = (a - a % 365) / 365
-  local doy = doe - (365 * yoe + (yoe - yoe % 4) / 4 - (yoe - yoe % 100) / 100)
-  local b = 5 * doy + 2
-  local mp = (b - b % 153) / 153
-  local c = 153 * mp + 2
-  local d = doy - (c - c % 5) / 5 + 1
-  local m, y = mp + 3, yoe + (z - doe) / 146097 * 400
-  if m > 12 then m, y = m - 12, y + 1 end
-  if y < 0 then y = 0 elseif y > 9999 then y = 9999 end
-  local s = sod % 60
-  local mi = (sod - s) / 60 % 60
-  local h = (sod - sod % 3600) / 3600
-  jt_sec = secs
-  jt_head = string.char(34, 48 + (y - y % 1000) / 1000, 48 + (y - y % 100) / 100 % 10,
-    48 + (y - y % 10) / 10 % 10, 48 + y % 10, 45, 48 + (m - m % 10) / 10, 48 + m % 10, 45,
-    48 + (d - d % 10) / 10, 48 + d % 10, 84, 48 + (h - h % 10) / 10, 48 + h % 10, 58,
-    48 + (mi - mi % 10) / 10, 48 + mi % 10, 58, 48 + (s - s % 10) / 10, 48 + s % 10, 46)
   return jt_head .. string.char(48 + (msec - msec % 100) / 100,
     48 + (msec - msec % 10) / 10 % 10, 48 + msec % 10, 90, 34)
 end
 '''
-
 
 def source(rev, name):
     if rev is None:
@@ -94,7 +75,8 @@ def library(rev=None, name="jobgate", jt_cache=False, only=None):
         if jt_cache:
             start = block.index(JT_OLD_HEAD)
             end = block.index("\nend\n", start) + len("\nend\n")
-            block = block[:start] + JT_CACHE + block[end:]
+            block = (block[:start] + JT_RENDER_HEAD + block[start + len(JT_OLD_HEAD):end] +
+                     JT_CACHE + block[end:])
         out.append(block)
     for s, flags, pre, post in parts:
         out.append("do\n%sredis.register_function{function_name = '%s', flags = {%s},\n"
