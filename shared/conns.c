@@ -37,11 +37,21 @@ static int close_failed(int fd)
     return -1;
 }
 
+/* What the set knows of a connection, by fd. */
+typedef struct conn {
+    unsigned char state;      /* CONN_IDLE (armed in the set), CONN_BUSY (in the set, disarmed:
+                                 a thread has it), CONN_NONE */
+    int64_t began;            /* monotonic ms its request began (accepted, or its first bytes
+                                 when kept alive): --read-timeout runs from then; 0: between
+                                 requests, no deadline */
+    void *shelved;            /* idle: its partly read request (jg_conns_shelve), else NULL */
+    size_t shelved_bytes;
+} conn_t;
+
 /* A request thread and the request it reads. */
 typedef struct reader {
     int fd;                   /* -1: no request being read */
     int64_t deadline;         /* monotonic ms: the request must be whole by then */
-    int in_read;              /* in a read of it now (not in the handler's own work) */
     int fired;                /* shut down for its deadline */
 } reader_t;
 
@@ -54,10 +64,12 @@ struct jg_conns {
     atomic_int stopping;
 
     pthread_mutex_t mu;       /* guards the rest */
-    unsigned char *conn;      /* conn[fd]: CONN_IDLE (armed in the set), CONN_BUSY (in the
-                                 set, disarmed: a thread has it) */
-    int64_t *fresh_since;     /* conn[fd] idle and fresh: accepted then (ms); else 0 */
+    conn_t *conn;             /* by fd */
     size_t conn_cap;
+    size_t shelf_bytes;       /* memory of the shelved requests, at most JG_CONNS_SHELF_BYTES */
+    int nshelved;
+    int stop_sent;            /* the stop is written to stop_fd (once nothing is shelved) */
+    void (*drop)(void *shelved);
     reader_t *readers;        /* one per request thread */
     int nreaders;
 };
@@ -113,8 +125,10 @@ void jg_conns_free(jg_conns_t *c)
     if (c->stop_fd >= 0)
         close(c->stop_fd);
     pthread_mutex_destroy(&c->mu);
+    for (size_t fd = 0; fd < c->conn_cap; fd++)
+        if (c->conn[fd].shelved && c->drop)
+            c->drop(c->conn[fd].shelved);
     free(c->conn);
-    free(c->fresh_since);
     free(c->readers);
     free(c);
 }
@@ -231,80 +245,142 @@ static void conn_room(jg_conns_t *c, int fd)
     size_t cap = c->conn_cap ? c->conn_cap : 1024;
     while (cap <= (size_t)fd)
         cap *= 2;
-    unsigned char *conn = realloc(c->conn, cap);
+    conn_t *conn = realloc(c->conn, cap * sizeof *conn);
     if (conn == NULL)
         abort();
+    memset(conn + c->conn_cap, 0, (cap - c->conn_cap) * sizeof *conn);   /* CONN_NONE */
     c->conn = conn;
-    int64_t *since = realloc(c->fresh_since, cap * sizeof *since);
-    if (since == NULL)
-        abort();
-    c->fresh_since = since;
-    memset(c->conn + c->conn_cap, CONN_NONE, cap - c->conn_cap);
-    memset(c->fresh_since + c->conn_cap, 0, (cap - c->conn_cap) * sizeof *since);
     c->conn_cap = cap;
 }
 
-/* Puts fd in the set, armed; fresh_since: when it was accepted, or 0 (kept alive). Closes it
- * when stopping or when it cannot be watched. */
-static void watch_idle(jg_conns_t *c, int fd, int64_t fresh_since)
+/* Writes the stop that every waiting thread sees, once nothing is shelved (a shelved request
+ * still has its thread to come). Under mu. */
+static void send_stop(jg_conns_t *c)
+{
+    if (!atomic_load(&c->stopping) || c->stop_sent || c->nshelved > 0)
+        return;
+    c->stop_sent = 1;
+    uint64_t one = 1;   /* never read: every thread waiting on the set sees it and leaves */
+    ssize_t ignored = write(c->stop_fd, &one, sizeof one);
+    (void)ignored;
+}
+
+/* Takes fd's shelved request off the shelf (to a thread, or to be dropped). Under mu. */
+static void *unshelve(jg_conns_t *c, int fd)
+{
+    conn_t *k = &c->conn[fd];
+    void *shelved = k->shelved;
+    if (shelved) {
+        c->shelf_bytes -= k->shelved_bytes;
+        c->nshelved--;
+        k->shelved = NULL;
+        k->shelved_bytes = 0;
+        send_stop(c);
+    }
+    return shelved;
+}
+
+/* Removes idle fd from the set and closes it, dropping what was shelved with it. Under mu. */
+static void close_idle(jg_conns_t *c, int fd)
+{
+    void *shelved = unshelve(c, fd);
+    if (shelved && c->drop)
+        c->drop(shelved);
+    c->conn[fd].state = CONN_NONE;
+    c->conn[fd].began = 0;
+    epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+}
+
+/* Puts fd in the set, armed, with its request's start (began; 0: between requests) and what was
+ * read of it (shelved, NULL). Returns 0, or -1 when it is not watched (stopping, or epoll
+ * failed): then fd is closed, unless it carries a shelved request (the caller keeps both). */
+static int watch_idle(jg_conns_t *c, int fd, int64_t began, void *shelved, size_t bytes)
 {
     pthread_mutex_lock(&c->mu);
-    if (atomic_load(&c->stopping)) {
+    if (atomic_load(&c->stopping) && shelved == NULL) {
         pthread_mutex_unlock(&c->mu);
         close(fd);
-        return;
+        return -1;
     }
     conn_room(c, fd);
+    conn_t *k = &c->conn[fd];
     /* Re-arm it where it still is (one syscall); a closed fd left the set by itself, so a
      * BUSY mark may belong to an earlier connection with this number: then add it anew. */
     uint32_t events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     int rc = -1;
-    if (c->conn[fd] == CONN_BUSY)
+    if (k->state == CONN_BUSY)
         rc = set_add(c, fd, (uint64_t)fd, events, EPOLL_CTL_MOD);
     if (rc != 0)
         rc = set_add(c, fd, (uint64_t)fd, events, EPOLL_CTL_ADD);
     if (rc == 0) {
-        c->conn[fd] = CONN_IDLE;
-        c->fresh_since[fd] = fresh_since;
+        k->state = CONN_IDLE;
+        k->began = began;
+        k->shelved = shelved;
+        k->shelved_bytes = bytes;
+        if (shelved) {
+            c->shelf_bytes += bytes;
+            c->nshelved++;
+        }
     } else {
-        c->conn[fd] = CONN_NONE;
-        close(fd);
+        k->state = CONN_NONE;
+        if (shelved == NULL)
+            close(fd);
     }
     pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
-void jg_conns_idle(jg_conns_t *c, int fd) { watch_idle(c, fd, 0); }
+void jg_conns_idle(jg_conns_t *c, int fd) { watch_idle(c, fd, 0, NULL, 0); }
 
-/* The thread starts reading fd: its request must be whole by deadline. */
-static int start_reading(jg_conns_t *c, int thread, int fd, int64_t since)
+int jg_conns_shelve(jg_conns_t *c, int thread, int fd, void *shelved, size_t bytes)
 {
     pthread_mutex_lock(&c->mu);
+    int room = !atomic_load(&c->stopping) && (size_t)fd < c->conn_cap &&
+               c->shelf_bytes + bytes <= JG_CONNS_SHELF_BYTES;
+    int64_t began = room ? c->conn[fd].began : 0;
+    if (room && thread >= 0 && thread < c->nreaders && c->readers[thread].fd == fd)
+        c->readers[thread] = (reader_t){-1, 0, 0};   /* no longer this thread's read */
+    pthread_mutex_unlock(&c->mu);
+    if (!room)
+        return -1;
+    return watch_idle(c, fd, began, shelved, bytes);
+}
+
+/* The thread reads fd's request, which began at began (0: now), and must be whole by then plus
+ * --read-timeout. Returns fd. */
+static int start_reading(jg_conns_t *c, int thread, int fd, int64_t began)
+{
+    pthread_mutex_lock(&c->mu);
+    conn_room(c, fd);
+    if (began == 0)
+        began = jg_monotonic_ms();
+    c->conn[fd].began = began;
     if (thread >= 0 && thread < c->nreaders)
-        c->readers[thread] = (reader_t){fd, since + timeout_ms(c), 1, 0};
+        c->readers[thread] = (reader_t){fd, began + timeout_ms(c), 0};
     pthread_mutex_unlock(&c->mu);
     return fd;
 }
 
 void jg_conns_reading(jg_conns_t *c, int thread, int fd)
 {
-    start_reading(c, thread, fd, jg_monotonic_ms());
+    int64_t began = 0;
+    pthread_mutex_lock(&c->mu);
+    if ((size_t)fd < c->conn_cap)
+        began = c->conn[fd].began;
+    pthread_mutex_unlock(&c->mu);
+    start_reading(c, thread, fd, began);
 }
 
 void jg_conns_read_done(jg_conns_t *c, int thread)
 {
     pthread_mutex_lock(&c->mu);
     if (thread >= 0 && thread < c->nreaders) {
-        c->readers[thread].fd = -1;
-        c->readers[thread].in_read = 0;
+        reader_t *r = &c->readers[thread];
+        if (r->fd >= 0 && (size_t)r->fd < c->conn_cap)
+            c->conn[r->fd].began = 0;   /* the next request on it begins when it comes */
+        r->fd = -1;
     }
-    pthread_mutex_unlock(&c->mu);
-}
-
-void jg_conns_in_read(jg_conns_t *c, int thread, int on)
-{
-    pthread_mutex_lock(&c->mu);
-    if (thread >= 0 && thread < c->nreaders)
-        c->readers[thread].in_read = on;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -337,14 +413,15 @@ static int take_new(jg_conns_t *c, int thread, int fd)
         close(fd);
         return -1;
     }
-    watch_idle(c, fd, now);   /* nothing yet: no thread waits for it */
+    watch_idle(c, fd, now, NULL, 0);   /* nothing yet: no thread waits for it */
     return -1;
 }
 
-/* What one event of the set gives the thread: a connection's fd to read (>= 0), nothing (-1),
- * or the stop (-2). */
-static int take_event(jg_conns_t *c, int thread, const struct epoll_event *ev)
+/* What one event of the set gives the thread: a connection's fd to read (>= 0) with what was
+ * shelved of its request (*shelved), nothing (-1), or the stop (-2). */
+static int take_event(jg_conns_t *c, int thread, const struct epoll_event *ev, void **shelved)
 {
+    *shelved = NULL;
     if (ev->data.u64 == EV_STOP)
         return -2;
     if (ev->data.u64 == EV_LISTEN) {
@@ -365,28 +442,28 @@ static int take_event(jg_conns_t *c, int thread, const struct epoll_event *ev)
         return -1;
     }
     int fd = (int)ev->data.u64, mine;
-    int64_t since = 0;
+    int64_t began = 0;
     pthread_mutex_lock(&c->mu);
-    mine = (size_t)fd < c->conn_cap && c->conn[fd] == CONN_IDLE;
+    mine = (size_t)fd < c->conn_cap && c->conn[fd].state == CONN_IDLE;
     if (mine) {
-        c->conn[fd] = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
-        since = c->fresh_since[fd];
-        c->fresh_since[fd] = 0;
+        c->conn[fd].state = CONN_BUSY;   /* stays in the set, disarmed (EPOLLONESHOT) */
+        began = c->conn[fd].began;
+        *shelved = unshelve(c, fd);
     }
     pthread_mutex_unlock(&c->mu);
-    if (mine)   /* the next request, or EOF: the thread's read tells, and closes it */
-        return start_reading(c, thread, fd, since ? since : jg_monotonic_ms());
+    if (mine)   /* the request (its next bytes), or EOF: the thread's read tells, and closes it */
+        return start_reading(c, thread, fd, began);
     return -1;
 }
 
-int jg_conns_next(jg_conns_t *c, int thread)
+int jg_conns_next(jg_conns_t *c, int thread, void **shelved)
 {
     int fd;
-    jg_conns_next_many(c, thread, &fd, 1);
+    jg_conns_next_many(c, thread, &fd, shelved, 1);
     return fd;
 }
 
-int jg_conns_next_many(jg_conns_t *c, int thread, int *fds, int max)
+int jg_conns_next_many(jg_conns_t *c, int thread, int *fds, void **shelved, int max)
 {
     struct epoll_event ev[JG_CONNS_MANY_MAX];
     if (max > JG_CONNS_MANY_MAX)
@@ -399,7 +476,7 @@ int jg_conns_next_many(jg_conns_t *c, int thread, int *fds, int max)
             return fds[0] = -1, -1;
         int got = 0, stop = 0;
         for (int i = 0; i < n; i++) {
-            int fd = take_event(c, thread, &ev[i]);
+            int fd = take_event(c, thread, &ev[i], &shelved[got]);
             if (fd >= 0)
                 fds[got++] = fd;
             else if (fd == -2)
@@ -418,7 +495,7 @@ void jg_conns_watch(jg_conns_t *c, int64_t now)
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->nreaders; i++) {
         reader_t *r = &c->readers[i];
-        if (r->fd >= 0 && r->in_read && !r->fired && now >= r->deadline) {
+        if (r->fd >= 0 && !r->fired && now >= r->deadline) {
             /* the thread blocked in read() gets EOF, gives the request up and closes it */
             shutdown(r->fd, SHUT_RDWR);
             r->fired = 1;
@@ -427,11 +504,12 @@ void jg_conns_watch(jg_conns_t *c, int64_t now)
         }
     }
     for (size_t fd = 0; fd < c->conn_cap; fd++) {
-        if (c->conn[fd] == CONN_IDLE && c->fresh_since[fd] && now - c->fresh_since[fd] >= limit) {
-            c->conn[fd] = CONN_NONE;
-            c->fresh_since[fd] = 0;
-            epoll_ctl(c->epfd, EPOLL_CTL_DEL, (int)fd, NULL);
-            close((int)fd);
+        conn_t *k = &c->conn[fd];
+        if (k->state == CONN_IDLE && k->began && now - k->began >= limit) {
+            if (k->shelved)   /* a fresh connection that never sent is closed quietly */
+                jg_log_warn("closing a connection that did not deliver its request in time",
+                            NULL);
+            close_idle(c, (int)fd);
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -446,16 +524,13 @@ void jg_conns_stop(jg_conns_t *c)
         close(c->listen_fd);
         c->listen_fd = -1;
     }
-    /* idle connections are closed (nginx then opens new ones elsewhere) */
-    for (size_t fd = 0; fd < c->conn_cap; fd++) {
-        if (c->conn[fd] == CONN_IDLE) {
-            c->conn[fd] = CONN_NONE;
-            epoll_ctl(c->epfd, EPOLL_CTL_DEL, (int)fd, NULL);
-            close((int)fd);
-        }
-    }
+    /* idle connections are closed (nginx then opens new ones elsewhere); those with a request
+     * partly read stay, and the threads with them, until it is whole or --read-timeout */
+    for (size_t fd = 0; fd < c->conn_cap; fd++)
+        if (c->conn[fd].state == CONN_IDLE && c->conn[fd].shelved == NULL)
+            close_idle(c, (int)fd);
+    send_stop(c);
     pthread_mutex_unlock(&c->mu);
-    uint64_t one = 1;   /* never read: every thread waiting on the set sees it and leaves */
-    ssize_t ignored = write(c->stop_fd, &one, sizeof one);
-    (void)ignored;
 }
+
+void jg_conns_on_drop(jg_conns_t *c, void (*drop)(void *shelved)) { c->drop = drop; }

@@ -60,6 +60,11 @@ void jg_fcgi_parser_free(jg_fcgi_parser_t *p)
     p->env_cap = 0;
 }
 
+size_t jg_fcgi_parser_bytes(const jg_fcgi_parser_t *p)
+{
+    return p->arena.cap + p->body.cap + p->mgmt.cap + p->reply.cap + p->env_cap * sizeof *p->env;
+}
+
 static void fail(jg_fcgi_parser_t *p, const char *why)
 {
     p->status = JG_FCGI_ERROR;

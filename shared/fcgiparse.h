@@ -80,6 +80,8 @@ void jg_fcgi_parser_init(jg_fcgi_parser_t *p, size_t max_params, size_t max_body
 /* Forgets the request (keeps the memory and the limits) for the next one on the connection. */
 void jg_fcgi_parser_next(jg_fcgi_parser_t *p);
 void jg_fcgi_parser_free(jg_fcgi_parser_t *p);
+/* The memory p holds, in bytes (its buffers, not the struct). */
+size_t jg_fcgi_parser_bytes(const jg_fcgi_parser_t *p);
 
 /* Consumes bytes from in[0..len) until the status is no longer JG_FCGI_MORE; returns how many
  * it consumed (the rest belongs to what comes after the request). Call again with more bytes

@@ -2,10 +2,12 @@
  * routing around the program's handler (see server.h).
  *
  * FastCGI without libfcgi. The shared set (conns.c) accepts connections and watches idle
- * kept-alive ones; a request thread gets a connection with a request waiting, reads it whole
- * (records, parameters and body: fcgiparse.c, under --read-timeout), runs the handler, and
- * writes the answer's records (fcgi.c) in one write. Then the connection goes back to the set
- * (FCGI_KEEP_CONN), to the loop (parked), or is closed. */
+ * kept-alive ones; a request thread gets a connection with a request waiting, reads what is
+ * there (records, parameters and body: fcgiparse.c, under --read-timeout), and when the request
+ * is whole runs the handler and writes the answer's records (fcgi.c) in one write. Then the
+ * connection goes back to the set (FCGI_KEEP_CONN), to the loop (parked), or is closed. A
+ * request not all there goes back to the set with its connection (shelved, with its parser),
+ * so that a slow upload holds no thread. */
 #include "server.h"
 #include "access.h"
 #include "fcgi.h"
@@ -183,7 +185,9 @@ static int dispatch(jg_req_t *req)
 /* --- FastCGI --- */
 
 /* A request thread's FastCGI connection: the parser (fcgiparse.h) and what was read from the
- * socket and not parsed yet. One per thread, reused for every connection it serves. */
+ * socket and not parsed yet. A thread's (a batch slot's) is reused for every connection it
+ * serves, until a request not all there is shelved with it (conns.h): the thread then takes a
+ * new one, and a thread that takes the shelved one up frees its own. */
 typedef struct fcgi_conn {
     int fd;
     jg_fcgi_parser_t parser;
@@ -292,18 +296,10 @@ static int respond(fcgi_conn_t *c, jg_req_t *req, int rc, jg_buf_t *rendered, jg
     return 1;
 }
 
-static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
-                     int *wait);
-
-/* Reads one request of c (the thread is reading it under --read-timeout). Returns JG_FCGI_REQUEST
- * with the request in c->parser, or 0 when the connection was closed or the request was aborted
- * and answered (*alive: the connection goes on). */
-static int read_one(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive)
-{
-    return read_rest(c, conns, self, alive, 1, NULL);
-}
-
-/* read_one, or (first 0) goes on with a request that read_request(c, wait) left unfinished. */
+/* Reads c's request (first: a new one; else it goes on with one read in part) under
+ * --read-timeout. Returns 1 with the request in c->parser, 0 when the connection was closed or
+ * the request was aborted and answered (*alive: the connection goes on), or 2 when *wait was
+ * set and a read would block (*wait is cleared: call again, first 0, to block). */
 static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
                      int *wait)
 {
@@ -333,6 +329,56 @@ static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, in
     return 1;
 }
 
+static fcgi_conn_t *conn_new(void)
+{
+    fcgi_conn_t *c = malloc(sizeof *c);
+    if (c == NULL)
+        abort();
+    jg_fcgi_parser_init(&c->parser, JG_FCGI_MAX_PARAMS, config.max_body);
+    return c;
+}
+
+static void conn_free(fcgi_conn_t *c)
+{
+    jg_fcgi_parser_free(&c->parser);
+    free(c);
+}
+
+static void conn_drop(void *shelved) { conn_free(shelved); }   /* jg_conns_on_drop */
+
+/* The thread takes up *slot's connection: fd, and shelved (what was read of its request), or a
+ * new request (shelved NULL). Returns read_rest's first. */
+static int conn_take(fcgi_conn_t **slot, int fd, void *shelved)
+{
+    if (shelved) {
+        conn_free(*slot);
+        *slot = shelved;
+        return 0;
+    }
+    (*slot)->fd = fd;
+    (*slot)->off = (*slot)->len = 0;
+    return 1;
+}
+
+/* Reads the request of *slot's connection without blocking: 1 when it is whole, 0 when the
+ * connection was closed or the request aborted (read_rest), 2 when it is not all there and was
+ * shelved (the connection is the set's now, and *slot a new one), 3 when it is not all there and
+ * the shelf is full (read the rest with read_rest, first 0, blocking). */
+static int read_or_shelve(fcgi_conn_t **slot, jg_conns_t *conns, int self, int *alive,
+                          int first)
+{
+    fcgi_conn_t *c = *slot;
+    int wait = 1;
+    int got = read_rest(c, conns, self, alive, first, &wait);
+    if (got != 2)
+        return got;
+    *alive = 0;
+    if (jg_conns_shelve(conns, self, c->fd, c, sizeof *c + jg_fcgi_parser_bytes(&c->parser)))
+        return 3;
+    *slot = conn_new();
+    return 2;
+}
+
 /* A connection whose request was answered and that goes on: 1 when its next request already
  * came along (the thread reads it now), else it waits in the shared set (0). */
 static int next_or_idle(fcgi_conn_t *c, jg_conns_t *conns, int self)
@@ -345,14 +391,20 @@ static int next_or_idle(fcgi_conn_t *c, jg_conns_t *conns, int self)
     return 1;
 }
 
-/* Serves the requests of one connection until it goes idle (back to the shared set), is
- * parked, or is closed. */
-static void serve_conn(fcgi_conn_t *c, jg_conns_t *conns, int self, jg_req_t *req,
+/* Serves the requests of *slot's connection (first: read_rest's) until it goes idle (back to
+ * the shared set), is shelved, parked, or closed. */
+static void serve_conn(fcgi_conn_t **slot, int first, jg_conns_t *conns, int self, jg_req_t *req,
                        jg_buf_t *rendered, jg_buf_t *out)
 {
-    for (;;) {
+    for (;; first = 1) {
         int alive;
-        if (read_one(c, conns, self, &alive)) {
+        int got = read_or_shelve(slot, conns, self, &alive, first);
+        if (got == 2)
+            return;
+        fcgi_conn_t *c = *slot;
+        if (got == 3)
+            got = read_rest(c, conns, self, &alive, 0, NULL);
+        if (got) {
             jg_fcgi_parser_t *p = &c->parser;
             fcgi_body_t body = {p, 0};
             jg_req_reset(req, &config, req->redis, p->envp, fcgi_read, &body);
@@ -513,24 +565,21 @@ static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
  * Redis together (before any request that is not held is served, and at the end). A request
  * not all there yet is read after that, blocking, as a lone one would be, so that it delays
  * none of the others. */
-static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, int self,
-                        jg_redis_t *redis, jg_buf_t *rendered, jg_buf_t *out)
+static void serve_batch(batch_t *b, const int *fds, void **shelved, int n, jg_conns_t *conns,
+                        int self, jg_redis_t *redis, jg_buf_t *rendered, jg_buf_t *out)
 {
     int slow[BATCH_MAX], nslow = 0;
     b->nheld = b->nlater = 0;
     jg_log_hold();   /* until the batch's answers are out (batch_flush) */
     for (int i = 0; i < n; i++) {
-        fcgi_conn_t *c = b->conns[i];
-        c->fd = fds[i];
-        c->off = c->len = 0;
-        jg_conns_reading(conns, self, c->fd);
-        int alive, wait = 1;
-        int got = read_rest(c, conns, self, &alive, 1, &wait);
-        if (got == 2)
+        int first = conn_take(&b->conns[i], fds[i], shelved[i]), alive;
+        jg_conns_reading(conns, self, fds[i]);
+        int got = read_or_shelve(&b->conns[i], conns, self, &alive, first);
+        if (got == 3)
             slow[nslow++] = i;
-        else if (got)
+        else if (got == 1)
             serve_slot(b, i, redis, conns, rendered, out);
-        else if (alive && next_or_idle(c, conns, self))
+        else if (got == 0 && alive && next_or_idle(b->conns[i], conns, self))
             b->later[b->nlater++] = i;
     }
     batch_flush(b, redis, conns, rendered, out);
@@ -546,25 +595,10 @@ static void serve_batch(batch_t *b, const int *fds, int n, jg_conns_t *conns, in
     }
     jg_log_release();
     for (int k = 0; k < b->nlater; k++) {   /* connections whose next request came along */
-        fcgi_conn_t *c = b->conns[b->later[k]];
-        jg_conns_reading(conns, self, c->fd);
-        serve_conn(c, conns, self, &b->reqs[b->later[k]], rendered, out);
+        int i = b->later[k];
+        jg_conns_reading(conns, self, b->conns[i]->fd);
+        serve_conn(&b->conns[i], 1, conns, self, &b->reqs[i], rendered, out);
     }
-}
-
-static fcgi_conn_t *conn_new(void)
-{
-    fcgi_conn_t *c = malloc(sizeof *c);
-    if (c == NULL)
-        abort();
-    jg_fcgi_parser_init(&c->parser, JG_FCGI_MAX_PARAMS, config.max_body);
-    return c;
-}
-
-static void conn_free(fcgi_conn_t *c)
-{
-    jg_fcgi_parser_free(&c->parser);
-    free(c);
 }
 
 static void *request_thread(void *arg)
@@ -583,8 +617,9 @@ static void *request_thread(void *arg)
             b->reqs[i].redis = &redis;
         }
         int fds[BATCH_MAX], n;
-        while ((n = jg_conns_next_many(conns, self, fds, BATCH_MAX)) > 0)
-            serve_batch(b, fds, n, conns, self, &redis, &rendered, &out);
+        void *shelved[BATCH_MAX];
+        while ((n = jg_conns_next_many(conns, self, fds, shelved, BATCH_MAX)) > 0)
+            serve_batch(b, fds, shelved, n, conns, self, &redis, &rendered, &out);
         for (int i = 0; i < BATCH_MAX; i++) {
             conn_free(b->conns[i]);
             jg_req_free(&b->reqs[i]);
@@ -598,11 +633,9 @@ static void *request_thread(void *arg)
         memset(&req, 0, sizeof req);
         req.redis = &redis;
         int fd;
-        while ((fd = jg_conns_next(conns, self)) >= 0) {
-            c->fd = fd;
-            c->off = c->len = 0;
-            serve_conn(c, conns, self, &req, &rendered, &out);
-        }
+        void *shelved;
+        while ((fd = jg_conns_next(conns, self, &shelved)) >= 0)
+            serve_conn(&c, conn_take(&c, fd, shelved), conns, self, &req, &rendered, &out);
         conn_free(c);
         jg_req_free(&req);
     }
@@ -619,6 +652,7 @@ static int serve_fastcgi(int listen_fd)
     server_loop = jg_loop_new(&config, listen_fd, program->park);
     if (server_loop == NULL)
         return 1;
+    jg_conns_on_drop(jg_loop_conns(server_loop), conn_drop);
     if (program->init)
         program->init(server_loop);
     pthread_t *threads = calloc((size_t)config.threads, sizeof *threads);
