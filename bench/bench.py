@@ -15,7 +15,7 @@ over a FastCGI connection per request (a mod_proxy worker without enablereuse).
 Environment: FRONT (nginx), BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
 threads, 2), BENCH_WAITERS, BENCH_LP_IDLE, BENCH_LP_CHANGES, BENCH_LP_ROUNDS (longpoll.py;
 BENCH_WAITERS=0 skips the long polls), BENCH_PROGRAM_THREADS (each program's default: 8, and
-one per CPU, 2 to 8, for jobgate-status),
+one per CPU, 2 to 8, for jobgate-status and jobgate-submit),
 BENCH_ONLY (comma list of run names to keep, e.g. "GET,POST"), BENCH_LIST_JOBS (jobs in the
 listed queue, 100000; 0 skips it), JOBGATE_BUILD (build).
 """

@@ -745,5 +745,6 @@ static const jg_program_t program = {"jobgate-submit", "submit", handle, NULL, N
 int main(int argc, char **argv)
 {
     jg_serve_batch(&batch_ops);
+    jg_serve_threads(JG_THREADS_PER_CPU);   /* batches grow with fewer threads: server.h */
     return jg_serve(&program, argc, argv);
 }

@@ -71,8 +71,8 @@ void jg_serve_batch(const jg_batch_ops_t *ops);
 
 /* The program's default --threads, before jg_serve (without it: 8). JG_THREADS_PER_CPU: one
  * request thread per CPU the process may run on, 2 to 8 — for a program that batches
- * (jobgate-status): with fewer threads more requests are ready at each wake, so there are fewer
- * wakes per request (docs/architecture.md, "Threads and wakes"). */
+ * (jobgate-status, jobgate-submit): with fewer threads more requests are ready at each wake, so
+ * there are fewer wakes per request (docs/architecture.md, "Threads and wakes"). */
 #define JG_THREADS_PER_CPU (-1)
 void jg_serve_threads(int threads);
 

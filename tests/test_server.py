@@ -237,7 +237,7 @@ def test_check_prints_config_and_exits_0_when_redis_answers():
         rc, out, err = _run(prog, "--check", env={"REDIS_URL": s.redis_url})
         eq(rc, 0, "jobgate-%s --check exit code with Redis up (stderr %r)" % (prog, err[-300:]))
         check(s.redis_address in out, "--check prints the Redis URL in effect", out)
-        want = min(8, max(2, len(os.sched_getaffinity(0)))) if prog == "status" else 8
+        want = min(8, max(2, len(os.sched_getaffinity(0)))) if prog in ("status", "submit") else 8
         check(re.search(r"^threads=%d$" % want, out, re.M),
               "--check prints the default thread count (%d)" % want, out)
 
@@ -937,14 +937,14 @@ def test_a_tcp_socket_refuses_peers_not_in_fcgi_web_server_addrs():
 
 
 @harness.front_independent
-def test_jobgate_status_runs_a_request_thread_per_cpu_by_default_and_the_others_eight():
-    # jobgate-status batches the requests of a wake, and fewer threads make bigger batches
-    # (server.h, jg_serve_threads); --threads still decides when given
+def test_jobgate_status_and_submit_run_a_request_thread_per_cpu_by_default_the_others_eight():
+    # jobgate-status and jobgate-submit batch the requests of a wake, and fewer threads make
+    # bigger batches (server.h, jg_serve_threads); --threads still decides when given
     s = stack()
     job = s.submit(type="echo")
     cpus = min(8, max(2, len(os.sched_getaffinity(0))))
     for name, args, want in (("status", [], cpus), ("status", ["--threads", "3"], 3),
-                             ("submit", [], 8)):
+                             ("submit", [], cpus), ("cache", [], 8)):
         path = os.path.join(s.dir, "threads-%s-%d.sock" % (name, len(args)))
         proc = _own_program(s, name, ["--socket", path, "--grace", "2"] + args)
         harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")

@@ -17,7 +17,7 @@
 #   JOBGATE_GROUP         started as root: its group (the user's primary group)
 #   JOBGATE_SOCKET_GROUP  started as root: the socket's group (JOBGATE_GROUP): the web server's
 #                         group, when the program runs as a user of its own
-#   JOBGATE_THREADS       --threads N (the program's default: 8; jobgate-status one per CPU, 2 to 8)
+#   JOBGATE_THREADS       --threads N (the program's default: 8; jobgate-status and -submit one per CPU, 2 to 8)
 #   JOBGATE_GRACE         --grace S (5); a supervisor must wait longer than this on stop
 #   JOBGATE_BINDIR        where the programs are (/usr/local/bin, as `make install` set it)
 # Started as another user than root, the program runs as that user, and the socket is its.

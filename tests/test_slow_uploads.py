@@ -1,0 +1,182 @@
+"""Requests that arrive slowly: a body streamed by its front (Apache's mod_proxy_fcgi sends what
+it has as it gets it; nginx buffers it first), or a FastCGI peer that stops mid-record. Such a
+request holds no request thread while it is not all there: the thread shelves it with its
+connection (conns.h) and serves others; whichever thread the next bytes wake takes it up. The
+shelf's memory is bounded; --read-timeout closes what never ends; SIGTERM keeps the threads for
+shelved requests until they are whole (within --grace)."""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import harness
+from harness import check, eq
+
+# HTTP suite: runs behind nginx and again behind Apache, and on the cluster (run.py)
+FRONTS = harness.FRONTS
+
+THREADS = 2   # the programs' request threads: fewer than the slow uploads below
+
+
+def _open_upload(s, body):
+    """A POST /api/jobs to the front that has sent its headers and the first half of body."""
+    head = ("POST /api/jobs HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)).encode()
+    with harness.in_netns(s.netns):
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+    c.sendall(head + body[:len(body) // 2])
+    return c
+
+
+def _finish_upload(c, body):
+    """Sends the rest of body and returns the front's answer."""
+    c.sendall(body[len(body) // 2:])
+    chunks = []
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        chunks.append(d)
+    c.close()
+    return harness.parse_http_response(b"".join(chunks), "a slow upload")
+
+
+def test_slow_uploads_more_than_the_request_threads_do_not_hold_back_other_requests():
+    # --read-timeout 60: a thread held by a slow upload would stay held past the 10 s a plain
+    # submit below is given
+    with harness.Stack(threads=THREADS, name="slowup", program_args=["--read-timeout", "60"]) as s:
+        bodies = [json.dumps({"type": "echo", "payload": {"n": i, "pad": "x" * 3000}}).encode()
+                  for i in range(4 * THREADS)]
+        s.start_worker()
+        uploads = [_open_upload(s, b) for b in bodies]
+        try:
+            time.sleep(0.5)   # the halves reach the program (through Apache) or wait in nginx
+            for k in range(3):
+                r = s.request("POST", "/jobs", json={"type": "echo", "payload": {"k": k}},
+                              timeout=10)
+                eq(r.status, 202, "a whole submit while %d uploads are half sent" % len(uploads))
+                eq(s.wait_status(r.json()["id"], "done")["result"], {"k": k}, "its job")
+            eq(s.request("GET", "/jobs/" + r.json()["id"], timeout=10).status, 200,
+               "a status read meanwhile")
+            for i, (c, b) in enumerate(zip(uploads, bodies)):
+                r = _finish_upload(c, b)
+                eq(r.status, 202, "slow upload %d once whole" % i)
+                eq(s.wait_status(r.json()["id"], "done")["result"], json.loads(b)["payload"],
+                   "slow upload %d's job has its whole payload" % i)
+        finally:
+            for c in uploads:
+                c.close()
+
+
+def _own_submit(s, args):
+    path = os.path.join(s.dir, "own-submit-%d.sock" % time.monotonic_ns())
+    proc = harness.Proc("submit-own", [harness.binary("submit"), "--socket", path] + list(args),
+                        s.program_env(), path + ".log")
+    s.procs.setdefault("submit-own", []).append(proc)
+    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
+    return path, proc
+
+
+def _post_bytes(payload):
+    body = json.dumps({"type": "echo", "payload": payload}).encode()
+    params = harness.fcgi_params("POST", "/api/jobs", body, {"Content-Type": "application/json"})
+    return harness.fcgi_request_bytes(params, body)
+
+
+@harness.front_independent
+def test_a_request_half_read_at_sigterm_is_still_answered_within_grace():
+    s = harness.stack()
+    path, proc = _own_submit(s, ["--threads", "1", "--grace", "8"])
+    data = _post_bytes({"at": "sigterm"})
+    c = harness.fcgi_connect(path, timeout=15)
+    try:
+        c.sendall(data[:len(data) - 20])     # all but the end of the body
+        time.sleep(0.3)
+        r = harness.fcgi_request(path, harness.fcgi_params("GET", "/api/jobs/nosuch"),
+                                 timeout=10, what="the one thread, meanwhile")
+        eq(r.status, 404, "the program's only thread serves others meanwhile")
+        proc.signal(signal.SIGTERM)
+        harness.wait_until(lambda: "stopping: no new connections" in proc.log(), 10, "the stopping line")
+        time.sleep(0.3)
+        check(proc.alive(), "still running: a request is half read", proc.log()[-300:])
+        c.sendall(data[len(data) - 20:])
+        r = harness.fcgi_read_response(c, "the request finished after SIGTERM")
+        eq(r.status, 202, "the request finished after SIGTERM is served")
+        eq(s.job(r.json()["id"])["status"], "queued", "and its job made")
+    finally:
+        c.close()
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 once it is served", (rc, took, proc.log()[-300:]))
+    check("clean=yes" in proc.log(), "a clean stop", proc.log()[-300:])
+
+
+def _rss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@harness.front_independent
+def test_many_bodies_that_never_end_hold_bounded_memory_and_are_closed_at_read_timeout():
+    # 120 requests of 1,000,000 body bytes each (JOBGATE_MAX_BODY 1 MiB keeps them), all but
+    # their end: the shelf keeps at most 64 MiB of them (conns.h), the two threads one each;
+    # the rest wait in the kernel's socket buffers, not in the program
+    s = harness.stack()
+    path, proc = _own_submit(s, ["--threads", "2", "--read-timeout", "4", "--grace", "2"])
+    base = _rss_bytes(proc.pid)
+    data = _post_bytes({"blob": "b" * 1000000})
+    endless = data[:-8]   # all but the empty STDIN record
+    conns, sent = [], [0]
+
+    def send(c):
+        try:
+            c.sendall(endless)
+            sent[0] += 1
+        except OSError:
+            pass   # closed by the program at --read-timeout
+    for _ in range(120):
+        c = harness.fcgi_connect(path, timeout=30)
+        conns.append(c)
+        threading.Thread(target=send, args=(c,), daemon=True).start()
+    try:
+        last, stable = -1, 0
+        while stable < 3:   # until the program takes no more of them (the shelf is full)
+            time.sleep(0.2)
+            now = _rss_bytes(proc.pid)
+            stable = stable + 1 if now == last else 0
+            last = now
+        held = _rss_bytes(proc.pid) - base
+        check(held <= (64 << 20) + 2 * (3 << 20) + (8 << 20),
+              "memory of 120 endless 1 MB bodies: the shelf (64 MiB) and the threads' two, "
+              "not 120 MB", held)
+        check(held >= 32 << 20, "some were shelved (else this test shows nothing)", held)
+        closed = [c for c in conns if _closed(c, 15)]
+        eq(len(closed), len(conns), "every endless request closed at --read-timeout")
+        r = harness.fcgi_request(path, harness.fcgi_params("GET", "/api/jobs/nosuch"),
+                                 timeout=10, what="after them")
+        eq(r.status, 404, "the program serves the next request")
+    finally:
+        for c in conns:
+            c.close()
+    check("did not deliver its request in time" in proc.log(), "the log says why",
+          proc.log()[-300:])
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
+
+
+def _closed(c, seconds):
+    """Has the program closed c (EOF or a reset) within seconds?"""
+    c.settimeout(seconds)
+    try:
+        while c.recv(65536):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
