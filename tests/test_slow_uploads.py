@@ -71,10 +71,10 @@ def test_slow_uploads_more_than_the_request_threads_do_not_hold_back_other_reque
                 c.close()
 
 
-def _own_submit(s, args):
+def _own_submit(s, args, env=None):
     path = os.path.join(s.dir, "own-submit-%d.sock" % time.monotonic_ns())
     proc = harness.Proc("submit-own", [harness.binary("submit"), "--socket", path] + list(args),
-                        s.program_env(), path + ".log")
+                        s.program_env(env), path + ".log")
     s.procs.setdefault("submit-own", []).append(proc)
     harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
     return path, proc
@@ -127,7 +127,10 @@ def test_many_bodies_that_never_end_hold_bounded_memory_and_are_closed_at_read_t
     # their end: the shelf keeps at most 64 MiB of them (conns.h), the two threads one each;
     # the rest wait in the kernel's socket buffers, not in the program
     s = harness.stack()
-    path, proc = _own_submit(s, ["--threads", "2", "--read-timeout", "4", "--grace", "2"])
+    # under AddressSanitizer (make test SANITIZE=1) freed memory is held in a quarantine that
+    # would count in the RSS: keep it small, so that what is measured is what the program holds
+    san = {"ASAN_OPTIONS": harness.SAN_ENV["ASAN_OPTIONS"] + ":quarantine_size_mb=4"}
+    path, proc = _own_submit(s, ["--threads", "2", "--read-timeout", "4", "--grace", "2"], san)
     base = _rss_bytes(proc.pid)
     data = _post_bytes({"blob": "b" * 1000000})
     endless = data[:-8]   # all but the empty STDIN record
@@ -151,7 +154,7 @@ def test_many_bodies_that_never_end_hold_bounded_memory_and_are_closed_at_read_t
             stable = stable + 1 if now == last else 0
             last = now
         held = _rss_bytes(proc.pid) - base
-        check(held <= (64 << 20) + 2 * (3 << 20) + (8 << 20),
+        check(held <= (64 << 20) + 2 * (3 << 20) + (12 << 20),
               "memory of 120 endless 1 MB bodies: the shelf (64 MiB) and the threads' two, "
               "not 120 MB", held)
         check(held >= 32 << 20, "some were shelved (else this test shows nothing)", held)
