@@ -8,7 +8,8 @@ For each kind of Redis in turn a private stack (tests/harness.py: jobgate-submit
 jobgate-status under spawn-fcgi, nginx with nginx/jobgate.conf as shipped, 2 nginx workers), on
 one redis-server (a unix socket, as `make run`) or on a private cluster (tests/cluster.py:
 loopback ports, no persistence, the programs' REDIS_URL redis+cluster://...). Then, per stack:
-  - nginx `return 200`: the ceiling of this machine at that moment;
+  - nginx `return 200`: the ceiling of this machine at that moment (again after the other runs:
+    the shares are of the mean of the two);
   - GET /api/jobs/{id} over BENCH_CLUSTER_JOBS jobs of 1 queue, then of 20 queues (each wrk
     connection takes the ids in turn);
   - POST /api/jobs (an echo job, no worker) into 1 queue, then into 20 queues in turn; Redis is
@@ -23,7 +24,7 @@ of the 20 queues (a queue is one slot, its `{tag}`, so one master).
 
     python3 bench/clusterbench.py
 Environment: BENCH_DURATION (s per wrk run, 10), BENCH_CONNECTIONS (64), BENCH_THREADS (wrk
-threads, 2), BENCH_PROGRAM_THREADS (8), BENCH_CLUSTER_KINDS ("single cluster"), BENCH_CLUSTER_JOBS
+threads, 2), BENCH_PROGRAM_THREADS (each program's default), BENCH_CLUSTER_KINDS ("single cluster"), BENCH_CLUSTER_JOBS
 (jobs the GETs read, 200), BENCH_SINGLE_VIA (unix, or tcp: the one Redis over loopback TCP as the
 cluster is), BENCH_CLUSTER_REPLICAS (replicas per master, 1; 0 shows what replication costs),
 JOBGATE_BUILD (build).
@@ -41,7 +42,7 @@ import cluster as rcluster  # tests/cluster.py, on the path measure set
 DURATION = env("BENCH_DURATION", 10)
 CONNECTIONS = env("BENCH_CONNECTIONS", 64)
 WRK_THREADS = env("BENCH_THREADS", 2)
-PROGRAM_THREADS = env("BENCH_PROGRAM_THREADS", 8)
+PROGRAM_THREADS = env("BENCH_PROGRAM_THREADS", 0)   # 0: no --threads, each program's default
 KINDS = env("BENCH_CLUSTER_KINDS", "single cluster").split()
 JOBS = env("BENCH_CLUSTER_JOBS", 200)
 SINGLE_VIA = env("BENCH_SINGLE_VIA", "unix")
@@ -168,6 +169,7 @@ def run_kind(kind):
                       lua["GET", q], False) for q in sorted(QUEUES)]
             runs += [("POST, %d queue%s" % (q, "s" if q > 1 else ""), base + "/api/jobs",
                       lua["POST", q], True) for q in sorted(QUEUES)]
+            runs += [("nginx return 200 (again)", base + "/bench/ceiling", None, False)]
             groups = {"nginx": tree(s.nginx_proc.pid),
                       "submit": s.program_pids("submit"), "status": s.program_pids("status")}
             print("bench: %s: %s; load %s" % (kind, ", ".join(l for l, _, _ in rs.nodes),
@@ -215,13 +217,15 @@ def print_results(results):
     names = [n for n, _ in results[kinds[0]][0]]
     label = {"single": "one Redis", "cluster": "cluster 3+%d" % (3 * REPLICAS)}
 
-    print("\nrequests/s (share of that stack's nginx return 200), p99 ms, errors:")
+    print("\nrequests/s (share of that stack's nginx return 200: the mean of its first and last "
+          "runs), p99 ms, errors:")
     print("%-22s" % "run" + "".join("  %-36s" % label[k] for k in kinds))
     for i, name in enumerate(names):
         row = "%-22s" % name
         for k in kinds:
             runs = results[k][0]
-            r, ceil = runs[i][1], runs[0][1]["rps"] or float("nan")
+            r = runs[i][1]
+            ceil = (runs[0][1]["rps"] + runs[-1][1]["rps"]) / 2 or float("nan")
             row += "  %8.0f (%4.0f%%) p99 %6s err %-5d" % (
                 r["rps"], 100.0 * r["rps"] / ceil,
                 "%.2f" % r["p99"] if r["p99"] is not None else "-", r["non2xx"] + r["errors"])

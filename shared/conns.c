@@ -347,12 +347,14 @@ int jg_conns_shelve(jg_conns_t *c, int thread, int fd, void *shelved, size_t byt
     return watch_idle(c, fd, began, shelved, bytes);
 }
 
-/* The thread reads fd's request, which began at began (0: now), and must be whole by then plus
- * --read-timeout. Returns fd. */
+/* The thread reads fd's request, which began at began (0: now; -1: when fd's began), and must
+ * be whole by then plus --read-timeout. Returns fd. */
 static int start_reading(jg_conns_t *c, int thread, int fd, int64_t began)
 {
     pthread_mutex_lock(&c->mu);
     conn_room(c, fd);
+    if (began < 0)
+        began = c->conn[fd].began;
     if (began == 0)
         began = jg_monotonic_ms();
     c->conn[fd].began = began;
@@ -362,15 +364,7 @@ static int start_reading(jg_conns_t *c, int thread, int fd, int64_t began)
     return fd;
 }
 
-void jg_conns_reading(jg_conns_t *c, int thread, int fd)
-{
-    int64_t began = 0;
-    pthread_mutex_lock(&c->mu);
-    if ((size_t)fd < c->conn_cap)
-        began = c->conn[fd].began;
-    pthread_mutex_unlock(&c->mu);
-    start_reading(c, thread, fd, began);
-}
+void jg_conns_reading(jg_conns_t *c, int thread, int fd) { start_reading(c, thread, fd, -1); }
 
 void jg_conns_read_done(jg_conns_t *c, int thread)
 {

@@ -563,8 +563,8 @@ static void serve_slot(batch_t *b, int i, jg_redis_t *redis, jg_conns_t *conns,
 /* Serves the connections of one wake: each request that is all there is read (without
  * blocking), routed and checked; those the program can batch are held, and their reads go to
  * Redis together (before any request that is not held is served, and at the end). A request
- * not all there yet is read after that, blocking, as a lone one would be, so that it delays
- * none of the others. */
+ * not all there yet is shelved (read_or_shelve); with the shelf full it is read after the
+ * others, blocking, as a lone one would be, so that it delays none of them. */
 static void serve_batch(batch_t *b, const int *fds, void **shelved, int n, jg_conns_t *conns,
                         int self, jg_redis_t *redis, jg_buf_t *rendered, jg_buf_t *out)
 {

@@ -682,6 +682,18 @@ def fcgi_read_response(s, what="fastcgi"):
         buf += chunk
 
 
+def read_until_closed(s):
+    """Everything socket s receives until the peer closes it (or until its timeout)."""
+    chunks = []
+    with contextlib.suppress(socket.timeout):
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            chunks.append(c)
+    return b"".join(chunks)
+
+
 def accepts(path):
     """True once a unix socket accepts connections. Its file alone is not enough: spawn-fcgi
     binds (the file appears) before it listens, and a connect in between is refused."""
@@ -1237,14 +1249,7 @@ class Stack:
             s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         with s:
             s.sendall(data)
-            chunks = []
-            with contextlib.suppress(socket.timeout):
-                while True:
-                    c = s.recv(65536)
-                    if not c:
-                        break
-                    chunks.append(c)
-            return b"".join(chunks)
+            return read_until_closed(s)
 
     def fcgi(self, program, method, uri, body=b"", headers=None, n=0, timeout=30, extra=None):
         """One request straight to a program's FastCGI socket, without nginx."""

@@ -34,14 +34,8 @@ def _open_upload(s, body):
 def _finish_upload(c, body):
     """Sends the rest of body and returns the front's answer."""
     c.sendall(body[len(body) // 2:])
-    chunks = []
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        chunks.append(d)
-    c.close()
-    return harness.parse_http_response(b"".join(chunks), "a slow upload")
+    with c:
+        return harness.parse_http_response(harness.read_until_closed(c), "a slow upload")
 
 
 def test_slow_uploads_more_than_the_request_threads_do_not_hold_back_other_requests():
