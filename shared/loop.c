@@ -48,6 +48,8 @@ struct jg_parked_io {
     int ending;                /* END_REQUEST queued: finish once flushed */
     int retired;               /* done or gone: freed at the end of this loop iteration */
     int reuse;                 /* retired with the request complete: keep the connection */
+    size_t tail;               /* > 0: the rest of a request thread's answer, this many bytes
+                                  (jg_loop_finish): no program data, no ops */
     int64_t progress_at;       /* monotonic ms: last write progress, or when bytes were queued */
     jg_buf_t out;
     size_t out_off;
@@ -59,7 +61,7 @@ typedef struct jg_parked_io parked_io_t;
 
 /* What threads and the subscriber hand to the loop. */
 typedef struct inbox_item {
-    enum { IN_PARK, IN_MESSAGE, IN_RESYNC } what;
+    enum { IN_PARK, IN_TAIL, IN_MESSAGE, IN_RESYNC } what;
     int fd, request_id, keep_conn, raw;
     void *data;
     size_t len;
@@ -82,6 +84,7 @@ struct jg_loop {
 
     atomic_int stopping;
     atomic_size_t nparked;     /* parked + on their way through the inbox */
+    atomic_size_t tail_bytes;  /* answers' rest held for jg_loop_finish, JG_LOOP_TAIL_BYTES at most */
     size_t max_parked;         /* --max-streams, or less if the fd limit allows less */
     atomic_uint_fast64_t msg_seq;
     int64_t grace_deadline;
@@ -243,6 +246,32 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
     inbox_push(loop, it);
 }
 
+int jg_loop_finish(jg_loop_t *loop, int fd, int keep_conn, const char *bytes, size_t len)
+{
+    if (len == 0 || atomic_fetch_add(&loop->nparked, 1) >= loop->max_parked) {
+        atomic_fetch_sub(&loop->nparked, len ? 1 : 0);
+        return -1;
+    }
+    if (atomic_fetch_add(&loop->tail_bytes, len) + len > JG_LOOP_TAIL_BYTES) {
+        atomic_fetch_sub(&loop->tail_bytes, len);
+        atomic_fetch_sub(&loop->nparked, 1);
+        return -1;
+    }
+    inbox_item_t *it = calloc(1, sizeof *it);
+    char *copy = malloc(len + 1);
+    if (it == NULL || copy == NULL)
+        abort();
+    memcpy(copy, bytes, len);
+    copy[len] = '\0';   /* a jg_buf's data is NUL-terminated */
+    it->what = IN_TAIL;
+    it->fd = fd;
+    it->keep_conn = keep_conn;
+    it->data = copy;
+    it->len = len;
+    inbox_push(loop, it);
+    return 0;
+}
+
 static void watch(jg_loop_t *loop, const char *id, int on)
 {
     char channel[JG_KEY_MAX];
@@ -302,7 +331,9 @@ static void reap(jg_loop_t *loop)
     while (loop->reap) {
         parked_io_t *io = loop->reap;
         loop->reap = io->reap_next;
-        if (loop->ops && loop->ops->gone)
+        if (io->tail)
+            atomic_fetch_sub(&loop->tail_bytes, io->tail);
+        else if (loop->ops && loop->ops->gone)
             loop->ops->gone(loop, &io->pub);   /* may retire others: they join the list */
         io_unlink(loop, io);
         if (io->reuse && io->keep_conn && !io->raw) {
@@ -498,7 +529,7 @@ static void watch_clients(jg_loop_t *loop, int64_t now)
     }
 }
 
-static void take_parked(jg_loop_t *loop, inbox_item_t *it)
+static parked_io_t *take_io(jg_loop_t *loop, inbox_item_t *it)
 {
     parked_io_t *io = calloc(1, sizeof *io);
     if (io == NULL)
@@ -507,7 +538,6 @@ static void take_parked(jg_loop_t *loop, inbox_item_t *it)
     io->request_id = it->request_id;
     io->keep_conn = it->keep_conn;
     io->raw = it->raw;
-    io->pub.data = it->data;
     io->pub.parked_at = jg_monotonic_ms();
     io->pub.io = io;
     io->next = loop->parked;
@@ -520,8 +550,26 @@ static void take_parked(jg_loop_t *loop, inbox_item_t *it)
         if (io->raw)
             set_nonblocking(io->tag.fd, 1);
     }
+    return io;
+}
+
+static void take_parked(jg_loop_t *loop, inbox_item_t *it)
+{
+    parked_io_t *io = take_io(loop, it);
+    io->pub.data = it->data;
     if (loop->ops && loop->ops->parked)
         loop->ops->parked(loop, &io->pub);
+}
+
+/* The rest of an answer (jg_loop_finish): its bytes, END_REQUEST included, become the queue. */
+static void take_tail(jg_loop_t *loop, inbox_item_t *it)
+{
+    parked_io_t *io = take_io(loop, it);
+    io->tail = it->len;
+    io->out = (jg_buf_t){it->data, it->len, it->len + 1};
+    io->ending = 1;
+    io->progress_at = io->pub.parked_at;
+    io_flush(loop, io);
 }
 
 /* Anything nginx sends on a parked request's connection means it is done with it: EOF when
@@ -564,6 +612,9 @@ static void drain_inbox(jg_loop_t *loop)
         switch (it->what) {
         case IN_PARK:
             take_parked(loop, it);
+            break;
+        case IN_TAIL:
+            take_tail(loop, it);
             break;
         case IN_MESSAGE:
             atomic_fetch_add(&loop->msg_seq, 1);
@@ -658,6 +709,8 @@ void jg_loop_free(jg_loop_t *loop)
     inbox_item_t *it = loop->inbox;   /* messages that came after the end */
     while (it) {
         inbox_item_t *next = it->next;
+        if (it->what == IN_TAIL)
+            free(it->data);
         free(it);
         it = next;
     }

@@ -1,5 +1,5 @@
 /* loop.h — the event loop thread, and the one owner of parked requests: long polls and streams
- * a handler gave up its thread for. The loop takes them from the request threads (through an
+ * a handler gave up its thread for, and answers their readers take slowly (jg_loop_finish). The loop takes them from the request threads (through an
  * inbox), writes their FastCGI records itself with non-blocking sends (fcgi.h), notices
  * when the client goes away (EOF on the FastCGI connection: nginx never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
  * hands the pub/sub messages of the queues' events channels it watches (events.h) to the
@@ -77,6 +77,15 @@ void jg_loop_thread_started(jg_loop_t *loop);
 int jg_loop_can_park(jg_loop_t *loop);
 /* Hands a request over: fd carries FastCGI request request_id (raw: plain bytes, CGI's fd 1). */
 void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int raw, void *data);
+/* The rest of a request thread's answer that the peer did not take at once (a slow client
+ * behind Apache, which passes the answer on as its client reads it): the loop writes it
+ * (bytes: FastCGI records up to END_REQUEST, copied) as it does a parked request's, then puts
+ * the connection back in the shared set (keep_conn) or closes it; a peer that takes nothing
+ * for 10 s is dropped. So a slow reader holds no request thread. Returns 0, or -1 (nothing
+ * done) when --max-streams are parked or the loop would hold more than JG_LOOP_TAIL_BYTES of
+ * such answers: the thread writes the rest itself. */
+#define JG_LOOP_TAIL_BYTES (64u << 20)
+int jg_loop_finish(jg_loop_t *loop, int fd, int keep_conn, const char *bytes, size_t len);
 /* The loop thread watches the events channel of the queue of id (a job id, or a tag: its
  * first JG_TAG_LEN characters) while its parked requests need it: each watch is undone by one
  * unwatch (a program watches in ops->parked and unwatches in ops->gone). After the channel is

@@ -250,15 +250,40 @@ static jg_fcgi_status_t read_request(fcgi_conn_t *c, int *wait)
     }
 }
 
-/* Writes the answer of request id: its STDOUT records, then (end) the empty STDOUT and
- * END_REQUEST, in one write. Returns 0, or -1 if the peer is gone. */
-static int fcgi_answer(int fd, int id, jg_buf_t *rendered, jg_buf_t *out, int end)
+/* The records of request id's answer in out: its STDOUT records, then (end) the empty STDOUT
+ * and END_REQUEST. */
+static void fcgi_records(int id, const jg_buf_t *rendered, jg_buf_t *out, int end)
 {
     jg_buf_reset(out);
     jg_fcgi_put_stdout(out, id, rendered->data, rendered->len);
     if (end)
         jg_fcgi_put_end(out, id);
-    return write_all(fd, out->data, out->len);
+}
+
+/* Writes out, a whole answer (END_REQUEST last), on c. What the peer does not take at once goes
+ * to the loop (jg_loop_finish), so that a slow reader holds no thread; the thread writes it
+ * itself (blocking, under the socket's send timeout) when the loop is full, or when bytes of a
+ * next request are already read (the loop could not hand them on). Returns 1 when the
+ * connection goes on with this thread (written, keep_conn), else 0 (the loop's, or closed). */
+static int answer_out(fcgi_conn_t *c, const jg_buf_t *out, int keep_conn)
+{
+    ssize_t n;
+    do
+        n = send(c->fd, out->data, out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    size_t sent = n > 0 ? (size_t)n : 0;
+    int gone = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    if (!gone && sent < out->len) {
+        if (c->off == c->len && jg_loop_finish(server_loop, c->fd, keep_conn, out->data + sent,
+                                               out->len - sent) == 0)
+            return 0;
+        gone = write_all(c->fd, out->data + sent, out->len - sent) != 0;
+    }
+    if (gone || !keep_conn) {
+        close(c->fd);
+        return 0;
+    }
+    return 1;
 }
 
 /* Sends the answer of a request read whole on c whose handler returned rc, or parks it.
@@ -271,7 +296,8 @@ static int respond(fcgi_conn_t *c, jg_req_t *req, int rc, jg_buf_t *rendered, jg
     if (rc == JG_PARKED && req->streaming && !more) {   /* the stream's start */
         jg_buf_reset(rendered);
         jg_resp_render(req, rendered);
-        if (fcgi_answer(c->fd, id, rendered, out, 0))
+        fcgi_records(id, rendered, out, 0);
+        if (write_all(c->fd, out->data, out->len))
             more = 1;   /* the client is gone: end it here */
     }
     if (rc == JG_PARKED && !more) {
@@ -289,11 +315,8 @@ static int respond(fcgi_conn_t *c, jg_req_t *req, int rc, jg_buf_t *rendered, jg
     }
     jg_buf_reset(rendered);
     jg_resp_render(req, rendered);
-    if (fcgi_answer(c->fd, id, rendered, out, 1) || !p->keep_conn) {
-        close(c->fd);
-        return 0;
-    }
-    return 1;
+    fcgi_records(id, rendered, out, 1);
+    return answer_out(c, out, p->keep_conn);
 }
 
 /* Reads c's request (first: a new one; else it goes on with one read in part) under

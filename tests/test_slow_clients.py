@@ -1,9 +1,11 @@
-"""Requests that arrive slowly: a body streamed by its front (Apache's mod_proxy_fcgi sends what
-it has as it gets it; nginx buffers it first), or a FastCGI peer that stops mid-record. Such a
-request holds no request thread while it is not all there: the thread shelves it with its
+"""Clients that send or read slowly. A body streamed by its front (Apache's mod_proxy_fcgi sends
+what it has as it gets it; nginx buffers it first), or a FastCGI peer that stops mid-record,
+holds no request thread while the request is not all there: the thread shelves it with its
 connection (conns.h) and serves others; whichever thread the next bytes wake takes it up. The
 shelf's memory is bounded; --read-timeout closes what never ends; SIGTERM keeps the threads for
-shelved requests until they are whole (within --grace)."""
+shelved requests until they are whole (within --grace). Likewise an answer that its reader
+takes slowly (Apache passes it on as its client reads it; nginx buffers it) is finished by the
+event loop (jg_loop_finish), not by a request thread."""
 
 import json
 import os
@@ -177,3 +179,132 @@ def _closed(c, seconds):
         return False
     except OSError:
         return True
+
+
+BIG = 6000000   # bytes of a job's result: more than the sockets and a front's buffers hold
+
+
+def _big_job(s):
+    """A done job whose result is {"blob": "rrr..."} of BIG bytes (over JOBGATE_MAX_BODY: made by
+    a job type that writes it, not by an echo of a payload)."""
+    script = os.path.join(s.dir, "bigresult.py")
+    with open(script, "w") as f:
+        f.write("import os\nwith open(os.environ['JOBGATE_RESULT_FILE'], 'w') as f:\n"
+                "    f.write('{\"blob\":\"' + 'r' * %d + '\"}')\n" % BIG)
+    s.start_worker(types={"bigresult": "exec python3 " + script})
+    job = s.submit(type="bigresult")
+    s.wait_status(job["id"], "done")
+    return job["id"]
+
+
+def _slow_reader(connect, request, rcvbuf=None):
+    """A connection that sent request and reads nothing yet; it reads its answer later, whole.
+    (A small receive buffer only on a unix socket: on TCP one below the loopback's MSS leaves
+    the sender waiting for its zero-window probes, backing off to seconds.)"""
+    c = connect()
+    if rcvbuf:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    c.sendall(request)
+    return c
+
+
+def test_slow_readers_of_a_big_answer_more_than_the_threads_do_not_hold_back_other_requests():
+    with harness.Stack(threads=THREADS, name="slowread") as s:
+        jid = _big_job(s)
+        small = s.submit(type="echo")
+        request = ("GET /api/jobs/%s HTTP/1.0\r\nHost: localhost\r\n\r\n" % jid).encode()
+
+        def connect():
+            with harness.in_netns(s.netns):
+                return socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        readers = [_slow_reader(connect, request) for _ in range(4 * THREADS)]
+        try:
+            time.sleep(1)   # the answers fill what the sockets hold; the rest waits
+            for k in range(3):
+                r = s.request("GET", "/jobs/" + small["id"], timeout=8)
+                eq(r.status, 200, "a small GET while %d readers take a big answer slowly"
+                   % len(readers))
+            for i, c in enumerate(readers):
+                r = harness.parse_http_response(harness.read_until_closed(c),
+                                                "slow reader %d" % i)
+                eq(r.status, 200, "slow reader %d's answer" % i)
+                eq(len(r.json()["result"]["blob"]), BIG, "slow reader %d's answer, whole" % i)
+        finally:
+            for c in readers:
+                c.close()
+
+
+@harness.front_independent
+def test_fastcgi_peers_that_read_a_big_answer_slowly_get_it_whole_and_hold_no_thread():
+    s = harness.stack()
+    jid = _big_job(s)
+    path = os.path.join(s.dir, "own-status-%d.sock" % time.monotonic_ns())
+    proc = harness.Proc("status-own", [harness.binary("status"), "--socket", path,
+                                       "--threads", "2", "--grace", "2"],
+                        s.program_env(), path + ".log")
+    s.procs.setdefault("status-own", []).append(proc)
+    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
+    request = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + jid),
+                                         keep_conn=True)
+    readers = [_slow_reader(lambda: harness.fcgi_connect(path, timeout=30), request, 4096)
+               for _ in range(6)]
+    try:
+        time.sleep(0.5)
+        r = harness.fcgi_request(path, harness.fcgi_params("GET", "/api/jobs/nosuch"),
+                                 timeout=8, what="while 6 peers read slowly")
+        eq(r.status, 404, "the program's two threads serve others meanwhile")
+        for i, c in enumerate(readers):
+            r = harness.fcgi_read_response(c, "slow peer %d" % i)
+            eq(len(r.json()["result"]["blob"]), BIG, "slow peer %d's answer, whole" % i)
+            # kept alive: the connection serves its next request after the loop's write
+            c.sendall(harness.fcgi_request_bytes(
+                harness.fcgi_params("GET", "/api/jobs/nosuch"), keep_conn=True))
+            eq(harness.fcgi_read_response(c, "slow peer %d, next" % i).status, 404,
+               "slow peer %d's next request on the same connection" % i)
+    finally:
+        for c in readers:
+            c.close()
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
+
+
+@harness.front_independent
+def test_many_peers_that_do_not_read_their_answers_hold_bounded_memory_and_get_them_whole():
+    # 160 peers GET a job of a 900 KB result and read nothing for a while: what their sockets
+    # do not take (about 700 KB each, 110 MB in all) waits in the loop up to 64 MiB
+    # (JG_LOOP_TAIL_BYTES); beyond that a thread writes its answer itself, as before
+    s = harness.stack()
+    s.start_worker()
+    job = s.submit(type="echo", payload={"blob": "m" * 900000})
+    s.wait_status(job["id"], "done")
+    san = {"ASAN_OPTIONS": harness.SAN_ENV["ASAN_OPTIONS"] + ":quarantine_size_mb=4"}
+    path = os.path.join(s.dir, "own-status-%d.sock" % time.monotonic_ns())
+    proc = harness.Proc("status-own", [harness.binary("status"), "--socket", path,
+                                       "--threads", "2", "--grace", "2"],
+                        s.program_env(san), path + ".log")
+    s.procs.setdefault("status-own", []).append(proc)
+    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
+    base = _rss_bytes(proc.pid)
+    request = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + job["id"]))
+    readers = [_slow_reader(lambda: harness.fcgi_connect(path, timeout=30), request, 4096)
+               for _ in range(160)]
+    try:
+        last, stable = -1, 0
+        while stable < 3:   # until the program takes no more of them
+            time.sleep(0.2)
+            now = _rss_bytes(proc.pid)
+            stable = stable + 1 if now == last else 0
+            last = now
+        held = _rss_bytes(proc.pid) - base
+        check(held <= (64 << 20) + (28 << 20),
+              "memory of 160 unread 900 KB answers: the loop's 64 MiB and the threads' own, "
+              "not 110 MB and more", held)
+        check(held >= 32 << 20, "some answers wait in the loop (else this shows nothing)", held)
+        for i, c in enumerate(readers):
+            r = harness.fcgi_read_response(c, "peer %d" % i)
+            eq(len(r.json()["result"]["blob"]), 900000, "peer %d's answer, whole" % i)
+    finally:
+        for c in readers:
+            c.close()
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
