@@ -83,7 +83,7 @@ struct jg_loop {
     inbox_item_t *inbox, *inbox_tail;
 
     atomic_int stopping;
-    atomic_size_t nparked;     /* parked + on their way through the inbox */
+    atomic_size_t nparked;     /* parked (answers' rests too) + on their way through the inbox */
     atomic_size_t tail_bytes;  /* answers' rest held for jg_loop_finish, JG_LOOP_TAIL_BYTES at most */
     size_t max_parked;         /* --max-streams, or less if the fd limit allows less */
     atomic_uint_fast64_t msg_seq;
@@ -248,8 +248,10 @@ void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int ra
 
 int jg_loop_finish(jg_loop_t *loop, int fd, int keep_conn, const char *bytes, size_t len)
 {
-    if (len == 0 || atomic_fetch_add(&loop->nparked, 1) >= loop->max_parked) {
-        atomic_fetch_sub(&loop->nparked, len ? 1 : 0);
+    if (len == 0)
+        return -1;
+    if (atomic_fetch_add(&loop->nparked, 1) >= loop->max_parked) {
+        atomic_fetch_sub(&loop->nparked, 1);
         return -1;
     }
     if (atomic_fetch_add(&loop->tail_bytes, len) + len > JG_LOOP_TAIL_BYTES) {
