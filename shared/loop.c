@@ -231,19 +231,27 @@ int jg_loop_can_park(jg_loop_t *loop)
            !atomic_load(&loop->stopping);
 }
 
-void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int raw, void *data)
+/* Hands a request thread's connection to the loop (IN_PARK, IN_TAIL). */
+static void push_conn(jg_loop_t *loop, int what, int fd, int request_id, int keep_conn, int raw,
+                      void *data, size_t len)
 {
-    atomic_fetch_add(&loop->nparked, 1);
     inbox_item_t *it = calloc(1, sizeof *it);
     if (it == NULL)
         abort();
-    it->what = IN_PARK;
+    it->what = what;
     it->fd = fd;
     it->request_id = request_id;
     it->keep_conn = keep_conn;
     it->raw = raw;
     it->data = data;
+    it->len = len;
     inbox_push(loop, it);
+}
+
+void jg_loop_park(jg_loop_t *loop, int fd, int request_id, int keep_conn, int raw, void *data)
+{
+    atomic_fetch_add(&loop->nparked, 1);
+    push_conn(loop, IN_PARK, fd, request_id, keep_conn, raw, data, 0);
 }
 
 int jg_loop_finish(jg_loop_t *loop, int fd, int keep_conn, const char *bytes, size_t len)
@@ -259,18 +267,12 @@ int jg_loop_finish(jg_loop_t *loop, int fd, int keep_conn, const char *bytes, si
         atomic_fetch_sub(&loop->nparked, 1);
         return -1;
     }
-    inbox_item_t *it = calloc(1, sizeof *it);
     char *copy = malloc(len + 1);
-    if (it == NULL || copy == NULL)
+    if (copy == NULL)
         abort();
     memcpy(copy, bytes, len);
     copy[len] = '\0';   /* a jg_buf's data is NUL-terminated */
-    it->what = IN_TAIL;
-    it->fd = fd;
-    it->keep_conn = keep_conn;
-    it->data = copy;
-    it->len = len;
-    inbox_push(loop, it);
+    push_conn(loop, IN_TAIL, fd, 0, keep_conn, 0, copy, len);
     return 0;
 }
 

@@ -67,11 +67,13 @@ def test_slow_uploads_more_than_the_request_threads_do_not_hold_back_other_reque
                 c.close()
 
 
-def _own_submit(s, args, env=None):
-    path = os.path.join(s.dir, "own-submit-%d.sock" % time.monotonic_ns())
-    proc = harness.Proc("submit-own", [harness.binary("submit"), "--socket", path] + list(args),
+def _own_program(s, name, args, env=None):
+    """jobgate-<name> on a socket of its own with args, registered with the stack: its socket's
+    path and its Proc."""
+    path = os.path.join(s.dir, "own-%s-%d.sock" % (name, time.monotonic_ns()))
+    proc = harness.Proc(name + "-own", [harness.binary(name), "--socket", path] + list(args),
                         s.program_env(env), path + ".log")
-    s.procs.setdefault("submit-own", []).append(proc)
+    s.procs.setdefault(name + "-own", []).append(proc)
     harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
     return path, proc
 
@@ -85,7 +87,7 @@ def _post_bytes(payload):
 @harness.front_independent
 def test_a_request_half_read_at_sigterm_is_still_answered_within_grace():
     s = harness.stack()
-    path, proc = _own_submit(s, ["--threads", "1", "--grace", "8"])
+    path, proc = _own_program(s, "submit", ["--threads", "1", "--grace", "8"])
     data = _post_bytes({"at": "sigterm"})
     c = harness.fcgi_connect(path, timeout=15)
     try:
@@ -95,7 +97,8 @@ def test_a_request_half_read_at_sigterm_is_still_answered_within_grace():
                                  timeout=10, what="the one thread, meanwhile")
         eq(r.status, 404, "the program's only thread serves others meanwhile")
         proc.signal(signal.SIGTERM)
-        harness.wait_until(lambda: "stopping: no new connections" in proc.log(), 10, "the stopping line")
+        harness.wait_until(lambda: "stopping: no new connections" in proc.log(), 10,
+                           "the stopping line")
         time.sleep(0.3)
         check(proc.alive(), "still running: a request is half read", proc.log()[-300:])
         c.sendall(data[len(data) - 20:])
@@ -107,6 +110,17 @@ def test_a_request_half_read_at_sigterm_is_still_answered_within_grace():
     rc, took, killed = proc.stop(signal.SIGTERM, 10)
     check(not killed and rc == 0, "exits 0 once it is served", (rc, took, proc.log()[-300:]))
     check("clean=yes" in proc.log(), "a clean stop", proc.log()[-300:])
+
+
+def _settled_rss(pid):
+    """The process's RSS once it stops changing (it takes no more of what peers send)."""
+    last, stable = -1, 0
+    while stable < 3:
+        time.sleep(0.2)
+        now = _rss_bytes(pid)
+        stable = stable + 1 if now == last else 0
+        last = now
+    return last
 
 
 def _rss_bytes(pid):
@@ -126,7 +140,8 @@ def test_many_bodies_that_never_end_hold_bounded_memory_and_are_closed_at_read_t
     # under AddressSanitizer (make test SANITIZE=1) freed memory is held in a quarantine that
     # would count in the RSS: keep it small, so that what is measured is what the program holds
     san = {"ASAN_OPTIONS": harness.SAN_ENV["ASAN_OPTIONS"] + ":quarantine_size_mb=4"}
-    path, proc = _own_submit(s, ["--threads", "2", "--read-timeout", "4", "--grace", "2"], san)
+    path, proc = _own_program(s, "submit", ["--threads", "2", "--read-timeout", "4", "--grace",
+                                            "2"], san)
     base = _rss_bytes(proc.pid)
     data = _post_bytes({"blob": "b" * 1000000})
     endless = data[:-8]   # all but the empty STDIN record
@@ -143,13 +158,7 @@ def test_many_bodies_that_never_end_hold_bounded_memory_and_are_closed_at_read_t
         conns.append(c)
         threading.Thread(target=send, args=(c,), daemon=True).start()
     try:
-        last, stable = -1, 0
-        while stable < 3:   # until the program takes no more of them (the shelf is full)
-            time.sleep(0.2)
-            now = _rss_bytes(proc.pid)
-            stable = stable + 1 if now == last else 0
-            last = now
-        held = _rss_bytes(proc.pid) - base
+        held = _settled_rss(proc.pid) - base   # the shelf is full
         check(held <= (64 << 20) + 2 * (3 << 20) + (12 << 20),
               "memory of 120 endless 1 MB bodies: the shelf (64 MiB) and the threads' two, "
               "not 120 MB", held)
@@ -238,12 +247,7 @@ def test_slow_readers_of_a_big_answer_more_than_the_threads_do_not_hold_back_oth
 def test_fastcgi_peers_that_read_a_big_answer_slowly_get_it_whole_and_hold_no_thread():
     s = harness.stack()
     jid = _big_job(s)
-    path = os.path.join(s.dir, "own-status-%d.sock" % time.monotonic_ns())
-    proc = harness.Proc("status-own", [harness.binary("status"), "--socket", path,
-                                       "--threads", "2", "--grace", "2"],
-                        s.program_env(), path + ".log")
-    s.procs.setdefault("status-own", []).append(proc)
-    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
+    path, proc = _own_program(s, "status", ["--threads", "2", "--grace", "2"])
     request = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + jid),
                                          keep_conn=True)
     readers = [_slow_reader(lambda: harness.fcgi_connect(path, timeout=30), request, 4096)
@@ -278,24 +282,13 @@ def test_many_peers_that_do_not_read_their_answers_hold_bounded_memory_and_get_t
     job = s.submit(type="echo", payload={"blob": "m" * 900000})
     s.wait_status(job["id"], "done")
     san = {"ASAN_OPTIONS": harness.SAN_ENV["ASAN_OPTIONS"] + ":quarantine_size_mb=4"}
-    path = os.path.join(s.dir, "own-status-%d.sock" % time.monotonic_ns())
-    proc = harness.Proc("status-own", [harness.binary("status"), "--socket", path,
-                                       "--threads", "2", "--grace", "2"],
-                        s.program_env(san), path + ".log")
-    s.procs.setdefault("status-own", []).append(proc)
-    harness.wait_until(lambda: harness.accepts(path), 10, "the program's own socket")
+    path, proc = _own_program(s, "status", ["--threads", "2", "--grace", "2"], san)
     base = _rss_bytes(proc.pid)
     request = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + job["id"]))
     readers = [_slow_reader(lambda: harness.fcgi_connect(path, timeout=30), request, 4096)
                for _ in range(160)]
     try:
-        last, stable = -1, 0
-        while stable < 3:   # until the program takes no more of them
-            time.sleep(0.2)
-            now = _rss_bytes(proc.pid)
-            stable = stable + 1 if now == last else 0
-            last = now
-        held = _rss_bytes(proc.pid) - base
+        held = _settled_rss(proc.pid) - base
         check(held <= (64 << 20) + (28 << 20),
               "memory of 160 unread 900 KB answers: the loop's 64 MiB and the threads' own, "
               "not 110 MB and more", held)
