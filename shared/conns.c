@@ -483,6 +483,8 @@ int jg_conns_next_many(jg_conns_t *c, int thread, int *fds, void **shelved, int 
     }
 }
 
+#define LATE "closing a connection that did not deliver its request in time"
+
 void jg_conns_watch(jg_conns_t *c, int64_t now)
 {
     int64_t limit = timeout_ms(c);
@@ -493,16 +495,14 @@ void jg_conns_watch(jg_conns_t *c, int64_t now)
             /* the thread blocked in read() gets EOF, gives the request up and closes it */
             shutdown(r->fd, SHUT_RDWR);
             r->fired = 1;
-            jg_log_warn("closing a connection that did not deliver its request in time",
-                        NULL);
+            jg_log_warn(LATE, NULL);
         }
     }
     for (size_t fd = 0; fd < c->conn_cap; fd++) {
         conn_t *k = &c->conn[fd];
         if (k->state == CONN_IDLE && k->began && now - k->began >= limit) {
             if (k->shelved)   /* a fresh connection that never sent is closed quietly */
-                jg_log_warn("closing a connection that did not deliver its request in time",
-                            NULL);
+                jg_log_warn(LATE, NULL);
             close_idle(c, (int)fd);
         }
     }

@@ -1,11 +1,11 @@
 /* loop.h — the event loop thread, and the one owner of parked requests: long polls and streams
- * a handler gave up its thread for, and answers their readers take slowly (jg_loop_finish). The loop takes them from the request threads (through an
- * inbox), writes their FastCGI records itself with non-blocking sends (fcgi.h), notices
- * when the client goes away (EOF on the FastCGI connection: nginx never sends ABORT), and is the only one that frees them (see "Who frees" below). It also
- * hands the pub/sub messages of the queues' events channels it watches (events.h) to the
- * program's ops, and
- * reads SIGTERM/SIGINT: stop accepting, close idle connections, end parked requests, let
- * requests in flight finish, exit within --grace.
+ * a handler gave up its thread for, and answers their readers take slowly (jg_loop_finish).
+ * The loop takes them from the request threads (through an inbox), writes their FastCGI records
+ * itself with non-blocking sends (fcgi.h), notices when the client goes away (EOF on the
+ * FastCGI connection: nginx never sends ABORT), and is the only one that frees them (see "Who
+ * frees" below). It also hands the pub/sub messages of the queues' events channels it watches
+ * (events.h) to the program's ops, and reads SIGTERM/SIGINT: stop accepting, close idle
+ * connections, end parked requests, let requests in flight finish, exit within --grace.
  *
  * The request threads' own waiting (the listener and idle connections) is conns.h; the loop
  * owns that set and watches its timeouts once a second.

@@ -221,9 +221,9 @@ static int write_all(int fd, const char *p, size_t n);
 /* Reads from the connection until the parser has a request (or an abort, or an error), writing
  * the parser's replies (FCGI_GET_VALUES_RESULT and the like) as they come. Returns the parser's
  * status; JG_FCGI_ERROR also for EOF, a read error and --read-timeout (the loop shuts a stalled
- * socket down under the blocked read). *wait (may be NULL): when set, a read that would block
- * returns JG_FCGI_MORE at once instead (and clears *wait); call again to block. */
-static jg_fcgi_status_t read_request(fcgi_conn_t *c, int *wait)
+ * socket down under the blocked read). nonblock: a read that would block returns JG_FCGI_MORE
+ * at once instead. */
+static jg_fcgi_status_t read_request(fcgi_conn_t *c, int nonblock)
 {
     jg_fcgi_parser_t *p = &c->parser;
     for (;;) {
@@ -238,12 +238,10 @@ static jg_fcgi_status_t read_request(fcgi_conn_t *c, int *wait)
             return p->status;
         ssize_t n;
         do
-            n = recv(c->fd, c->rbuf, sizeof c->rbuf, wait && *wait ? MSG_DONTWAIT : 0);
+            n = recv(c->fd, c->rbuf, sizeof c->rbuf, nonblock ? MSG_DONTWAIT : 0);
         while (n < 0 && errno == EINTR);
-        if (n < 0 && wait && *wait && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            *wait = 0;
+        if (n < 0 && nonblock && (errno == EAGAIN || errno == EWOULDBLOCK))
             return JG_FCGI_MORE;
-        }
         if (n <= 0)
             return JG_FCGI_ERROR;
         c->off = 0;
@@ -322,15 +320,15 @@ static int respond(fcgi_conn_t *c, jg_req_t *req, int rc, jg_buf_t *rendered, jg
 
 /* Reads c's request (first: a new one; else it goes on with one read in part) under
  * --read-timeout. Returns 1 with the request in c->parser, 0 when the connection was closed or
- * the request was aborted and answered (*alive: the connection goes on), or 2 when *wait was
- * set and a read would block (*wait is cleared: call again, first 0, to block). */
+ * the request was aborted and answered (*alive: the connection goes on), or 2 when nonblock is
+ * set and a read would block (call again, first 0, to go on). */
 static int read_rest(fcgi_conn_t *c, jg_conns_t *conns, int self, int *alive, int first,
-                     int *wait)
+                     int nonblock)
 {
     jg_fcgi_parser_t *p = &c->parser;
     if (first)
         jg_fcgi_parser_next(p);
-    jg_fcgi_status_t st = read_request(c, wait);
+    jg_fcgi_status_t st = read_request(c, nonblock);
     if (st == JG_FCGI_MORE)   /* it would block: the caller comes back */
         return 2;
     jg_conns_read_done(conns, self);   /* read whole (or given up): no more read timeout */
@@ -392,8 +390,7 @@ static int read_or_shelve(fcgi_conn_t **slot, jg_conns_t *conns, int self, int *
                           int first)
 {
     fcgi_conn_t *c = *slot;
-    int wait = 1;
-    int got = read_rest(c, conns, self, alive, first, &wait);
+    int got = read_rest(c, conns, self, alive, first, 1);
     if (got != 2)
         return got;
     *alive = 0;
@@ -427,7 +424,7 @@ static void serve_conn(fcgi_conn_t **slot, int first, jg_conns_t *conns, int sel
             return;
         fcgi_conn_t *c = *slot;
         if (got == 3)
-            got = read_rest(c, conns, self, &alive, 0, NULL);
+            got = read_rest(c, conns, self, &alive, 0, 0);
         if (got) {
             jg_fcgi_parser_t *p = &c->parser;
             fcgi_body_t body = {p, 0};
@@ -611,7 +608,7 @@ static void serve_batch(batch_t *b, const int *fds, void **shelved, int n, jg_co
         int i = slow[k], alive;
         fcgi_conn_t *c = b->conns[i];
         jg_conns_reading(conns, self, c->fd);
-        if (read_rest(c, conns, self, &alive, 0, NULL))
+        if (read_rest(c, conns, self, &alive, 0, 0))
             serve_slot(b, i, redis, conns, rendered, out);
         else if (alive && next_or_idle(c, conns, self))
             b->later[b->nlater++] = i;
