@@ -301,3 +301,33 @@ def test_many_peers_that_do_not_read_their_answers_hold_bounded_memory_and_get_t
             c.close()
     rc, took, killed = proc.stop(signal.SIGTERM, 10)
     check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
+
+
+@harness.front_independent
+def test_answers_the_loop_finishes_for_slow_readers_count_among_max_streams():
+    # --max-streams 2: two peers that do not read a 6 MB answer hold both places, so a long poll
+    # cannot park (503); once they have read their answers, it parks and waits as usual
+    s = harness.stack()
+    jid = _big_job(s)
+    path, proc = _own_program(s, "status", ["--threads", "2", "--grace", "2",
+                                            "--max-streams", "2"])
+    job = s.job(jid)
+    poll = harness.fcgi_params("GET", "/api/jobs/%s?wait=1" % jid,
+                               headers={"If-None-Match": '"%d"' % job["version"]})
+    request = harness.fcgi_request_bytes(harness.fcgi_params("GET", "/api/jobs/" + jid))
+    readers = [_slow_reader(lambda: harness.fcgi_connect(path, timeout=30), request, 4096)
+               for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        r = harness.fcgi_request(path, poll, timeout=10, what="a long poll, both places taken")
+        harness.expect_error(r, 503, "unavailable")
+        for i, c in enumerate(readers):
+            r = harness.fcgi_read_response(c, "peer %d" % i)
+            eq(len(r.json()["result"]["blob"]), BIG, "peer %d's answer, whole" % i)
+    finally:
+        for c in readers:
+            c.close()
+    harness.wait_until(lambda: harness.fcgi_request(path, poll, timeout=10).status == 304, 10,
+                       "a long poll that parks again once the answers are out")
+    rc, took, killed = proc.stop(signal.SIGTERM, 10)
+    check(not killed and rc == 0, "exits 0 on SIGTERM", (rc, took))
