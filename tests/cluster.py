@@ -102,11 +102,19 @@ class Cluster:
             self.stop()
             raise
 
+    def _new_node(self):
+        """A node on a free port that no node of this cluster had (two random picks can meet,
+        and a port given up on stays this cluster's directory)."""
+        while True:
+            port = free_cluster_port()
+            if not os.path.exists(os.path.join(self.dir, str(port))):
+                return Node(self, port)
+
     def _start_nodes(self, count):
         """Starts count nodes at once, then waits for each; a port taken between the probe and
         the bind (another test run) gets another one, a few times."""
         for _ in range(4):
-            new = [Node(self, free_cluster_port()) for _ in range(count - len(self.nodes))]
+            new = [self._new_node() for _ in range(count - len(self.nodes))]
             for n in new:
                 n.start()
             for n in new:
